@@ -1,0 +1,3 @@
+from sidkit.cli import main
+
+main()

@@ -1,0 +1,137 @@
+"""Fit options: defaults, TOML config files, and one validation pass.
+
+Precedence: a flag given on the command line > the ``--config`` TOML file > the defaults below.
+A TOML file may hold the options at top level or under a ``[fit]`` table; keys use the flag
+names with ``-`` or ``_``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from sidkit.errors import ConfigError
+
+METHODS = ("rqkmeans", "rqvae")
+
+
+@dataclass
+class FitConfig:
+    method: str = "rqkmeans"
+    id_col: str = "item_id"
+    embedding: list[str] | None = None
+    embedding_weights: list[float] | None = None
+    levels: int = 3
+    codebook_size: int | list[int] = 256
+    seed: int = 0
+    # rqkmeans
+    niter: int = 25
+    train_sample: int | None = None
+    balanced: bool = False
+    # rqvae
+    epochs: int = 300
+    max_steps: int = 2000
+    batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    latent_dim: int = 32
+    hidden: list[int] = field(default_factory=lambda: [512, 256, 128])
+    beta: float = 0.25
+    eval_every: int = 50
+    patience: int = 10
+    recon_guard: float = 0.1
+    dead_code_every: int = 50
+    sinkhorn: bool = False
+    sinkhorn_eps: float = 0.003
+    sinkhorn_iters: int = 50
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def codebook_sizes(self) -> list[int]:
+        cs = self.codebook_size
+        sizes = [int(cs)] * self.levels if isinstance(cs, int) else [int(k) for k in cs]
+        if len(sizes) != self.levels:
+            raise ConfigError(f"--codebook-size lists {len(sizes)} sizes for --levels {self.levels}; give one size or one per level")
+        return sizes
+
+    def validate(self) -> "FitConfig":
+        if self.method not in METHODS:
+            raise ConfigError(f"--method '{self.method}' is not known; choose one of {', '.join(METHODS)}")
+        positive = ["levels", "niter", "epochs", "max_steps", "batch_size", "latent_dim", "eval_every", "sinkhorn_iters"]
+        for name in positive:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer (got {v!r})")
+        for name in ("lr", "sinkhorn_eps", "beta"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or v <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive number (got {v!r})")
+        if self.train_sample is not None and self.train_sample < 1:
+            raise ConfigError(f"--train-sample must be a positive integer (got {self.train_sample!r})")
+        sizes = self.codebook_sizes()
+        if any(k < 2 or k > 65536 for k in sizes):
+            raise ConfigError(f"--codebook-size values must be between 2 and 65536 (got {sizes})")
+        if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ConfigError(f"--device '{self.device}' is not known; use cpu or cuda")
+        return self
+
+
+_FIELDS = {f.name for f in dataclasses.fields(FitConfig)}
+
+
+def parse_int_list(text: str | int | list, option: str) -> int | list[int]:
+    """'256' -> 256, '256,128,64' -> [256, 128, 64]."""
+    if isinstance(text, (int, list)):
+        return text
+    try:
+        parts = [int(p) for p in str(text).split(",") if p.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} '{text}' is not an integer or a comma list of integers (e.g. 256 or 256,256,128)") from None
+    if not parts:
+        raise ConfigError(f"{option} is empty; give an integer or a comma list of integers")
+    return parts[0] if len(parts) == 1 else parts
+
+
+def load_toml(path: str | os.PathLike, table: str = "fit") -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found; check --config")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: not valid TOML ({e}); fix the file") from None
+    if table in data and isinstance(data[table], dict):
+        data = data[table]
+    out = {}
+    for k, v in data.items():
+        key = k.replace("-", "_")
+        if key not in _FIELDS:
+            raise ConfigError(f"{p}: unknown option '{k}'; known options: {', '.join(sorted(_FIELDS))}")
+        out[key] = v
+    return out
+
+
+def resolve(cli: Mapping[str, Any], config_path: str | os.PathLike | None = None) -> FitConfig:
+    """Merge defaults < TOML file < command-line values (None means 'not given')."""
+    values: dict[str, Any] = {}
+    if config_path is not None:
+        values.update(load_toml(config_path))
+    values.update({k: v for k, v in cli.items() if v is not None})
+    unknown = set(values) - _FIELDS
+    if unknown:
+        raise ConfigError(f"unknown fit options: {', '.join(sorted(unknown))}")
+    if "codebook_size" in values:
+        values["codebook_size"] = parse_int_list(values["codebook_size"], "--codebook-size")
+    if isinstance(values.get("embedding"), str):
+        values["embedding"] = [values["embedding"]]
+    try:
+        cfg = FitConfig(**values)
+    except TypeError as e:
+        raise ConfigError(f"bad fit options: {e}") from None
+    return cfg.validate()

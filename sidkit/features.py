@@ -1,0 +1,65 @@
+"""Fuse one or more embedding columns into one matrix X (n, d) float32.
+
+Each column is L2-normalised per row, scaled by sqrt(w_c / sum(w)), and the columns are
+concatenated, so every fused row has unit norm and a column's weight is its share of the
+squared norm. The column names, widths and weights are recorded in the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from sidkit.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    columns: tuple[str, ...]
+    dims: tuple[int, ...]
+    weights: tuple[float, ...]
+    normalize: bool = True
+
+    @property
+    def dim(self) -> int:
+        return int(sum(self.dims))
+
+    def to_dict(self) -> dict:
+        return {"columns": list(self.columns), "dims": list(self.dims), "weights": list(self.weights), "normalize": self.normalize}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "FusionSpec":
+        return cls(tuple(d["columns"]), tuple(int(x) for x in d["dims"]), tuple(float(x) for x in d["weights"]), bool(d.get("normalize", True)))
+
+
+def make_spec(embeddings: Mapping[str, np.ndarray], weights: Sequence[float] | None = None, normalize: bool = True) -> FusionSpec:
+    cols = tuple(embeddings)
+    if weights is None:
+        weights = [1.0] * len(cols)
+    if len(weights) != len(cols):
+        raise ConfigError(f"--embedding-weights has {len(weights)} values for {len(cols)} embedding columns ({', '.join(cols)}); give one weight per column")
+    if any((not np.isfinite(w)) or w <= 0 for w in weights):
+        raise ConfigError("--embedding-weights must be positive numbers")
+    return FusionSpec(cols, tuple(int(embeddings[c].shape[1]) for c in cols), tuple(float(w) for w in weights), normalize)
+
+
+def fuse(embeddings: Mapping[str, np.ndarray], spec: FusionSpec, *, source: str = "catalog") -> np.ndarray:
+    """Apply ``spec`` to a dict of embedding arrays; raises DataError when a width differs from the spec."""
+    parts = []
+    total = float(sum(spec.weights))
+    for col, d, w in zip(spec.columns, spec.dims, spec.weights):
+        if col not in embeddings:
+            raise DataError(f"{source}: embedding column '{col}' that the model was fitted on is missing; add it or pass --embedding {col}")
+        x = np.asarray(embeddings[col], dtype=np.float32)
+        if x.shape[1] != d:
+            raise DataError(f"{source}: column '{col}' has embedding width {x.shape[1]}, the model expects {d}; encode with embeddings from the same embedding model")
+        if spec.normalize:
+            norm = np.linalg.norm(x, axis=1, keepdims=True)
+            x = x / np.maximum(norm, 1e-12)
+        if len(spec.columns) > 1:
+            x = x * np.float32(np.sqrt(w / total))
+        parts.append(x.astype(np.float32, copy=False))
+    out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    return np.ascontiguousarray(out, dtype=np.float32)

@@ -1,0 +1,1 @@
+"""Reading and writing sidkit's files (catalogs, codes, model directories)."""

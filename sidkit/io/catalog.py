@@ -1,0 +1,241 @@
+"""Read and validate item catalogs (DESIGN.md §3).
+
+Everything is checked before any work starts; each problem raises a :class:`~sidkit.errors.SidkitError`
+whose one-line message names the file, the column, the rows and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sidkit.errors import DataError, InputFileError, SchemaError
+
+_FLOAT_TYPES = (pa.float32(), pa.float64(), pa.float16())
+
+
+def _examples(values, limit: int = 3) -> str:
+    vals = [repr(v) for v in list(values)[:limit]]
+    return ", ".join(vals) + (", ..." if len(values) > limit else "")
+
+
+def open_parquet(path: str | os.PathLike, what: str = "catalog") -> pq.ParquetFile:
+    """Open a Parquet file, turning every way it can be unusable into an InputFileError."""
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"{p}: file not found; check the path of the {what}")
+    if p.is_dir():
+        raise InputFileError(f"{p}: is a directory; pass a Parquet file")
+    if p.stat().st_size == 0:
+        raise InputFileError(f"{p}: file is empty (0 bytes); re-export the {what} as Parquet")
+    try:
+        pf = pq.ParquetFile(p)
+        _ = pf.schema_arrow
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputFileError(f"{p}: not a readable Parquet file ({msg}); re-export the {what} as Parquet") from None
+    return pf
+
+
+def is_embedding_type(t: pa.DataType) -> bool:
+    return (pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)) and t.value_type in _FLOAT_TYPES
+
+
+def _is_list_type(t: pa.DataType) -> bool:
+    return pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)
+
+
+def resolve_columns(schema: pa.Schema, path: Path, id_col: str, embedding_cols: Sequence[str] | None) -> list[str]:
+    """Check the id column and the embedding columns exist with usable types; return embedding cols."""
+    names = schema.names
+    if id_col not in names:
+        raise SchemaError(f"{path}: no id column '{id_col}' (columns: {', '.join(names[:12])}); pass --id-col NAME")
+    idt = schema.field(id_col).type
+    if not (pa.types.is_integer(idt) or pa.types.is_string(idt) or pa.types.is_large_string(idt)):
+        raise SchemaError(f"{path}: id column '{id_col}' has type {idt}; ids must be strings or integers")
+    if embedding_cols:
+        cols = list(dict.fromkeys(embedding_cols))
+        for c in cols:
+            if c not in names:
+                raise SchemaError(f"{path}: no embedding column '{c}' (columns: {', '.join(names[:12])}); check --embedding")
+            t = schema.field(c).type
+            if not is_embedding_type(t):
+                kind = f"a list of {t.value_type}" if _is_list_type(t) else str(t)
+                raise SchemaError(f"{path}: embedding column '{c}' is {kind}, not a list of floats; pass a float-list column with --embedding")
+        return cols
+    cols = [f.name for f in schema if f.name != id_col and is_embedding_type(f.type)]
+    if not cols:
+        raise SchemaError(f"{path}: no embedding column (a list<float> or fixed_size_list<float> column); add one or pass --embedding COL")
+    return cols
+
+
+def embedding_to_numpy(arr: pa.Array | pa.ChunkedArray, path: Path, col: str, row_offset: int = 0, dim: int | None = None) -> np.ndarray:
+    """Convert a float-list column to a (n, d) float32 array, checking nulls, lengths and finiteness."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    if arr.null_count:
+        rows = np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))
+        raise DataError(f"{path}: column '{col}' has {arr.null_count} null embedding rows (rows {_examples((rows + row_offset).tolist())}); drop those items or fill their embeddings")
+    if pa.types.is_fixed_size_list(arr.type):
+        d = arr.type.list_size
+        values = arr.values.slice(arr.offset * d, n * d)
+    else:
+        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+        d = int(lengths[0]) if n else 0
+        if n and (lengths != d).any():
+            bad = int(np.flatnonzero(lengths != d)[0])
+            raise DataError(f"{path}: column '{col}' has ragged embeddings (row {bad + row_offset} has length {lengths[bad]}, row {row_offset} has {d}); every row needs the same length")
+        values = arr.flatten()
+    if dim is not None and d != dim:
+        raise DataError(f"{path}: column '{col}' has embedding length {d} at row {row_offset}, other rows have {dim}; every row needs the same length")
+    if values.null_count:
+        idx = np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0] // max(d, 1)
+        raise DataError(f"{path}: column '{col}' has a null value inside the embedding of row {idx + row_offset}; fill or drop it")
+    x = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n, d)
+    if d == 0:
+        raise DataError(f"{path}: column '{col}' has empty embeddings (length 0); embeddings need at least one value")
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite.all(axis=1))[0])
+        raise DataError(f"{path}: column '{col}' has NaN or inf values (first at row {bad + row_offset}); fix or drop those items")
+    return x
+
+
+def check_ids(ids: pa.Array | pa.ChunkedArray, path: Path, id_col: str, row_offset: int = 0) -> None:
+    if ids.null_count:
+        isnull = ids.is_null()
+        if isinstance(isnull, pa.ChunkedArray):
+            isnull = isnull.combine_chunks()
+        rows = np.flatnonzero(isnull.to_numpy(zero_copy_only=False)) + row_offset
+        raise DataError(f"{path}: id column '{id_col}' has {ids.null_count} null ids (rows {_examples(rows.tolist())}); every item needs an id")
+
+
+def check_unique_ids(ids: pa.Array | pa.ChunkedArray, path: Path, id_col: str) -> None:
+    vc = pc.value_counts(ids)
+    if isinstance(vc, pa.ChunkedArray):
+        vc = vc.combine_chunks()
+    counts = vc.field("counts").to_numpy(zero_copy_only=False)
+    dup = counts > 1
+    if dup.any():
+        values = vc.field("values").filter(pa.array(dup)).to_pylist()
+        raise DataError(f"{path}: id column '{id_col}' has {int(dup.sum())} duplicated ids ({int(counts[dup].sum())} rows), e.g. {_examples(values)}; ids must be unique")
+
+
+@dataclass
+class Catalog:
+    """A validated catalog held in memory.
+
+    Attributes
+    ----------
+    path : Path
+    ids : pa.Array of the id column (strings or integers), unique and non-null
+    embeddings : dict column name -> float32 array (n, d), finite
+    attributes : dict column name -> list of values (str, list[str] or None)
+    schema_hash : str, a hash of the file's Arrow schema (for model fingerprints)
+    """
+
+    path: Path
+    id_col: str
+    ids: pa.Array
+    embeddings: dict[str, np.ndarray]
+    attributes: dict[str, list] = field(default_factory=dict)
+    titles: list | None = None
+    schema_hash: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def ids_numpy(self) -> np.ndarray:
+        return self.ids.to_numpy(zero_copy_only=False)
+
+
+def schema_hash(schema: pa.Schema) -> str:
+    import hashlib
+
+    text = ";".join(f"{f.name}:{f.type}" for f in schema)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_catalog(
+    path: str | os.PathLike,
+    *,
+    id_col: str = "item_id",
+    embedding_cols: Sequence[str] | None = None,
+    attribute_cols: Sequence[str] | None = None,
+) -> Catalog:
+    """Read and fully validate a catalog Parquet file.
+
+    Parameters
+    ----------
+    path : the Parquet file.
+    id_col : the id column (unique, non-null, string or integer).
+    embedding_cols : embedding columns to read; default every float-list column.
+    attribute_cols : string or list<string> columns to keep as attributes; default all of them.
+    """
+    p = Path(path)
+    pf = open_parquet(p)
+    schema = pf.schema_arrow
+    cols = resolve_columns(schema, p, id_col, embedding_cols)
+    if pf.metadata.num_rows == 0:
+        raise DataError(f"{p}: the catalog has zero rows; it needs at least one item")
+    if attribute_cols is None:
+        attribute_cols = [
+            f.name for f in schema
+            if f.name not in cols and f.name != id_col
+            and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                 or (_is_list_type(f.type) and pa.types.is_string(f.type.value_type)))
+        ]
+    else:
+        for a in attribute_cols:
+            if a not in schema.names:
+                raise SchemaError(f"{p}: no attribute column '{a}' (columns: {', '.join(schema.names[:12])}); check --attributes")
+    try:
+        table = pf.read(columns=[id_col, *cols, *[a for a in attribute_cols if a not in cols and a != id_col]])
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
+        raise InputFileError(f"{p}: could not read the data ({str(e).splitlines()[0]}); the file may be truncated, re-export it") from None
+    ids = table.column(id_col).combine_chunks()
+    check_ids(ids, p, id_col)
+    check_unique_ids(ids, p, id_col)
+    embeddings = {c: embedding_to_numpy(table.column(c), p, c) for c in cols}
+    attributes = {a: table.column(a).to_pylist() for a in attribute_cols if a in table.column_names}
+    titles = attributes.get("title")
+    return Catalog(p, id_col, ids, embeddings, attributes, titles, schema_hash(schema))
+
+
+def iter_catalog_batches(
+    path: str | os.PathLike,
+    *,
+    id_col: str = "item_id",
+    embedding_cols: Sequence[str] | None = None,
+    batch_size: int = 65536,
+    dims: dict[str, int] | None = None,
+) -> Iterator[tuple[pa.Array, dict[str, np.ndarray], int]]:
+    """Stream (ids, embeddings, row_offset) record batches, validating each batch.
+
+    Duplicate ids across batches are not checked here (the caller can, with bounded memory).
+    """
+    p = Path(path)
+    pf = open_parquet(p)
+    cols = resolve_columns(pf.schema_arrow, p, id_col, embedding_cols)
+    if pf.metadata.num_rows == 0:
+        raise DataError(f"{p}: the catalog has zero rows; it needs at least one item")
+    offset = 0
+    try:
+        batches = pf.iter_batches(batch_size=batch_size, columns=[id_col, *cols])
+        for batch in batches:
+            ids = batch.column(id_col)
+            check_ids(ids, p, id_col, offset)
+            emb = {c: embedding_to_numpy(batch.column(c), p, c, offset, (dims or {}).get(c)) for c in cols}
+            yield ids, emb, offset
+            offset += batch.num_rows
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
+        raise InputFileError(f"{p}: could not read the data near row {offset} ({str(e).splitlines()[0]}); the file may be truncated, re-export it") from None

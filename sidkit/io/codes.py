@@ -1,0 +1,119 @@
+"""sidkit's codes table: ``item_id``, ``sid`` (list<int32>), ``suffix`` (int32) + key-value metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sidkit.io.artifacts import atomic_path
+
+META_KEY = b"sidkit"
+
+
+def pack_keys(codes: np.ndarray, codebook_sizes: list[int] | None = None) -> np.ndarray:
+    """Pack each row of ``codes`` (n, L) into one integer key (int64 when it fits, else bytes rows).
+
+    Rows with equal keys have equal codes. With ``codebook_sizes`` the packing is mixed-radix;
+    without, each level takes the bits of its largest code.
+    """
+    codes = np.asarray(codes)
+    n, L = codes.shape
+    if codebook_sizes is None:
+        codebook_sizes = [int(codes[:, l].max()) + 1 if n else 1 for l in range(L)]
+    bits = [max(1, int(np.ceil(np.log2(max(k, 2))))) for k in codebook_sizes]
+    if sum(bits) <= 63:
+        key = np.zeros(n, dtype=np.int64)
+        for l in range(L):
+            key <<= bits[l]
+            key |= codes[:, l].astype(np.int64)
+        return key
+    # Too wide for one int64: view each row as one opaque void scalar.
+    c = np.ascontiguousarray(codes.astype(np.int32))
+    return c.view(np.dtype((np.void, 4 * L))).ravel()
+
+
+def assign_suffix(codes: np.ndarray, item_ids: np.ndarray | list) -> np.ndarray:
+    """Collision suffix: 0 for a unique core SID, else 0, 1, 2, ... inside each colliding group,
+    ordered by item id (ascending), so ``sid + [suffix]`` is unique."""
+    codes = np.asarray(codes)
+    n = codes.shape[0]
+    key = pack_keys(codes)
+    ids = np.asarray(item_ids)
+    # Sort by (key, item_id); ranks inside runs of equal keys are the suffixes.
+    order = np.lexsort((ids, key)) if key.dtype != object else np.lexsort((ids, key.astype(str)))
+    sk = key[order]
+    start = np.ones(n, dtype=bool)
+    if n > 1:
+        start[1:] = sk[1:] != sk[:-1]
+    run_start = np.maximum.accumulate(np.where(start, np.arange(n), 0))
+    rank = np.arange(n) - run_start
+    suffix = np.empty(n, dtype=np.int32)
+    suffix[order] = rank
+    return suffix
+
+
+def codes_table(item_ids, codes: np.ndarray, suffix: np.ndarray, metadata: dict[str, Any] | None = None) -> pa.Table:
+    codes = np.ascontiguousarray(np.asarray(codes, dtype=np.int32))
+    n, L = codes.shape
+    flat = pa.array(codes.reshape(-1), type=pa.int32())
+    offsets = pa.array(np.arange(0, n * L + 1, L, dtype=np.int32), type=pa.int32())
+    sid = pa.ListArray.from_arrays(offsets, flat)
+    ids = item_ids if isinstance(item_ids, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(item_ids).tolist() if np.asarray(item_ids).dtype == object else np.asarray(item_ids))
+    table = pa.table({"item_id": ids, "sid": sid, "suffix": pa.array(np.asarray(suffix, dtype=np.int32))})
+    if metadata is not None:
+        table = table.replace_schema_metadata({META_KEY: json.dumps(metadata).encode()})
+    return table
+
+
+def write_codes(path: str | os.PathLike, item_ids, codes: np.ndarray, suffix: np.ndarray, metadata: dict[str, Any] | None = None) -> None:
+    """Write a codes table atomically. ``metadata`` goes under the Parquet key ``sidkit``."""
+    table = codes_table(item_ids, codes, suffix, metadata)
+    with atomic_path(path, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_codes_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``sidkit`` key-value metadata of a codes Parquet file, or None."""
+    md = pq.read_schema(path).metadata or {}
+    raw = md.get(META_KEY)
+    return json.loads(raw) if raw else None
+
+
+def table_to_codes(table: pa.Table, path: str | os.PathLike = "codes") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(item_ids, codes (n, L) int32, suffix) from a sidkit codes table."""
+    from sidkit.errors import DataError
+
+    sid = table.column("sid").combine_chunks()
+    n = len(sid)
+    if sid.null_count:
+        raise DataError(f"{path}: column 'sid' has {sid.null_count} null rows; every item needs a SID")
+    lengths = pc_list_lengths(sid)
+    L = int(lengths[0]) if n else 0
+    if n and (lengths != L).any():
+        bad = int(np.flatnonzero(lengths != L)[0])
+        raise DataError(f"{path}: SIDs have different lengths (row {bad} has {lengths[bad]}, row 0 has {L}); all SIDs need the same number of levels")
+    flat = sid.flatten().to_numpy(zero_copy_only=False)
+    codes = flat.reshape(n, L).astype(np.int32) if n else np.zeros((0, 0), np.int32)
+    ids = table.column("item_id").to_numpy(zero_copy_only=False)
+    suffix = table.column("suffix").to_numpy(zero_copy_only=False).astype(np.int32) if "suffix" in table.column_names else np.zeros(n, np.int32)
+    return ids, codes, suffix
+
+
+def pc_list_lengths(arr: pa.Array) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    return pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+
+
+def read_codes(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any] | None]:
+    """Read a sidkit codes Parquet file: (item_ids, codes, suffix, metadata)."""
+    path = Path(path)
+    table = pq.read_table(path)
+    ids, codes, suffix = table_to_codes(table, path)
+    return ids, codes, suffix, read_codes_metadata(path)

@@ -1,0 +1,116 @@
+"""SID-quality metrics (DESIGN.md §4, METHODS.md §6.1).
+
+The main entry is :func:`sid_report`. The core blocks (``collision``, ``levels``, ``prefix``,
+``diversity``, ``hamming``) need only the codes and run in about the time of one
+``np.unique`` over packed keys; ``semantic``, ``collaborative`` and ``compare`` are added when
+their inputs are given.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sidkit.metrics._core import Buckets, build_buckets, check_codes
+from sidkit.metrics.collision import collision_metrics, top_buckets
+from sidkit.metrics.diversity import diversity_metrics
+from sidkit.metrics.hamming import hamming_metrics
+from sidkit.metrics.levels import level_metrics
+from sidkit.metrics.prefix import prefix_metrics
+
+__all__ = [
+    "sid_report", "core_report", "collision_metrics", "level_metrics", "prefix_metrics",
+    "diversity_metrics", "hamming_metrics", "semantic_metrics", "collaborative_metrics",
+    "compare_metrics", "CORE_KEYS",
+]
+
+CORE_KEYS = ("n_items", "n_levels", "codebook_sizes", "collision", "levels", "prefix", "diversity", "hamming")
+
+
+def core_report(codes, codebook_sizes=None, *, item_ids=None, seed: int = 0, n_pairs: int = 1_000_000,
+                top_k: int = 10, blocks=("collision", "levels", "prefix", "diversity", "hamming")) -> dict:
+    """The core blocks of the report for ``codes`` (n, L) with ``codebook_sizes`` (int or list).
+
+    ``blocks`` restricts the work (``collision`` and ``levels`` are the cheapest).
+    """
+    codes, sizes = check_codes(codes, codebook_sizes)
+    n, L = codes.shape
+    rep: dict = {"n_items": int(n), "n_levels": int(L), "codebook_sizes": [int(s) for s in sizes]}
+    need_buckets = any(b in blocks for b in ("collision", "prefix", "diversity", "hamming"))
+    b = build_buckets(codes, sizes) if need_buckets else None
+    if "collision" in blocks:
+        rep["collision"] = collision_metrics(buckets=b, codes=codes, item_ids=item_ids, top_k=top_k)
+    if "levels" in blocks:
+        rep["levels"] = level_metrics(codes, sizes, _checked=True)
+    if "prefix" in blocks:
+        rep["prefix"] = prefix_metrics(buckets=b)
+    if "diversity" in blocks:
+        rep["diversity"] = diversity_metrics(buckets=b)
+    if "hamming" in blocks:
+        rep["hamming"] = hamming_metrics(codes, sizes, buckets=b, seed=seed, n_pairs=n_pairs)
+    if "collision" in rep:
+        rep["top_buckets"] = rep["collision"].pop("top_buckets")
+    return rep
+
+
+def sid_report(codes, codebook_sizes=None, *, item_ids=None, embeddings=None, leaf=None, attributes=None,
+               titles=None, interactions=None, baseline=None, seed: int = 0, n_pairs: int = 1_000_000,
+               knn_k: int = 10) -> dict:
+    """Audit report of a SID table with the keys of DESIGN.md §4.
+
+    Parameters
+    ----------
+    codes : (n, L) int array of core SIDs (no suffix column).
+    codebook_sizes : list of ints (or one int); None takes ``max code + 1`` per level.
+    item_ids : (n,) ids; name the members of ``top_buckets`` and join ``interactions``/``baseline``.
+    embeddings : (n, d) float array, row-aligned with ``codes``; adds the ``semantic`` block.
+    leaf : (n,) leaf category per item (None for unknown), used by the conflict/benign rules.
+    attributes : {name: per-item values (str, list of str, or None)} for prefix purity.
+    titles : (n,) titles (worst-conflict listing, duplicate-title rule).
+    interactions : {"user_id": ..., "item_id": ..., optional "position"/"timestamp"}: adds
+        ``collaborative``.
+    baseline : {"item_ids": ..., "codes": ..., optional "codebook_sizes"} (or a tuple
+        ``(item_ids, codes)``): adds ``compare``.
+    seed : seeds every sampled estimate.
+
+    Returns
+    -------
+    dict with ``n_items, n_levels, codebook_sizes, collision, levels, prefix, diversity, hamming``
+    and ``top_buckets``; plus ``semantic``, ``collaborative`` and ``compare`` when their inputs
+    are given.
+    """
+    codes, sizes = check_codes(codes, codebook_sizes)
+    rep = core_report(codes, sizes, item_ids=item_ids, seed=seed, n_pairs=n_pairs)
+    if embeddings is not None:
+        rep["semantic"] = semantic_metrics(codes, embeddings, leaf=leaf, attributes=attributes, titles=titles,
+                                           item_ids=item_ids, seed=seed, k=knn_k)
+    if interactions is not None:
+        if item_ids is None:
+            from sidkit.errors import DataError
+
+            raise DataError("interactions need item_ids to join them to the codes")
+        rep["collaborative"] = collaborative_metrics(codes, item_ids, interactions, seed=seed)
+    if baseline is not None:
+        if item_ids is None:
+            from sidkit.errors import DataError
+
+            raise DataError("baseline comparison needs item_ids to join the two tables")
+        rep["compare"] = compare_metrics(codes, item_ids, baseline, report=rep, seed=seed)
+    return rep
+
+
+def semantic_metrics(*args, **kwargs):
+    from sidkit.metrics.semantic import semantic_metrics as f
+
+    return f(*args, **kwargs)
+
+
+def collaborative_metrics(*args, **kwargs):
+    from sidkit.metrics.collaborative import collaborative_metrics as f
+
+    return f(*args, **kwargs)
+
+
+def compare_metrics(*args, **kwargs):
+    from sidkit.metrics.compare import compare_metrics as f
+
+    return f(*args, **kwargs)

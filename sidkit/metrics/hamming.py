@@ -1,0 +1,94 @@
+"""Hamming-distance statistics of all item pairs (METHODS.md §1.7b, §6.1)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sidkit.metrics._core import Buckets, build_buckets, check_codes, pairs_in
+
+
+def sample_pairs(n: int, n_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n_pairs`` uniformly random unordered pairs of distinct rows (with replacement)."""
+    i = rng.integers(0, n, size=n_pairs)
+    j = (i + rng.integers(1, n, size=n_pairs)) % n
+    return i, j
+
+
+def hamming_metrics(codes, codebook_sizes=None, *, buckets: Buckets | None = None, seed: int = 0,
+                    n_pairs: int = 1_000_000) -> dict:
+    """Pair counts by Hamming distance over all N(N-1)/2 item pairs.
+
+    ``pairs_h0`` = sum_b C(n_b, 2) over full-SID buckets and ``pairs_h_le1`` =
+    sum_l sum_{b in B1[l]} C(n_b, 2) - (L - 1) * pairs_h0 are exact (bucket arithmetic, no pair
+    enumeration). ``distribution`` is P(h = k) for k = 0..L: exact for k <= 1 (and for k = L when
+    L = 2); for k >= 2 the mass 1 - P(h <= 1) is split by the shares of h = k among ``n_pairs``
+    seeded random pairs with h >= 2, or computed over all pairs when there are at most ``n_pairs``
+    of them (``distribution_exact`` says which).
+    """
+    if buckets is None:
+        codes, codebook_sizes = check_codes(codes, codebook_sizes)
+        buckets = build_buckets(codes, codebook_sizes)
+    n, L = buckets.n, buckets.L
+    total = n * (n - 1) // 2
+    h0 = pairs_in(buckets.counts)
+    s = sum(pairs_in(buckets.leave_one_out_counts(l)) for l in range(L))
+    h_le1 = s - (L - 1) * h0
+    dist = [0.0] * (L + 1)
+    exact = True
+    sampled = 0
+    if total > 0:
+        dist[0] = h0 / total
+        if L >= 1:
+            dist[1] = (h_le1 - h0) / total
+        rest = max(0.0, 1.0 - dist[0] - dist[1])
+        if L == 2:
+            dist[2] = (total - h_le1) / total
+        elif L > 2 and total - h_le1 > 0:
+            codes = np.asarray(codes)
+            if total <= n_pairs:
+                ii, jj = np.triu_indices(n, 1)
+            else:
+                exact = False
+                ii, jj = sample_pairs(n, n_pairs, np.random.default_rng(seed))
+            sampled = int(ii.size)
+            h = np.zeros(ii.size, dtype=np.int8)
+            for l in range(L):
+                col = codes[:, l]
+                h += col[ii] != col[jj]
+            hist = np.bincount(h, minlength=L + 1)[2:].astype(np.float64)
+            if exact:
+                for k in range(2, L + 1):
+                    dist[k] = hist[k - 2] / total
+            elif hist.sum() > 0:
+                for k in range(2, L + 1):
+                    dist[k] = rest * hist[k - 2] / hist.sum()
+            else:
+                dist[L] = rest
+    return {
+        "pairs_h0": int(h0),
+        "pairs_h_le1": int(h_le1),
+        "distribution": dist,
+        "n_pairs_total": int(total),
+        "distribution_exact": exact,
+        "n_sampled_pairs": sampled,
+    }
+
+
+def common_prefix_length(codes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Common-prefix length p(i, j) for row index arrays ``i`` and ``j``."""
+    codes = np.asarray(codes)
+    L = codes.shape[1]
+    p = np.zeros(np.asarray(i).shape, dtype=np.int64)
+    alive = np.ones(p.shape, dtype=bool)
+    for l in range(L):
+        alive &= codes[i, l] == codes[j, l]
+        p += alive
+    return p
+
+
+def hamming_distance(codes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    codes = np.asarray(codes)
+    h = np.zeros(np.asarray(i).shape, dtype=np.int64)
+    for l in range(codes.shape[1]):
+        h += codes[i, l] != codes[j, l]
+    return h

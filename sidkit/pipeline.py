@@ -1,0 +1,403 @@
+"""Library entry points: :func:`fit` a tokenizer on a catalog, :func:`encode` items with a fitted
+model. The CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sidkit import __version__
+from sidkit.config import FitConfig, resolve
+from sidkit.errors import DataError, InputFileError, ModelError
+from sidkit.features import FusionSpec, fuse, make_spec
+from sidkit.io.artifacts import atomic_dir, atomic_path, write_json_atomic
+from sidkit.io.catalog import iter_catalog_batches, open_parquet, read_catalog
+from sidkit.io.codes import assign_suffix, codes_table, pack_keys, read_codes, write_codes
+
+Progress = Callable[[str, int, int, dict], None]
+
+MODEL_FILES = ("model.safetensors", "sidkit.json", "codes.parquet", "codebooks.parquet", "report.json")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the model directory, the codes and the report."""
+
+    model_dir: Path
+    item_ids: np.ndarray
+    codes: np.ndarray
+    suffix: np.ndarray
+    report: dict
+    summary: dict
+
+
+def _make_estimator(cfg: FitConfig):
+    if cfg.method == "rqkmeans":
+        from sidkit.quantizers.rqkmeans import RQKMeans
+
+        return RQKMeans(cfg.levels, cfg.codebook_size, niter=cfg.niter, train_sample=cfg.train_sample,
+                        balanced=cfg.balanced, random_state=cfg.seed)
+    from sidkit.quantizers.rqvae import RQVAE
+
+    return RQVAE(cfg.levels, cfg.codebook_size, latent_dim=cfg.latent_dim, hidden=tuple(cfg.hidden), beta=cfg.beta,
+                 epochs=cfg.epochs, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                 weight_decay=cfg.weight_decay, eval_every=cfg.eval_every, patience=cfg.patience,
+                 recon_guard=cfg.recon_guard, dead_code_every=cfg.dead_code_every, sinkhorn=cfg.sinkhorn,
+                 sinkhorn_eps=cfg.sinkhorn_eps, sinkhorn_iters=cfg.sinkhorn_iters, device=cfg.device,
+                 random_state=cfg.seed)
+
+
+def _estimator_from_state(method: str, params: dict, tensors: dict):
+    if method == "rqkmeans":
+        from sidkit.quantizers.rqkmeans import RQKMeans
+
+        return RQKMeans.from_state(params, tensors)
+    if method == "rqvae":
+        from sidkit.quantizers.rqvae import RQVAE
+
+        return RQVAE.from_state(params, tensors)
+    raise ModelError(f"model method '{method}' is not supported by this sidkit version ({__version__}); upgrade sidkit")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def build_report(codes: np.ndarray, sizes: list[int], *, item_ids=None, X: np.ndarray | None = None,
+                 catalog=None, seed: int = 0) -> dict:
+    """The audit report of freshly fitted codes (core blocks, plus semantic when X is given)."""
+    from sidkit.metrics import sid_report
+
+    kwargs: dict[str, Any] = {"item_ids": item_ids, "seed": seed}
+    if X is not None:
+        kwargs["embeddings"] = X
+        if catalog is not None:
+            attrs = catalog.attributes
+            if "category_leaf" in attrs:
+                kwargs["leaf"] = attrs["category_leaf"]
+            if catalog.titles is not None:
+                kwargs["titles"] = catalog.titles
+    return sid_report(codes, sizes, **kwargs)
+
+
+def _write_html(report: dict, path: Path) -> None:
+    try:
+        from sidkit.report.html import render_html
+    except ImportError:  # pragma: no cover - report module always ships
+        return
+    render_html(report, path)
+
+
+def fit(
+    items: str | os.PathLike,
+    *,
+    out: str | os.PathLike = "sidkit-model",
+    config: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> FitResult:
+    """Fit a tokenizer on a catalog, encode every item and write the model directory.
+
+    Parameters
+    ----------
+    items : catalog Parquet file (DESIGN.md §3).
+    out : model directory to write (replaced atomically; an existing one is untouched on error).
+    config : optional TOML file with fit options; keyword ``options`` win over it.
+    progress : optional callback ``(stage, done, total, info)``.
+    **options : any :class:`~sidkit.config.FitConfig` field (method, levels, codebook_size, seed, ...).
+    """
+    t0 = time.perf_counter()
+    cfg = resolve(options, config)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"{out}: exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / "sidkit.json").exists():
+        raise InputFileError(f"{out}: exists and is not a sidkit model directory; choose an empty or new --out")
+    catalog = read_catalog(items, id_col=cfg.id_col, embedding_cols=cfg.embedding)
+    spec = make_spec(catalog.embeddings, cfg.embedding_weights)
+    X = fuse(catalog.embeddings, spec, source=str(catalog.path))
+    sizes = cfg.codebook_sizes()
+    if len(X) < max(sizes):
+        raise DataError(f"{catalog.path}: the catalog has {len(X)} items, fewer than the {max(sizes)} codes per level; use --codebook-size {max(2, len(X) // 4)} or fewer")
+    est = _make_estimator(cfg)
+    t_fit = time.perf_counter()
+    if cfg.method == "rqkmeans":
+        est.fit(X, progress=(lambda s, d, t: progress(s, d, t, {})) if progress else None)
+    else:
+        est.fit(X, progress=progress)
+    fit_seconds = time.perf_counter() - t_fit
+    codes = est.encode(X)
+    ids = catalog.ids_numpy
+    suffix = assign_suffix(codes, ids)
+    if cfg.method == "rqvae":
+        recon_mse = est.reconstruction_mse(X)
+        quant = None
+    else:
+        recon = est.decode(codes)
+        recon_mse = float(((recon - X) ** 2).mean())
+        quant = recon_mse
+    report = build_report(codes, sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed)
+    report["reconstruction"] = {"mse": recon_mse, "relative_error": float(recon_mse * X.shape[1] / max(1e-12, float((X * X).sum(1).mean())))}
+    tensors = {k: np.ascontiguousarray(v) for k, v in est.state_dict().items()}
+    from safetensors.numpy import save as st_save
+
+    blob = st_save(tensors, metadata={"sidkit_version": __version__, "method": cfg.method})
+    fingerprint = _sha(blob)[:16]
+    x_hash = _sha(X.tobytes())[:16]
+    training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "reconstruction_mse": recon_mse}
+    if cfg.method == "rqvae":
+        training.update({"steps": est.n_steps_, "best_step": est.best_step_, "history": est.history_})
+    else:
+        training.update({"inertia_per_level": est.inertia_per_level_})
+    meta = {
+        "sidkit_version": __version__,
+        "format_version": FORMAT_VERSION,
+        "method": cfg.method,
+        "n_levels": len(sizes),
+        "codebook_sizes": sizes,
+        "model_fingerprint": fingerprint,
+        "config": cfg.to_dict(),
+        "estimator": {"class": type(est).__name__, "params": est.params()},
+        "fusion": spec.to_dict(),
+        "input": {"path": str(Path(items).resolve()), "rows": len(X), "id_col": cfg.id_col,
+                  "schema_hash": catalog.schema_hash, "embedding_sha256": x_hash},
+        "training": training,
+    }
+    codes_meta = {"method": cfg.method, "codebook_sizes": sizes, "model_fingerprint": fingerprint, "n_levels": len(sizes)}
+    counts = [np.bincount(codes[:, l], minlength=k) for l, k in enumerate(sizes)]
+    books = est.codebooks_
+    with atomic_dir(out) as tmp:
+        (tmp / "model.safetensors").write_bytes(blob)
+        write_json_atomic(tmp / "sidkit.json", meta)
+        pq.write_table(codes_table(catalog.ids, codes, suffix, codes_meta), tmp / "codes.parquet")
+        pq.write_table(_codebooks_table(books, counts), tmp / "codebooks.parquet")
+        write_json_atomic(tmp / "report.json", report)
+        _write_html(report, tmp / "report.html")
+    col = report["collision"]
+    summary = {
+        "model_dir": str(out),
+        "method": cfg.method,
+        "n_items": len(X),
+        "codebook_sizes": sizes,
+        "collision_rate": col["collision_rate"],
+        "unique_sid_ratio": col["unique_sid_ratio"],
+        "max_bucket_size": col["max_bucket_size"],
+        "utilization": [lv["utilization"] for lv in report["levels"]],
+        "normalized_perplexity": [lv["normalized_perplexity"] for lv in report["levels"]],
+        "reconstruction_mse": recon_mse,
+        "fit_seconds": round(fit_seconds, 3),
+        "total_seconds": round(time.perf_counter() - t0, 3),
+    }
+    return FitResult(out, ids, codes, suffix, report, summary)
+
+
+def _codebooks_table(books: list[np.ndarray], counts: list[np.ndarray]) -> pa.Table:
+    levels, code, vecs, cnt = [], [], [], []
+    for l, (C, c) in enumerate(zip(books, counts)):
+        k, d = C.shape
+        levels.append(np.full(k, l, np.int32))
+        code.append(np.arange(k, dtype=np.int32))
+        vecs.append(C.astype(np.float32))
+        cnt.append(c.astype(np.int64))
+    flat = np.concatenate([v.reshape(-1) for v in vecs])
+    d = books[0].shape[1]
+    return pa.table({
+        "level": np.concatenate(levels),
+        "code": np.concatenate(code),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), d),
+        "count": np.concatenate(cnt),
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Model:
+    """A fitted model directory loaded for encoding."""
+
+    path: Path
+    meta: dict
+    estimator: Any
+    fusion: FusionSpec
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        return list(self.meta["codebook_sizes"])
+
+    def encode_matrix(self, embeddings: Mapping[str, np.ndarray], source: str = "input") -> np.ndarray:
+        return self.estimator.encode(fuse(embeddings, self.fusion, source=source))
+
+
+def load_model(model_dir: str | os.PathLike) -> Model:
+    """Load a model directory written by :func:`fit` (safetensors + JSON only; no pickles)."""
+    p = Path(model_dir)
+    if not p.is_dir():
+        raise ModelError(f"{p}: model directory not found; pass the --out directory of 'sidkit fit'")
+    for f in ("sidkit.json", "model.safetensors"):
+        if not (p / f).is_file():
+            raise ModelError(f"{p}: not a sidkit model directory ({f} is missing); pass the --out directory of 'sidkit fit'")
+    try:
+        meta = json.loads((p / "sidkit.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{p / 'sidkit.json'}: not valid JSON ({e}); re-run 'sidkit fit'") from None
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelError(f"{p}: model format {meta.get('format_version')} is newer than this sidkit ({__version__}) reads; upgrade sidkit")
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        tensors = load_file(str(p / "model.safetensors"))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{p / 'model.safetensors'}: unreadable ({e}); re-run 'sidkit fit'") from None
+    est = _estimator_from_state(meta["method"], meta["estimator"]["params"], tensors)
+    return Model(p, meta, est, FusionSpec.from_dict(meta["fusion"]))
+
+
+def _id_hash(ids: pa.Array) -> np.ndarray:
+    import polars as pl
+
+    return pl.Series(ids.cast(pa.large_string()) if not pa.types.is_integer(ids.type) else ids).hash(seed=0).to_numpy()
+
+
+def encode(
+    model_dir: str | os.PathLike,
+    items: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    id_col: str | None = None,
+    batch_size: int = 65536,
+    progress: Progress | None = None,
+) -> dict:
+    """Encode a catalog with a fitted model, streaming record batches; write a codes table.
+
+    Items already in the model's ``codes.parquet`` whose core SID is unchanged keep their suffix
+    (so refresh jobs give stable IDs). Other items get the next free suffix of their core SID
+    bucket, counted past the model's existing suffixes, in input order, so ``sid + [suffix]``
+    stays unique across the model's codes and the new output. Returns a summary dict.
+    """
+    t0 = time.perf_counter()
+    model = load_model(model_dir)
+    sizes = model.codebook_sizes
+    id_col = id_col or model.meta.get("input", {}).get("id_col", "item_id")
+    items = Path(items)
+    pf = open_parquet(items)
+    n_rows = pf.metadata.num_rows
+    out = Path(out)
+    if out.is_dir():
+        raise InputFileError(f"{out}: is a directory; pass a file path for -o")
+    # The model's own codes: ids, packed keys and suffixes, for stable suffixes.
+    mpath = model.path / "codes.parquet"
+    if mpath.is_file():
+        m_ids, m_codes, m_suffix, _ = read_codes(mpath)
+        m_ids_arr = pa.array(m_ids.tolist() if m_ids.dtype == object else m_ids)
+        m_keys = pack_keys(m_codes, sizes)
+    else:
+        m_ids_arr, m_keys, m_suffix = pa.array([], pa.string()), np.zeros(0, np.int64), np.zeros(0, np.int32)
+    dims = dict(zip(model.fusion.columns, model.fusion.dims))
+    keys_parts, suffix_parts, hash_parts = [], [], []
+    n_done = 0
+    meta = {"method": model.meta["method"], "codebook_sizes": sizes,
+            "model_fingerprint": model.meta.get("model_fingerprint"), "n_levels": len(sizes)}
+    with atomic_path(out, suffix=".parquet") as tmp_final:
+        stage = tmp_final.with_name(tmp_final.name + ".stage")
+        try:
+            writer = None
+            for ids, emb, offset in iter_catalog_batches(items, id_col=id_col, embedding_cols=list(model.fusion.columns),
+                                                          batch_size=batch_size, dims=None):
+                for c, d in dims.items():
+                    if emb[c].shape[1] != d:
+                        raise DataError(f"{items}: column '{c}' has embedding width {emb[c].shape[1]}, the model expects {d}; encode with embeddings from the same embedding model")
+                codes = model.encode_matrix(emb, source=str(items))
+                keys = pack_keys(codes, sizes)
+                suf = np.full(len(keys), -1, np.int32)
+                ids_cmp = ids.cast(m_ids_arr.type) if ids.type != m_ids_arr.type and len(m_ids_arr) else ids
+                if len(m_ids_arr):
+                    pos = pc.index_in(ids_cmp, value_set=m_ids_arr).to_numpy(zero_copy_only=False)
+                    found = ~np.isnan(pos.astype(float)) if pos.dtype == object else pos >= 0
+                    if pos.dtype == object:
+                        pos = np.array([-1 if v is None else v for v in pos], dtype=np.int64)
+                        found = pos >= 0
+                    same = np.zeros(len(keys), bool)
+                    same[found] = m_keys[pos[found]] == keys[found]
+                    suf[same] = m_suffix[pos[same]]
+                keys_parts.append(keys)
+                suffix_parts.append(suf)
+                hash_parts.append(_id_hash(ids))
+                batch_tbl = codes_table(ids, codes, np.zeros(len(keys), np.int32))
+                if writer is None:
+                    writer = pq.ParquetWriter(stage, batch_tbl.schema)
+                writer.write_table(batch_tbl)
+                n_done += len(keys)
+                if progress:
+                    progress("encode", n_done, n_rows, {})
+            if writer is not None:
+                writer.close()
+            hashes = np.concatenate(hash_parts)
+            uh, cnt = np.unique(hashes, return_counts=True)
+            if (cnt > 1).any():
+                dup_rows = np.flatnonzero(np.isin(hashes, uh[cnt > 1]))
+                ex = pq.read_table(stage, columns=["item_id"]).column("item_id").take(pa.array(dup_rows[:3])).to_pylist()
+                raise DataError(f"{items}: id column '{id_col}' has duplicated ids ({len(dup_rows)} rows), e.g. {', '.join(map(repr, ex))}; ids must be unique")
+            keys = np.concatenate(keys_parts)
+            suffix = np.concatenate(suffix_parts)
+            suffix = _fill_suffixes(keys, suffix, m_keys, m_suffix)
+            n_new = int((np.concatenate(suffix_parts) < 0).sum())
+            # Final pass: stream the staged table, add the suffix column and the metadata.
+            src = pq.ParquetFile(stage)
+            schema = src.schema_arrow.with_metadata({b"sidkit": json.dumps(meta).encode()})
+            with pq.ParquetWriter(tmp_final, schema) as w:
+                start = 0
+                for b in src.iter_batches(batch_size=batch_size):
+                    tbl = pa.Table.from_batches([b])
+                    tbl = tbl.set_column(2, "suffix", pa.array(suffix[start:start + len(tbl)], pa.int32()))
+                    w.write_table(tbl.replace_schema_metadata(schema.metadata))
+                    start += len(tbl)
+        finally:
+            if stage.exists():
+                stage.unlink()
+    return {"output": str(out), "n_items": int(n_done), "n_new_or_changed": n_new,
+            "n_kept": int(n_done - n_new), "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _fill_suffixes(keys: np.ndarray, suffix: np.ndarray, m_keys: np.ndarray, m_suffix: np.ndarray) -> np.ndarray:
+    """Give every row with suffix -1 the next free suffix of its key: past the model's largest
+    suffix for that key (and past kept rows' suffixes), in input order."""
+    suffix = suffix.copy()
+    pending = np.flatnonzero(suffix < 0)
+    if not len(pending):
+        return suffix
+    # Largest suffix already taken per key, over the model's codes and the kept rows.
+    taken_keys = np.concatenate([m_keys, keys[suffix >= 0]])
+    taken_suf = np.concatenate([m_suffix, suffix[suffix >= 0]]).astype(np.int64)
+    if len(taken_keys):
+        order = np.argsort(taken_keys, kind="stable")
+        tk, ts = taken_keys[order], taken_suf[order]
+        uk, start = np.unique(tk, return_index=True)
+        mx = np.maximum.reduceat(ts, start)
+    else:
+        uk, mx = np.zeros(0, keys.dtype), np.zeros(0, np.int64)
+    pk = keys[pending]
+    i = np.searchsorted(uk, pk)
+    hit = (i < len(uk)) & (uk[np.minimum(i, max(len(uk) - 1, 0))] == pk) if len(uk) else np.zeros(len(pk), bool)
+    base = np.zeros(len(pk), np.int64)
+    base[hit] = mx[i[hit]] + 1
+    # Rank of each pending row among pending rows of the same key, in input order.
+    o = np.argsort(pk, kind="stable")
+    sk = pk[o]
+    first = np.ones(len(sk), bool)
+    first[1:] = sk[1:] != sk[:-1]
+    run_start = np.maximum.accumulate(np.where(first, np.arange(len(sk)), 0))
+    rank = np.empty(len(sk), np.int64)
+    rank[o] = np.arange(len(sk)) - run_start
+    suffix[pending] = (base + rank).astype(np.int32)
+    return suffix

@@ -1,0 +1,130 @@
+"""Greedy residual nearest-code encoding, shared by every residual quantizer.
+
+For each level l: c_l = argmin_k ||r - C^l_k||^2, r <- r - C^l_{c_l}. The fast path works on
+chunks of about 4,096 rows with one matrix multiply per level (||r||^2 is dropped: it does not
+change the argmin) and ``min(dim=1).indices``, which is faster than ``argmin`` in current torch.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+CHUNK = 4096
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def residual_encode(
+    X: np.ndarray,
+    codebooks: Sequence[np.ndarray],
+    *,
+    chunk: int = CHUNK,
+    return_residual: bool = False,
+):
+    """Encode X (n, d) with greedy residual quantization. Returns codes (n, L) int32
+    (and the final residual when ``return_residual``)."""
+    torch = _torch()
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n = X.shape[0]
+    L = len(codebooks)
+    books = [torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)) for c in codebooks]
+    booksT = [b.t().contiguous() for b in books]
+    norms = [(b * b).sum(1) for b in books]
+    codes = np.empty((n, L), dtype=np.int32)
+    codes_t = torch.from_numpy(codes)
+    resid_out = np.empty_like(X) if return_residual else None
+    with torch.inference_mode():
+        for s in range(0, n, chunk):
+            r = torch.from_numpy(X[s:s + chunk]).clone()
+            for l in range(L):
+                dist = torch.addmm(norms[l], r, booksT[l], beta=1.0, alpha=-2.0)
+                idx = dist.min(dim=1).indices
+                codes_t[s:s + chunk, l] = idx.to(torch.int32)
+                r.sub_(books[l].index_select(0, idx))
+            if return_residual:
+                resid_out[s:s + chunk] = r.numpy()
+    return (codes, resid_out) if return_residual else codes
+
+
+def residual_encode_reference(X: np.ndarray, codebooks: Sequence[np.ndarray]) -> np.ndarray:
+    """Slow, obviously-correct reference: one item and one level at a time, full distances."""
+    X = np.asarray(X, dtype=np.float64)
+    codes = np.empty((X.shape[0], len(codebooks)), dtype=np.int32)
+    for i in range(X.shape[0]):
+        r = X[i].copy()
+        for l, C in enumerate(codebooks):
+            C = np.asarray(C, dtype=np.float64)
+            d = ((C - r) ** 2).sum(1)
+            k = int(np.argmin(d))
+            codes[i, l] = k
+            r = r - C[k]
+    return codes
+
+
+def decode_codes(codes: np.ndarray, codebooks: Sequence[np.ndarray]) -> np.ndarray:
+    """Sum of the selected codewords: the reconstruction of the quantized vector."""
+    codes = np.asarray(codes)
+    out = np.zeros((codes.shape[0], codebooks[0].shape[1]), dtype=np.float32)
+    for l, C in enumerate(codebooks):
+        out += np.asarray(C, dtype=np.float32)[codes[:, l]]
+    return out
+
+
+def kmeans(X: np.ndarray, k: int, *, niter: int = 25, seed: int = 0, max_points_per_centroid: int = 256) -> np.ndarray:
+    """faiss k-means; returns the (k, d) centroids. Deterministic for a seed."""
+    import faiss
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    km = faiss.Kmeans(X.shape[1], k, niter=niter, seed=int(seed) % (2**31 - 1), verbose=False,
+                      max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1)
+    km.train(X)
+    return np.ascontiguousarray(km.centroids, dtype=np.float32)
+
+
+def capacity_assign(X: np.ndarray, C: np.ndarray, capacity: int, *, top: int = 16) -> np.ndarray:
+    """Balanced assignment: each centroid takes at most ``capacity`` items.
+
+    Candidate (item, centroid) pairs from each item's ``top`` nearest centroids are taken in
+    ascending distance order; an item whose candidates are all full goes to the nearest centroid
+    that still has room.
+    """
+    torch = _torch()
+    n, k = X.shape[0], C.shape[0]
+    if capacity * k < n:
+        raise ValueError("capacity * k must be at least the number of items")
+    top = min(top, k)
+    Xt, Ct = torch.from_numpy(np.ascontiguousarray(X, np.float32)), torch.from_numpy(np.ascontiguousarray(C, np.float32))
+    cn = (Ct * Ct).sum(1)
+    cand_d = np.empty((n, top), np.float32)
+    cand_i = np.empty((n, top), np.int64)
+    with torch.inference_mode():
+        for s in range(0, n, CHUNK):
+            d = torch.addmm(cn, Xt[s:s + CHUNK], Ct.t(), alpha=-2.0)
+            v, i = torch.topk(d, top, dim=1, largest=False)
+            cand_d[s:s + CHUNK], cand_i[s:s + CHUNK] = v.numpy(), i.numpy()
+    order = np.argsort(cand_d, axis=None, kind="stable")
+    items, cents = np.divmod(order, top)
+    cents = cand_i[items, cents]
+    assign = np.full(n, -1, np.int64)
+    load = np.zeros(k, np.int64)
+    for it, c in zip(items.tolist(), cents.tolist()):
+        if assign[it] < 0 and load[c] < capacity:
+            assign[it] = c
+            load[c] += 1
+    left = np.flatnonzero(assign < 0)
+    if len(left):
+        with torch.inference_mode():
+            d = torch.addmm(cn, Xt[left], Ct.t(), alpha=-2.0).numpy()
+        for row, it in enumerate(left.tolist()):
+            for c in np.argsort(d[row]).tolist():
+                if load[c] < capacity:
+                    assign[it] = c
+                    load[c] += 1
+                    break
+    return assign

@@ -1,0 +1,369 @@
+"""RQ-VAE tokenizer (TIGER style, METHODS.md §1.3).
+
+An MLP encoder maps x to a latent z; a residual quantizer built from single-level
+:class:`VectorQuantizer` layers quantizes z level by level; an MLP decoder reconstructs x from
+the straight-through quantized latent. Loss = MSE(x, x_hat) + mean over levels of
+(||sg[r] - e||^2 + beta * ||r - sg[e]||^2).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from sidkit.errors import ConfigError, DataError
+from sidkit.quantizers.rq import CHUNK, decode_codes, kmeans, residual_encode
+from sidkit.quantizers.rqkmeans import _sizes
+from sidkit.quantizers.sinkhorn import sinkhorn_assign
+
+
+class LossTerms(NamedTuple):
+    recon: torch.Tensor
+    codebook: torch.Tensor
+    commit: torch.Tensor
+
+
+class VectorQuantizer(nn.Module):
+    """One codebook: nearest-code assignment, codebook and commitment losses, STE output."""
+
+    def __init__(self, codebook_size: int, dim: int):
+        super().__init__()
+        self.codebook = nn.Parameter(torch.randn(codebook_size, dim) * 0.01)
+
+    def distances(self, r: torch.Tensor) -> torch.Tensor:
+        C = self.codebook
+        return torch.addmm((C * C).sum(1), r, C.t(), alpha=-2.0)
+
+    def forward(self, r: torch.Tensor, sinkhorn: tuple[float, int] | None = None):
+        d = self.distances(r.detach())
+        idx = sinkhorn_assign(d, *sinkhorn) if sinkhorn else d.min(dim=1).indices
+        e = self.codebook.index_select(0, idx)
+        codebook_loss = (r.detach() - e).pow(2).mean()
+        commit_loss = (r - e.detach()).pow(2).mean()
+        return e, idx, codebook_loss, commit_loss
+
+
+class ResidualQuantizer(nn.Module):
+    """Residual stack of single-level quantizers: r_0 = z, r_l = r_{l-1} - e_l."""
+
+    def __init__(self, sizes: Sequence[int], dim: int):
+        super().__init__()
+        self.levels = nn.ModuleList(VectorQuantizer(k, dim) for k in sizes)
+
+    def forward(self, z: torch.Tensor, sinkhorn_last: tuple[float, int] | None = None):
+        r = z
+        zq = torch.zeros_like(z)
+        codes, cb, cm = [], [], []
+        L = len(self.levels)
+        for l, vq in enumerate(self.levels):
+            e, idx, a, b = vq(r, sinkhorn_last if l == L - 1 else None)
+            zq = zq + e
+            r = r - e
+            codes.append(idx)
+            cb.append(a)
+            cm.append(b)
+        return zq, torch.stack(codes, 1), torch.stack(cb).mean(), torch.stack(cm).mean()
+
+
+def mlp(dims: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(dims) - 1):
+        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class RQVAEModule(nn.Module):
+    def __init__(self, in_dim: int, hidden: Sequence[int], latent_dim: int, sizes: Sequence[int]):
+        super().__init__()
+        self.encoder = mlp([in_dim, *hidden, latent_dim])
+        self.decoder = mlp([latent_dim, *reversed(hidden), in_dim])
+        self.rq = ResidualQuantizer(sizes, latent_dim)
+
+    def forward(self, x: torch.Tensor, beta: float = 0.25, sinkhorn_last=None):
+        z = self.encoder(x)
+        zq, codes, cb, cm = self.rq(z, sinkhorn_last)
+        z_ste = z + (zq - z).detach()
+        x_hat = self.decoder(z_ste)
+        recon = (x_hat - x).pow(2).mean()
+        loss = recon + cb + beta * cm
+        return x_hat, codes, loss, LossTerms(recon.detach(), cb.detach(), cm.detach())
+
+
+def _collision_rate(codes: np.ndarray) -> float:
+    if len(codes) == 0:
+        return 0.0
+    from sidkit.io.codes import pack_keys
+
+    return 1.0 - len(np.unique(pack_keys(codes))) / len(codes)
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    collision_rate: float
+    recon_mse: float
+    state: dict
+
+
+class RQVAE:
+    """RQ-VAE tokenizer with a scikit-learn style API.
+
+    Parameters
+    ----------
+    n_levels, codebook_size : SID length and codes per level (one int or one per level).
+    latent_dim, hidden : encoder MLP in_dim -> *hidden -> latent_dim (the decoder mirrors it).
+    beta : commitment weight.
+    epochs, max_steps : training budget; training stops at whichever comes first.
+    batch_size, lr, weight_decay : AdamW settings (cosine learning-rate schedule).
+    eval_every : steps between checkpoint evaluations (collision rate over the catalog).
+    patience : stop after this many evaluations without a better collision rate (0: never).
+    recon_guard : a checkpoint qualifies only when its reconstruction MSE is within
+        (1 + recon_guard) of the best seen; the qualifying checkpoint with the lowest
+        collision rate is kept.
+    dead_code_every : steps between restarts of codes left unused since the last restart
+        (re-seeded with random current residuals); restarts stop after 80% of the budget.
+    sinkhorn : Sinkhorn assignment on the last level during training (LC-Rec).
+    device : "cpu" or "cuda".
+    random_state : seed.
+    """
+
+    def __init__(self, n_levels: int = 3, codebook_size: int | Sequence[int] = 256, *, latent_dim: int = 32,
+                 hidden: Sequence[int] = (512, 256, 128), beta: float = 0.25, epochs: int = 300,
+                 max_steps: int = 2000, batch_size: int = 1024, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 eval_every: int = 50, patience: int = 10, recon_guard: float = 0.1, dead_code_every: int = 50,
+                 kmeans_init_sample: int = 50000, sinkhorn: bool = False, sinkhorn_eps: float = 0.003,
+                 sinkhorn_iters: int = 50, device: str = "cpu", random_state: int = 0):
+        self.n_levels = n_levels
+        self.codebook_size = codebook_size
+        self.latent_dim = latent_dim
+        self.hidden = tuple(hidden)
+        self.beta = beta
+        self.epochs = epochs
+        self.max_steps = max_steps
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.eval_every = eval_every
+        self.patience = patience
+        self.recon_guard = recon_guard
+        self.dead_code_every = dead_code_every
+        self.kmeans_init_sample = kmeans_init_sample
+        self.sinkhorn = sinkhorn
+        self.sinkhorn_eps = sinkhorn_eps
+        self.sinkhorn_iters = sinkhorn_iters
+        self.device = device
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------------------------------
+    def _check(self, n: int) -> list[int]:
+        sizes = _sizes(self.codebook_size, self.n_levels)
+        for name in ("latent_dim", "epochs", "max_steps", "batch_size", "eval_every"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer (got {v!r})")
+        if not (self.lr > 0):
+            raise ConfigError(f"--lr must be positive (got {self.lr!r})")
+        if n < max(sizes):
+            raise DataError(f"the catalog has {n} items, fewer than the {max(sizes)} codes per level; use a smaller --codebook-size (at most {n})")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError("--device cuda was given but no CUDA device is available; use --device cpu")
+        return sizes
+
+    def fit(self, X: np.ndarray, progress: Callable[[str, int, int, dict], None] | None = None) -> "RQVAE":
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        n, d = X.shape
+        sizes = self._check(n)
+        torch.manual_seed(self.random_state)
+        gen = torch.Generator().manual_seed(self.random_state)
+        rng = np.random.default_rng(self.random_state)
+        dev = torch.device(self.device)
+        model = RQVAEModule(d, self.hidden, self.latent_dim, sizes).to(dev)
+        Xt = torch.from_numpy(X).to(dev)
+        bs = min(self.batch_size, n)
+        steps_per_epoch = max(1, math.ceil(n / bs))
+        total = int(min(self.max_steps, self.epochs * steps_per_epoch))
+        t0 = time.perf_counter()
+        self._kmeans_init(model, X, rng, dev)
+        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)) * 0.95 + 0.05)
+        sk = (self.sinkhorn_eps, self.sinkhorn_iters) if self.sinkhorn else None
+        usage = [torch.zeros(k, dtype=torch.long, device=dev) for k in sizes]
+        checkpoints: list[Checkpoint] = []
+        history = []
+        best_cr, since_best = math.inf, 0
+        step = 0
+        eval_idx = None if n <= 200_000 else np.sort(rng.choice(n, 200_000, replace=False))
+        model.train()
+        done = False
+        while not done:
+            perm = torch.randperm(n, generator=gen)
+            for s in range(0, n - bs + 1 if n >= bs else 1, bs):
+                idx = perm[s:s + bs].to(dev)
+                xb = Xt.index_select(0, idx)
+                _, codes, loss, terms = model(xb, self.beta, sk)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                for l in range(len(sizes)):
+                    usage[l] += torch.bincount(codes[:, l], minlength=sizes[l])
+                if self.dead_code_every and step % self.dead_code_every == 0 and step < 0.8 * total:
+                    self._restart_dead(model, xb, usage, gen)
+                    usage = [torch.zeros_like(u) for u in usage]
+                if step % self.eval_every == 0 or step == total:
+                    cr, mse = self._evaluate(model, X, eval_idx)
+                    history.append({"step": step, "collision_rate": cr, "recon_mse": mse, "loss": float(loss.detach()),
+                                    "seconds": time.perf_counter() - t0})
+                    checkpoints.append(Checkpoint(step, cr, mse, copy.deepcopy({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})))
+                    min_mse = min(c.recon_mse for c in checkpoints)
+                    checkpoints = [c for c in checkpoints if c.recon_mse <= (1 + self.recon_guard) * min_mse]
+                    if cr < best_cr - 1e-9:
+                        best_cr, since_best = cr, 0
+                    else:
+                        since_best += 1
+                    if progress:
+                        progress("train", step, total, {"collision_rate": cr, "recon_mse": mse})
+                    if self.patience and since_best >= self.patience and step >= 0.3 * total:
+                        done = True
+                        break
+                    model.train()
+                elif progress and step % 10 == 0:
+                    progress("train", step, total, {})
+                if step >= total:
+                    done = True
+                    break
+        best = min(checkpoints, key=lambda c: (c.collision_rate, c.recon_mse, -c.step))
+        model.load_state_dict(best.state)
+        self.module_ = model.cpu().eval()
+        self.device_ = "cpu"
+        self.n_features_in_ = d
+        self.n_steps_ = step
+        self.best_step_ = best.step
+        self.history_ = history
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _kmeans_init(self, model: RQVAEModule, X: np.ndarray, rng: np.random.Generator, dev) -> None:
+        n = X.shape[0]
+        take = np.sort(rng.choice(n, min(n, self.kmeans_init_sample), replace=False))
+        with torch.no_grad():
+            z = model.encoder(torch.from_numpy(X[take]).to(dev)).cpu().numpy()
+        r = z.copy()
+        for vq in model.rq.levels:
+            k = vq.codebook.shape[0]
+            C = kmeans(r, k, niter=25, seed=int(rng.integers(0, 2**31 - 1)))
+            a = residual_encode(r, [C])[:, 0]
+            r -= C[a]
+            with torch.no_grad():
+                vq.codebook.copy_(torch.from_numpy(C))
+
+    @staticmethod
+    def _restart_dead(model: RQVAEModule, xb: torch.Tensor, usage, gen) -> None:
+        with torch.no_grad():
+            r = model.encoder(xb)
+            for l, vq in enumerate(model.rq.levels):
+                dead = torch.nonzero(usage[l] == 0).flatten()
+                if len(dead):
+                    pick = torch.randint(0, r.shape[0], (len(dead),), generator=gen).to(r.device)
+                    vq.codebook.data[dead] = r[pick]
+                idx = vq.distances(r).min(dim=1).indices
+                r = r - vq.codebook.index_select(0, idx)
+
+    def _evaluate(self, model: RQVAEModule, X: np.ndarray, sel: np.ndarray | None) -> tuple[float, float]:
+        model.eval()
+        Xe = X if sel is None else X[sel]
+        codes, mse = self._encode_with(model, Xe, with_mse=True)
+        return _collision_rate(codes), mse
+
+    @staticmethod
+    def _encode_with(model: RQVAEModule, X: np.ndarray, with_mse: bool = False):
+        dev = next(model.parameters()).device
+        books = [vq.codebook.detach().cpu().numpy() for vq in model.rq.levels]
+        n = X.shape[0]
+        codes = np.empty((n, len(books)), np.int32)
+        sq = 0.0
+        with torch.inference_mode():
+            for s in range(0, n, 4 * CHUNK):
+                xb = torch.from_numpy(np.ascontiguousarray(X[s:s + 4 * CHUNK])).to(dev)
+                z = model.encoder(xb)
+                c = residual_encode(z.cpu().numpy(), books)
+                codes[s:s + len(c)] = c
+                if with_mse:
+                    zq = torch.from_numpy(decode_codes(c, books)).to(dev)
+                    sq += float((model.decoder(zq) - xb).pow(2).sum())
+        return (codes, sq / max(1, X.size)) if with_mse else codes
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def codebooks_(self) -> list[np.ndarray]:
+        return [vq.codebook.detach().cpu().numpy().copy() for vq in self.module_.rq.levels]
+
+    @property
+    def codebook_sizes_(self) -> list[int]:
+        return [int(vq.codebook.shape[0]) for vq in self.module_.rq.levels]
+
+    def latents(self, X: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for s in range(0, X.shape[0], 4 * CHUNK):
+                out.append(self.module_.encoder(torch.from_numpy(np.ascontiguousarray(X[s:s + 4 * CHUNK], np.float32))).numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.latent_dim), np.float32)
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        """Codes (n, L) int32: encoder, then greedy residual nearest codes."""
+        return self._encode_with(self.module_, np.asarray(X, dtype=np.float32))
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Reconstruct inputs from codes: decoder(sum of codewords)."""
+        zq = torch.from_numpy(decode_codes(codes, self.codebooks_))
+        with torch.inference_mode():
+            return self.module_.decoder(zq).numpy()
+
+    def reconstruction_mse(self, X: np.ndarray) -> float:
+        return self._encode_with(self.module_, np.asarray(X, np.float32), with_mse=True)[1]
+
+    # --- persistence -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        out = {}
+        for k, v in self.module_.state_dict().items():
+            m = re.fullmatch(r"rq\.levels\.(\d+)\.codebook", k)
+            out[f"rq.codebook.{m.group(1)}" if m else k] = v.detach().cpu().numpy()
+        return out
+
+    def params(self) -> dict:
+        return {"n_levels": self.n_levels, "codebook_size": self.codebook_size, "latent_dim": self.latent_dim,
+                "hidden": list(self.hidden), "beta": self.beta, "epochs": self.epochs, "max_steps": self.max_steps,
+                "batch_size": self.batch_size, "lr": self.lr, "weight_decay": self.weight_decay,
+                "eval_every": self.eval_every, "patience": self.patience, "recon_guard": self.recon_guard,
+                "dead_code_every": self.dead_code_every, "kmeans_init_sample": self.kmeans_init_sample,
+                "sinkhorn": self.sinkhorn, "sinkhorn_eps": self.sinkhorn_eps, "sinkhorn_iters": self.sinkhorn_iters,
+                "device": self.device, "random_state": self.random_state}
+
+    @classmethod
+    def from_state(cls, params: dict, tensors: dict[str, np.ndarray]) -> "RQVAE":
+        m = cls(**params)
+        m.device = "cpu"
+        in_dim = tensors["encoder.0.weight"].shape[1]
+        sizes = [tensors[f"rq.codebook.{l}"].shape[0] for l in range(params["n_levels"])]
+        module = RQVAEModule(in_dim, m.hidden, m.latent_dim, sizes)
+        sd = {}
+        for k, v in tensors.items():
+            key = k
+            if k.startswith("rq.codebook."):
+                key = f"rq.levels.{k.split('.')[2]}.codebook"
+            sd[key] = torch.from_numpy(np.ascontiguousarray(v))
+        module.load_state_dict(sd)
+        m.module_ = module.eval()
+        m.n_features_in_ = in_dim
+        return m

@@ -51,7 +51,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 @app.command()
 def fit(
     items: Path = typer.Argument(..., help="Catalog Parquet file: an id column and one or more float-list embedding columns."),
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="Tokenizer: rqkmeans or rqvae. [default: rqkmeans]"),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="Tokenizer: rqvae or rqkmeans. [default: rqvae]"),
     out: Path = typer.Option(Path("sidkit-model"), "--out", "-o", help="Model directory to write (replaced atomically)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column. [default: item_id]"),
     embedding: Optional[List[str]] = typer.Option(None, "--embedding", "-e", help="Embedding column (repeatable). [default: every float-list column]"),

@@ -21,7 +21,7 @@ METHODS = ("rqkmeans", "rqvae")
 
 @dataclass
 class FitConfig:
-    method: str = "rqkmeans"
+    method: str = "rqvae"
     id_col: str = "item_id"
     embedding: list[str] | None = None
     embedding_weights: list[float] | None = None

@@ -322,11 +322,8 @@ def encode(
                 suf = np.full(len(keys), -1, np.int32)
                 ids_cmp = ids.cast(m_ids_arr.type) if ids.type != m_ids_arr.type and len(m_ids_arr) else ids
                 if len(m_ids_arr):
-                    pos = pc.index_in(ids_cmp, value_set=m_ids_arr).to_numpy(zero_copy_only=False)
-                    found = ~np.isnan(pos.astype(float)) if pos.dtype == object else pos >= 0
-                    if pos.dtype == object:
-                        pos = np.array([-1 if v is None else v for v in pos], dtype=np.int64)
-                        found = pos >= 0
+                    pos = pc.fill_null(pc.index_in(ids_cmp, value_set=m_ids_arr), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+                    found = pos >= 0
                     same = np.zeros(len(keys), bool)
                     same[found] = m_keys[pos[found]] == keys[found]
                     suf[same] = m_suffix[pos[same]]

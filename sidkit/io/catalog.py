@@ -72,6 +72,11 @@ def resolve_columns(schema: pa.Schema, path: Path, id_col: str, embedding_cols: 
         return cols
     cols = [f.name for f in schema if f.name != id_col and is_embedding_type(f.type)]
     if not cols:
+        near = [f for f in schema if f.name != id_col and (_is_list_type(f.type) or "emb" in f.name.lower())]
+        if near:
+            f = near[0]
+            kind = f"a list of {f.type.value_type}" if _is_list_type(f.type) else str(f.type)
+            raise SchemaError(f"{path}: column '{f.name}' is {kind}, not a list of floats, and there is no other embedding column; store embeddings as list<float32> or fixed_size_list<float32>")
         raise SchemaError(f"{path}: no embedding column (a list<float> or fixed_size_list<float> column); add one or pass --embedding COL")
     return cols
 

@@ -95,17 +95,18 @@ def read_sid_table(path, *, id_col: str | None = None, codebook_size=None, suffi
     kind = _sniff(p)
     warnings: list[str] = []
     sizes_meta = None
+    ids_arrow = None
     if kind == "json":
         ids, codes, sfx, token_cols = _read_index_json(p)
     else:
-        table, sizes_meta = _read_table(p, kind)
-        ids, codes, sfx, token_cols = _table_codes(table, p, id_col)
+        table, sizes_meta = _read_table(p, kind, id_col)
+        ids, codes, sfx, token_cols, ids_arrow = _table_codes(table, p, id_col)
     n = len(ids)
     if n == 0:
         raise DataError(f"{path}: the SID table has no rows; give at least one item")
     if codes.shape[1] == 0:
         raise DataError(f"{path}: SIDs have no tokens; every item needs at least one code")
-    _check_ids(ids, p)
+    _check_ids(ids_arrow if ids_arrow is not None else ids, p)
     if sfx is None and suffix != "none" and codes.shape[1] >= 2:
         if suffix == "last" or _looks_like_suffix(codes):
             sfx = codes[:, -1].astype(np.int32)
@@ -152,7 +153,7 @@ def _sniff(p: Path) -> str:
     return "csv"
 
 
-def _read_table(p: Path, kind: str):
+def _read_table(p: Path, kind: str, id_col: str | None = None):
     import pyarrow as pa
 
     sizes = None
@@ -176,6 +177,12 @@ def _read_table(p: Path, kind: str):
 
             opts = pcsv.ParseOptions(delimiter="\t" if kind == "tsv" else ",")
             table = pcsv.read_csv(p, parse_options=opts)
+            # ids in CSV are text: keep them as strings ("007" stays "007")
+            lower = {c.lower(): c for c in table.column_names}
+            idc = id_col or next((lower[n] for n in _ID_NAMES if n in lower), None)
+            if idc in table.column_names and not pa.types.is_string(table.schema.field(idc).type):
+                table = pcsv.read_csv(p, parse_options=opts,
+                                      convert_options=pcsv.ConvertOptions(column_types={idc: pa.string()}))
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputFileError(f"{p}: cannot read as {kind.upper()} ({msg}); give a valid Parquet, CSV or index JSON file") from None
@@ -273,7 +280,7 @@ def _table_codes(table, p: Path, id_col: str | None):
     if sfx_name is not None and sfx_name not in (idc,) and code_kind is not None:
         a = table.column(sfx_name).combine_chunks()
         sfx = _int_column(a, p, sfx_name).astype(np.int32)
-    return ids, codes, sfx, token_cols
+    return ids, codes, sfx, token_cols, idarr
 
 
 def _is_list(t) -> bool:
@@ -382,9 +389,15 @@ def _check_ids(ids, p: Path) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = pa.array(ids.tolist() if ids.dtype == object else ids)
-    nd = pc.count_distinct(arr).as_py()
-    if nd != len(ids):
+    if isinstance(ids, (pa.Array, pa.ChunkedArray)):
+        arr = ids
+    else:
+        arr = pa.array(ids.tolist() if ids.dtype == object else ids)
+    if pa.types.is_integer(arr.type):
+        v = np.asarray(arr)
+        if v.size < 2 or bool(np.all(v[1:] > v[:-1])):  # sorted ids: unique without hashing
+            return
+    if len(pc.unique(arr)) != len(arr):
         vc = pc.value_counts(arr)
         cnt = vc.field("counts").to_numpy()
         dup = vc.field("values")[int(np.argmax(cnt))].as_py()

@@ -27,12 +27,16 @@ CORE_KEYS = ("n_items", "n_levels", "codebook_sizes", "collision", "levels", "pr
 
 
 def core_report(codes, codebook_sizes=None, *, item_ids=None, seed: int = 0, n_pairs: int = 1_000_000,
-                top_k: int = 10, blocks=("collision", "levels", "prefix", "diversity", "hamming")) -> dict:
+                top_k: int = 10, blocks=("collision", "levels", "prefix", "diversity", "hamming"),
+                _checked: bool = False) -> dict:
     """The core blocks of the report for ``codes`` (n, L) with ``codebook_sizes`` (int or list).
 
     ``blocks`` restricts the work (``collision`` and ``levels`` are the cheapest).
     """
-    codes, sizes = check_codes(codes, codebook_sizes)
+    if _checked:
+        codes, sizes = np.asarray(codes), [int(s) for s in codebook_sizes]
+    else:
+        codes, sizes = check_codes(codes, codebook_sizes)
     n, L = codes.shape
     rep: dict = {"n_items": int(n), "n_levels": int(L), "codebook_sizes": [int(s) for s in sizes]}
     need_buckets = any(b in blocks for b in ("collision", "prefix", "diversity", "hamming"))
@@ -79,7 +83,7 @@ def sid_report(codes, codebook_sizes=None, *, item_ids=None, embeddings=None, le
     are given.
     """
     codes, sizes = check_codes(codes, codebook_sizes)
-    rep = core_report(codes, sizes, item_ids=item_ids, seed=seed, n_pairs=n_pairs)
+    rep = core_report(codes, sizes, item_ids=item_ids, seed=seed, n_pairs=n_pairs, _checked=True)
     if embeddings is not None:
         rep["semantic"] = semantic_metrics(codes, embeddings, leaf=leaf, attributes=attributes, titles=titles,
                                            item_ids=item_ids, seed=seed, k=knn_k)

@@ -8,8 +8,6 @@ works on the distinct keys only (size ``U <= N``), never on pairs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from sidkit.errors import DataError
@@ -40,9 +38,12 @@ def check_codes(codes, codebook_sizes=None, *, name: str = "codes") -> tuple[np.
         raise DataError(f"{name}: the SID table is empty; give at least one item")
     if L == 0:
         raise DataError(f"{name}: SIDs have no levels; give at least one code per item")
-    mins = codes.min(axis=0)
-    maxs = codes.max(axis=0)
     if codebook_sizes is None:
+        maxs = codes.max(axis=0)
+        if (codes.min(axis=0) < 0).any():
+            l = int(np.flatnonzero(codes.min(axis=0) < 0)[0])
+            row = int(np.flatnonzero(codes[:, l] < 0)[0])
+            raise DataError(f"{name}: negative code {int(codes[row, l])} at row {row}, level {l}; codes must be >= 0")
         sizes = [int(m) + 1 for m in maxs]
     elif np.isscalar(codebook_sizes):
         sizes = [int(codebook_sizes)] * L
@@ -55,11 +56,21 @@ def check_codes(codes, codebook_sizes=None, *, name: str = "codes") -> tuple[np.
     for l in range(L):
         if sizes[l] < 1:
             raise DataError(f"{name}: codebook size of level {l} is {sizes[l]}; sizes must be >= 1")
-        if mins[l] < 0:
-            row = int(np.flatnonzero(codes[:, l] < 0)[0])
+        col = codes[:, l]
+        if sizes[l] <= max(1 << 22, 4 * n):
+            # one bincount checks both bounds (it raises on negatives; its length is max + 1)
+            try:
+                bad_hi = np.bincount(col).size > sizes[l]
+                bad_lo = False
+            except ValueError:
+                bad_lo, bad_hi = True, False
+        else:
+            bad_lo, bad_hi = bool(col.min() < 0), bool(col.max() >= sizes[l])
+        if bad_lo:
+            row = int(np.flatnonzero(col < 0)[0])
             raise DataError(f"{name}: negative code {int(codes[row, l])} at row {row}, level {l}; codes must be >= 0")
-        if maxs[l] >= sizes[l]:
-            row = int(np.flatnonzero(codes[:, l] >= sizes[l])[0])
+        if bad_hi:
+            row = int(np.flatnonzero(col >= sizes[l])[0])
             raise DataError(
                 f"{name}: code {int(codes[row, l])} at row {row}, level {l} is >= the codebook size {sizes[l]}; "
                 "fix the codes or pass the right --codebook-size"
@@ -104,7 +115,22 @@ def entropy_nats(counts: np.ndarray, total: int | None = None) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-@dataclass
+def hist_pairs(size_hist: np.ndarray) -> int:
+    """sum_b C(n_b, 2) from a histogram of bucket sizes (index = size)."""
+    s = np.arange(size_hist.size, dtype=np.int64)
+    return int((size_hist.astype(np.int64) * (s * (s - 1) // 2)).sum())
+
+
+def hist_entropy_nats(size_hist: np.ndarray, n: int) -> float:
+    """Entropy of the distribution whose groups have the sizes in ``size_hist``."""
+    s = np.flatnonzero(size_hist)
+    s = s[s > 0]
+    if s.size == 0 or n == 0:
+        return 0.0
+    p = s / float(n)
+    return float(-(size_hist[s] * p * np.log(p)).sum())
+
+
 class Buckets:
     """Distinct core SIDs of a code table and the groupings derived from them.
 
@@ -112,29 +138,130 @@ class Buckets:
     ----------
     n, L, sizes : table size, number of levels, codebook size per level.
     key : (n,) int64 per-item bucket key (equal keys <=> equal core SIDs).
-    ukeys, counts : the distinct keys (sorted) and their sizes.
+    size_hist : histogram of bucket sizes (index = size; index 0 unused).
+    ukeys, counts : the distinct keys (sorted) and their sizes (computed on first use).
     prefix_counts : ``prefix_counts[l]`` = group sizes of the distinct prefixes of length ``l+1``.
-    packed : True when ``key`` is the exact mixed-radix packing (then ``ukeys`` decode to codes).
+    packed : True when ``key`` is the exact mixed-radix packing (then keys decode to codes).
+
+    When the key space is small enough the full table of counts (``dense``, one slot per possible
+    SID) is kept, and prefix and leave-one-level-out groupings are sums over its axes.
     """
 
-    n: int
-    L: int
-    sizes: list[int]
-    key: np.ndarray
-    ukeys: np.ndarray
-    counts: np.ndarray
-    prefix_counts: list[np.ndarray]
-    packed: bool
-    mults: list[int] = field(default_factory=list)
-    _codes: np.ndarray | None = None
+    def __init__(self, n, L, sizes, key, packed, mults, dense=None, ukeys=None, counts=None, codes=None):
+        self.n, self.L, self.sizes, self.key, self.packed, self.mults = n, L, list(sizes), key, packed, mults
+        self.dense = dense
+        self._ukeys, self._counts = ukeys, counts
+        self._codes = codes
+        if dense is not None:
+            self.size_hist = np.bincount(dense)
+        else:
+            self.size_hist = np.bincount(counts)
+        self.size_hist[0] = 0
+        self._prefix: list[np.ndarray] | None = None
+
+    @property
+    def ukeys(self) -> np.ndarray:
+        if self._ukeys is None:
+            self._ukeys = np.flatnonzero(self.dense)
+        return self._ukeys
+
+    @property
+    def counts(self) -> np.ndarray:
+        if self._counts is None:
+            self._counts = self.dense[self.ukeys]
+        return self._counts
+
+    @property
+    def n_distinct(self) -> int:
+        return int(self.size_hist.sum())
+
+    @property
+    def prefix_counts(self) -> list[np.ndarray]:
+        """Group sizes of the distinct prefixes of every length 1..L (the last is ``counts``)."""
+        return self.short_prefix_counts + [self.counts]
+
+    @property
+    def short_prefix_counts(self) -> list[np.ndarray]:
+        """Group sizes of the distinct prefixes of lengths 1..L-1."""
+        if self._prefix is None:
+            self._prefix = self._build_prefix()
+        return self._prefix
+
+    def _build_prefix(self) -> list[np.ndarray]:
+        L = self.L
+        out: list[np.ndarray] = []
+        if self.dense is not None:
+            for l in range(1, L):
+                space = 1
+                for s in self.sizes[:l]:
+                    space *= s
+                c = self.dense.reshape(space, -1).sum(axis=1)
+                out.append(c[c > 0])
+        elif self.packed:
+            ukeys, counts = self.ukeys, self.counts
+            for l in range(1, L):
+                pk = ukeys // self.mults[l - 1]
+                if pk.size:
+                    starts = np.flatnonzero(np.concatenate(([True], pk[1:] != pk[:-1])))
+                    out.append(np.add.reduceat(counts, starts))
+                else:
+                    out.append(np.zeros(0, np.int64))
+        else:
+            for l in range(1, L):
+                pkey, pspace = _compact_key(self._codes[:, :l], self.sizes[:l])
+                out.append(group_counts(pkey, pspace))
+        return out
+
+    def leave_one_out_pairs(self, level: int) -> int:
+        """sum_b C(n_b, 2) over the buckets of SIDs with ``level`` removed (table B1[level])."""
+        if self.L == 1:
+            return self.n * (self.n - 1) // 2
+        if self.dense is not None:
+            c = self.dense.reshape(self.sizes).sum(axis=level)
+            return pairs_in(c.ravel())
+        if self.packed and level < self.L - 1:
+            got = self._sparse_loo_pairs(level)
+            if got is not None:
+                return got
+        return pairs_in(self.leave_one_out_counts(level))
+
+    def _sparse_loo_pairs(self, level: int) -> int | None:
+        """Leave-one-out pair count on sorted distinct keys without a full re-sort."""
+        ukeys, counts = self.ukeys, self.counts
+        m = self.mults[level]
+        k = self.sizes[level]
+        lo = ukeys % m
+        limit = max(DENSE_MIN, 1 << 22)
+        if level > 0 and m <= limit:
+            # the prefix before ``level`` is sorted: dense bincounts over slabs of prefix values
+            hi = ukeys // (m * k)
+            chunk = max(1, limit // m)
+            first, last = int(hi[0]), int(hi[-1])
+            n_slabs = (last - first) // chunk + 1
+            if n_slabs <= 4096:
+                edges = np.arange(first, last + chunk + 1, chunk, dtype=np.int64)
+                pos = np.searchsorted(hi, edges)
+                total = 0
+                for a, b, e0 in zip(pos[:-1], pos[1:], edges[:-1]):
+                    if a == b:
+                        continue
+                    local = (hi[a:b] - e0) * m + lo[a:b]
+                    total += _pairs_from_float_counts(np.bincount(local, weights=counts[a:b]))
+                return total
+        if level == 0:
+            return _slab_pairs(lo, counts, m, limit)
+        return None
 
     def leave_one_out_counts(self, level: int) -> np.ndarray:
         """Group sizes of the SIDs with ``level`` removed (bucket table B1[level])."""
         L = self.L
         if L == 1:
             return np.array([self.n], dtype=np.int64)
+        if self.dense is not None:
+            c = self.dense.reshape(self.sizes).sum(axis=level).ravel()
+            return c[c > 0]
         if level == L - 1:
-            return self.prefix_counts[L - 2]
+            return self.short_prefix_counts[L - 2]
         if self.packed:
             m = self.mults[level]
             k = self.sizes[level]
@@ -149,6 +276,39 @@ class Buckets:
         cols = [l for l in range(L) if l != level]
         key, space = _compact_key(self._codes[:, cols], [self.sizes[l] for l in cols])
         return group_counts(key, space)
+
+
+def _slab_pairs(kw: np.ndarray, weights: np.ndarray, space: int, limit: int) -> int | None:
+    """sum over groups of equal ``kw`` (in ``[0, space)``) of C(sum of weights, 2), by a 16-bit radix
+    partition into slabs of ``limit`` key values and one dense bincount per slab (no sort)."""
+    n_slabs = -(-space // limit)
+    if n_slabs > 65535:
+        return None
+    total = 0
+    if n_slabs == 1:
+        return _pairs_from_float_counts(np.bincount(kw, weights=weights))
+    sid = (kw // limit).astype(np.uint16)
+    order = np.argsort(sid, kind="stable")  # radix sort for 16-bit keys
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(sid, minlength=n_slabs))))
+    del sid
+    kw_s = kw[order]
+    w_s = weights[order]
+    del order
+    for j in range(n_slabs):
+        a, b = bounds[j], bounds[j + 1]
+        if a == b:
+            continue
+        total += _pairs_from_float_counts(np.bincount(kw_s[a:b] - j * limit, weights=w_s[a:b]))
+    return total
+
+
+def _pairs_from_float_counts(bc: np.ndarray) -> int:
+    """sum C(c, 2) for integral float64 counts: (c.c - sum c) / 2, exact while c.c < 2**53."""
+    sq = float(np.dot(bc, bc))
+    if sq < 2.0**52:
+        return int(round((sq - float(bc.sum())) / 2))
+    c = bc.astype(np.int64)
+    return int((c * (c - 1) // 2).sum())
 
 
 def _compact_key(codes: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, int]:
@@ -185,29 +345,13 @@ def build_buckets(codes: np.ndarray, sizes: list[int]) -> Buckets:
     else:
         mults = []
         key, space = _compact_key(codes, sizes)
-    if _dense_ok(space, n):
-        bc = np.bincount(key, minlength=0)
-        ukeys = np.flatnonzero(bc)
-        counts = bc[ukeys].astype(np.int64)
-        del bc
-    else:
-        ukeys, counts = np.unique(key, return_counts=True)
-        counts = counts.astype(np.int64)
-    prefix_counts: list[np.ndarray] = []
-    if packed:
-        for l in range(1, L):
-            pk = ukeys // mults[l - 1]
-            if pk.size:
-                starts = np.flatnonzero(np.concatenate(([True], pk[1:] != pk[:-1])))
-                prefix_counts.append(np.add.reduceat(counts, starts))
-            else:
-                prefix_counts.append(np.zeros(0, np.int64))
-        prefix_counts.append(counts)
-    else:
-        for l in range(1, L):
-            pkey, pspace = _compact_key(codes[:, :l], sizes[:l])
-            prefix_counts.append(group_counts(pkey, pspace))
-        prefix_counts.append(counts)
-    return Buckets(n=n, L=L, sizes=list(sizes), key=key, ukeys=ukeys, counts=counts,
-                   prefix_counts=prefix_counts, packed=packed, mults=mults,
-                   _codes=None if packed else codes)
+    if packed and _dense_ok(space, n):
+        dense = np.bincount(key, minlength=space)
+        return Buckets(n, L, sizes, key, packed, mults, dense=dense)
+    sk = np.sort(key)
+    starts = np.flatnonzero(np.concatenate(([True], sk[1:] != sk[:-1])))
+    ukeys = sk[starts]
+    counts = np.diff(np.append(starts, n)).astype(np.int64)
+    del sk
+    return Buckets(n, L, sizes, key, packed, mults, ukeys=ukeys, counts=counts,
+                   codes=None if packed else codes)

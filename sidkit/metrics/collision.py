@@ -7,14 +7,24 @@ import numpy as np
 from sidkit.metrics._core import Buckets, build_buckets, check_codes
 
 
-def gini_from_sizes(sizes: np.ndarray) -> float:
-    """Gini coefficient of non-negative values (0 = all equal), computed from their histogram."""
+def gini_from_sizes(sizes: np.ndarray, n_zeros: int = 0) -> float:
+    """Gini coefficient of non-negative values (0 = all equal), computed from their histogram;
+    ``n_zeros`` more values equal to 0 are implied."""
     sizes = np.asarray(sizes, dtype=np.int64)
-    n = sizes.size
-    tot = int(sizes.sum())
+    if sizes.size + int(n_zeros) == 0:
+        return 0.0
+    hist = np.bincount(sizes, minlength=1)
+    hist[0] += int(n_zeros)
+    return gini_from_hist(hist)
+
+
+def gini_from_hist(hist: np.ndarray) -> float:
+    """Gini coefficient of values given as a histogram (``hist[v]`` = how many values equal v)."""
+    hist = np.asarray(hist, dtype=np.int64)
+    n = int(hist.sum())
+    tot = int((np.arange(hist.size) * hist).sum())
     if n == 0 or tot == 0:
         return 0.0
-    hist = np.bincount(sizes)
     vals = np.flatnonzero(hist)
     m = hist[vals].astype(np.float64)
     a = np.concatenate(([0.0], np.cumsum(m)[:-1]))  # items of smaller value before each group
@@ -46,21 +56,19 @@ def collision_metrics(codes=None, codebook_sizes=None, *, item_ids=None, top_k: 
         codes, sizes = check_codes(codes, codebook_sizes)
         buckets = build_buckets(codes, sizes)
     n = buckets.n
-    counts = buckets.counts
-    U = int(counts.size)
-    coll = counts >= 2
-    n_coll = int(coll.sum())
-    items_coll = int(counts[coll].sum())
-    hist = np.bincount(counts)
+    hist = buckets.size_hist
     sizes_present = np.flatnonzero(hist)
+    U = int(hist.sum())
+    n_coll = int(hist[2:].sum())
+    items_coll = int((np.arange(hist.size)[2:] * hist[2:]).sum())
     out = {
         "collision_rate": (n - U) / n,
         "unique_sid_ratio": U / n,
         "collided_item_fraction": items_coll / n,
         "n_colliding_buckets": n_coll,
-        "max_bucket_size": int(counts.max()) if U else 0,
+        "max_bucket_size": int(sizes_present[-1]) if sizes_present.size else 0,
         "bucket_size_histogram": {str(int(s)): int(hist[s]) for s in sizes_present},
-        "gini": gini_from_sizes(counts),
+        "gini": gini_from_hist(hist),
         "n_distinct_sids": U,
         "mean_collided_bucket_size": (items_coll / n_coll) if n_coll else 0.0,
     }
@@ -70,14 +78,23 @@ def collision_metrics(codes=None, codebook_sizes=None, *, item_ids=None, top_k: 
 
 def top_buckets(buckets: Buckets, codes=None, *, item_ids=None, top_k: int = 10, max_members: int = 20) -> list[dict]:
     """The ``top_k`` largest colliding buckets (size >= 2), largest first, ties by SID."""
-    counts = buckets.counts
-    if top_k <= 0 or counts.size == 0 or counts.max() < 2:
+    hist = buckets.size_hist
+    n_coll = int(hist[2:].sum())
+    if top_k <= 0 or n_coll == 0:
         return []
-    k = min(top_k, int((counts >= 2).sum()))
-    idx = np.argpartition(-counts, k - 1)[:k] if k < counts.size else np.arange(counts.size)
-    idx = idx[counts[idx] >= 2]
-    idx = idx[np.lexsort((buckets.ukeys[idx], -counts[idx]))][:k]
-    keys = buckets.ukeys[idx]
+    k = min(top_k, n_coll)
+    # smallest size t such that at least k buckets have size >= t
+    cum = np.cumsum(hist[::-1])[::-1]
+    t = max(2, int(np.flatnonzero(cum >= k)[-1]))
+    if buckets.dense is not None:
+        cand_keys = np.flatnonzero(buckets.dense >= t)
+        cand_counts = buckets.dense[cand_keys]
+    else:
+        sel = buckets.counts >= t
+        cand_keys, cand_counts = buckets.ukeys[sel], buckets.counts[sel]
+    order = np.lexsort((cand_keys, -cand_counts))[:k]
+    keys = cand_keys[order]
+    sizes_k = cand_counts[order]
     key = buckets.key
     if keys.size <= 16:
         mask = np.zeros(key.shape[0], dtype=bool)
@@ -89,7 +106,7 @@ def top_buckets(buckets: Buckets, codes=None, *, item_ids=None, top_k: int = 10,
     rk = key[rows]
     ids = None if item_ids is None else np.asarray(item_ids)
     out = []
-    for b, kk in zip(idx, keys):
+    for size_b, kk in zip(sizes_k, keys):
         members = rows[rk == kk]
         # members in item-id order when ids are given (matches the suffix order), else row order
         if ids is not None:
@@ -98,7 +115,7 @@ def top_buckets(buckets: Buckets, codes=None, *, item_ids=None, top_k: int = 10,
             except TypeError:
                 pass
         members = members[:max_members]
-        entry = {"size": int(counts[b]), "sid": _decode(buckets, codes, kk, members), "rows": [int(r) for r in members]}
+        entry = {"size": int(size_b), "sid": _decode(buckets, codes, kk, members), "rows": [int(r) for r in members]}
         if ids is not None:
             entry["item_ids"] = [_py(ids[r]) for r in members]
         out.append(entry)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.metrics._core import Buckets, build_buckets, check_codes, entropy_nats
+from sidkit.metrics._core import Buckets, build_buckets, check_codes, hist_entropy_nats
 
 
 def diversity_metrics(codes=None, codebook_sizes=None, *, buckets: Buckets | None = None) -> dict:
@@ -14,7 +14,7 @@ def diversity_metrics(codes=None, codebook_sizes=None, *, buckets: Buckets | Non
         codes, sizes = check_codes(codes, codebook_sizes)
         buckets = build_buckets(codes, sizes)
     n = buckets.n
-    h = entropy_nats(buckets.counts, n)
+    h = hist_entropy_nats(buckets.size_hist, n)
     return {
         "sid_entropy_ratio": (h / np.log(n)) if n > 1 else 1.0,
         "sid_entropy_bits": h / np.log(2),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.metrics._core import Buckets, build_buckets, check_codes, pairs_in
+from sidkit.metrics._core import Buckets, build_buckets, check_codes, hist_pairs
 
 
 def sample_pairs(n: int, n_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -30,8 +30,8 @@ def hamming_metrics(codes, codebook_sizes=None, *, buckets: Buckets | None = Non
         buckets = build_buckets(codes, codebook_sizes)
     n, L = buckets.n, buckets.L
     total = n * (n - 1) // 2
-    h0 = pairs_in(buckets.counts)
-    s = sum(pairs_in(buckets.leave_one_out_counts(l)) for l in range(L))
+    h0 = hist_pairs(buckets.size_hist)
+    s = sum(buckets.leave_one_out_pairs(l) for l in range(L))
     h_le1 = s - (L - 1) * h0
     dist = [0.0] * (L + 1)
     exact = True

@@ -11,17 +11,18 @@ def level_metrics(codes, codebook_sizes=None, *, _checked: bool = False) -> list
     """One dict per level: ``level``, ``utilization`` (used codes / K), ``dead_codes``,
     ``entropy_bits`` (token distribution entropy), ``perplexity`` (exp of the entropy in nats),
     ``normalized_perplexity`` (perplexity / K), plus ``used_codes``, ``codebook_size``, ``gini``
-    (Gini of the usage counts over all K codes) and ``counts`` is not included (see
-    :func:`level_counts`)."""
+    (Gini of the usage counts over all K codes) and ``usage_sorted`` (usage counts sorted
+    descending, at most 128 points, for plots)."""
     from sidkit.metrics.collision import gini_from_sizes
 
     if not _checked:
         codes, codebook_sizes = check_codes(codes, codebook_sizes)
     n, L = codes.shape
     out = []
-    for l, cnt in enumerate(level_counts(codes, codebook_sizes)):
+    for l in range(L):
         K = int(codebook_sizes[l])
-        used = int((cnt > 0).sum())
+        cnt = _used_counts(codes[:, l], K)
+        used = int(cnt.size)
         h = entropy_nats(cnt, n)
         ppl = float(np.exp(h))
         out.append({
@@ -33,12 +34,32 @@ def level_metrics(codes, codebook_sizes=None, *, _checked: bool = False) -> list
             "normalized_perplexity": ppl / K,
             "used_codes": used,
             "codebook_size": K,
-            "gini": gini_from_sizes(cnt),
+            "gini": gini_from_sizes(cnt, n_zeros=K - used),
+            "usage_sorted": _sorted_profile(cnt, K),
         })
     return out
+
+
+def _used_counts(col: np.ndarray, K: int) -> np.ndarray:
+    """Usage counts of the codes that occur (order unspecified)."""
+    if K <= max(1 << 24, 4 * col.size):
+        bc = np.bincount(col, minlength=K)
+        return bc[bc > 0]
+    return np.unique(col, return_counts=True)[1]
 
 
 def level_counts(codes, codebook_sizes) -> list[np.ndarray]:
     """Usage count of every code, per level (length K_l arrays)."""
     codes = np.asarray(codes)
     return [np.bincount(codes[:, l], minlength=int(codebook_sizes[l])) for l in range(codes.shape[1])]
+
+
+def _sorted_profile(used_counts: np.ndarray, K: int, points: int = 128) -> list[int]:
+    """Usage counts of all K codes sorted descending (dead codes are 0), down-sampled to at most
+    ``points`` values (for plots)."""
+    s = np.sort(used_counts)[::-1]
+    if K <= points:
+        pos = np.arange(K)
+    else:
+        pos = np.linspace(0, K - 1, points).round().astype(np.int64)
+    return [int(s[p]) if p < s.size else 0 for p in pos]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.metrics._core import Buckets, build_buckets, check_codes, entropy_nats
+from sidkit.metrics._core import Buckets, build_buckets, check_codes, entropy_nats, hist_entropy_nats
 
 
 def prefix_metrics(codes=None, codebook_sizes=None, *, buckets: Buckets | None = None) -> list[dict]:
@@ -22,10 +22,14 @@ def prefix_metrics(codes=None, codebook_sizes=None, *, buckets: Buckets | None =
     prev_h = 0.0
     space = 1
     for l in range(buckets.L):
-        c = buckets.prefix_counts[l]
         space *= buckets.sizes[l]
-        nd = int(c.size)
-        h = entropy_nats(c, n)
+        if l < buckets.L - 1:
+            c = buckets.short_prefix_counts[l]
+            nd = int(c.size)
+            h = entropy_nats(c, n)
+        else:  # the full SID: from the bucket-size histogram
+            nd = buckets.n_distinct
+            h = hist_entropy_nats(buckets.size_hist, n)
         out.append({
             "length": l + 1,
             "n_distinct": nd,

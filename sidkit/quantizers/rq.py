@@ -76,14 +76,54 @@ def decode_codes(codes: np.ndarray, codebooks: Sequence[np.ndarray]) -> np.ndarr
     return out
 
 
-def kmeans(X: np.ndarray, k: int, *, niter: int = 25, seed: int = 0, max_points_per_centroid: int = 256) -> np.ndarray:
-    """faiss k-means; returns the (k, d) centroids. Deterministic for a seed."""
+KMEANSPP_MAX_WORK = 2e9
+
+
+def kmeans_plusplus(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """k-means++ seeding (D^2 sampling); returns k rows of X. O(n * k * d)."""
+    torch = _torch()
+    rng = np.random.default_rng(seed)
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    n = Xt.shape[0]
+    xn = (Xt * Xt).sum(1)
+    idx = [int(rng.integers(n))]
+    d = (xn - 2 * (Xt @ Xt[idx[0]]) + xn[idx[0]]).clamp_min_(0)
+    for _ in range(1, k):
+        c = torch.cumsum(d.double(), 0)
+        total = float(c[-1])
+        if total <= 0:  # fewer distinct points than k: take any unused row
+            i = int(rng.integers(n))
+        else:
+            i = int(torch.searchsorted(c, torch.tensor([rng.random() * total], dtype=torch.float64)).clamp_max(n - 1))
+        idx.append(i)
+        d = torch.minimum(d, (xn - 2 * (Xt @ Xt[i]) + xn[i]).clamp_min_(0))
+    return np.ascontiguousarray(X[idx], dtype=np.float32)
+
+
+def kmeans(X: np.ndarray, k: int, *, niter: int = 25, seed: int = 0, max_points_per_centroid: int = 256,
+           init: str = "auto") -> np.ndarray:
+    """faiss k-means; returns the (k, d) centroids. Deterministic for a seed.
+
+    ``init``: "random" (faiss: k random training points), "k-means++", or "auto": k-means++
+    when it is cheap (n * k * d up to 2e9 on the training sample), where a bad random start is
+    both likely (few, well-separated clusters) and costly; random otherwise.
+    """
     import faiss
 
     X = np.ascontiguousarray(X, dtype=np.float32)
-    km = faiss.Kmeans(X.shape[1], k, niter=niter, seed=int(seed) % (2**31 - 1), verbose=False,
+    n, d = X.shape
+    seed = int(seed) % (2**31 - 1)
+    km = faiss.Kmeans(d, k, niter=niter, seed=seed, verbose=False,
                       max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1)
-    km.train(X)
+    n_train = min(n, k * max_points_per_centroid)
+    if init == "auto":
+        init = "k-means++" if n_train * k * d <= KMEANSPP_MAX_WORK else "random"
+    if init == "k-means++":
+        if n > n_train:  # sample as faiss would, then seed on that sample
+            X = X[np.sort(np.random.default_rng(seed).choice(n, n_train, replace=False))]
+        km.train(X, init_centroids=kmeans_plusplus(X, k, seed))
+    else:
+        km.train(X)
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
 
 

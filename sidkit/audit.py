@@ -1,0 +1,225 @@
+"""``sidkit audit`` as a library function: read any SID table, build the report, write HTML, gates.
+
+Gates (``--fail-on``): ``KEY OP VALUE`` with OP one of ``> >= < <=``; KEY is a dotted path into
+the report (``collision.collision_rate``, ``levels.0.utilization``) or any dotted tail of one that
+is unique (``collision_rate``). VALUE is a number, optionally with ``%``. A gate *trips* when the
+comparison is true (``collision_rate>0.02`` trips when the collision rate exceeds 2%).
+
+:func:`audit` writes its outputs first and then raises :class:`~sidkit.errors.GateFailed` when a
+gate trips; the exception carries ``.report`` and ``.tripped``. Bad gates (syntax or unknown
+key) raise :class:`~sidkit.errors.ConfigError` before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from sidkit.errors import ConfigError, DataError, GateFailed
+
+_GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(%?)\s*$")
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One parsed ``--fail-on`` gate."""
+
+    expr: str
+    key: str
+    op: str
+    threshold: float
+
+
+def parse_gate(expr: str) -> Gate:
+    """Parse ``'collision_rate>0.02'`` into a :class:`Gate`; raises ConfigError on bad syntax."""
+    m = _GATE.match(expr or "")
+    if not m:
+        raise ConfigError(
+            f"--fail-on {expr!r}: expected KEY OP NUMBER with OP one of > >= < <= "
+            "(e.g. 'collision.collision_rate>0.02' or 'levels.0.utilization<0.9')"
+        )
+    key, op, num, pct = m.groups()
+    val = float(num) / (100.0 if pct else 1.0)
+    return Gate(expr.strip(), key, op, val)
+
+
+def _leaves(obj: Any, prefix: tuple = ()) -> Iterable[tuple[tuple, Any]]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, prefix + (str(k),))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, prefix + (str(i),))
+    else:
+        yield prefix, obj
+
+
+def resolve_key(report: dict, key: str) -> tuple[str, float]:
+    """The full dotted path and numeric value of a gate key in ``report``."""
+    parts = tuple(key.split("."))
+    matches = [(p, v) for p, v in _leaves(report)
+               if len(p) >= len(parts) and p[-len(parts):] == parts
+               and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    exact = [(p, v) for p, v in matches if p == parts]
+    if exact:
+        matches = exact
+    elif len(matches) > 1:
+        # prefer a block-level number (collision.collision_rate) over per-level/per-prefix ones
+        flat = [(p, v) for p, v in matches if not any(x.isdigit() for x in p[: len(p) - len(parts)])]
+        if len(flat) == 1:
+            matches = flat
+    if not matches:
+        known = sorted({".".join(p) for p, v in _leaves(report)
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)
+                        and p and p[0] in ("collision", "diversity", "hamming", "semantic", "collaborative", "compare")
+                        and not any(x.isdigit() for x in p)})
+        raise ConfigError(f"--fail-on: unknown report key {key!r}; use a numeric key such as {', '.join(known[:8])} or levels.0.utilization")
+    if len(matches) > 1:
+        names = ", ".join(".".join(p) for p, _ in matches[:5])
+        raise ConfigError(f"--fail-on: key {key!r} is ambiguous ({names}{', ...' if len(matches) > 5 else ''}); give the dotted path")
+    p, v = matches[0]
+    return ".".join(p), float(v)
+
+
+def check_gates(report: dict, gates: Iterable[Gate | str]) -> list[dict]:
+    """Evaluate gates against a report.
+
+    Returns one dict per gate: ``gate``, ``key`` (full path), ``value``, ``op``, ``threshold``,
+    ``tripped``. Raises ConfigError for bad syntax or unknown / ambiguous keys.
+    """
+    out = []
+    for g in gates:
+        g = parse_gate(g) if isinstance(g, str) else g
+        path, value = resolve_key(report, g.key)
+        tripped = bool(_OPS[g.op](value, g.threshold)) if not math.isnan(value) else False
+        out.append({"gate": g.expr, "key": path, "value": value, "op": g.op, "threshold": g.threshold, "tripped": tripped})
+    return out
+
+
+def gate_message(results: list[dict]) -> str:
+    tripped = [r for r in results if r["tripped"]]
+    parts = [f"{r['gate']} (value {r['value']:.6g})" for r in tripped]
+    return f"{len(tripped)} gate{'s' if len(tripped) != 1 else ''} tripped: " + "; ".join(parts)
+
+
+def _load_items(path, code_ids, id_col: str | None):
+    """Embeddings, leaf, titles and attributes aligned to ``code_ids`` (rows absent from the
+    catalog are dropped: returns the kept code rows too)."""
+    from sidkit.features import fuse, make_spec
+    from sidkit.io.catalog import read_catalog
+    from sidkit.metrics.collaborative import map_ids
+
+    cat_id = "item_id"
+    if id_col is not None:
+        from sidkit.io.catalog import open_parquet
+
+        if id_col in open_parquet(path).schema_arrow.names:
+            cat_id = id_col
+    cat = read_catalog(path, id_col=cat_id)
+    X = cat.embeddings[next(iter(cat.embeddings))] if len(cat.embeddings) == 1 else fuse(cat.embeddings, make_spec(cat.embeddings))
+    rows = map_ids(code_ids, cat.ids_numpy)
+    keep = np.flatnonzero(rows >= 0)
+    r = rows[keep]
+    attrs = {k: [v[i] for i in r] for k, v in cat.attributes.items()}
+    leaf = None
+    for name in ("category_leaf", "leaf", "leaf_category"):
+        if name in attrs:
+            leaf = attrs[name]
+            break
+    titles = attrs.get("title")
+    return keep, np.asarray(X)[r], leaf, titles, attrs
+
+
+def _read_interactions(path):
+    from sidkit.errors import InputFileError, SchemaError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"{p}: file not found; check the path of the interactions")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(p)
+        cols = [c for c in ("user_id", "item_id", "position", "timestamp") if c in schema.names]
+        if "user_id" not in cols or "item_id" not in cols:
+            raise SchemaError(f"{p}: interactions need columns user_id and item_id (found: {', '.join(schema.names[:10])})")
+        return pq.read_table(p, columns=cols)
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
+        raise InputFileError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]}); give interactions.parquet") from None
+
+
+def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_size=None, html=None,
+          fail_on=None, id_col: str | None = None, seed: int = 0, suffix: str = "auto",
+          n_pairs: int = 1_000_000) -> dict:
+    """Audit a SID table file.
+
+    Parameters
+    ----------
+    codes_path : codes.parquet, a Parquet/CSV SID table, an index JSON or a model directory.
+    items : catalog Parquet (adds ``semantic``); interactions : Parquet (adds ``collaborative``);
+    baseline : another SID table file (adds ``compare``).
+    codebook_size : int, list or comma string; else the file metadata; else max code + 1 (warned).
+    html : path of the HTML report to write (atomically).
+    fail_on : gate expressions (see module docstring).
+    id_col : id column of the SID table (and of the catalog).
+    seed : seeds the sampled estimates. suffix : see :func:`sidkit.io.sidtable.read_sid_table`.
+
+    Returns
+    -------
+    The report dict (DESIGN.md §4 keys, plus ``source``, ``warnings`` and ``gates``).
+
+    Raises
+    ------
+    SidkitError on bad input (nothing written); GateFailed after writing outputs when a gate trips.
+    """
+    from sidkit.io.sidtable import read_sid_table
+    from sidkit.metrics import sid_report
+
+    gates = [parse_gate(g) for g in ([fail_on] if isinstance(fail_on, str) else (fail_on or []))]
+    ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
+    if sizes is None:
+        sizes = [int(m) + 1 for m in codes.max(axis=0)]
+        warnings.append(f"codebook sizes unknown: using the largest code + 1 per level ({','.join(map(str, sizes))}), "
+                        "so utilization is a guess; pass --codebook-size")
+    kw: dict[str, Any] = {}
+    if interactions is not None:
+        kw["interactions"] = _read_interactions(interactions)
+    if baseline is not None:
+        b_ids, b_codes, _, b_sizes, b_warn = read_sid_table(baseline, codebook_size=codebook_size, suffix=suffix)
+        if b_sizes is None:
+            b_sizes = [max(int(m) + 1, s) for m, s in zip(b_codes.max(axis=0), sizes)] if b_codes.shape[1] == len(sizes) else None
+        warnings.extend(f"baseline: {w}" for w in b_warn)
+        kw["baseline"] = {"item_ids": b_ids, "codes": b_codes, "codebook_sizes": b_sizes}
+    rep = sid_report(codes, sizes, item_ids=ids, seed=seed, n_pairs=n_pairs, **kw)
+    if items is not None:
+        from sidkit.metrics.semantic import semantic_metrics
+
+        keep, X, leaf, titles, attrs = _load_items(items, ids, id_col)
+        if keep.size == 0:
+            raise DataError(f"{items}: none of the SID table's item ids are in the catalog; check --id-col and the files")
+        if keep.size < len(ids):
+            warnings.append(f"{len(ids) - keep.size} items of the SID table are not in {Path(items).name}; the semantic block uses the other {keep.size}")
+        rep["semantic"] = semantic_metrics(codes[keep], X, leaf=leaf, attributes=attrs, titles=titles,
+                                           item_ids=np.asarray(ids)[keep], codebook_sizes=sizes, seed=seed)
+    rep["source"] = {"path": str(codes_path), "has_suffix": sfx is not None}
+    rep["warnings"] = warnings
+    results = check_gates(rep, gates) if gates else []
+    rep["gates"] = results
+    if html is not None:
+        from sidkit.report.html import render_html
+
+        render_html(rep, html)
+    if any(r["tripped"] for r in results):
+        err = GateFailed(gate_message(results))
+        err.report = rep
+        err.tripped = [r for r in results if r["tripped"]]
+        raise err
+    return rep

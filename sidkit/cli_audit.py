@@ -1,0 +1,162 @@
+"""Typer commands ``sidkit audit`` and ``sidkit export`` (registered in :mod:`sidkit.cli`).
+
+Exit codes: 0 ok, 1 a ``--fail-on`` gate tripped, 2 bad input or usage (one ``error: ...`` line
+on stderr, nothing written). ``--json`` prints exactly one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from sidkit.errors import GateFailed, SidkitError
+
+
+def _dumps(obj) -> str:
+    from sidkit.io.artifacts import _json_default
+
+    return json.dumps(obj, default=_json_default, allow_nan=True)
+
+
+def _err(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+
+
+def _warn(warnings, quiet: bool) -> None:
+    if quiet:
+        return
+    for w in warnings or []:
+        typer.echo(f"warning: {w}", err=True)
+
+
+def audit_command(
+    codes: Path = typer.Argument(..., help="SID table: codes.parquet, Parquet/CSV with an id and SID columns, index JSON, or a model directory."),
+    items: Optional[Path] = typer.Option(None, "--items", help="Catalog Parquet (embeddings, attributes): adds the semantic block."),
+    interactions: Optional[Path] = typer.Option(None, "--interactions", help="Interactions Parquet (user_id, item_id[, position]): adds the collaborative block."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Another SID table to compare with (churn)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
+    fail_on: Optional[List[str]] = typer.Option(None, "--fail-on", help="Gate such as 'collision_rate>0.02' (repeatable); exit 1 when one trips."),
+    codebook_size: Optional[str] = typer.Option(None, "--codebook-size", help="Codebook size K, or a comma list per level (default: file metadata, else largest code + 1)."),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of the SID table / catalog."),
+    suffix: str = typer.Option("auto", "--suffix", help="Last token as de-dup suffix: auto | last | none."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as one JSON document."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings or summary."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampled estimates."),
+) -> None:
+    """Collision report and diversity metrics for any SID table."""
+    from sidkit.audit import audit
+
+    try:
+        rep = audit(codes, items=items, interactions=interactions, baseline=baseline, codebook_size=codebook_size,
+                    html=html, fail_on=fail_on, id_col=id_col, seed=seed, suffix=suffix)
+    except GateFailed as e:
+        rep = getattr(e, "report", None)
+        if rep is not None:
+            _warn(rep.get("warnings"), quiet)
+            if json_out:
+                typer.echo(_dumps(rep))
+            elif not quiet:
+                print_summary(rep)
+        typer.echo(f"gate failed: {e}", err=True)
+        raise typer.Exit(1)
+    except SidkitError as e:
+        _err(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise typer.Exit(2)
+    _warn(rep.get("warnings"), quiet)
+    if json_out:
+        typer.echo(_dumps(rep))
+    elif not quiet:
+        print_summary(rep)
+
+
+def export_command(
+    codes: Path = typer.Argument(..., help="SID table to export (any format audit reads)."),
+    fmt: str = typer.Option("tokens", "--format", "-f", help="tokens | index-json | csv"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: stdout)."),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of the SID table."),
+    suffix: str = typer.Option("auto", "--suffix", help="Last token as de-dup suffix: auto | last | none."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary (needs -o, except for index-json)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings or summary."),
+    seed: int = typer.Option(0, "--seed", help="Unused (export is deterministic); accepted for uniformity."),
+) -> None:
+    """Export SIDs as token strings, LC-Rec style index JSON, or a sid_0.. CSV."""
+    from sidkit.errors import ConfigError
+    from sidkit.export import export_with_info
+
+    try:
+        if json_out and out is None and fmt != "index-json":
+            raise ConfigError("--json prints a summary, so give the output file with -o (or use --format index-json)")
+        res, info = export_with_info(codes, fmt, out, id_col=id_col, suffix=suffix)
+    except SidkitError as e:
+        _err(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise typer.Exit(2)
+    _warn(info.get("warnings"), quiet)
+    if out is None:
+        sys.stdout.write(res)
+        sys.stdout.flush()
+        return
+    if json_out:
+        typer.echo(_dumps(info))
+    elif not quiet:
+        typer.echo(f"wrote {info['n_items']:,} SIDs ({info['n_levels']} levels{' + suffix token' if info['suffix_token'] else ''}) as {fmt} to {out}")
+
+
+def print_summary(rep: dict, file=None) -> None:
+    """Readable rich summary of a report on stdout: headline numbers, per-level table, buckets."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    con = Console(file=file or sys.stdout, highlight=False, soft_wrap=False)
+    col = rep["collision"]
+    ham = rep.get("hamming", {})
+    con.print(f"[bold]SID audit[/bold]  {rep['n_items']:,} items, {rep['n_levels']} levels, codebook sizes "
+              f"{', '.join(map(str, rep['codebook_sizes']))}", markup=True)
+    head = Table(show_header=False, box=None, pad_edge=False)
+    head.add_column(style="cyan")
+    head.add_column(justify="right")
+    head.add_row("collision rate", f"{100 * col['collision_rate']:.2f}%")
+    head.add_row("unique SID ratio", f"{100 * col['unique_sid_ratio']:.2f}%")
+    head.add_row("items in collisions", f"{100 * col['collided_item_fraction']:.2f}%")
+    head.add_row("colliding buckets", f"{col['n_colliding_buckets']:,}")
+    head.add_row("max bucket size", f"{col['max_bucket_size']:,}")
+    head.add_row("SID entropy ratio", f"{rep['diversity']['sid_entropy_ratio']:.4f}")
+    if ham:
+        head.add_row("pairs h=0 / h<=1", f"{ham['pairs_h0']:,} / {ham['pairs_h_le1']:,}")
+    sem = rep.get("semantic")
+    if sem:
+        head.add_row("locality gap (kNN - random prefix)", f"{sem['locality_gap']:.3f}")
+        head.add_row("conflict / benign collisions", f"{100 * sem['conflict_collision_rate']:.1f}% / {100 * sem['benign_collision_rate']:.1f}%")
+    colb = rep.get("collaborative")
+    if colb:
+        head.add_row("co-interaction vs random first-token share",
+                     f"{100 * colb['co_interaction_prefix_share']:.1f}% vs {100 * colb['random_prefix_share']:.1f}%")
+    cmp_ = rep.get("compare")
+    if cmp_ and cmp_.get("churn_rate") is not None:
+        head.add_row("churn vs baseline", f"{100 * cmp_['churn_rate']:.2f}%")
+        head.add_row("collision rate delta", f"{100 * cmp_['collision_rate_delta']:+.2f} pt")
+    con.print(head)
+    lv = Table(title="per level", title_justify="left")
+    for c in ("level", "utilization", "dead codes", "entropy bits", "perplexity", "norm. perplexity"):
+        lv.add_column(c, justify="right")
+    for x in rep["levels"]:
+        lv.add_row(str(x["level"]), f"{100 * x['utilization']:.1f}%", f"{x['dead_codes']:,}", f"{x['entropy_bits']:.2f}",
+                   f"{x['perplexity']:.1f}", f"{x['normalized_perplexity']:.3f}")
+    con.print(lv)
+    tb = rep.get("top_buckets") or []
+    if tb:
+        bt = Table(title="largest collision buckets", title_justify="left")
+        bt.add_column("size", justify="right")
+        bt.add_column("SID")
+        bt.add_column("items")
+        for b in tb[:10]:
+            ids = b.get("item_ids", b.get("rows", []))
+            shown = ", ".join(str(i) for i in ids[:8]) + (", ..." if b["size"] > 8 else "")
+            bt.add_row(str(b["size"]), Text(" ".join(map(str, b["sid"]))), Text(shown))
+        con.print(bt)
+    for g in rep.get("gates") or []:
+        con.print(f"gate {g['gate']}: value {g['value']:.6g} -> {'TRIPPED' if g['tripped'] else 'ok'}", markup=False)

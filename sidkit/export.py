@@ -1,0 +1,114 @@
+"""``sidkit export``: SID tables as token strings, LC-Rec style index JSON, or a ``sid_0..`` CSV.
+
+Token rule: level ``l`` is written ``<x_c>`` with ``x`` the l-th letter (a, b, c, ..., z, aa, ab,
+...). When the source has a de-duplication suffix (sidkit codes always do), it is appended to
+**every** item as one more token with the next letter (``<a_12><b_3><c_77><d_0>``), so the full
+token strings are unique. Reading an exported file back (``audit``) recognises that last token
+as the suffix (see :mod:`sidkit.io.sidtable`), so the core report is the same as the source's.
+CSV and JSON carry no codebook sizes: pass ``--codebook-size`` when auditing an export of a
+table whose sizes came from metadata.
+
+Formats: ``tokens`` is a CSV ``item_id,sid`` with the token string; ``index-json`` is
+``{item_id: [tokens]}``; ``csv`` is ``item_id,sid_0..sid_{L-1}[,suffix]``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sidkit.errors import ConfigError
+
+FORMATS = ("tokens", "index-json", "csv")
+
+
+def level_letter(l: int) -> str:
+    """a, b, ..., z, aa, ab, ... for level ``l`` (0-based)."""
+    s = ""
+    l += 1
+    while l > 0:
+        l, r = divmod(l - 1, 26)
+        s = chr(97 + r) + s
+    return s
+
+
+def token_rows(codes: np.ndarray, suffix: np.ndarray | None) -> list[list[str]]:
+    """Per item, the list of tokens (suffix token appended when ``suffix`` is given)."""
+    n, L = codes.shape
+    cols = [[f"<{level_letter(l)}_{int(c)}>" for c in codes[:, l]] for l in range(L)]
+    if suffix is not None:
+        cols.append([f"<{level_letter(L)}_{int(s)}>" for s in suffix])
+    return [list(t) for t in zip(*cols)] if cols else [[] for _ in range(n)]
+
+
+def _id_str(v) -> str:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "replace")
+    return str(v)
+
+
+def export(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix: str = "auto"):
+    """Export a SID table.
+
+    Parameters
+    ----------
+    codes_path : any SID table :func:`~sidkit.io.sidtable.read_sid_table` reads.
+    fmt : ``"tokens"``, ``"index-json"`` or ``"csv"``.
+    out : output path (written atomically); None returns the text instead.
+
+    Returns
+    -------
+    The output path, or the text when ``out`` is None.
+    """
+    return export_with_info(codes_path, fmt, out, id_col=id_col, suffix=suffix)[0]
+
+
+def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix: str = "auto"):
+    """Like :func:`export`, also returning a summary dict (format, path, n_items, n_levels,
+    suffix, warnings)."""
+    from sidkit.io.sidtable import read_sid_table
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, suffix=suffix)
+    text = render_export(ids, codes, sfx, fmt)
+    info = {"format": fmt, "path": None if out is None else str(out), "n_items": int(codes.shape[0]),
+            "n_levels": int(codes.shape[1]), "suffix_token": sfx is not None, "codebook_sizes": sizes,
+            "warnings": warnings}
+    if out is None:
+        return text, info
+    from sidkit.io.artifacts import write_text_atomic
+
+    write_text_atomic(out, text)
+    return Path(out), info
+
+
+def render_export(ids, codes: np.ndarray, suffix: np.ndarray | None, fmt: str) -> str:
+    """The export text for in-memory ids/codes/suffix."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    ids_list = [_id_str(v) for v in np.asarray(ids)] if np.asarray(ids).dtype == object else np.asarray(ids).tolist()
+    if fmt == "index-json":
+        rows = token_rows(codes, suffix)
+        return json.dumps({_id_str(i): t for i, t in zip(ids_list, rows)}, ensure_ascii=False) + "\n"
+    if fmt == "tokens":
+        rows = token_rows(codes, suffix)
+        table = pa.table({"item_id": pa.array(ids_list), "sid": pa.array(["".join(t) for t in rows], pa.string())})
+    else:
+        cols = {"item_id": pa.array(ids_list)}
+        for l in range(codes.shape[1]):
+            cols[f"sid_{l}"] = pa.array(np.asarray(codes[:, l], dtype=np.int64))
+        if suffix is not None:
+            cols["suffix"] = pa.array(np.asarray(suffix, dtype=np.int64))
+        table = pa.table(cols)
+    buf = io.BytesIO()
+    pcsv.write_csv(table, buf)
+    return buf.getvalue().decode("utf-8")

@@ -428,7 +428,7 @@ def bench_memory(args):
     base = child("load", mdir, "-", "-")
     rows = [["import sidkit + load_model", "-", f"{base['maxrss_kb'] / 2**20:.2f}", "-", "-", ""]]
     res = {"load_only_kb": base["maxrss_kb"]}
-    for n in (1_000_000, 5_000_000):
+    for n in args.memory_rows:
         p = Path(args.dir) / f"synthetic_{n}.parquet"
         need = n * 384 * 4 * 1.1 + 2**30
         free = shutil.disk_usage(args.dir).free
@@ -439,10 +439,10 @@ def bench_memory(args):
         r = child("encode", mdir, p, out)
         out.unlink(missing_ok=True)
         gib = r["maxrss_kb"] / 2**20
-        rows.append([f"sidkit.encode {n // 1_000_000}M rows", f"{p.stat().st_size / 2**30:.2f}", f"{gib:.2f}",
+        rows.append([f"sidkit.encode {n:,} rows", f"{p.stat().st_size / 2**30:.2f}", f"{gib:.2f}",
                      f"{r['seconds']:.1f}", f"{n / r['seconds']:,.0f}", "ok" if gib < 2 else "MISS"])
         res[n] = r
-        if n == 5_000_000 and not args.keep:
+        if n > args.n and not args.keep:  # the big file is not reused by the other parts
             p.unlink()
     table("encode peak memory (peak RSS of a fresh process; rqkmeans model fitted on 100k rows)",
           ["what", "file GiB", "peak RSS GiB (<2)", "seconds", "items/s", ""], rows)
@@ -459,6 +459,8 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1_000_000, help="rows of the synthetic catalog for encode/rqkmeans")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=200, help="timed RQ-VAE training steps")
+    ap.add_argument("--memory-rows", default="1000000,5000000", type=lambda v: [int(x) for x in v.split(",")],
+                    help="row counts of the files encoded by the memory benchmark")
     ap.add_argument("--dir", default="/tmp/sidkit-bench")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic files and model in --dir")
     ap.add_argument("--json", help="also write the raw timings as JSON to this path")

@@ -183,6 +183,8 @@ def fit(
         pq.write_table(codes_table(catalog.ids, codes, suffix, codes_meta), tmp / "codes.parquet")
         pq.write_table(_codebooks_table(books, counts), tmp / "codebooks.parquet")
         write_json_atomic(tmp / "report.json", report)
+        if getattr(est, "history_", None):
+            pq.write_table(pa.Table.from_pylist(est.history_), tmp / "train_log.parquet")
         _write_html(report, tmp / "report.html")
     col = report["collision"]
     summary = {

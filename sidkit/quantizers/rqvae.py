@@ -89,14 +89,51 @@ class RQVAEModule(nn.Module):
         self.decoder = mlp([latent_dim, *reversed(hidden), in_dim])
         self.rq = ResidualQuantizer(sizes, latent_dim)
 
-    def forward(self, x: torch.Tensor, beta: float = 0.25, sinkhorn_last=None):
+    def forward(self, x: torch.Tensor, beta: float = 0.25, sinkhorn_last=None, return_latents: bool = False):
+        """(x_hat, codes, loss, LossTerms); with ``return_latents`` also (z, z_ste): the encoder
+        output and the straight-through quantized latent."""
         z = self.encoder(x)
         zq, codes, cb, cm = self.rq(z, sinkhorn_last)
         z_ste = z + (zq - z).detach()
         x_hat = self.decoder(z_ste)
         recon = (x_hat - x).pow(2).mean()
         loss = recon + cb + beta * cm
-        return x_hat, codes, loss, LossTerms(recon.detach(), cb.detach(), cm.detach())
+        out = (x_hat, codes, loss, LossTerms(recon.detach(), cb.detach(), cm.detach()))
+        return (*out, z, z_ste) if return_latents else out
+
+
+class Regularizer:
+    """Plug-in for the RQ-VAE trainer (QuaSID, AdaSID, alignment...). Every hook is optional.
+
+    The trainer calls, in order: ``setup`` once after k-means initialisation; then per step
+    ``before_step`` (may refresh global state through ``encode_all()``, which returns the codes
+    (N, L) and latents (N, d_z) of the whole catalog under the current weights), ``sample_batch``
+    (item indices for the batch, or None for the default uniform shuffle) and ``loss`` (an extra
+    loss term and a dict of numbers to log). ``state()`` gives numbers for the progress display
+    and the training log at each evaluation.
+    """
+
+    name = "regularizer"
+
+    def setup(self, X: np.ndarray, model: "RQVAEModule", *, total_steps: int, batch_size: int,
+              seed: int, device: torch.device) -> None:
+        pass
+
+    def before_step(self, step: int, encode_all: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
+        pass
+
+    def sample_batch(self, step: int, batch_size: int, gen: torch.Generator) -> torch.Tensor | None:
+        return None
+
+    def loss(self, step: int, idx: torch.Tensor, x: torch.Tensor, z: torch.Tensor, zq: torch.Tensor,
+             codes: torch.Tensor) -> tuple[torch.Tensor | None, dict]:
+        return None, {}
+
+    def state(self) -> dict:
+        return {}
+
+    def params(self) -> dict:
+        return {}
 
 
 def _collision_rate(codes: np.ndarray) -> float:
@@ -179,7 +216,10 @@ class RQVAE:
             raise ConfigError("--device cuda was given but no CUDA device is available; use --device cpu")
         return sizes
 
-    def fit(self, X: np.ndarray, progress: Callable[[str, int, int, dict], None] | None = None) -> "RQVAE":
+    def fit(self, X: np.ndarray, progress: Callable[[str, int, int, dict], None] | None = None,
+            regularizers: Sequence[Regularizer] = ()) -> "RQVAE":
+        """Train on X (n, d). ``regularizers`` add loss terms, batch sampling and logging
+        through the :class:`Regularizer` hooks."""
         X = np.ascontiguousarray(X, dtype=np.float32)
         n, d = X.shape
         sizes = self._check(n)
@@ -203,14 +243,41 @@ class RQVAE:
         best_cr, since_best = math.inf, 0
         step = 0
         eval_idx = None if n <= 200_000 else np.sort(rng.choice(n, 200_000, replace=False))
+        regs = list(regularizers)
+        for reg in regs:
+            reg.setup(X, model, total_steps=total, batch_size=bs, seed=self.random_state, device=dev)
+
+        def encode_all() -> tuple[np.ndarray, np.ndarray]:
+            was = model.training
+            model.eval()
+            codes_all = self._encode_with(model, X)
+            z_all = self._latents_with(model, X)
+            model.train(was)
+            return codes_all, z_all
+
+        reg_log: dict = {}
         model.train()
         done = False
         while not done:
             perm = torch.randperm(n, generator=gen)
             for s in range(0, n - bs + 1 if n >= bs else 1, bs):
-                idx = perm[s:s + bs].to(dev)
+                idx = perm[s:s + bs]
+                for reg in regs:
+                    reg.before_step(step, encode_all)
+                    picked = reg.sample_batch(step, bs, gen)
+                    if picked is not None:
+                        idx = picked
+                idx = idx.to(dev)
                 xb = Xt.index_select(0, idx)
-                _, codes, loss, terms = model(xb, self.beta, sk)
+                if regs:
+                    _, codes, loss, terms, z, zq = model(xb, self.beta, sk, return_latents=True)
+                    for reg in regs:
+                        extra, info = reg.loss(step, idx, xb, z, zq, codes)
+                        if extra is not None:
+                            loss = loss + extra
+                        reg_log.update(info)
+                else:
+                    _, codes, loss, terms = model(xb, self.beta, sk)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -223,8 +290,12 @@ class RQVAE:
                     usage = [torch.zeros_like(u) for u in usage]
                 if step % self.eval_every == 0 or step == total:
                     cr, mse = self._evaluate(model, X, eval_idx)
-                    history.append({"step": step, "collision_rate": cr, "recon_mse": mse, "loss": float(loss.detach()),
-                                    "seconds": time.perf_counter() - t0})
+                    entry = {"step": step, "collision_rate": cr, "recon_mse": mse, "loss": float(loss.detach()),
+                             "seconds": time.perf_counter() - t0}
+                    for reg in regs:
+                        entry.update(reg.state())
+                    entry.update(reg_log)
+                    history.append(entry)
                     checkpoints.append(Checkpoint(step, cr, mse, copy.deepcopy({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})))
                     min_mse = min(c.recon_mse for c in checkpoints)
                     checkpoints = [c for c in checkpoints if c.recon_mse <= (1 + self.recon_guard) * min_mse]
@@ -233,7 +304,8 @@ class RQVAE:
                     else:
                         since_best += 1
                     if progress:
-                        progress("train", step, total, {"collision_rate": cr, "recon_mse": mse})
+                        shown = {k: v for k, v in entry.items() if k not in ("step", "loss", "seconds")}
+                        progress("train", step, total, shown)
                     if self.patience and since_best >= self.patience and step >= 0.3 * total:
                         done = True
                         break
@@ -287,6 +359,15 @@ class RQVAE:
         return _collision_rate(codes), mse
 
     @staticmethod
+    def _latents_with(model: RQVAEModule, X: np.ndarray) -> np.ndarray:
+        dev = next(model.parameters()).device
+        out = []
+        with torch.inference_mode():
+            for s in range(0, X.shape[0], 4 * CHUNK):
+                out.append(model.encoder(torch.from_numpy(np.ascontiguousarray(X[s:s + 4 * CHUNK])).to(dev)).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, model.rq.levels[0].codebook.shape[1]), np.float32)
+
+    @staticmethod
     def _encode_with(model: RQVAEModule, X: np.ndarray, with_mse: bool = False):
         dev = next(model.parameters()).device
         books = [vq.codebook.detach().cpu().numpy() for vq in model.rq.levels]
@@ -314,11 +395,8 @@ class RQVAE:
         return [int(vq.codebook.shape[0]) for vq in self.module_.rq.levels]
 
     def latents(self, X: np.ndarray) -> np.ndarray:
-        out = []
-        with torch.inference_mode():
-            for s in range(0, X.shape[0], 4 * CHUNK):
-                out.append(self.module_.encoder(torch.from_numpy(np.ascontiguousarray(X[s:s + 4 * CHUNK], np.float32))).numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.latent_dim), np.float32)
+        """Encoder outputs z (n, latent_dim) before quantization."""
+        return self._latents_with(self.module_, np.asarray(X, dtype=np.float32))
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         """Codes (n, L) int32: encoder, then greedy residual nearest codes."""

@@ -51,7 +51,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 @app.command()
 def fit(
     items: Path = typer.Argument(..., help="Catalog Parquet file: an id column and one or more float-list embedding columns."),
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="Tokenizer: rqvae or rqkmeans. [default: rqvae]"),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="Tokenizer: rqvae, rqkmeans, quasid or adasid (an RQ-VAE with that collision-aware regularizer). [default: rqvae]"),
     out: Path = typer.Option(Path("sidkit-model"), "--out", "-o", help="Model directory to write (replaced atomically)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column. [default: item_id]"),
     embedding: Optional[List[str]] = typer.Option(None, "--embedding", "-e", help="Embedding column (repeatable). [default: every float-list column]"),
@@ -67,7 +67,24 @@ def fit(
     sinkhorn: Optional[bool] = typer.Option(None, "--sinkhorn/--no-sinkhorn", help="rqvae: Sinkhorn assignment on the last level during training (LC-Rec)."),
     device: Optional[str] = typer.Option(None, "--device", help="rqvae: cpu or cuda. [default: cpu]"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; same seed and inputs give identical codes. [default: 0]"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with fit options; command-line flags win."),
+    regularizer: Optional[str] = typer.Option(None, "--regularizer", help="quasid or adasid on top of --method rqvae (also with --sinkhorn)."),
+    interactions: Optional[Path] = typer.Option(None, "--interactions", help="quasid/adasid: interactions Parquet (user_id, item_id, split and/or timestamp/position) for the alignment term; only the training part is used."),
+    lambda_hmr: Optional[float] = typer.Option(None, "--lambda-hmr", help="quasid: margin-repulsion weight. [default: 0.1]"),
+    lambda_rep: Optional[float] = typer.Option(None, "--lambda-rep", help="adasid: maximum repulsion weight. [default: 0.1]"),
+    lambda_align: Optional[float] = typer.Option(None, "--lambda-align", help="quasid/adasid: (maximum) alignment weight. [default: 0.01]"),
+    alpha_m: Optional[float] = typer.Option(None, "--alpha-m", help="quasid/adasid: margin = alpha_m x median distance to the nearest item with another SID. [default: 1.0]"),
+    h_max: Optional[int] = typer.Option(None, "--h-max", help="quasid/adasid: largest Hamming distance of a repelled overlap. [default: 1]"),
+    collision_batch_frac: Optional[float] = typer.Option(None, "--collision-batch-frac", help="quasid/adasid: share of each batch drawn from collision buckets. [default: 0.5]"),
+    refresh_every: Optional[int] = typer.Option(None, "--refresh-every", help="quasid/adasid: steps between SID-table refreshes. [default: one epoch]"),
+    align_mode: Optional[str] = typer.Option(None, "--align-mode", help="quasid/adasid: user2item or item2item. [default: user2item]"),
+    kernel: Optional[str] = typer.Option(None, "--kernel", help="adasid: repulsion kernel, margin or soft_overlap. [default: margin]"),
+    no_mask: bool = typer.Option(False, "--no-mask", help="quasid ablation: no conflict-aware pair masking."),
+    no_severity: bool = typer.Option(False, "--no-severity", help="quasid ablation: the same margin for every Hamming distance."),
+    no_align: bool = typer.Option(False, "--no-align", help="quasid/adasid ablation: no alignment term."),
+    no_relax: bool = typer.Option(False, "--no-relax", help="adasid ablation: no semantic relaxation (rho = 1)."),
+    no_load: bool = typer.Option(False, "--no-load", help="adasid ablation: no load adaptation (gamma_l = 0)."),
+    constant_schedule: bool = typer.Option(False, "--constant-schedule", help="adasid ablation: constant weights instead of the progress schedule."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with fit options ([fit], [fit.mining], [fit.align], [fit.quasid], [fit.adasid]); command-line flags win."),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -85,15 +102,51 @@ def fit(
         options = dict(method=method, id_col=id_col, embedding=embedding or None, embedding_weights=weights,
                        levels=levels, codebook_size=codebook_size, epochs=epochs, max_steps=max_steps,
                        batch_size=batch_size, lr=lr, train_sample=train_sample, balanced=balanced,
-                       sinkhorn=sinkhorn, device=device, seed=seed)
+                       sinkhorn=sinkhorn, device=device, seed=seed, regularizer=regularizer,
+                       interactions=str(interactions) if interactions is not None else None)
+        options.update(_regularizer_blocks(lambda_hmr=lambda_hmr, lambda_rep=lambda_rep, lambda_align=lambda_align,
+                                           alpha_m=alpha_m, h_max=h_max, collision_batch_frac=collision_batch_frac,
+                                           refresh_every=refresh_every, align_mode=align_mode, kernel=kernel,
+                                           no_mask=no_mask, no_severity=no_severity, no_align=no_align,
+                                           no_relax=no_relax, no_load=no_load, constant_schedule=constant_schedule))
         with progress_bar(not (quiet or as_json)) as cb:
             result = fit_fn(items, out=out, config=config, progress=cb, **options)
     except SidkitError as e:
         fail(e)
     if as_json:
         emit_json(result.summary)
-    elif not quiet:
-        _print_fit_summary(result.summary)
+    else:
+        for w in result.summary.get("warnings", []):
+            typer.echo(f"warning: {w}", err=True)
+        if not quiet:
+            _print_fit_summary(result.summary)
+
+
+def _regularizer_blocks(**f) -> dict:
+    """Regularizer flags -> nested config blocks (only the flags given)."""
+    b: dict = {"mining": {}, "align": {}, "quasid": {}, "adasid": {}}
+    b["quasid"]["lambda_hmr"] = f["lambda_hmr"]
+    b["adasid"]["lambda_rep_max"] = f["lambda_rep"]
+    b["align"]["weight"] = f["lambda_align"]
+    b["adasid"]["lambda_align_max"] = f["lambda_align"]
+    b["quasid"]["alpha_m"] = b["adasid"]["alpha_m"] = f["alpha_m"]
+    b["mining"]["h_max"] = f["h_max"]
+    b["mining"]["collision_batch_frac"] = f["collision_batch_frac"]
+    b["mining"]["refresh_every"] = f["refresh_every"]
+    b["align"]["mode"] = f["align_mode"]
+    b["adasid"]["kernel"] = f["kernel"]
+    for flag, (blk, key, val) in {"no_mask": ("quasid", "mask", False), "no_severity": ("quasid", "severity", False),
+                                  "no_align": ("align", "enabled", False), "no_relax": ("adasid", "relax", False),
+                                  "no_load": ("adasid", "load", False),
+                                  "constant_schedule": ("adasid", "schedule", "constant")}.items():
+        if f[flag]:
+            b[blk][key] = val
+    out = {}
+    for blk, d in b.items():
+        d = {k: v for k, v in d.items() if v is not None}
+        if d:
+            out[blk] = d
+    return out
 
 
 def _print_fit_summary(s: dict) -> None:
@@ -137,17 +190,14 @@ def encode(
                    f"({summary['n_kept']:,} kept, {summary['n_new_or_changed']:,} new or changed, {summary['seconds']:.1f} s)")
 
 
-def _register_optional() -> None:
-    try:  # TEMP until cli_audit lands
-        from sidkit.cli_audit import audit_command, export_command
-    except ImportError:
-        return
+def _register_audit_commands() -> None:
+    from sidkit.cli_audit import audit_command, export_command
 
     app.command("audit")(audit_command)
     app.command("export")(export_command)
 
 
-_register_optional()
+_register_audit_commands()
 
 
 def main() -> None:

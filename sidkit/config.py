@@ -16,7 +16,9 @@ from typing import Any, Mapping
 
 from sidkit.errors import ConfigError
 
-METHODS = ("rqkmeans", "rqvae")
+METHODS = ("rqkmeans", "rqvae", "quasid", "adasid")
+RQVAE_METHODS = ("rqvae", "quasid", "adasid")  # quasid/adasid: an RQ-VAE with that regularizer
+BLOCKS = ("mining", "align", "quasid", "adasid")  # nested tables, see sidkit.regularizers.DEFAULTS
 
 
 @dataclass
@@ -49,6 +51,18 @@ class FitConfig:
     sinkhorn_eps: float = 0.003
     sinkhorn_iters: int = 50
     device: str = "cpu"
+    # collision-aware regularizers (METHODS.md §1.7-§4); TOML tables [fit.mining], [fit.align],
+    # [fit.quasid], [fit.adasid]; validate() fills every key with its default
+    regularizer: str | None = None
+    interactions: str | None = None
+    mining: dict = field(default_factory=dict)
+    align: dict = field(default_factory=dict)
+    quasid: dict = field(default_factory=dict)
+    adasid: dict = field(default_factory=dict)
+
+    def regularizer_name(self) -> str | None:
+        """'quasid' or 'adasid' when training runs with that regularizer, else None."""
+        return self.method if self.method in ("quasid", "adasid") else self.regularizer
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -79,6 +93,16 @@ class FitConfig:
             raise ConfigError(f"--codebook-size values must be between 2 and 65536 (got {sizes})")
         if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"--device '{self.device}' is not known; use cpu or cuda")
+        if self.regularizer is not None:
+            if self.regularizer not in ("quasid", "adasid"):
+                raise ConfigError(f"--regularizer '{self.regularizer}' is not known; choose quasid or adasid")
+            if self.method != "rqvae" and self.method != self.regularizer:
+                raise ConfigError(f"--regularizer needs --method rqvae (got --method {self.method})")
+        from sidkit.regularizers import resolve_blocks
+
+        blocks = resolve_blocks({b: getattr(self, b) for b in BLOCKS})
+        for b in BLOCKS:
+            setattr(self, b, blocks[b])
         return self
 
 
@@ -122,7 +146,13 @@ def resolve(cli: Mapping[str, Any], config_path: str | os.PathLike | None = None
     values: dict[str, Any] = {}
     if config_path is not None:
         values.update(load_toml(config_path))
-    values.update({k: v for k, v in cli.items() if v is not None})
+    for k, v in cli.items():
+        if v is None:
+            continue
+        if k in BLOCKS and isinstance(v, Mapping) and isinstance(values.get(k), Mapping):
+            values[k] = {**values[k], **{a: b for a, b in v.items() if b is not None}}  # flags win per key
+        else:
+            values[k] = v
     unknown = set(values) - _FIELDS
     if unknown:
         raise ConfigError(f"unknown fit options: {', '.join(sorted(unknown))}")

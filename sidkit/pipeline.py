@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sidkit import __version__
-from sidkit.config import FitConfig, resolve
+from sidkit.config import RQVAE_METHODS, FitConfig, resolve
 from sidkit.errors import DataError, InputFileError, ModelError
 from sidkit.features import FusionSpec, fuse, make_spec
 from sidkit.io.artifacts import atomic_dir, atomic_path, write_json_atomic
@@ -63,7 +63,7 @@ def _estimator_from_state(method: str, params: dict, tensors: dict):
         from sidkit.quantizers.rqkmeans import RQKMeans
 
         return RQKMeans.from_state(params, tensors)
-    if method == "rqvae":
+    if method in RQVAE_METHODS:
         from sidkit.quantizers.rqvae import RQVAE
 
         return RQVAE.from_state(params, tensors)
@@ -130,17 +130,20 @@ def fit(
     sizes = cfg.codebook_sizes()
     if len(X) < max(sizes):
         raise DataError(f"{catalog.path}: the catalog has {len(X)} items, fewer than the {max(sizes)} codes per level; use --codebook-size {max(2, len(X) // 4)} or fewer")
+    regs, reg_meta, warnings = _make_regularizers(cfg, catalog)
     est = _make_estimator(cfg)
     t_fit = time.perf_counter()
     if cfg.method == "rqkmeans":
         est.fit(X, progress=(lambda s, d, t: progress(s, d, t, {})) if progress else None)
+    elif regs:
+        est.fit(X, progress=progress, regularizers=regs)
     else:
         est.fit(X, progress=progress)
     fit_seconds = time.perf_counter() - t_fit
     codes = est.encode(X)
     ids = catalog.ids_numpy
     suffix = assign_suffix(codes, ids)
-    if cfg.method == "rqvae":
+    if cfg.method in RQVAE_METHODS:
         recon_mse = est.reconstruction_mse(X)
         quant = None
     else:
@@ -156,7 +159,9 @@ def fit(
     fingerprint = _sha(blob)[:16]
     x_hash = _sha(X.tobytes())[:16]
     training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "reconstruction_mse": recon_mse}
-    if cfg.method == "rqvae":
+    if reg_meta:
+        training["regularizer"] = reg_meta
+    if cfg.method in RQVAE_METHODS:
         training.update({"steps": est.n_steps_, "best_step": est.best_step_, "history": est.history_})
     else:
         training.update({"inertia_per_level": est.inertia_per_level_})
@@ -201,7 +206,45 @@ def fit(
         "fit_seconds": round(fit_seconds, 3),
         "total_seconds": round(time.perf_counter() - t0, 3),
     }
+    if reg_meta:
+        summary["regularizer"] = reg_meta["name"]
+    if warnings:
+        summary["warnings"] = warnings
     return FitResult(out, ids, codes, suffix, report, summary)
+
+
+def _make_regularizers(cfg: FitConfig, catalog) -> tuple[list, dict | None, list[str]]:
+    """The collision-aware regularizer of ``cfg`` (none for plain methods), its metadata and
+    warnings. Reads and validates ``cfg.interactions`` (training part only) before any training."""
+    name = cfg.regularizer_name()
+    warnings: list[str] = []
+    if name is None:
+        if cfg.interactions:
+            warnings.append(f"--interactions is only used by quasid/adasid; ignored for --method {cfg.method}")
+        return [], None, warnings
+    from sidkit.regularizers import make_regularizer
+
+    ti = None
+    if cfg.interactions:
+        from sidkit.regularizers.align import read_train_interactions
+
+        ti = read_train_interactions(cfg.interactions, catalog.ids)
+        if ti.n_rows_train == 0:
+            raise DataError(f"{cfg.interactions}: no training interactions (split == 'train' or all but the last two per user); check the file")
+    elif cfg.align.get("enabled", True) and (cfg.align.get("weight", 0) > 0 if name == "quasid" else cfg.adasid.get("lambda_align_max", 0) > 0):
+        warnings.append(f"{name}: no --interactions given, so the collaborative alignment term is off")
+    attrs = catalog.attributes
+    parts = [attrs[c] for c in ("title", "description") if c in attrs]
+    texts = None
+    if parts:
+        texts = [" ".join(str(v) for v in vals if v) or None for vals in zip(*parts)]
+    info = {"texts": texts, "groups": attrs.get(cfg.quasid["group_col"]), "leaf": attrs.get(cfg.adasid["leaf_col"])}
+    reg = make_regularizer(name, {b: getattr(cfg, b) for b in ("mining", "align", "quasid", "adasid")},
+                           catalog_info=info, interactions=ti)
+    meta = {"name": name, "alignment": ti is not None and bool(cfg.align.get("enabled", True)),
+            "interactions": ti.summary() if ti is not None else None,
+            "mask_inputs": {"text": texts is not None, "group": info["groups"] is not None}}
+    return [reg], meta, warnings
 
 
 def _codebooks_table(books: list[np.ndarray], counts: list[np.ndarray]) -> pa.Table:

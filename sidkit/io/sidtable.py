@@ -115,7 +115,7 @@ def read_sid_table(path, *, id_col: str | None = None, codebook_size=None, suffi
             if suffix == "auto":
                 warnings.append(
                     f"{p.name}: the last token numbers the items that share the first {codes.shape[1]} tokens, so it is "
-                    "read as the de-duplication suffix and left out of the core metrics (use suffix 'none' to keep it)"
+                    "read as the de-duplication suffix and left out of the core metrics (pass --suffix none to keep it as a level)"
                 )
     sizes = parse_codebook_size(codebook_size)
     if sizes is None and sizes_meta is not None:
@@ -426,7 +426,11 @@ def _looks_like_suffix(codes: np.ndarray) -> bool:
 
     last = codes[:, -1].astype(np.int64)
     n = codes.shape[0]
-    if last.max() >= n:
+    if last.min() < 0 or last.max() >= n:
+        return False
+    # every group of size > k holds a k, so the value counts of a suffix never increase
+    vc = np.bincount(last)
+    if vc.size > 1 and (np.diff(vc) > 0).any():
         return False
     lead = pack_keys(codes[:, :-1])
     if lead.dtype == np.int64:

@@ -33,6 +33,8 @@ def check_codes(codes, codebook_sizes=None, *, name: str = "codes") -> tuple[np.
             codes = codes.astype(np.int64)
         else:
             raise DataError(f"{name}: codes must be integers, got dtype {codes.dtype}; convert the SID columns to integers")
+    if codes.dtype.kind == "u" and codes.dtype.itemsize >= 8:
+        codes = codes.astype(np.int64)  # bincount and the int64 keys need signed codes
     n, L = codes.shape
     if n == 0:
         raise DataError(f"{name}: the SID table is empty; give at least one item")

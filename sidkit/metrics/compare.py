@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from sidkit.metrics._core import check_codes
 
 _HEADLINE = (("collision", "collision_rate"), ("collision", "unique_sid_ratio"), ("collision", "collided_item_fraction"),

@@ -1,0 +1,388 @@
+"""Global SID table, bucket tables, pair mining and the collision-aware batch sampler
+(METHODS.md §1.7), plus :class:`CollisionRegularizer`, the base that QuaSID and AdaSID share.
+
+Bucket tables use packed int64 keys: ``B0`` groups items by their full SID (members have
+h = 0), ``B1[l]`` by the SID with position l removed (members have h <= 1). Exact pair counts
+come from the bucket sizes, without enumerating pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sidkit.quantizers.rqvae import Regularizer
+
+
+def _pack(codes: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """Mixed-radix int64 key per row (falls back to a hash of the row when it does not fit)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    n, L = codes.shape
+    if L == 0:
+        return np.zeros(n, np.int64)
+    if sum(math.log2(max(2, k)) for k in sizes) <= 62:
+        key = np.zeros(n, np.int64)
+        for l in range(L):
+            key = key * int(sizes[l]) + codes[:, l]
+        return key
+    # wide tables: FNV-style hash of the row (collisions astronomically unlikely for our sizes)
+    key = np.full(n, np.int64(-3750763034362895579), dtype=np.int64)
+    with np.errstate(over="ignore"):
+        for l in range(L):
+            key = (key ^ codes[:, l]) * np.int64(1099511628211)
+    return key
+
+
+@dataclass
+class Buckets:
+    """Items grouped by key: ``inv`` (bucket id per item), ``sizes`` (n_b), ``order`` (items sorted
+    by bucket) and ``starts`` (offset of each bucket in ``order``)."""
+
+    inv: np.ndarray
+    sizes: np.ndarray
+    order: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def from_keys(cls, key: np.ndarray) -> "Buckets":
+        t = torch.from_numpy(np.ascontiguousarray(key))
+        _, inv, cnt = torch.unique(t, return_inverse=True, return_counts=True)
+        inv = inv.numpy().astype(np.int64)
+        sizes = cnt.numpy().astype(np.int64)
+        order = np.argsort(inv, kind="stable")
+        starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+        return cls(inv, sizes, order, starts)
+
+    def members(self, b: int) -> np.ndarray:
+        return self.order[self.starts[b]:self.starts[b] + self.sizes[b]]
+
+
+def _c2(n: np.ndarray) -> int:
+    n = np.asarray(n, dtype=np.int64)
+    return int((n * (n - 1) // 2).sum())
+
+
+class SIDTable:
+    """The codes S (N, L) of the whole catalog with the bucket tables B0 and B1[l]."""
+
+    def __init__(self, codes: np.ndarray, sizes: Sequence[int]):
+        self.codes = np.ascontiguousarray(codes, dtype=np.int32)
+        self.sizes = [int(k) for k in sizes]
+        n, L = self.codes.shape
+        self.L = L
+        self.b0 = Buckets.from_keys(_pack(self.codes, self.sizes))
+        self.b1 = []
+        for l in range(L):
+            keep = [m for m in range(L) if m != l]
+            self.b1.append(Buckets.from_keys(_pack(self.codes[:, keep], [self.sizes[m] for m in keep])))
+
+    # --- exact counts (no enumeration) -----------------------------------------------------
+    def pair_counts(self) -> tuple[int, int]:
+        """(#pairs with h = 0, #pairs with h <= 1) over the whole catalog."""
+        h0 = _c2(self.b0.sizes)
+        s1 = sum(_c2(b.sizes) for b in self.b1)
+        return h0, s1 - (self.L - 1) * h0
+
+    def collision_rate(self) -> float:
+        n = len(self.codes)
+        return 0.0 if n == 0 else 1.0 - len(self.b0.sizes) / n
+
+    def n0(self) -> np.ndarray:
+        """Size of each item's full-SID bucket."""
+        return self.b0.sizes[self.b0.inv]
+
+    def n1(self) -> np.ndarray:
+        """(N, L): size of each item's B1[l] bucket."""
+        return np.stack([b.sizes[b.inv] for b in self.b1], 1)
+
+    # --- pair enumeration (capped) -----------------------------------------------------------
+    def mine_pairs(self, h_max: int = 1, cap: int = 64, rng: np.random.Generator | None = None):
+        """Sampled low-Hamming pairs (i, j, h): all pairs inside every B0 bucket (h = 0) and, when
+        ``h_max >= 1``, inside every B1[l] bucket for members that differ at l (h = 1); at most
+        ``cap`` pairs per bucket, drawn uniformly."""
+        rng = rng or np.random.default_rng(0)
+        I, J, H = [], [], []
+
+        def from_buckets(bk: Buckets, level: int | None):
+            for b in np.flatnonzero(bk.sizes >= 2):
+                m = bk.members(b)
+                s = len(m)
+                if s * (s - 1) // 2 <= cap:
+                    a, c = np.triu_indices(s, 1)
+                else:
+                    a = rng.integers(0, s, size=4 * cap)
+                    c = (a + rng.integers(1, s, size=4 * cap)) % s
+                    lo, hi = np.minimum(a, c), np.maximum(a, c)
+                    u = np.unique(lo * s + hi)[:cap]
+                    rng.shuffle(u)
+                    a, c = u // s, u % s
+                i, j = m[a], m[c]
+                if level is not None:
+                    diff = self.codes[i, level] != self.codes[j, level]
+                    i, j = i[diff], j[diff]
+                    if len(i) > cap:
+                        i, j = i[:cap], j[:cap]
+                I.append(i); J.append(j); H.append(np.full(len(i), 0 if level is None else 1))
+
+        from_buckets(self.b0, None)
+        if h_max >= 1:
+            for l, bk in enumerate(self.b1):
+                from_buckets(bk, l)
+        if not I:
+            z = np.zeros(0, np.int64)
+            return z, z, z
+        return np.concatenate(I), np.concatenate(J), np.concatenate(H)
+
+    def collision_buckets(self, h_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Buckets with >= 2 members, as one flat list: (offsets into ``members``, sizes, members).
+        B0 buckets, plus B1[l] buckets when ``h_max >= 1``."""
+        tables = [self.b0] + (self.b1 if h_max >= 1 else [])
+        offs, sizes, members = [], [], []
+        base = 0
+        for bk in tables:
+            sel = np.flatnonzero(bk.sizes >= 2)
+            if len(sel) == 0:
+                continue
+            sz = bk.sizes[sel]
+            # members of the selected buckets, contiguous
+            mem = np.concatenate([bk.order[bk.starts[b]:bk.starts[b] + bk.sizes[b]] for b in sel]) if len(sel) < 64 else \
+                bk.order[np.repeat(bk.starts[sel], sz) + _ranks(sz)]
+            offs.append(base + np.concatenate(([0], np.cumsum(sz)[:-1])))
+            sizes.append(sz)
+            members.append(mem)
+            base += int(sz.sum())
+        if not offs:
+            z = np.zeros(0, np.int64)
+            return z, z, z
+        return np.concatenate(offs), np.concatenate(sizes), np.concatenate(members)
+
+
+def _ranks(sizes: np.ndarray) -> np.ndarray:
+    """0..s-1 for each size s, concatenated."""
+    total = int(sizes.sum())
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    return np.arange(total) - np.repeat(starts, sizes)
+
+
+def brute_force_pair_counts(codes: np.ndarray) -> tuple[int, int]:
+    """Reference O(N^2) counts of pairs with h = 0 and h <= 1 (tests)."""
+    c = np.asarray(codes)
+    h0 = h1 = 0
+    for i in range(len(c) - 1):
+        h = (c[i + 1:] != c[i]).sum(1)
+        h0 += int((h == 0).sum())
+        h1 += int((h <= 1).sum())
+    return h0, h1
+
+
+# ---------------------------------------------------------------------------------------------
+def knn_ip(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inner-product kNN of every row of X against X, self excluded: (sims (N, k), nbrs (N, k)).
+    Flat index up to 2e6 rows, IVF beyond (METHODS.md §1.7d)."""
+    import faiss
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n, d = X.shape
+    k = min(k, n - 1)
+    if k < 1:
+        return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+    if n <= 2_000_000:
+        index = faiss.IndexFlatIP(d)
+    else:  # pragma: no cover - large catalogs
+        nlist = int(4 * math.sqrt(n))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(X[np.random.default_rng(0).choice(n, min(n, 256 * nlist), replace=False)])
+        index.nprobe = 32
+    index.add(X)
+    sims, nbrs = index.search(X, k + 1)
+    is_self = nbrs == np.arange(n)[:, None]
+    drop = is_self.copy()
+    none = ~is_self.any(1)
+    drop[none, -1] = True  # duplicates may push self out of the list: drop the last instead
+    keep = ~drop
+    return sims[keep].reshape(n, k), nbrs[keep].reshape(n, k)
+
+
+def nearest_other_sid_distance(Zn: np.ndarray, table: SIDTable, k: int = 10) -> np.ndarray:
+    """r_nn(i): latent distance from i to its nearest item with a different SID among its k
+    nearest latents (the k-th distance when all k share i's SID)."""
+    sims, nbrs = knn_ip(Zn, k)
+    if sims.shape[1] == 0:
+        return np.zeros(len(Zn), np.float32)
+    d = np.sqrt(np.clip(2.0 - 2.0 * sims, 0.0, None))
+    bid = table.b0.inv
+    other = bid[nbrs] != bid[:, None]
+    first = np.where(other.any(1), other.argmax(1), other.shape[1] - 1)
+    return d[np.arange(len(d)), first].astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+class CollisionRegularizer(Regularizer):
+    """Shared machinery of QuaSID and AdaSID: periodic SID-table refresh, the collision-aware
+    batch sampler, the in-batch Hamming matrix and the collaborative alignment term.
+
+    Subclasses implement :meth:`pair_loss` (the repulsion on the batch overlap pairs) and
+    :meth:`weights` (the repulsion and alignment weights at a step)."""
+
+    name = "collision"
+
+    def __init__(self, blocks: Mapping[str, Mapping[str, Any]], *, catalog_info: Mapping[str, Any] | None = None,
+                 interactions=None):
+        self.blocks = {k: dict(v) for k, v in blocks.items()}
+        self.mining = self.blocks["mining"]
+        self.align_cfg = self.blocks["align"]
+        self.catalog_info = dict(catalog_info or {})
+        self.interactions = interactions
+        self.h_max = int(self.mining["h_max"])
+        self.table: SIDTable | None = None
+        self.rnn_median: float | None = None
+        self.cr0: float | None = None
+        self.cr: float | None = None
+        self.last_refresh = -1
+        self.refresh_count = 0
+        self.align = None
+        self._acc: dict[str, list[float]] = {}
+        self._refresh_stats: dict[str, Any] = {}
+
+    # --- hooks -----------------------------------------------------------------------------
+    def setup(self, X, model, *, total_steps, batch_size, seed, device):
+        self.model = model
+        self.device = device
+        self.total = max(1, int(total_steps))
+        self.n = X.shape[0]
+        self.sizes = [int(vq.codebook.shape[0]) for vq in model.rq.levels]
+        self.rng = np.random.default_rng(seed + 7919)
+        steps_per_epoch = max(1, math.ceil(self.n / batch_size))
+        r = self.mining["refresh_every"]
+        self.refresh_every = min(steps_per_epoch if r == "epoch" else int(r), 1000)
+        self.Xn = torch.from_numpy(np.ascontiguousarray(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12),
+                                                        dtype=np.float32)).to(device)
+        self.zq_all = None
+        if self.interactions is not None and self.align_cfg["enabled"]:
+            from sidkit.regularizers.align import DualTowerAlign
+
+            self.align = DualTowerAlign(self.interactions, self.n, model.rq.levels[0].codebook.shape[1], self.align_cfg,
+                                        seed=seed, device=device)
+        self.setup_extra(X, seed)
+
+    def setup_extra(self, X: np.ndarray, seed: int) -> None:
+        pass
+
+    def before_step(self, step: int, encode_all: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
+        if self.align is not None:
+            self.align.optimizer_step()
+        if self.last_refresh < 0 or step - self.last_refresh >= self.refresh_every:
+            self.refresh(step, *encode_all())
+
+    def refresh(self, step: int, codes: np.ndarray, z: np.ndarray) -> None:
+        self.last_refresh = step
+        self.refresh_count += 1
+        self.table = SIDTable(codes, self.sizes)
+        zn = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+        rnn = nearest_other_sid_distance(zn.astype(np.float32), self.table, int(self.mining["rnn_k"]))
+        self.rnn_median = float(np.median(rnn)) if len(rnn) else None
+        self.cr = self.table.collision_rate()
+        if self.cr0 is None:
+            self.cr0 = self.cr
+        h0, h1 = self.table.pair_counts()
+        self.offs, self.bsizes, self.bmembers = self.table.collision_buckets(self.h_max)
+        self.bucket_prob = self.bucket_weights()
+        if self.align is not None:
+            self.align.set_codes(codes)
+        stats = {"refresh_step": step, "refresh_collision_rate": self.cr, "pairs_h0": h0, "pairs_h_le1": h1,
+                 "r_nn_median": self.rnn_median if self.rnn_median is not None else float("nan")}
+        for l, k in enumerate(self.sizes):
+            cnt = np.bincount(codes[:, l], minlength=k)
+            p = cnt[cnt > 0] / max(1, len(codes))
+            stats[f"util_l{l}"] = float((cnt > 0).mean())
+            stats[f"nppl_l{l}"] = float(np.exp(-(p * np.log(p)).sum()) / k)
+        stats.update(self.refresh_extra())
+        self._refresh_stats = stats
+
+    def refresh_extra(self) -> dict:
+        return {}
+
+    def bucket_weights(self) -> np.ndarray:
+        """Sampling weight of each collision bucket: n_b - 1 (QuaSID); AdaSID overrides."""
+        return (self.bsizes - 1).astype(np.float64)
+
+    def sample_batch(self, step: int, batch_size: int, gen: torch.Generator) -> torch.Tensor | None:
+        psi = float(self.mining["collision_batch_frac"])
+        n = self.n
+        if psi <= 0 or self.table is None or len(self.bsizes) == 0:
+            return None
+        per = int(self.mining["members_per_bucket"])
+        want = int(round(psi * batch_size))
+        p = self.bucket_prob
+        tot = p.sum()
+        picked = np.zeros(0, np.int64)
+        if tot > 0 and want > 0:
+            nb = max(1, math.ceil(want / min(per, max(2.0, float(np.average(self.bsizes, weights=p))))))
+            b = self.rng.choice(len(p), size=nb, p=p / tot)
+            sz = self.bsizes[b]
+            take = np.minimum(sz, per)
+            # `take` distinct members per bucket: a random rotation of the bucket's member list
+            start = self.rng.integers(0, sz)
+            pos = np.repeat(self.offs[b], take) + (np.repeat(start, take) + _ranks(take)) % np.repeat(sz, take)
+            picked = np.unique(self.bmembers[pos])[:want] if len(pos) else picked
+        if len(picked) > want:
+            picked = self.rng.choice(picked, size=want, replace=False)
+        rest = batch_size - len(picked)
+        if rest > 0:
+            pool_mask = np.ones(n, bool)
+            pool_mask[picked] = False
+            pool = np.flatnonzero(pool_mask)
+            fill = self.rng.choice(pool, size=min(rest, len(pool)), replace=False)
+            picked = np.concatenate([picked, fill])
+        return torch.from_numpy(np.sort(picked).astype(np.int64))
+
+    # --- the loss ----------------------------------------------------------------------------
+    def weights(self, step: int) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def pair_loss(self, step: int, idx: torch.Tensor, z: torch.Tensor, codes: torch.Tensor, i: torch.Tensor,
+                  j: torch.Tensor, h: torch.Tensor, log: dict) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def margin(self, alpha: float, fallback: float) -> float:
+        return alpha * self.rnn_median if self.rnn_median else fallback
+
+    def loss(self, step, idx, x, z, zq, codes):
+        lam_rep, lam_align = self.weights(step)
+        log: dict[str, float] = {"lambda_rep": lam_rep, "lambda_align": lam_align if self.align is not None else 0.0}
+        total = None
+        Hm = (codes[:, None, :] != codes[None, :, :]).sum(-1)
+        iu = torch.triu_indices(len(codes), len(codes), 1, device=codes.device)
+        hh = Hm[iu[0], iu[1]]
+        sel = hh <= self.h_max
+        i, j, h = iu[0][sel], iu[1][sel], hh[sel]
+        log["batch_pairs"] = float(len(i))
+        log["batch_pairs_h0"] = float((h == 0).sum())
+        if lam_rep > 0 and len(i):
+            rep = self.pair_loss(step, idx, z, codes, i, j, h, log)
+            if rep is not None:
+                log["loss_rep"] = float(rep.detach())
+                total = lam_rep * rep
+        elif len(i):
+            with torch.no_grad():
+                self.pair_loss(step, idx, z.detach(), codes, i, j, h, log)
+        if self.align is not None and lam_align > 0:
+            al = self.align.loss(idx, zq, self.model)
+            if al is not None:
+                log["loss_align"] = float(al.detach())
+                total = lam_align * al if total is None else total + lam_align * al
+        for k, v in log.items():
+            self._acc.setdefault(k, []).append(v)
+        return total, {}
+
+    def state(self) -> dict:
+        out = dict(self._refresh_stats)
+        for k, v in self._acc.items():
+            out[k] = float(np.mean(v)) if v else float("nan")
+        self._acc = {}
+        return out

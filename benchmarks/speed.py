@@ -53,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,7 @@ def alternate(fns: dict, repeats: int) -> dict:
 
 
 def table(title, header, rows):
-    log(f"\n## {title}")
+    log(f"\n## {title} [load avg {os.getloadavg()[0]:.1f}]")
     w = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
     log("  ".join(str(h).rjust(w[i]) if i else str(h).ljust(w[i]) for i, h in enumerate(header)))
     log("  ".join("-" * x for x in w))
@@ -426,6 +427,8 @@ def child(mode, mdir, src, out):
 
 
 def bench_memory(args):
+    import psutil
+
     mdir = model_100k(args)
     out = Path(args.dir) / "codes_mem.parquet"
     base = child("load", mdir, "-", "-")
@@ -437,6 +440,13 @@ def bench_memory(args):
         free = shutil.disk_usage(args.dir).free
         if not p.is_file() and free < need:
             log(f"(skip {n:,} rows: {free / 2**30:.1f} GiB free in {args.dir}, need {need / 2**30:.1f} GiB)")
+            continue
+        # Guard for a leaky encode: extrapolate the peak seen so far linearly in the row count.
+        worst = max([v["maxrss_kb"] * 1024 * n / k for k, v in res.items() if isinstance(k, int)] or [0])
+        avail = psutil.virtual_memory().available
+        if worst > 0.7 * avail:
+            log(f"(skip {n:,} rows: the peak so far extrapolates to {worst / 2**30:.1f} GiB, "
+                f"{avail / 2**30:.1f} GiB available)")
             continue
         p = catalog(args, n)
         r = child("encode", mdir, p, out)
@@ -466,6 +476,8 @@ def main() -> int:
                     help="row counts of the files encoded by the memory benchmark")
     ap.add_argument("--dir", default="/tmp/sidkit-bench")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic files and model in --dir")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch and faiss threads in this process (default: the libraries' default)")
     ap.add_argument("--json", help="also write the raw timings as JSON to this path")
     args = ap.parse_args()
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -478,6 +490,10 @@ def main() -> int:
     import torch
     import sidkit
 
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        faiss.omp_set_num_threads(args.threads)
     log(f"# sidkit {sidkit.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"faiss {faiss.__version__}, {platform.machine()}, {os.cpu_count()} cpus, {time.strftime('%Y-%m-%d %H:%M')}")
     try:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from sidkit.errors import ConfigError
 
-METHODS = ("rqkmeans", "rqvae", "quasid", "adasid")
+METHODS = ("rqkmeans", "rqvae", "quasid", "adasid", "kae")
 RQVAE_METHODS = ("rqvae", "quasid", "adasid")  # quasid/adasid: an RQ-VAE with that regularizer
 BLOCKS = ("mining", "align", "quasid", "adasid")  # nested tables, see sidkit.regularizers.DEFAULTS
 
@@ -51,6 +51,7 @@ class FitConfig:
     sinkhorn_eps: float = 0.003
     sinkhorn_iters: int = 50
     device: str = "cpu"
+    precision: str = "fp32"
     # collision-aware regularizers (METHODS.md §1.7-§4); TOML tables [fit.mining], [fit.align],
     # [fit.quasid], [fit.adasid]; validate() fills every key with its default
     regularizer: str | None = None
@@ -59,6 +60,13 @@ class FitConfig:
     align: dict = field(default_factory=dict)
     quasid: dict = field(default_factory=dict)
     adasid: dict = field(default_factory=dict)
+    # kae (METHODS.md §5): attribute columns, a plan from 'sidkit kae-plan', groups when planning on
+    # the fly, and optional trailing residual levels learned by another method
+    attributes: list[str] | str | None = None
+    plan: str | None = None
+    groups: int = 6
+    residual_levels: int = 0
+    residual_method: str = "rqkmeans"
 
     def regularizer_name(self) -> str | None:
         """'quasid' or 'adasid' when training runs with that regularizer, else None."""
@@ -77,6 +85,8 @@ class FitConfig:
     def validate(self) -> "FitConfig":
         if self.method not in METHODS:
             raise ConfigError(f"--method '{self.method}' is not known; choose one of {', '.join(METHODS)}")
+        if self.method == "kae" and (self.residual_method not in METHODS[:4] or not isinstance(self.residual_levels, int) or self.residual_levels < 0 or self.groups < 1):
+            raise ConfigError(f"kae: --residual-method must be one of {', '.join(METHODS[:4])}, --residual-levels >= 0, --groups >= 1")
         positive = ["levels", "niter", "epochs", "max_steps", "batch_size", "latent_dim", "eval_every", "sinkhorn_iters"]
         for name in positive:
             v = getattr(self, name)
@@ -91,6 +101,8 @@ class FitConfig:
         sizes = self.codebook_sizes()
         if any(k < 2 or k > 65536 for k in sizes):
             raise ConfigError(f"--codebook-size values must be between 2 and 65536 (got {sizes})")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ConfigError(f"--precision '{self.precision}' is not known; use fp32, bf16 or auto")
         if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"--device '{self.device}' is not known; use cpu or cuda")
         if self.regularizer is not None:

@@ -22,7 +22,7 @@ from sidkit.errors import DataError, InputFileError, ModelError
 from sidkit.features import FusionSpec, fuse, make_spec
 from sidkit.io.artifacts import atomic_dir, atomic_path, write_json_atomic
 from sidkit.io.catalog import iter_catalog_batches, open_parquet, read_catalog
-from sidkit.io.codes import assign_suffix, codes_table, pack_keys, read_codes, write_codes
+from sidkit.io.codes import assign_suffix, codes_table, pack_keys, read_codes
 
 Progress = Callable[[str, int, int, dict], None]
 
@@ -54,7 +54,7 @@ def _make_estimator(cfg: FitConfig):
                  epochs=cfg.epochs, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
                  weight_decay=cfg.weight_decay, eval_every=cfg.eval_every, patience=cfg.patience,
                  recon_guard=cfg.recon_guard, dead_code_every=cfg.dead_code_every, sinkhorn=cfg.sinkhorn,
-                 sinkhorn_eps=cfg.sinkhorn_eps, sinkhorn_iters=cfg.sinkhorn_iters, device=cfg.device,
+                 sinkhorn_eps=cfg.sinkhorn_eps, sinkhorn_iters=cfg.sinkhorn_iters, precision=cfg.precision, device=cfg.device,
                  random_state=cfg.seed)
 
 
@@ -67,11 +67,33 @@ def _estimator_from_state(method: str, params: dict, tensors: dict):
         from sidkit.quantizers.rqvae import RQVAE
 
         return RQVAE.from_state(params, tensors)
+    if method == "kae":
+        from sidkit.kae.model import KAE
+
+        return KAE.from_state(params, tensors)
     raise ModelError(f"model method '{method}' is not supported by this sidkit version ({__version__}); upgrade sidkit")
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def save_tensors(tensors: dict[str, np.ndarray], method: str) -> tuple[bytes, str]:
+    """Serialise tensors as safetensors bytes and fingerprint them.
+
+    The fingerprint hashes names, dtypes, shapes and values in sorted order, so it depends on the
+    weights alone. The file carries one metadata key (several keys come out of safetensors in
+    varying order, which would make equal models differ byte for byte).
+    """
+    from safetensors.numpy import save as st_save
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}:{t.dtype.str}:{t.shape};".encode())
+        h.update(t.tobytes())
+    meta = json.dumps({"sidkit_version": __version__, "method": method}, sort_keys=True)
+    return st_save(tensors, metadata={"sidkit": meta}), h.hexdigest()[:16]
 
 
 def build_report(codes: np.ndarray, sizes: list[int], *, item_ids=None, X: np.ndarray | None = None,
@@ -124,6 +146,10 @@ def fit(
         raise InputFileError(f"{out}: exists and is not a directory; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not (out / "sidkit.json").exists():
         raise InputFileError(f"{out}: exists and is not a sidkit model directory; choose an empty or new --out")
+    if cfg.method == "kae":  # keyword-aligned encoding: sidkit.kae writes the model directory
+        from sidkit.kae.model import fit_kae
+
+        return fit_kae(items, cfg, out, progress, t0)
     catalog = read_catalog(items, id_col=cfg.id_col, embedding_cols=cfg.embedding)
     spec = make_spec(catalog.embeddings, cfg.embedding_weights)
     X = fuse(catalog.embeddings, spec, source=str(catalog.path))
@@ -145,18 +171,13 @@ def fit(
     suffix = assign_suffix(codes, ids)
     if cfg.method in RQVAE_METHODS:
         recon_mse = est.reconstruction_mse(X)
-        quant = None
     else:
         recon = est.decode(codes)
         recon_mse = float(((recon - X) ** 2).mean())
-        quant = recon_mse
     report = build_report(codes, sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed)
     report["reconstruction"] = {"mse": recon_mse, "relative_error": float(recon_mse * X.shape[1] / max(1e-12, float((X * X).sum(1).mean())))}
     tensors = {k: np.ascontiguousarray(v) for k, v in est.state_dict().items()}
-    from safetensors.numpy import save as st_save
-
-    blob = st_save(tensors, metadata={"sidkit_version": __version__, "method": cfg.method})
-    fingerprint = _sha(blob)[:16]
+    blob, fingerprint = save_tensors(tensors, cfg.method)
     x_hash = _sha(X.tobytes())[:16]
     training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "reconstruction_mse": recon_mse}
     if reg_meta:
@@ -305,6 +326,8 @@ def load_model(model_dir: str | os.PathLike) -> Model:
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelError(f"{p / 'model.safetensors'}: unreadable ({e}); re-run 'sidkit fit'") from None
     est = _estimator_from_state(meta["method"], meta["estimator"]["params"], tensors)
+    if hasattr(est, "attach"):  # KAE: read the slot registry of the directory
+        est.attach(p)
     return Model(p, meta, est, FusionSpec.from_dict(meta["fusion"]))
 
 
@@ -357,12 +380,16 @@ def encode(
         stage = tmp_final.with_name(tmp_final.name + ".stage")
         try:
             writer = None
-            for ids, emb, offset in iter_catalog_batches(items, id_col=id_col, embedding_cols=list(model.fusion.columns),
-                                                          batch_size=batch_size, dims=None):
+            extra = getattr(model.estimator, "attribute_columns", None)  # KAE reads attribute columns too
+            for ids, emb, offset, *cols in iter_catalog_batches(items, id_col=id_col, embedding_cols=list(model.fusion.columns),
+                                                                batch_size=batch_size, dims=None, extra_cols=extra):
                 for c, d in dims.items():
                     if emb[c].shape[1] != d:
                         raise DataError(f"{items}: column '{c}' has embedding width {emb[c].shape[1]}, the model expects {d}; encode with embeddings from the same embedding model")
-                codes = model.encode_matrix(emb, source=str(items))
+                if extra is not None:
+                    codes = model.estimator.encode_batch(fuse(emb, model.fusion, source=str(items)), cols[0])
+                else:
+                    codes = model.encode_matrix(emb, source=str(items))
                 keys = pack_keys(codes, sizes)
                 suf = np.full(len(keys), -1, np.int32)
                 ids_cmp = ids.cast(m_ids_arr.type) if ids.type != m_ids_arr.type and len(m_ids_arr) else ids
@@ -395,7 +422,7 @@ def encode(
             suffix = _fill_suffixes(keys, suffix, m_keys, m_suffix)
             n_new = int((np.concatenate(suffix_parts) < 0).sum())
             # Final pass: stream the staged table, add the suffix column and the metadata.
-            src = pq.ParquetFile(stage)
+            src = pq.ParquetFile(stage, pre_buffer=False, buffer_size=1 << 20)
             schema = src.schema_arrow.with_metadata({b"sidkit": json.dumps(meta).encode()})
             with pq.ParquetWriter(tmp_final, schema) as w:
                 start = 0

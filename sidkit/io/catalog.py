@@ -36,7 +36,7 @@ def open_parquet(path: str | os.PathLike, what: str = "catalog") -> pq.ParquetFi
     if p.stat().st_size == 0:
         raise InputFileError(f"{p}: file is empty (0 bytes); re-export the {what} as Parquet")
     try:
-        pf = pq.ParquetFile(p)
+        pf = pq.ParquetFile(p, pre_buffer=False, buffer_size=1 << 20)
         _ = pf.schema_arrow
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -223,8 +223,11 @@ def iter_catalog_batches(
     embedding_cols: Sequence[str] | None = None,
     batch_size: int = 65536,
     dims: dict[str, int] | None = None,
-) -> Iterator[tuple[pa.Array, dict[str, np.ndarray], int]]:
-    """Stream (ids, embeddings, row_offset) record batches, validating each batch.
+    extra_cols: Sequence[str] | None = None,
+) -> Iterator[tuple]:
+    """Stream (ids, embeddings, row_offset) record batches, validating each batch. With
+    ``extra_cols`` each item is (ids, embeddings, row_offset, {col: Arrow array}) for the extra
+    columns the file has (absent ones are left out).
 
     Duplicate ids across batches are not checked here (the caller can, with bounded memory).
     """
@@ -235,12 +238,16 @@ def iter_catalog_batches(
         raise DataError(f"{p}: the catalog has zero rows; it needs at least one item")
     offset = 0
     try:
-        batches = pf.iter_batches(batch_size=batch_size, columns=[id_col, *cols])
+        extra = [c for c in dict.fromkeys(extra_cols or []) if c in pf.schema_arrow.names and c != id_col and c not in cols]
+        batches = pf.iter_batches(batch_size=batch_size, columns=[id_col, *cols, *extra])
         for batch in batches:
             ids = batch.column(id_col)
             check_ids(ids, p, id_col, offset)
             emb = {c: embedding_to_numpy(batch.column(c), p, c, offset, (dims or {}).get(c)) for c in cols}
-            yield ids, emb, offset
+            if extra_cols is not None:
+                yield ids, emb, offset, {c: batch.column(c) for c in extra}
+            else:
+                yield ids, emb, offset
             offset += batch.num_rows
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
         raise InputFileError(f"{p}: could not read the data near row {offset} ({str(e).splitlines()[0]}); the file may be truncated, re-export it") from None

@@ -24,31 +24,48 @@ def residual_encode(
     X: np.ndarray,
     codebooks: Sequence[np.ndarray],
     *,
-    chunk: int = CHUNK,
+    chunk: int | None = None,
     return_residual: bool = False,
 ):
     """Encode X (n, d) with greedy residual quantization. Returns codes (n, L) int32
-    (and the final residual when ``return_residual``)."""
+    (and the final residual when ``return_residual``).
+
+    argmin_k ||r - c_k||^2 = argmax_k (r . c_k - ||c_k||^2 / 2): each level is one matrix multiply
+    of the residual, extended by a column of ones, with the codebook extended by a row of
+    -||c_k||^2 / 2, then a row-wise max; buffers are allocated once.
+    """
     torch = _torch()
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    n = X.shape[0]
+    X = np.asarray(X, dtype=np.float32)
+    n, d = X.shape
     L = len(codebooks)
+    if chunk is None:
+        chunk = 2048 if d <= 128 else CHUNK  # measured: small widths are bound by the max, not the multiply
+    chunk = max(1, min(chunk, n)) if n else 1
     books = [torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)) for c in codebooks]
-    booksT = [b.t().contiguous() for b in books]
-    norms = [(b * b).sum(1) for b in books]
+    aug = [torch.cat([b.t(), (-0.5 * (b * b).sum(1))[None, :]], 0).contiguous() for b in books]
     codes = np.empty((n, L), dtype=np.int32)
     codes_t = torch.from_numpy(codes)
-    resid_out = np.empty_like(X) if return_residual else None
+    resid_out = np.empty((n, d), dtype=np.float32) if return_residual else None
+    buf = np.empty((chunk, d + 1), dtype=np.float32)
+    buf[:, d] = 1.0
+    r_all = torch.from_numpy(buf)
+    scores = [torch.empty(chunk, b.shape[0]) for b in books]
+    vals = torch.empty(chunk)
+    idx = torch.empty(chunk, dtype=torch.long)
     with torch.inference_mode():
         for s in range(0, n, chunk):
-            r = torch.from_numpy(X[s:s + chunk]).clone()
+            m = min(chunk, n - s)
+            buf[:m, :d] = X[s:s + m]
+            r = r_all[:m]
             for l in range(L):
-                dist = torch.addmm(norms[l], r, booksT[l], beta=1.0, alpha=-2.0)
-                idx = dist.min(dim=1).indices
-                codes_t[s:s + chunk, l] = idx.to(torch.int32)
-                r.sub_(books[l].index_select(0, idx))
+                sc = scores[l][:m]
+                torch.mm(r, aug[l], out=sc)
+                torch.max(sc, dim=1, out=(vals[:m], idx[:m]))
+                codes_t[s:s + m, l] = idx[:m].to(torch.int32)
+                if l < L - 1 or return_residual:
+                    r[:, :d].sub_(books[l].index_select(0, idx[:m]))
             if return_residual:
-                resid_out[s:s + chunk] = r.numpy()
+                resid_out[s:s + m] = buf[:m, :d]
     return (codes, resid_out) if return_residual else codes
 
 

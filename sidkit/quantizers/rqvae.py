@@ -43,8 +43,9 @@ class VectorQuantizer(nn.Module):
         return torch.addmm((C * C).sum(1), r, C.t(), alpha=-2.0)
 
     def forward(self, r: torch.Tensor, sinkhorn: tuple[float, int] | None = None):
-        d = self.distances(r.detach())
-        idx = sinkhorn_assign(d, *sinkhorn) if sinkhorn else d.min(dim=1).indices
+        with torch.no_grad():  # assignment needs no graph
+            d = self.distances(r)
+            idx = sinkhorn_assign(d, *sinkhorn) if sinkhorn else d.min(dim=1).indices
         e = self.codebook.index_select(0, idx)
         codebook_loss = (r.detach() - e).pow(2).mean()
         commit_loss = (r - e.detach()).pow(2).mean()
@@ -88,14 +89,23 @@ class RQVAEModule(nn.Module):
         self.encoder = mlp([in_dim, *hidden, latent_dim])
         self.decoder = mlp([latent_dim, *reversed(hidden), in_dim])
         self.rq = ResidualQuantizer(sizes, latent_dim)
+        self.mlp_dtype: torch.dtype | None = None  # bfloat16: mixed-precision MLPs during training
+
+    def _mlp(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.mlp_dtype is None or not self.training:
+            return net(x)
+        with torch.autocast(device_type=x.device.type, dtype=self.mlp_dtype):
+            return net(x).float()
 
     def forward(self, x: torch.Tensor, beta: float = 0.25, sinkhorn_last=None, return_latents: bool = False):
         """(x_hat, codes, loss, LossTerms); with ``return_latents`` also (z, z_ste): the encoder
-        output and the straight-through quantized latent."""
-        z = self.encoder(x)
+        output and the straight-through quantized latent. The quantizer and the losses are
+        always float32; with ``mlp_dtype`` set, the encoder and decoder run in that precision
+        while training (evaluation and encoding stay float32)."""
+        z = self._mlp(self.encoder, x)
         zq, codes, cb, cm = self.rq(z, sinkhorn_last)
         z_ste = z + (zq - z).detach()
-        x_hat = self.decoder(z_ste)
+        x_hat = self._mlp(self.decoder, z_ste)
         recon = (x_hat - x).pow(2).mean()
         loss = recon + cb + beta * cm
         out = (x_hat, codes, loss, LossTerms(recon.detach(), cb.detach(), cm.detach()))
@@ -134,6 +144,27 @@ class Regularizer:
 
     def params(self) -> dict:
         return {}
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def _resolve_precision(precision: str, dev: torch.device) -> torch.dtype | None:
+    """The MLP dtype for training: None (float32) or torch.bfloat16."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto":
+        if dev.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if cpu_has_bf16() else None
+    return None
 
 
 def _collision_rate(codes: np.ndarray) -> float:
@@ -179,7 +210,7 @@ class RQVAE:
                  max_steps: int = 2000, batch_size: int = 1024, lr: float = 1e-3, weight_decay: float = 1e-4,
                  eval_every: int = 50, patience: int = 10, recon_guard: float = 0.1, dead_code_every: int = 50,
                  kmeans_init_sample: int = 50000, sinkhorn: bool = False, sinkhorn_eps: float = 0.003,
-                 sinkhorn_iters: int = 50, device: str = "cpu", random_state: int = 0):
+                 sinkhorn_iters: int = 50, precision: str = "fp32", device: str = "cpu", random_state: int = 0):
         self.n_levels = n_levels
         self.codebook_size = codebook_size
         self.latent_dim = latent_dim
@@ -198,11 +229,14 @@ class RQVAE:
         self.sinkhorn = sinkhorn
         self.sinkhorn_eps = sinkhorn_eps
         self.sinkhorn_iters = sinkhorn_iters
+        self.precision = precision
         self.device = device
         self.random_state = random_state
 
     # ------------------------------------------------------------------------------------------
     def _check(self, n: int) -> list[int]:
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ConfigError(f"--precision '{self.precision}' is not known; use fp32, bf16 or auto")
         sizes = _sizes(self.codebook_size, self.n_levels)
         for name in ("latent_dim", "epochs", "max_steps", "batch_size", "eval_every"):
             v = getattr(self, name)
@@ -228,13 +262,15 @@ class RQVAE:
         rng = np.random.default_rng(self.random_state)
         dev = torch.device(self.device)
         model = RQVAEModule(d, self.hidden, self.latent_dim, sizes).to(dev)
+        model.mlp_dtype = _resolve_precision(self.precision, dev)
+        self.precision_ = "bf16" if model.mlp_dtype is not None else "fp32"
         Xt = torch.from_numpy(X).to(dev)
         bs = min(self.batch_size, n)
         steps_per_epoch = max(1, math.ceil(n / bs))
         total = int(min(self.max_steps, self.epochs * steps_per_epoch))
         t0 = time.perf_counter()
         self._kmeans_init(model, X, rng, dev)
-        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)) * 0.95 + 0.05)
         sk = (self.sinkhorn_eps, self.sinkhorn_iters) if self.sinkhorn else None
         usage = [torch.zeros(k, dtype=torch.long, device=dev) for k in sizes]
@@ -426,7 +462,7 @@ class RQVAE:
                 "eval_every": self.eval_every, "patience": self.patience, "recon_guard": self.recon_guard,
                 "dead_code_every": self.dead_code_every, "kmeans_init_sample": self.kmeans_init_sample,
                 "sinkhorn": self.sinkhorn, "sinkhorn_eps": self.sinkhorn_eps, "sinkhorn_iters": self.sinkhorn_iters,
-                "device": self.device, "random_state": self.random_state}
+                "precision": self.precision, "device": self.device, "random_state": self.random_state}
 
     @classmethod
     def from_state(cls, params: dict, tensors: dict[str, np.ndarray]) -> "RQVAE":

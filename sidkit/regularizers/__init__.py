@@ -24,7 +24,7 @@ REGULARIZERS = ("quasid", "adasid")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "mining": {
-        "refresh_every": "epoch",      # "epoch" or a positive number of steps (min with 1000 steps)
+        "refresh_every": "auto",       # "auto" (one epoch but at least 25 steps), "epoch", or a number of steps; at most 1000
         "h_max": 1,                    # largest Hamming distance of a mined overlap
         "cap_per_bucket": 64,          # pairs sampled per bucket when pairs are enumerated
         "collision_batch_frac": 0.5,   # psi: share of each batch drawn from collision buckets
@@ -34,7 +34,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "align": {
         "mode": "user2item",           # user2item | item2item
-        "weight": 0.01,                # lambda_DT (QuaSID); AdaSID uses adasid.lambda_align_max
+        "weight": 1e-4,                # lambda_DT (QuaSID; METHODS.md says 0.01, which wrecked locality and MSE here); AdaSID uses adasid.lambda_align_max
         "tau": 0.07,
         "hist_len": 20,
         "window": 3,                   # item2item co-engagement window
@@ -59,10 +59,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "group_col": "group_id",
         "degenerate_input": 0.99,      # cosine to the default vector, or false
         "cf_equivalent": None,         # not available (no CF vectors input yet)
+        "kernel": "margin",            # margin (METHODS.md §3.3) | code_switch (sidkit variant)
+        "switch_margin": 0.05,         # code_switch: relative margin past the code boundary
     },
     "adasid": {
         "lambda_rep_max": 0.1,
-        "lambda_align_max": 0.01,
+        "lambda_align_max": 1e-4,      # METHODS.md says 0.01; see align.weight
         "relax": True,                 # ablation switch: False gives rho = 1
         "k_c": 10,
         "T_k": 0.02,
@@ -79,7 +81,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "floor": 0.2,
         "align_floor": 0.1,
         "align_ramp_end": 0.7,
-        "kernel": "margin",            # margin | soft_overlap
+        "kernel": "margin",            # margin | soft_overlap | code_switch
+        "switch_margin": 0.05,
         "alpha_m": 1.0,
         "margin_fallback": 0.1,
     },
@@ -89,13 +92,14 @@ _CHOICES = {
     ("align", "mode"): ("user2item", "item2item"),
     ("adasid", "schedule"): ("progress", "constant"),
     ("adasid", "progress"): ("max_steps_collision", "steps"),
-    ("adasid", "kernel"): ("margin", "soft_overlap"),
+    ("adasid", "kernel"): ("margin", "soft_overlap", "code_switch"),
+    ("quasid", "kernel"): ("margin", "code_switch"),
 }
 _POS_INT = {("mining", "h_max"): 0, ("mining", "cap_per_bucket"): 1, ("mining", "members_per_bucket"): 2,
             ("mining", "knn_k"): 1, ("mining", "rnn_k"): 1, ("align", "hist_len"): 1, ("align", "window"): 1,
             ("align", "proj_dim"): 1, ("align", "hidden"): 1, ("align", "batch"): 2, ("adasid", "k_c"): 1}
 _NONNEG = {("align", "weight"), ("quasid", "lambda_hmr"), ("quasid", "alpha_m"), ("quasid", "margin_fallback"),
-           ("quasid", "gamma_s"), ("adasid", "lambda_rep_max"), ("adasid", "lambda_align_max"), ("adasid", "eta"),
+           ("quasid", "gamma_s"), ("quasid", "switch_margin"), ("adasid", "switch_margin"), ("adasid", "lambda_rep_max"), ("adasid", "lambda_align_max"), ("adasid", "eta"),
            ("adasid", "gamma_l"), ("adasid", "alpha_m"), ("adasid", "margin_fallback")}
 _POS = {("align", "tau"), ("align", "lr"), ("adasid", "T_k")}
 _UNIT = {("mining", "collision_batch_frac"), ("adasid", "decay_start"), ("adasid", "floor"),
@@ -143,8 +147,8 @@ def _check(block: str, key: str, v: Any) -> Any:
         if not isinstance(v, bool):
             raise ConfigError(f"{where} must be true or false (got {v!r})")
     elif k == ("mining", "refresh_every"):
-        if v != "epoch" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise ConfigError(f"{where} must be 'epoch' or a positive number of steps (got {v!r})")
+        if v not in ("epoch", "auto") and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ConfigError(f"{where} must be 'auto', 'epoch' or a positive number of steps (got {v!r})")
     elif k in (("quasid", "group_col"), ("adasid", "leaf_col")):
         if not isinstance(v, str) or not v:
             raise ConfigError(f"{where} must be a column name (got {v!r})")

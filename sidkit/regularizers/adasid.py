@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sidkit.regularizers.mining import CollisionRegularizer, knn_ip
+from sidkit.regularizers.mining import CollisionRegularizer, code_switch_loss, knn_ip
 
 
 def relaxation(s: torch.Tensor, tau: torch.Tensor, T_k: float, hard: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,7 +123,7 @@ class AdaSID(CollisionRegularizer):
     def pair_weights(self, gi: torch.Tensor, gj: torch.Tensor, log: dict | None = None) -> torch.Tensor:
         c = self.cfg
         if c["relax"]:
-            s = (self.Xn[gi] * self.Xn[gj]).sum(-1)
+            s = self.pair_cos(gi, gj)
             tau = torch.maximum(self.tau[gi], self.tau[gj])
             kap, rho = relaxation(s, tau, float(c["T_k"]), bool(c["hard"]))
             if self.leaf is not None:
@@ -147,12 +147,14 @@ class AdaSID(CollisionRegularizer):
         w = self.pair_weights(gi, gj, log)
         if self.cfg["kernel"] == "soft_overlap":
             ell = self._soft_overlap(z, codes, i, j)
+        elif self.cfg["kernel"] == "code_switch":
+            ell = code_switch_loss(self.model, z, codes, i, j, h, float(self.cfg["switch_margin"]))
         else:
             m = self.margin(float(self.cfg["alpha_m"]), float(self.cfg["margin_fallback"]))
             log["m_max"] = m
-            zn = F.normalize(z, dim=-1)
-            d = (zn[i] - zn[j]).norm(dim=-1)
-            ell = F.relu(m - d).pow(2)
+            from sidkit.regularizers.quasid import pair_distance
+
+            ell = F.relu(m - pair_distance(z, i, j)).pow(2)
         return (w.detach() * ell).sum() / max(1, len(i))
 
     def _soft_overlap(self, z, codes, i, j):

@@ -259,7 +259,8 @@ class CollisionRegularizer(Regularizer):
         self.rng = np.random.default_rng(seed + 7919)
         steps_per_epoch = max(1, math.ceil(self.n / batch_size))
         r = self.mining["refresh_every"]
-        self.refresh_every = min(steps_per_epoch if r == "epoch" else int(r), 1000)
+        every = steps_per_epoch if r == "epoch" else max(steps_per_epoch, 25) if r == "auto" else int(r)
+        self.refresh_every = min(every, 1000)
         self.Xn = torch.from_numpy(np.ascontiguousarray(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12),
                                                         dtype=np.float32)).to(device)
         self.zq_all = None
@@ -349,10 +350,22 @@ class CollisionRegularizer(Regularizer):
                   j: torch.Tensor, h: torch.Tensor, log: dict) -> torch.Tensor | None:
         raise NotImplementedError
 
+    def pair_cos(self, gi: torch.Tensor, gj: torch.Tensor) -> torch.Tensor:
+        """cos(x_i, x_j) of frozen inputs for pairs of the current batch (global indices), read
+        from the batch Gram matrix (computed once per step)."""
+        idx = self._batch_idx
+        if self._gram is None:
+            xb = self.Xn.index_select(0, idx)
+            self._gram = xb @ xb.t()
+            self._pos = torch.full((self.n,), -1, dtype=torch.long, device=idx.device)
+            self._pos[idx] = torch.arange(len(idx), device=idx.device)
+        return self._gram[self._pos[gi], self._pos[gj]]
+
     def margin(self, alpha: float, fallback: float) -> float:
         return alpha * self.rnn_median if self.rnn_median else fallback
 
     def loss(self, step, idx, x, z, zq, codes):
+        self._batch_idx, self._gram = idx, None
         lam_rep, lam_align = self.weights(step)
         log: dict[str, float] = {"lambda_rep": lam_rep, "lambda_align": lam_align if self.align is not None else 0.0}
         total = None
@@ -386,3 +399,36 @@ class CollisionRegularizer(Regularizer):
             out[k] = float(np.mean(v)) if v else float("nan")
         self._acc = {}
         return out
+
+
+def code_switch_loss(model, z: torch.Tensor, codes: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                     h: torch.Tensor, delta: float = 0.05) -> torch.Tensor:
+    """Per-pair 'code switch' kernel (sidkit variant, see the issue note): for an overlapping pair
+    (i, j), the member that is cheaper to move is pulled across the boundary between its code and
+    its second-nearest code at the finest level where the pair agrees, by a relative margin delta:
+    ell = [ (||r - e_own||^2 - ||r - e_2nd||^2) / s + delta ]_+ with s the median squared distance
+    of the batch to the own code. Codebooks are detached: only the encoder moves. Returns (P,)."""
+    L = codes.shape[1]
+    # the finest level where the pair shares its code
+    same = codes[i] == codes[j]                                     # (P, L)
+    lev = torch.where(same, torch.arange(L, device=z.device)[None], torch.full_like(same, -1, dtype=torch.long)).max(1).values
+    r = z
+    gaps, d_own_all = [], []
+    for l, vq in enumerate(model.rq.levels):
+        C = vq.codebook.detach()
+        d2 = (r * r).sum(1, keepdim=True) - 2 * r @ C.t() + (C * C).sum(1)[None]
+        own = d2.gather(1, codes[:, l:l + 1]).squeeze(1)
+        masked = d2.scatter(1, codes[:, l:l + 1], float("inf"))
+        second = masked.min(1).values
+        gaps.append(own - second)                                   # <= 0; 0 at the boundary
+        d_own_all.append(own)
+        r = r - C.index_select(0, codes[:, l])
+    G = torch.stack(gaps, 1)                                        # (B, L)
+    scale = torch.stack(d_own_all, 1).detach().median().clamp(min=1e-8)
+    lv = lev.clamp(min=0)
+    gi = G[i, lv]
+    gj = G[j, lv]
+    move_i = gi.detach() >= gj.detach()                             # the cheaper one to move
+    g = torch.where(move_i, gi, gj)
+    ell = torch.relu(g / scale + delta)
+    return torch.where(lev >= 0, ell, torch.zeros_like(ell))

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sidkit.regularizers.mining import CollisionRegularizer
+from sidkit.regularizers.mining import CollisionRegularizer, code_switch_loss
 
 
 def _norm_text(t) -> str:
@@ -56,11 +56,17 @@ def default_vector(Xn: np.ndarray, min_count: int = 3) -> np.ndarray | None:
     return Xn[first[b]] if cnt[b] >= min_count else None
 
 
+def pair_distance(z: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """||z_i/|z_i| - z_j/|z_j|||, through the batch Gram matrix (cheap for many pairs)."""
+    zn = F.normalize(z, dim=-1)
+    g = (zn @ zn.t())[i, j]
+    return (2.0 - 2.0 * g).clamp(min=0.0).add(1e-12).sqrt()
+
+
 def hmr_loss(z: torch.Tensor, i: torch.Tensor, j: torch.Tensor, h: torch.Tensor, mask: torch.Tensor, m_max: float,
              h_max: int, gamma_s: float = 1.0, severity: bool = True, severity_weight: bool = False) -> torch.Tensor:
     """L_HMR over pairs (i, j) with Hamming distances h and a validity mask (bool or 0/1)."""
-    zn = F.normalize(z, dim=-1)
-    d = (zn[i] - zn[j]).norm(dim=-1)
+    d = pair_distance(z, i, j)
     if severity:
         sig = ((h_max + 1 - h.float()) / (h_max + 1)).clamp(min=0) ** gamma_s
     else:
@@ -126,7 +132,7 @@ class QuaSID(CollisionRegularizer):
         fired = torch.zeros(len(gi), dtype=torch.bool, device=gi.device)
         for name, r in self.rules.items():
             if name == "dup_content":
-                f = (self.Xn[gi] * self.Xn[gj]).sum(-1) >= r
+                f = self.pair_cos(gi, gj) >= r
             elif name == "degenerate_input":
                 f = r[gi] | r[gj]
             else:
@@ -142,6 +148,12 @@ class QuaSID(CollisionRegularizer):
         gi, gj = idx[i], idx[j]
         M = self.valid_mask(gi, gj, log)
         log["qualified_pairs"] = float(M.sum())
+        if self.cfg["kernel"] == "code_switch":
+            ell = code_switch_loss(self.model, z, codes, i, j, h, float(self.cfg["switch_margin"]))
+            if self.cfg["severity"]:
+                ell = ell * ((self.h_max + 1 - h.float()) / (self.h_max + 1)).clamp(min=0) ** float(self.cfg["gamma_s"])
+            Mf = M.to(ell.dtype)
+            return (Mf * ell).sum() / Mf.sum().clamp(min=1.0)
         m_max = self.margin(float(self.cfg["alpha_m"]), float(self.cfg["margin_fallback"]))
         log["m_max"] = m_max
         return hmr_loss(z, i, j, h, M, m_max, self.h_max, float(self.cfg["gamma_s"]), bool(self.cfg["severity"]),

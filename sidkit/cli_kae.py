@@ -1,0 +1,172 @@
+"""Typer commands ``sidkit kae-plan``, ``bind-slot``, ``unbind-slot`` and ``slots`` (registered in
+:mod:`sidkit.cli`). Exit 0 ok, 2 bad input (one ``error: ...`` line on stderr, nothing changed).
+``--json`` prints exactly one JSON document on stdout. ``--model`` defaults to ``$SIDKIT_MODEL``,
+else the current directory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from sidkit.errors import SidkitError
+
+ModelOpt = typer.Option(None, "--model", "-m", help="KAE model directory. [default: $SIDKIT_MODEL, else the current directory]")
+
+
+def _emit(obj) -> None:
+    from sidkit.io.artifacts import _json_default
+
+    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _fail(e: Exception) -> None:
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(getattr(e, "exit_code", 2))
+
+
+def kae_plan_command(
+    items: Path = typer.Argument(..., help="Catalog Parquet file with attribute columns (string or list<string>)."),
+    attributes: Optional[str] = typer.Option(None, "--attributes", "-a", help="Comma list of categories: columns, or list-column levels such as categories[2]. [default: repeating string columns]"),
+    groups: int = typer.Option(6, "--groups", "-g", help="Number of codebook groups (fewer when there are fewer categories).", min=1),
+    out: Path = typer.Option(Path("kae.toml"), "--out", "-o", help="Plan file to write (TOML, editable)."),
+    id_col: str = typer.Option("item_id", "--id-col", help="Id column (never used as an attribute)."),
+    reserved_min: Optional[int] = typer.Option(None, "--reserved-min", help="Minimum reserved slots per group. [default: 32]"),
+    reserved_ratio: Optional[float] = typer.Option(None, "--reserved-ratio", help="Reserved slots as a share of kept words. [default: 0.05]"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the item sample (catalogs over 2M items)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as one JSON document."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
+) -> None:
+    """Group attribute categories into codebooks (information-theoretic merge), size them and write a TOML plan."""
+    from sidkit.kae.model import read_attribute_table, string_columns
+    from sidkit.kae.plan import DEFAULTS, CategorySpec, make_plan, write_plan
+
+    try:
+        attrs = [a.strip() for a in attributes.split(",") if a.strip()] if attributes else None
+        cols = [CategorySpec.parse(a).column for a in attrs] if attrs else [c for c in string_columns(items) if c != id_col]
+        table = read_attribute_table(items, list(dict.fromkeys(cols)))
+        plan, notes = make_plan(table, attrs, groups=groups, seed=seed, exclude_columns=[id_col],
+                                reserved_min=reserved_min if reserved_min is not None else DEFAULTS["reserved_min"],
+                                reserved_ratio=reserved_ratio if reserved_ratio is not None else DEFAULTS["reserved_ratio"])
+        write_plan(plan, out)
+    except SidkitError as e:
+        _fail(e)
+    d = plan.to_dict()
+    d["plan_file"] = str(out)
+    d["notes"] = notes
+    if as_json:
+        _emit(d)
+        return
+    for n in notes:
+        typer.echo(n, err=True)
+    if not quiet:
+        print_plan(d)
+
+
+def print_plan(d: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    c = Console(highlight=False)
+    c.print(f"[bold]KAE plan[/] -> {d['plan_file']}  ({d['report'].get('n_items', 0):,} items, {len(d['groups'])} groups, "
+            f"objective J = {d['report'].get('objective_bits', 0):.3f} bits)")
+    t = Table("pos", "group", "categories", "H(Z) bits", "H(A|Z) bits", "kept words", "coverage", "reserved", "capacity")
+    for i, g in enumerate(d["groups"]):
+        s = g["stats"]
+        t.add_row(str(i), g["name"], ", ".join(g["categories"]), f"{s['entropy_bits']:.2f}", f"{s['loss_bits']:.3f}",
+                  str(s["kept_words"]), f"{s['coverage']:.1%}", str(s["reserved"]), str(s["capacity"]))
+    c.print(t)
+    mi = d["report"].get("mutual_information") or []
+    if mi:
+        m = Table("category a", "category b", "I(A_a; A_b) bits", "co-presence", title="pairwise mutual information", title_justify="left")
+        for r in sorted(mi, key=lambda r: -r["mi_bits"]):
+            m.add_row(r["a"], r["b"], f"{r['mi_bits']:.3f}", f"{r['co_presence']:.1%}")
+        c.print(m)
+
+
+def bind_slot_command(
+    category: str = typer.Argument(..., help="Attribute category that owns the word (e.g. color)."),
+    word: str = typer.Argument(..., help="The word, exactly as typed (normalized: NFKC, lower-case)."),
+    model: Optional[Path] = ModelOpt,
+    alias: Optional[List[str]] = typer.Option(None, "--alias", help="Another spelling that also matches (repeatable)."),
+    items: Optional[Path] = typer.Option(None, "--items", help="Catalog whose items carrying the word give the slot's routing scorer."),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of --items. [default: the model's]"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No message."),
+) -> None:
+    """Bind a new word to the first free reserved slot of its group (no retraining; safe under concurrency)."""
+    from sidkit.kae.slots import bind_slot
+
+    try:
+        r = bind_slot(category, word, model_dir=model, aliases=alias or [], items=items, id_col=id_col)
+    except SidkitError as e:
+        _fail(e)
+    if as_json:
+        _emit(r)
+        return
+    if not quiet:
+        for n in r["notes"]:
+            typer.echo(f"note: {n}", err=True)
+        typer.echo(f"{r['category']}:{r['word']} -> group {r['group']} (position {r['position']}), slot {r['slot']} {r['token']} "
+                   f"[{r['state']}, registry version {r['version']}]")
+
+
+def unbind_slot_command(
+    category: str = typer.Argument(..., help="Attribute category of the binding."),
+    word: str = typer.Argument(..., help="The bound word (or one of its aliases)."),
+    model: Optional[Path] = ModelOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No message."),
+) -> None:
+    """Remove a binding: items return to their previous codes and the slot becomes free."""
+    from sidkit.kae.slots import unbind_slot
+
+    try:
+        r = unbind_slot(category, word, model_dir=model)
+    except SidkitError as e:
+        _fail(e)
+    if as_json:
+        _emit(r)
+    elif not quiet:
+        typer.echo(f"unbound {r['category']}:{r['word']} from slot {r['slot']} of group {r['group']} (registry version {r['version']})")
+
+
+def slots_command(
+    model: Optional[Path] = ModelOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the per-group table."),
+) -> None:
+    """List groups, positions, capacities, bound and free reserved slots, and the history."""
+    from sidkit.kae.slots import list_slots
+
+    try:
+        r = list_slots(model)
+    except SidkitError as e:
+        _fail(e)
+    if as_json:
+        _emit(r)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    c = Console(highlight=False)
+    c.print(f"[bold]slot registry[/] {r['model_dir']}  version {r['version']}")
+    t = Table("pos", "group", "categories", "capacity", "active", "reserved", "bound", "free")
+    for g in r["groups"]:
+        t.add_row(str(g["position"]), g["group"], ", ".join(g["categories"]), str(g["capacity"]), str(g["active"]),
+                  str(g["reserved"]), str(g["bound"]), str(g["free"]))
+    c.print(t)
+    bound = [(g, b) for g in r["groups"] for b in g["bindings"]]
+    if bound:
+        bt = Table("group", "slot", "token", "category", "word", "aliases", "version", "routing")
+        for g, b in bound:
+            bt.add_row(g["group"], str(b["slot"]), b["token"], b["category"], b["word"], ", ".join(b["aliases"]), str(b["version"]),
+                       "yes" if b["routing"] else "explicit only")
+        c.print(bt)
+    if not quiet and r["history"]:
+        c.print("history: " + "; ".join(f"v{h['version']} {h['op']} {h['category']}:{h['word']} (slot {h['slot']})" for h in r["history"][-10:]))

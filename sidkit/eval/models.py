@@ -1,0 +1,451 @@
+"""Downstream models for ``sidkit eval`` (METHODS.md §6.2): SASRec over SID tokens or item ids,
+a most-popular baseline, and a small TIGER-style encoder-decoder with trie-constrained beam search.
+
+All models rank the full catalog; see :mod:`sidkit.eval.metrics` for the protocol. torch is
+imported here only (``import sidkit`` stays cheap).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from sidkit.eval.metrics import ranks_from_scores, recall_at_k
+from sidkit.eval.split import Split
+
+
+# ----------------------------------------------------------------------------- helpers
+def dedup_suffix(codes: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... inside every group of identical SIDs, in row order (sidkit's suffix rule)."""
+    codes = np.asarray(codes)
+    _, inv = np.unique(codes, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    order = np.argsort(inv, kind="stable")
+    sorted_inv = inv[order]
+    first = np.concatenate(([True], sorted_inv[1:] != sorted_inv[:-1]))
+    starts = np.flatnonzero(first)
+    rank = np.arange(len(inv)) - np.repeat(starts, np.diff(np.append(starts, len(inv))))
+    out = np.empty(len(inv), np.int64)
+    out[order] = rank
+    return out
+
+
+def full_sids(codes: np.ndarray, suffix: np.ndarray | None, sizes=None) -> tuple[np.ndarray, list[int]]:
+    """``sid + [suffix]`` (n, L+1) and the vocabulary size of each of the L+1 positions.
+
+    A missing suffix is computed (0, 1, ... inside each collision group, ascending row order)."""
+    codes = np.asarray(codes, np.int64)
+    if suffix is None:
+        suffix = dedup_suffix(codes)
+    suffix = np.asarray(suffix, np.int64)
+    L = codes.shape[1]
+    if sizes is None:
+        sizes = [int(codes[:, l].max()) + 1 for l in range(L)]
+    sizes = [max(int(s), int(codes[:, l].max()) + 1) for l, s in enumerate(sizes)]
+    return np.concatenate([codes, suffix[:, None]], axis=1), sizes + [int(suffix.max()) + 1]
+
+
+def _set_seed(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    return torch.Generator().manual_seed(seed)
+
+
+def _tie_order(n_items: int, seed: int = 12345) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.argsort(rng.permutation(n_items))
+
+
+# ----------------------------------------------------------------------------- item embedders
+class IdItemEmbedding(nn.Module):
+    """One free vector per item (the ``sasrec-id`` baseline)."""
+
+    def __init__(self, n_items: int, d: int):
+        super().__init__()
+        self.emb = nn.Embedding(n_items, d)
+        nn.init.normal_(self.emb.weight, std=d ** -0.5)
+
+    def forward(self) -> torch.Tensor:
+        return self.emb.weight
+
+
+class SidItemEmbedding(nn.Module):
+    """Item vector = sum over levels of E_l[s^l] + E_suffix[suffix] (no item-id embedding)."""
+
+    def __init__(self, sid_full: np.ndarray, sizes: list[int], d: int):
+        super().__init__()
+        offs = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        self.register_buffer("tokens", torch.as_tensor(sid_full + offs[None, :], dtype=torch.long))
+        self.emb = nn.Embedding(int(sum(sizes)), d)
+        nn.init.normal_(self.emb.weight, std=(d * sid_full.shape[1]) ** -0.5)
+
+    def forward(self) -> torch.Tensor:
+        return self.emb(self.tokens).sum(1)
+
+
+# ----------------------------------------------------------------------------- SASRec
+class SASRec(nn.Module):
+    """Causal self-attention over the last ``max_len`` items; scores = h_last . item_matrix."""
+
+    def __init__(self, item_embedding: nn.Module, d: int = 64, max_len: int = 20, n_layers: int = 2,
+                 n_heads: int = 2, dropout: float = 0.2):
+        super().__init__()
+        self.items = item_embedding
+        self.pos = nn.Embedding(max_len, d)
+        nn.init.normal_(self.pos.weight, std=d ** -0.5)
+        layer = nn.TransformerEncoderLayer(d, n_heads, dim_feedforward=2 * d, dropout=dropout, batch_first=True,
+                                           norm_first=True, activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+        self.register_buffer("causal", torch.triu(torch.full((max_len, max_len), float("-inf")), 1))
+        self.max_len = max_len
+
+    def states(self, hist: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+        """hist (B, T) item rows, -1 = padding -> hidden states (B, T, d)."""
+        T = hist.shape[1]
+        pad = hist < 0
+        x = M[hist.clamp_min(0)] * (~pad).unsqueeze(-1)
+        x = self.drop(x + self.pos.weight[self.max_len - T:][None])
+        h = self.encoder(x, mask=self.causal[:T, :T], is_causal=True)
+        return self.norm(h)
+
+    def user_vectors(self, hist: torch.Tensor) -> torch.Tensor:
+        M = self.items()
+        return self.states(hist, M)[:, -1]
+
+
+def _sasrec_training_arrays(split: Split, T: int) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for seq in split.train:
+        if len(seq) < 2:
+            continue
+        x, y = seq[:-1][-T:], seq[1:][-T:]
+        row_x = np.full(T, -1, np.int64)
+        row_y = np.full(T, -1, np.int64)
+        row_x[T - len(x):] = x
+        row_y[T - len(y):] = y
+        xs.append(row_x)
+        ys.append(row_y)
+    if not xs:
+        return np.zeros((0, T), np.int64), np.zeros((0, T), np.int64)
+    return np.stack(xs), np.stack(ys)
+
+
+def _length_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled batches of rows with similar lengths (sort by length + jitter, shuffle the batches)."""
+    key = lengths.double() + 3.0 * torch.rand(len(lengths), generator=gen, dtype=torch.float64)
+    order = torch.argsort(key)
+    batches = list(order.split(batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+
+
+@torch.no_grad()
+def sasrec_ranks(model: SASRec, hist: np.ndarray, targets: np.ndarray, *, batch_size: int = 1024,
+                 tie_order=None) -> np.ndarray:
+    model.eval()
+    M = model.items()
+    out = []
+    T = hist.shape[1]
+    for a in range(0, len(hist), batch_size):
+        h = torch.as_tensor(hist[a:a + batch_size])
+        t = max(1, int((h >= 0).sum(1).max()))
+        u = model.states(h[:, T - t:], M)[:, -1]
+        out.append(ranks_from_scores(u @ M.T, targets[a:a + batch_size], tie_order))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+@dataclass
+class TrainConfig:
+    """Downstream training hyperparameters (identical for every SID table)."""
+
+    d: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int = 30
+    patience: int = 3
+    min_epochs: int = 10  # no early stop before this (the validation curve is flat at the start)
+    valid_users: int = 2000
+    threads: int = 1
+
+
+def train_sasrec(split: Split, item_embedding: nn.Module, *, seed: int, cfg: TrainConfig, progress=None,
+                 stage: str = "sasrec") -> tuple[SASRec, dict]:
+    """Train SASRec with full softmax cross-entropy on next-item prediction over the training part;
+    early stopping on validation Recall@10 (checked every epoch, best state restored)."""
+    gen = _set_seed(seed)
+    T = split.max_history
+    model = SASRec(item_embedding, cfg.d, T, cfg.n_layers, cfg.n_heads, cfg.dropout)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    X, Y = _sasrec_training_arrays(split, T)
+    vu, vh, vt = split.histories("valid")
+    if len(vu) > cfg.valid_users:
+        sel = np.sort(np.random.default_rng(seed).choice(len(vu), cfg.valid_users, replace=False))
+        vh, vt = vh[sel], vt[sel]
+    tie = _tie_order(split.n_items)
+    Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y)
+    lengths = torch.as_tensor((X >= 0).sum(1))
+    best, best_state, best_epoch, bad = -1.0, None, 0, 0
+    t0 = time.perf_counter()
+    epoch = 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        for idx in _length_batches(lengths, cfg.batch_size, gen):
+            t = int(lengths[idx].max())  # left-padded: drop the all-padding columns
+            x, y = Xt[idx, T - t:], Yt[idx, T - t:]
+            M = model.items()
+            h = model.states(x, M)
+            m = y >= 0
+            logits = h[m] @ M.T
+            loss = F.cross_entropy(logits, y[m])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        score = float(recall_at_k(sasrec_ranks(model, vh, vt, tie_order=tie), 10).mean()) if len(vt) else 0.0
+        if score > best:
+            best, best_epoch, bad = score, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+        if progress is not None:
+            progress(stage, epoch, cfg.epochs, {"valid_recall@10": score})
+        if bad >= cfg.patience and epoch >= cfg.min_epochs:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if progress is not None:
+        progress(stage, cfg.epochs, cfg.epochs, {"valid_recall@10": best})
+    return model, {"best_epoch": best_epoch, "epochs_run": epoch, "valid_recall@10": best,
+                   "train_seconds": time.perf_counter() - t0}
+
+
+# ----------------------------------------------------------------------------- most popular
+def most_popular_ranks(split: Split, targets: np.ndarray) -> np.ndarray:
+    """Rank by training interaction count (same score for every user; ties by a fixed random order)."""
+    counts = split.train_counts().astype(np.float64)
+    scores = np.broadcast_to(counts, (len(targets), len(counts)))
+    return ranks_from_scores(np.ascontiguousarray(scores), targets, _tie_order(split.n_items))
+
+
+# ----------------------------------------------------------------------------- TIGER
+class SidTrie:
+    """Prefix trie of the valid full SIDs (``sid + [suffix]``), stored level by level as dense
+    child tables: ``child[l][node, token]`` is the node at depth l+1 (or -1), and ``leaf_item`` maps a
+    node at the last depth to its catalog row."""
+
+    def __init__(self, sid_full: np.ndarray, sizes: list[int]):
+        sid_full = np.asarray(sid_full, np.int64)
+        n, depth = sid_full.shape
+        if len(np.unique(sid_full, axis=0)) != n:
+            raise ValueError("full SIDs must be unique to build the trie")
+        self.sizes = list(sizes)
+        self.child: list[np.ndarray] = []
+        node = np.zeros(n, np.int64)  # every item starts at the root
+        n_nodes = 1
+        for l in range(depth):
+            key = node * sizes[l] + sid_full[:, l]
+            uniq, new = np.unique(key, return_inverse=True)
+            new = new.reshape(-1)
+            table = np.full((n_nodes, sizes[l]), -1, np.int64)
+            table[uniq // sizes[l], uniq % sizes[l]] = np.arange(len(uniq))
+            self.child.append(table)
+            node, n_nodes = new, len(uniq)
+        self.leaf_item = np.full(n_nodes, -1, np.int64)
+        self.leaf_item[node] = np.arange(n)
+
+    def contains(self, path) -> bool:
+        node = 0
+        for l, tok in enumerate(path):
+            if not 0 <= tok < self.sizes[l]:
+                return False
+            node = self.child[l][node, tok]
+            if node < 0:
+                return False
+        return True
+
+
+class TIGER(nn.Module):
+    """A small T5-style encoder-decoder: the encoder reads the history as SID tokens, the decoder
+    emits the next item's ``sid + [suffix]`` one level at a time (level-restricted softmax)."""
+
+    def __init__(self, sid_full: np.ndarray, sizes: list[int], *, max_items: int = 20, d: int = 64,
+                 n_heads: int = 4, n_layers: int = 2, ff: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.depth = len(sizes)
+        self.sizes = list(sizes)
+        offs = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+        self.offsets = [int(o) for o in offs]
+        self.vocab = int(sum(sizes))
+        self.PAD, self.BOS = self.vocab, self.vocab + 1
+        tok = np.concatenate([sid_full + offs[None, :], np.full((1, self.depth), self.PAD)], axis=0)
+        self.register_buffer("item_tokens", torch.as_tensor(tok, dtype=torch.long))  # row n_items = padding
+        self.tok = nn.Embedding(self.vocab + 2, d)
+        self.level = nn.Embedding(self.depth + 1, d)
+        self.item_pos = nn.Embedding(max_items, d)
+        self.dec_pos = nn.Embedding(self.depth + 1, d)
+        self.tf = nn.Transformer(d, n_heads, n_layers, n_layers, ff, dropout, batch_first=True, norm_first=True,
+                                 activation="gelu")
+        self.out = nn.Linear(d, self.vocab)
+        self.max_items = max_items
+        self.d = d
+
+    def encode(self, hist: torch.Tensor):
+        B, H = hist.shape
+        n_items = self.item_tokens.shape[0] - 1
+        rows = torch.where(hist < 0, torch.full_like(hist, n_items), hist)
+        toks = self.item_tokens[rows].reshape(B, H * self.depth)
+        lvl = torch.arange(self.depth).repeat(H)
+        ipos = torch.arange(self.max_items - H, self.max_items).repeat_interleave(self.depth)
+        x = self.tok(toks) + self.level.weight[lvl][None] + self.item_pos.weight[ipos][None]
+        pad = toks == self.PAD
+        mem = self.tf.encoder(x, src_key_padding_mask=pad)
+        return mem, pad
+
+    def decode_logits(self, mem, pad, prefix: torch.Tensor) -> torch.Tensor:
+        """prefix (B, t) of level tokens (raw codes); returns the level-t logits (B, sizes[t])."""
+        B, t = prefix.shape
+        toks = torch.full((B, t + 1), self.BOS, dtype=torch.long)
+        for l in range(t):
+            toks[:, l + 1] = prefix[:, l] + self.offsets[l]
+        y = self.tok(toks) + self.dec_pos.weight[: t + 1][None]
+        mask = torch.triu(torch.full((t + 1, t + 1), float("-inf")), 1)
+        h = self.tf.decoder(y, mem, tgt_mask=mask, memory_key_padding_mask=pad, tgt_is_causal=True)
+        o = self.offsets[t]
+        return self.out(h[:, -1])[:, o:o + self.sizes[t]]
+
+    def loss(self, hist: torch.Tensor, target_sid: torch.Tensor) -> torch.Tensor:
+        mem, pad = self.encode(hist)
+        B = hist.shape[0]
+        toks = torch.full((B, self.depth), self.BOS, dtype=torch.long)
+        for l in range(1, self.depth):
+            toks[:, l] = target_sid[:, l - 1] + self.offsets[l - 1]
+        y = self.tok(toks) + self.dec_pos.weight[: self.depth][None]
+        mask = torch.triu(torch.full((self.depth, self.depth), float("-inf")), 1)
+        h = self.tf.decoder(y, mem, tgt_mask=mask, memory_key_padding_mask=pad, tgt_is_causal=True)
+        logits = self.out(h)
+        total = 0.0
+        for l in range(self.depth):
+            o = self.offsets[l]
+            total = total + F.cross_entropy(logits[:, l, o:o + self.sizes[l]], target_sid[:, l])
+        return total / self.depth
+
+
+@torch.no_grad()
+def tiger_beam_search(model: TIGER, trie: SidTrie, hist: np.ndarray, *, beam: int = 20,
+                      batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Trie-constrained beam search. Returns (items (n, beam) catalog rows or -1, scores (n, beam)),
+    beams in descending log-probability order; only valid SIDs can be produced."""
+    model.eval()
+    all_items, all_scores = [], []
+    for a in range(0, len(hist), batch_size):
+        h = torch.as_tensor(hist[a:a + batch_size])
+        B = h.shape[0]
+        mem, pad = model.encode(h)
+        mem = mem.repeat_interleave(beam, 0)
+        pad = pad.repeat_interleave(beam, 0)
+        score = torch.full((B, beam), float("-inf"))
+        score[:, 0] = 0.0
+        node = torch.zeros(B, beam, dtype=torch.long)
+        prefix = torch.zeros(B * beam, 0, dtype=torch.long)
+        for l in range(model.depth):
+            V = model.sizes[l]
+            logp = F.log_softmax(model.decode_logits(mem, pad, prefix), dim=-1).view(B, beam, V)
+            child = torch.as_tensor(trie.child[l])[node.clamp_min(0)]  # (B, beam, V)
+            valid = (child >= 0) & torch.isfinite(score).unsqueeze(-1)
+            cand = torch.where(valid, score.unsqueeze(-1) + logp, torch.tensor(float("-inf")))
+            k = min(beam, beam * V)
+            top, idx = cand.view(B, -1).topk(k, dim=1)
+            b_idx, tok = idx // V, idx % V
+            new_node = child.view(B, -1).gather(1, idx)
+            if k < beam:  # pad to the beam width
+                top = F.pad(top, (0, beam - k), value=float("-inf"))
+                b_idx = F.pad(b_idx, (0, beam - k))
+                tok = F.pad(tok, (0, beam - k))
+                new_node = F.pad(new_node, (0, beam - k), value=-1)
+            prev = prefix.view(B, beam, -1).gather(1, b_idx.unsqueeze(-1).expand(-1, -1, prefix.shape[1]))
+            prefix = torch.cat([prev, tok.unsqueeze(-1)], dim=-1).view(B * beam, -1)
+            score = top
+            node = torch.where(torch.isfinite(top), new_node, torch.full_like(new_node, -1))
+        items = torch.where(node >= 0, torch.as_tensor(trie.leaf_item)[node.clamp_min(0)], torch.full_like(node, -1))
+        all_items.append(items.numpy())
+        all_scores.append(score.numpy())
+    return np.concatenate(all_items), np.concatenate(all_scores)
+
+
+def ranks_from_beams(items: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """1-based position of the target in each beam list (``inf`` when absent)."""
+    hit = items == np.asarray(targets)[:, None]
+    pos = np.argmax(hit, axis=1) + 1.0
+    return np.where(hit.any(1), pos, np.inf)
+
+
+def _tiger_training_arrays(split: Split, H: int):
+    hs, ts = [], []
+    for seq in split.train:
+        for j in range(1, len(seq)):
+            h = seq[max(0, j - H):j]
+            row = np.full(H, -1, np.int64)
+            row[H - len(h):] = h
+            hs.append(row)
+            ts.append(seq[j])
+    if not hs:
+        return np.zeros((0, H), np.int64), np.zeros(0, np.int64)
+    return np.stack(hs), np.asarray(ts, np.int64)
+
+
+def train_tiger(split: Split, sid_full: np.ndarray, sizes: list[int], *, seed: int, cfg: TrainConfig,
+                beam: int = 20, progress=None, stage: str = "tiger") -> tuple[TIGER, SidTrie, dict]:
+    """Teacher-forced training on every (prefix -> next item) pair of the training part; early
+    stopping on the validation Recall@10 of trie-constrained beam search (a subsample of users)."""
+    gen = _set_seed(seed)
+    H = split.max_history
+    model = TIGER(sid_full, sizes, max_items=H, d=cfg.d, n_layers=cfg.n_layers, dropout=0.1)
+    trie = SidTrie(sid_full, sizes)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    X, tgt = _tiger_training_arrays(split, H)
+    Xt, St = torch.as_tensor(X), torch.as_tensor(sid_full[tgt])
+    vu, vh, vt = split.histories("valid")
+    n_val = min(len(vu), max(200, cfg.valid_users // 4))
+    if len(vu) > n_val:
+        sel = np.sort(np.random.default_rng(seed).choice(len(vu), n_val, replace=False))
+        vh, vt = vh[sel], vt[sel]
+    best, best_state, best_epoch, bad, epoch = -1.0, None, 0, 0, 0
+    t0 = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        perm = torch.randperm(len(Xt), generator=gen)
+        bs = max(cfg.batch_size, 256)
+        for a in range(0, len(perm), bs):
+            idx = perm[a:a + bs]
+            loss = model.loss(Xt[idx], St[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        items, _ = tiger_beam_search(model, trie, vh, beam=beam)
+        score = float(recall_at_k(ranks_from_beams(items, vt), 10).mean()) if len(vt) else 0.0
+        if score > best:
+            best, best_epoch, bad = score, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+        if progress is not None:
+            progress(stage, epoch, cfg.epochs, {"valid_recall@10": score, "loss": float(loss)})
+        if bad >= cfg.patience and epoch >= cfg.min_epochs:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if progress is not None:
+        progress(stage, cfg.epochs, cfg.epochs, {"valid_recall@10": best})
+    return model, trie, {"best_epoch": best_epoch, "epochs_run": epoch, "valid_recall@10": best,
+                         "train_seconds": time.perf_counter() - t0}

@@ -1,0 +1,233 @@
+"""``sidkit.eval.evaluate``: downstream Recall@K / NDCG@K of one or more SID tables (METHODS.md §6.2).
+
+Every SID table is evaluated with the same downstream model, split, seeds and hyperparameters,
+next to two baselines that ignore the SIDs: ``most-popular`` (training counts) and ``sasrec-id``
+(SASRec with a free embedding per item). The candidate catalog is the set of items present in
+every SID table; interactions with other items are dropped (a warning says how many).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from sidkit.errors import ConfigError, DataError, SidkitError
+from sidkit.eval.metrics import KS, ndcg_at_k, recall_at_k, summarize
+
+MODELS = ("sasrec-sid", "tiger")
+BASELINES = ("most-popular", "sasrec-id")
+METRIC_KEYS = tuple(f"recall@{k}" for k in KS) + tuple(f"ndcg@{k}" for k in KS)
+
+
+def _read_tables(codes_paths, names, *, id_col, codebook_size, suffix):
+    from sidkit.io.sidtable import read_sid_table
+
+    tables, warnings = [], []
+    for path, name in zip(codes_paths, names):
+        ids, codes, sfx, sizes, warn = read_sid_table(path, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
+        warnings += [f"{name}: {w}" for w in warn]
+        tables.append({"name": name, "path": str(path), "ids": ids, "codes": np.asarray(codes, np.int64),
+                       "suffix": None if sfx is None else np.asarray(sfx, np.int64), "sizes": sizes})
+    return tables, warnings
+
+
+def _common_catalog(tables) -> tuple[np.ndarray, list[str]]:
+    """Ids present in every table (first table's order) and each table's codes in that order."""
+    from sidkit.eval.split import map_items
+
+    ids0 = np.asarray(tables[0]["ids"]) if not hasattr(tables[0]["ids"], "to_numpy") else tables[0]["ids"].to_numpy(zero_copy_only=False)
+    keep = np.ones(len(ids0), bool)
+    rows = []
+    for t in tables:
+        r = map_items(ids0, t["ids"])
+        keep &= r >= 0
+        rows.append(r)
+    warnings = []
+    if not keep.any():
+        raise DataError("the SID tables share no item id; evaluate tables of the same catalog")
+    common = ids0[keep]
+    for t, r in zip(tables, rows):
+        n_other = len(t["codes"]) - int(keep.sum())
+        if n_other:
+            warnings.append(f"{t['name']}: {n_other} items are not in every SID table and are left out of the catalog")
+        sel = r[keep]
+        t["codes"] = t["codes"][sel]
+        if t["suffix"] is not None:
+            t["suffix"] = t["suffix"][sel]
+    return common, warnings
+
+
+def evaluate(
+    codes_paths: Sequence[str | os.PathLike],
+    interactions: str | os.PathLike,
+    *,
+    model: str = "sasrec-sid",
+    names: Sequence[str] | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    epochs: int | None = None,
+    baselines: Sequence[str] = BASELINES,
+    id_col: str | None = None,
+    codebook_size=None,
+    suffix: str = "auto",
+    n_bootstrap: int = 10000,
+    beam: int = 20,
+    train_config=None,
+    progress: Callable | None = None,
+) -> dict:
+    """Train a downstream recommender on each SID table and report full-ranking Recall@K / NDCG@K.
+
+    Parameters
+    ----------
+    codes_paths : SID tables in any layout :func:`sidkit.io.sidtable.read_sid_table` reads
+        (codes.parquet, a model directory, Parquet/CSV, index JSON). The first one is the
+        reference of the bootstrap deltas.
+    interactions : Parquet with ``user_id``, ``item_id`` and ``split`` and/or ``timestamp``/``position``
+        (leave-one-out, see :mod:`sidkit.eval.split`).
+    model : ``sasrec-sid`` (SASRec whose item embedding is the sum of the SID token embeddings
+        plus the suffix embedding) or ``tiger`` (encoder-decoder generating SIDs with beam search
+        constrained by a prefix trie).
+    names : one display name per table (default: the file or directory name).
+    seeds : downstream training seeds; metrics are means over seeds, with ``*_std`` spreads.
+    epochs : maximum epochs (default 30; early stopping on validation Recall@10, patience 3).
+    baselines : any of ``most-popular``, ``sasrec-id`` (default both).
+    n_bootstrap : paired bootstrap resamples over test users.
+    progress : callback ``(stage, done, total, info)``.
+
+    Returns
+    -------
+    dict with ``rows`` (one per SID table, then one per baseline): ``name``, ``model``,
+    ``recall@5/10/20``, ``ndcg@5/10/20`` (means over seeds), ``<metric>_std``, ``seeds``,
+    ``delta_recall@10`` (relative to the first table), ``delta_recall@10_ci`` ([lo, hi], 95 %),
+    ``delta_resolved``, ``best_epochs``, ``train_seconds``, ``collision_rate``; and ``n_users``,
+    ``n_items``, ``protocol``, ``split``, ``warnings``, ``seconds``.
+    """
+    t_start = time.perf_counter()
+    if model not in MODELS:
+        raise ConfigError(f"--model '{model}' is not known; choose one of {', '.join(MODELS)}")
+    codes_paths = list(codes_paths)
+    if not codes_paths:
+        raise ConfigError("give at least one SID table")
+    if names is None or len(names) == 0:
+        names = [_default_name(p) for p in codes_paths]
+    names = list(names)
+    if len(names) != len(codes_paths):
+        raise ConfigError(f"got {len(names)} --name values for {len(codes_paths)} SID tables; give one per table or none")
+    if len(set(names)) != len(names):
+        names = [f"{n}#{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ConfigError("--seeds must be at least 1")
+    bad = [b for b in baselines if b not in BASELINES]
+    if bad:
+        raise ConfigError(f"baseline {bad[0]!r} is not known; choose from {', '.join(BASELINES)}")
+    from sidkit.eval.models import TrainConfig
+
+    cfg = train_config or TrainConfig()
+    if epochs is not None:
+        if int(epochs) < 1:
+            raise ConfigError(f"--epochs {epochs}: must be >= 1")
+        cfg.epochs = int(epochs)
+
+    tables, warnings = _read_tables(codes_paths, names, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
+    catalog, w2 = _common_catalog(tables)
+    warnings += w2
+
+    from sidkit.eval.split import load_split
+
+    split = load_split(interactions, catalog)
+    if split.info["n_interactions_dropped"]:
+        warnings.append(f"{split.info['n_interactions_dropped']} interactions are with items outside the SID tables and were dropped")
+    _, test_hist, test_tgt = split.histories("test")
+    if len(test_tgt) == 0:
+        raise DataError(f"{interactions}: no user has both a history and a test target after the split")
+
+    import torch
+
+    from sidkit.eval import models as M
+
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(cfg.threads)))
+    rows, per_user = [], []
+
+    def finish(row, ranks_by_seed, infos):
+        mats = np.stack([np.concatenate([[summarize(r)[k] for k in METRIC_KEYS]]) for r in ranks_by_seed])
+        for j, k in enumerate(METRIC_KEYS):
+            row[k] = float(mats[:, j].mean())
+            row[f"{k}_std"] = float(mats[:, j].std(ddof=1)) if len(mats) > 1 else 0.0
+        row["best_epochs"] = [i.get("best_epoch") for i in infos]
+        row["train_seconds"] = float(sum(i.get("train_seconds", 0.0) for i in infos))
+        rows.append(row)
+        per_user.append(np.mean([recall_at_k(r, 10) for r in ranks_by_seed], axis=0))
+
+    for t in tables:
+        sid_full, sizes = M.full_sids(t["codes"], t["suffix"], t["sizes"])
+        if t["suffix"] is None:
+            warnings.append(f"{t['name']}: no suffix; a de-dup suffix was computed (0, 1, ... inside each collision group)")
+        if len(np.unique(sid_full, axis=0)) != len(sid_full):
+            raise DataError(f"{t['path']}: the SIDs with their suffix are not unique; give a table whose sid + suffix identify one item")
+        n_unique_core = len(np.unique(t["codes"], axis=0))
+        ranks_by_seed, infos = [], []
+        for s in seeds:
+            stage = f"{t['name']} seed {s}"
+            if model == "sasrec-sid":
+                emb = M.SidItemEmbedding(sid_full, sizes, cfg.d)
+                net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=progress, stage=stage)
+                ranks = M.sasrec_ranks(net, test_hist, test_tgt, tie_order=M._tie_order(split.n_items))
+            else:
+                net, trie, info = M.train_tiger(split, sid_full, sizes, seed=s, cfg=cfg, beam=beam, progress=progress,
+                                                stage=stage)
+                items, _ = M.tiger_beam_search(net, trie, test_hist, beam=beam)
+                ranks = M.ranks_from_beams(items, test_tgt)
+            ranks_by_seed.append(ranks)
+            infos.append(info)
+        finish({"name": t["name"], "model": model, "seeds": seeds, "levels": int(t["codes"].shape[1]),
+                "collision_rate": float(1 - n_unique_core / len(t["codes"]))}, ranks_by_seed, infos)
+
+    if "most-popular" in baselines:
+        ranks = M.most_popular_ranks(split, test_tgt)
+        finish({"name": "most-popular", "model": "most-popular", "seeds": []}, [ranks], [{}])
+    if "sasrec-id" in baselines:
+        ranks_by_seed, infos = [], []
+        for s in seeds:
+            emb = M.IdItemEmbedding(split.n_items, cfg.d)
+            net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=progress, stage=f"sasrec-id seed {s}")
+            ranks_by_seed.append(M.sasrec_ranks(net, test_hist, test_tgt, tie_order=M._tie_order(split.n_items)))
+            infos.append(info)
+        finish({"name": "sasrec-id", "model": "sasrec-id", "seeds": seeds}, ranks_by_seed, infos)
+
+    torch.set_num_threads(n_threads)
+    from sidkit.eval.bootstrap import paired_bootstrap
+
+    boot = paired_bootstrap(per_user, n_resamples=n_bootstrap, seed=seeds[0])
+    for row, b in zip(rows, boot):
+        row["delta_recall@10"] = b["delta"]
+        row["delta_recall@10_ci"] = b["ci"]
+        row["delta_recall@10_abs"] = b["delta_abs"]
+        row["delta_resolved"] = b["resolved"]
+    rnd = 1.0 / split.n_items
+    return {
+        "rows": rows,
+        "reference": rows[0]["name"],
+        "n_users": int(len(test_tgt)),
+        "n_items": int(split.n_items),
+        "random_recall@10": min(1.0, 10 * rnd),
+        "protocol": {"ranking": "full catalog, no sampled negatives", "history_masked": False,
+                     "history_len": split.max_history, "ks": list(KS), "bootstrap_resamples": n_bootstrap,
+                     "early_stopping": f"validation Recall@10, patience {cfg.patience}, max {cfg.epochs} epochs",
+                     "train_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}},
+        "split": split.info,
+        "warnings": warnings,
+        "seconds": time.perf_counter() - t_start,
+    }
+
+
+def _default_name(p) -> str:
+    from pathlib import Path
+
+    p = Path(p)
+    if p.is_dir() or p.name == "codes.parquet":
+        return (p if p.is_dir() else p.parent).name or str(p)
+    return p.stem

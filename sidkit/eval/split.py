@@ -1,0 +1,234 @@
+"""Leave-one-out split of an interaction log for downstream evaluation (METHODS.md §6.2).
+
+Rules
+-----
+* With a ``split`` column (``train`` / ``valid`` / ``test``; ``val`` and ``validation`` are read as
+  ``valid``), that column decides. Rows inside a user are ordered by ``timestamp``, else
+  ``position``, else file order.
+* Without one, each user's rows are ordered by ``timestamp`` (else ``position``): the last item is
+  the test target, the second-to-last the validation target, the rest is training. Users with
+  fewer than 3 interactions keep all of them for training and are not evaluated.
+* The model input ("history") is the last ``max_history`` (20) items before the target: the
+  training items for validation, the training items plus the validation item for test.
+
+Only interactions whose item is in the candidate catalog (the items of the SID tables) are kept;
+the caller reports how many were dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sidkit.errors import DataError, InputFileError, SchemaError
+
+MAX_HISTORY = 20
+_SPLIT_NAMES = {"train": 0, "valid": 1, "val": 1, "validation": 1, "test": 2}
+
+
+@dataclass
+class Split:
+    """A leave-one-out split over catalog rows ``0..n_items-1``.
+
+    ``train[u]`` is user ``u``'s chronological training sequence, ``valid[u]`` / ``test[u]`` the
+    target row or -1.
+    """
+
+    n_items: int
+    train: list[np.ndarray]
+    valid: np.ndarray
+    test: np.ndarray
+    max_history: int = MAX_HISTORY
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.train)
+
+    def histories(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        """(users, histories (n, max_history) left-padded with -1, targets) for ``valid`` or ``test``.
+
+        Users without a target or without any history are left out.
+        """
+        if which not in ("valid", "test"):
+            raise ValueError(which)
+        tgt = self.valid if which == "valid" else self.test
+        users, hists, tgts = [], [], []
+        H = self.max_history
+        for u in range(self.n_users):
+            t = tgt[u]
+            if t < 0:
+                continue
+            seq = self.train[u]
+            if which == "test" and self.valid[u] >= 0:
+                seq = np.append(seq, self.valid[u])
+            if len(seq) == 0:
+                continue
+            seq = seq[-H:]
+            row = np.full(H, -1, dtype=np.int64)
+            row[H - len(seq):] = seq
+            users.append(u)
+            hists.append(row)
+            tgts.append(t)
+        if not users:
+            return (np.zeros(0, np.int64), np.zeros((0, H), np.int64), np.zeros(0, np.int64))
+        return np.asarray(users, np.int64), np.stack(hists), np.asarray(tgts, np.int64)
+
+    def train_counts(self) -> np.ndarray:
+        """Interaction count of each item in the training part."""
+        allv = np.concatenate(self.train) if self.train else np.zeros(0, np.int64)
+        return np.bincount(allv, minlength=self.n_items)
+
+
+def split_arrays(users: np.ndarray, items: np.ndarray, *, order: np.ndarray | None = None,
+                 split: np.ndarray | None = None, n_items: int, max_history: int = MAX_HISTORY) -> Split:
+    """Build a :class:`Split` from parallel arrays.
+
+    ``users``: any hashable values; ``items``: catalog rows (int, >= 0); ``order``: a sort key inside
+    each user (timestamp or position), None for the given order; ``split``: codes 0 train, 1 valid,
+    2 test, or None for leave-one-out by ``order``.
+    """
+    n = len(users)
+    uvals = np.asarray(users)
+    if uvals.dtype == object:
+        uvals = uvals.astype(str)
+    _, uinv = np.unique(uvals, return_inverse=True)
+    uinv = uinv.reshape(-1).astype(np.int64)
+    items = np.asarray(items, np.int64)
+    ordv = np.arange(n, dtype=np.float64) if order is None else np.asarray(order, np.float64)
+    perm = np.lexsort((np.arange(n), ordv, uinv))
+    uinv, items = uinv[perm], items[perm]
+    n_users = int(uinv.max()) + 1 if n else 0
+    starts = np.searchsorted(uinv, np.arange(n_users + 1))
+    valid = np.full(n_users, -1, np.int64)
+    test = np.full(n_users, -1, np.int64)
+    train: list[np.ndarray] = []
+    n_short = 0
+    if split is not None:
+        sp = np.asarray(split)[perm]
+        for u in range(n_users):
+            a, b = starts[u], starts[u + 1]
+            s, it = sp[a:b], items[a:b]
+            train.append(it[s == 0])
+            v, t = it[s == 1], it[s == 2]
+            if len(v):
+                valid[u] = v[-1]
+            if len(t):
+                test[u] = t[-1]
+    else:
+        for u in range(n_users):
+            it = items[starts[u]:starts[u + 1]]
+            if len(it) < 3:
+                train.append(it)
+                n_short += 1
+                continue
+            train.append(it[:-2])
+            valid[u], test[u] = it[-2], it[-1]
+    info = {"n_users": n_users, "n_interactions": int(n), "n_valid_targets": int((valid >= 0).sum()),
+            "n_test_targets": int((test >= 0).sum()), "n_users_too_short": n_short,
+            "split_by": "split column" if split is not None else "leave-one-out by order"}
+    return Split(n_items, train, valid, test, max_history, info)
+
+
+def read_interactions(path: str | os.PathLike) -> dict:
+    """Read and check an interactions Parquet file.
+
+    Returns ``{"user_id", "item_id", "order", "split", "order_col", "path"}`` as numpy arrays
+    (``order``/``split`` may be None; ``split`` coded 0/1/2).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"{p}: interactions file not found; check --interactions")
+    try:
+        pf = pq.ParquetFile(p)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputFileError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]}); check --interactions") from None
+    names = pf.schema_arrow.names
+    missing = [c for c in ("user_id", "item_id") if c not in names]
+    if missing:
+        raise SchemaError(f"{p}: interactions need columns user_id and item_id (missing: {', '.join(missing)}; "
+                          f"columns: {', '.join(names[:12])})")
+    order_col = next((c for c in ("timestamp", "position") if c in names), None)
+    has_split = "split" in names
+    if not has_split and order_col is None:
+        raise SchemaError(f"{p}: interactions need a 'split' column or a 'timestamp'/'position' column for the leave-one-out split")
+    cols = ["user_id", "item_id"] + (["split"] if has_split else []) + ([order_col] if order_col else [])
+    try:
+        t = pf.read(columns=cols)
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
+        raise InputFileError(f"{p}: could not read the data ({str(e).splitlines()[0]}); the file may be truncated") from None
+    if t.num_rows == 0:
+        raise InputFileError(f"{p}: no interactions; give a non-empty file")
+    for c in cols:
+        nulls = t.column(c).null_count
+        if nulls:
+            raise DataError(f"{p}: column '{c}' has {nulls} null values; fill or drop those rows")
+    out = {"path": str(p), "order_col": order_col}
+    out["user_id"] = t.column("user_id").combine_chunks().to_numpy(zero_copy_only=False)
+    out["item_id"] = t.column("item_id").combine_chunks()
+    if order_col:
+        oc = t.column(order_col).combine_chunks()
+        if pa.types.is_timestamp(oc.type) or pa.types.is_date(oc.type):
+            oc = oc.cast(pa.int64())
+        try:
+            out["order"] = np.asarray(oc.to_numpy(zero_copy_only=False), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SchemaError(f"{p}: column '{order_col}' must be numeric or a timestamp (got {oc.type})") from None
+    else:
+        out["order"] = None
+    if has_split:
+        raw = np.asarray(t.column("split").combine_chunks().cast(pa.string()).to_pylist(), dtype=object)
+        uniq = sorted(set(raw.tolist()))
+        bad = [s for s in uniq if str(s).lower() not in _SPLIT_NAMES]
+        if bad:
+            raise DataError(f"{p}: column 'split' has values {', '.join(repr(b) for b in bad[:3])}; use train, valid and test")
+        lut = {s: _SPLIT_NAMES[str(s).lower()] for s in uniq}
+        out["split"] = np.fromiter((lut[s] for s in raw), dtype=np.int8, count=len(raw))
+    else:
+        out["split"] = None
+    return out
+
+
+def map_items(item_col, catalog_ids) -> np.ndarray:
+    """Catalog row of each interaction item (-1 when the item is not in the catalog)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def arrow(x):
+        if isinstance(x, pa.ChunkedArray):
+            return x.combine_chunks()
+        if isinstance(x, pa.Array):
+            return x
+        x = np.asarray(x)
+        return pa.array(x.tolist() if x.dtype == object else x)
+
+    cat, it = arrow(catalog_ids), arrow(item_col)
+    if it.type != cat.type:
+        # compare as strings: ids may be read as int in one file and str in another
+        it, cat = it.cast(pa.string()), cat.cast(pa.string())
+    pos = pc.index_in(it, value_set=cat)
+    return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def load_split(path: str | os.PathLike, catalog_ids, *, max_history: int = MAX_HISTORY) -> Split:
+    """Read ``path`` and split it over ``catalog_ids`` (interactions with other items are dropped)."""
+    d = read_interactions(path)
+    rows = map_items(d["item_id"], catalog_ids)
+    keep = rows >= 0
+    n_drop = int((~keep).sum())
+    if keep.sum() == 0:
+        raise DataError(f"{d['path']}: no interaction item is in the SID table(s); the item ids must match the SID tables' ids")
+    sp = d["split"][keep] if d["split"] is not None else None
+    od = d["order"][keep] if d["order"] is not None else None
+    s = split_arrays(d["user_id"][keep], rows[keep], order=od, split=sp, n_items=len(catalog_ids), max_history=max_history)
+    s.info["n_interactions_dropped"] = n_drop
+    s.info["order_col"] = d["order_col"]
+    if s.info["n_test_targets"] == 0:
+        raise DataError(f"{d['path']}: no user has a test interaction after the split; each user needs >= 3 interactions or a 'test' row")
+    return s

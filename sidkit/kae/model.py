@@ -1,0 +1,398 @@
+"""The KAE estimator and ``fit --method kae`` (METHODS.md §5.4-5.5 and the KAE scope note).
+
+A KAE code is G attribute positions (one per plan group, in plan order), optionally followed by
+residual levels learned by another sidkit method on the fused embeddings; ``codes.parquet``'s
+suffix makes ``sid + [suffix]`` unique. State: probe rows, the routing reservoir and the
+residual estimator's tensors in ``model.safetensors``; vocabulary and plan in ``sidkit.json``;
+bindings in ``slots.json`` (read at encode time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from sidkit.errors import DataError, ModelError
+from sidkit.kae.codebook import FIRST_WORD, NULL, OTHER, Binding, GroupCodebook, encode_group
+from sidkit.kae.plan import CategorySpec, CategoryWords, Plan, extract_words, group_vocabulary, reserved_count
+from sidkit.kae.route import GroupScorer, fit_scorer
+
+SLOTS_FILE = "slots.json"
+
+
+class KAE:
+    """Keyword-aligned encoder: attribute codebooks with NULL / OTHER / kept-word / reserved slots.
+
+    Parameters
+    ----------
+    plan : the grouping plan (:func:`sidkit.kae.make_plan` or :func:`sidkit.kae.read_plan`).
+    route : fit a content-routing scorer per group for items that lack the group's attributes.
+    reservoir : fit items kept (embeddings + slots) as negatives for bind-time scorers.
+    random_state : seed.
+    """
+
+    def __init__(self, plan: Plan, *, route: bool = True, reservoir: int = 8192, random_state: int = 0):
+        self.plan = plan
+        self.route = route
+        self.reservoir = reservoir
+        self.random_state = random_state
+        self.books_: list[GroupCodebook] = []
+        self.scorers_: list[GroupScorer | None] = []
+        self.route_stats_: list[dict] = []
+        self.residual_ = None
+        self.residual_method_: str | None = None
+        self.bindings_: list[Binding] = []
+        self._res_X = np.zeros((0, 0), np.float32)
+        self._res_slots = np.zeros((0, 0), np.int32)
+
+    # -- categories and words
+    @property
+    def category_specs(self) -> list[CategorySpec]:
+        return [CategorySpec.parse(c) for c in self.plan.categories]
+
+    @property
+    def attribute_columns(self) -> list[str]:
+        return list(dict.fromkeys(s.column for s in self.category_specs))
+
+    def words_from_columns(self, columns: Mapping[str, Any], n: int) -> dict[str, CategoryWords]:
+        """Category words from a dict column -> Arrow array / list; absent columns count as no words."""
+        out = {}
+        for s in self.category_specs:
+            col = columns.get(s.column)
+            if col is None:
+                out[s.name] = CategoryWords(s.name, n, np.zeros(0, np.int64), np.zeros(0, np.int32), [])
+            else:
+                out[s.name] = extract_words(col, s)
+        return out
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.books_)
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        sizes = [b.size for b in self.books_]
+        if self.residual_ is not None:
+            sizes += [int(c.shape[0]) for c in self.residual_.codebooks_]
+        return sizes
+
+    # -- fitting
+    def fit(self, X: np.ndarray, words: Mapping[str, CategoryWords], *, residual=None, residual_method: str | None = None,
+            residual_fit=None, progress=None) -> "KAE":
+        X = np.asarray(X, np.float32)
+        n = len(X)
+        plan = self.plan
+        excl = plan.excluded()
+        names = [s.name for s in self.category_specs]
+        cats = [words[c] for c in names]
+        index = {c: i for i, c in enumerate(names)}
+        self.books_ = []
+        for gp in plan.groups:
+            members = [index[c] for c in gp.categories]
+            kept, cov = group_vocabulary(cats, members, eps=plan.eps, f_min=plan.f_min, k_max=plan.k_max,
+                                         exclude=excl, max_words=gp.max_words)
+            r = gp.reserved if gp.reserved is not None else reserved_count(len(kept), plan.reserved_ratio, plan.reserved_min)
+            self.books_.append(GroupCodebook(gp.name, list(gp.categories), [(c, w) for c, w, _ in kept], [k for _, _, k in kept], int(r)))
+        det = np.stack([encode_group(b, words, n)[0] for b in self.books_], axis=1) if self.books_ else np.zeros((n, 0), np.int32)
+        self.scorers_, self.route_stats_ = [], []
+        for g, book in enumerate(self.books_):
+            if progress:
+                progress("kae routing", g, len(self.books_), {})
+            if not self.route:
+                self.scorers_.append(None)
+                self.route_stats_.append({"note": "routing off"})
+                continue
+            sc, st = fit_scorer(X, det[:, g], min_precision=plan.route_min_precision, seed=self.random_state + g)
+            self.scorers_.append(sc)
+            self.route_stats_.append(st)
+        if progress:
+            progress("kae routing", len(self.books_), len(self.books_), {})
+        rng = np.random.default_rng(self.random_state)
+        rows = np.sort(rng.choice(n, min(n, self.reservoir), replace=False))
+        self._res_X = X[rows].copy()
+        self._res_slots = det[rows].astype(np.int32)
+        if residual is not None:
+            (residual_fit or residual.fit)(X)
+            self.residual_ = residual
+            self.residual_method_ = residual_method
+        self.det_codes_ = det
+        return self
+
+    # -- encoding
+    def encode_attributes(self, X: np.ndarray, words: Mapping[str, CategoryWords], n: int | None = None,
+                          bindings: Sequence[Binding] | None = None) -> np.ndarray:
+        """(n, G) attribute codes: §5.5 with bindings, content routing for items lacking the group."""
+        n = len(X) if n is None else n
+        bindings = self.bindings_ if bindings is None else bindings
+        out = np.zeros((n, len(self.books_)), np.int32)
+        for g, book in enumerate(self.books_):
+            bg = [b for b in bindings if b.group == g]
+            slots, missing = encode_group(book, words, n, bg)
+            sc = self.scorers_[g] if g < len(self.scorers_) else None
+            if sc is not None and missing.any() and len(X):
+                extra = [(b.slot, b.scorer[0], b.scorer[1]) for b in sorted(bg, key=lambda b: b.version) if b.scorer is not None]
+                slots[missing] = sc.route(X[missing], extra)
+            out[:, g] = slots
+        return out
+
+    def encode_batch(self, X: np.ndarray, columns: Mapping[str, Any] | None) -> np.ndarray:
+        """Codes of a batch: fused embeddings X and the attribute columns (dict name -> Arrow array)."""
+        X = np.asarray(X, np.float32)
+        words = self.words_from_columns(columns or {}, len(X))
+        codes = self.encode_attributes(X, words)
+        if self.residual_ is not None:
+            codes = np.concatenate([codes, np.asarray(self.residual_.encode(X), np.int32)], axis=1)
+        return codes
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        """Codes from embeddings only (every attribute missing, so every group is routed)."""
+        return self.encode_batch(X, None)
+
+    def decode(self, codes: np.ndarray) -> list[list[str | None]]:
+        """The word (or 'NULL' / 'OTHER' / None for a free slot) at each attribute position."""
+        out = []
+        for row in np.asarray(codes):
+            words = []
+            for g, book in enumerate(self.books_):
+                kind, _, w = book.slot_label(int(row[g]), [b for b in self.bindings_ if b.group == g])
+                words.append(w if w is not None else {"null": "NULL", "other": "OTHER"}.get(kind))
+            out.append(words)
+        return out
+
+    # -- state
+    def params(self) -> dict:
+        return {"plan": self.plan.to_dict(), "route": self.route, "reservoir": self.reservoir,
+                "random_state": self.random_state, "groups": [b.to_dict() for b in self.books_],
+                "route_stats": self.route_stats_, "residual_method": self.residual_method_,
+                "residual": ({"class": type(self.residual_).__name__, "params": self.residual_.params()}
+                             if self.residual_ is not None else None)}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        t: dict[str, np.ndarray] = {"reservoir.X": self._res_X.astype(np.float32), "reservoir.slots": self._res_slots.astype(np.int32)}
+        for g, sc in enumerate(self.scorers_):
+            if sc is not None:
+                t.update(sc.tensors(f"route.{g}"))
+        if self.residual_ is not None:
+            for k, v in self.residual_.state_dict().items():
+                t[f"residual.{k}"] = np.ascontiguousarray(v)
+        return t
+
+    @classmethod
+    def from_state(cls, params: Mapping, tensors: Mapping[str, np.ndarray]) -> "KAE":
+        plan = Plan.from_dict(params["plan"])
+        est = cls(plan, route=bool(params.get("route", True)), reservoir=int(params.get("reservoir", 8192)),
+                  random_state=int(params.get("random_state", 0)))
+        est.books_ = [GroupCodebook.from_dict(d) for d in params["groups"]]
+        est.scorers_ = [GroupScorer.from_tensors(tensors, f"route.{g}") for g in range(len(est.books_))]
+        est.route_stats_ = list(params.get("route_stats", []))
+        est._res_X = tensors.get("reservoir.X", np.zeros((0, 0), np.float32))
+        est._res_slots = tensors.get("reservoir.slots", np.zeros((0, len(est.books_)), np.int32))
+        res = params.get("residual")
+        if res:
+            from sidkit.pipeline import _estimator_from_state
+
+            method = params.get("residual_method") or "rqkmeans"
+            sub = {k[len("residual."):]: v for k, v in tensors.items() if k.startswith("residual.")}
+            est.residual_ = _estimator_from_state(method, res["params"], sub)
+            est.residual_method_ = method
+        return est
+
+    def attach(self, model_dir: str | Path) -> "KAE":
+        """Load the bindings of a model directory's slot registry (``slots.json``)."""
+        from sidkit.kae.slots import read_registry, registry_bindings
+
+        p = Path(model_dir) / SLOTS_FILE
+        self.bindings_ = registry_bindings(read_registry(p)) if p.is_file() else []
+        return self
+
+    def codebooks_table(self, codes: np.ndarray) -> pa.Table:
+        """One row per (group or residual level, code): level, code, kind, category, word, count, vector."""
+        lv, code, kind, cat, word, cnt, vec = [], [], [], [], [], [], []
+        for g, book in enumerate(self.books_):
+            c = np.bincount(codes[:, g], minlength=book.size)
+            sc = self.scorers_[g] if g < len(self.scorers_) else None
+            rows = {int(s): i for i, s in enumerate(sc.classes)} if sc is not None else {}
+            for s in range(book.size):
+                k, ca, w = book.slot_label(s, [b for b in self.bindings_ if b.group == g])
+                lv.append(g); code.append(s); kind.append(k); cat.append(ca); word.append(w); cnt.append(int(c[s]))
+                vec.append(sc.W[rows[s]].tolist() if s in rows else None)
+        if self.residual_ is not None:
+            G = len(self.books_)
+            for l, C in enumerate(self.residual_.codebooks_):
+                c = np.bincount(codes[:, G + l], minlength=len(C))
+                for s in range(len(C)):
+                    lv.append(G + l); code.append(s); kind.append("residual"); cat.append(None); word.append(None)
+                    cnt.append(int(c[s])); vec.append(np.asarray(C[s], np.float32).tolist())
+        return pa.table({"level": pa.array(lv, pa.int32()), "code": pa.array(code, pa.int32()), "kind": pa.array(kind, pa.string()),
+                         "category": pa.array(cat, pa.string()), "word": pa.array(word, pa.string()),
+                         "count": pa.array(cnt, pa.int64()), "vector": pa.array(vec, pa.list_(pa.float32()))})
+
+
+# --------------------------------------------------------------------------------------------
+# fit --method kae: the model directory
+
+def read_attribute_table(path, columns: Sequence[str]) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    from sidkit.io.catalog import open_parquet
+
+    pf = open_parquet(path)
+    cols = [c for c in columns if c in pf.schema_arrow.names]
+    return pf.read(columns=cols)
+
+
+def string_columns(path) -> list[str]:
+    from sidkit.io.catalog import open_parquet
+
+    out = []
+    for f in open_parquet(path).schema_arrow:
+        t = f.type
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            out.append(f.name)
+        elif (pa.types.is_list(t) or pa.types.is_large_list(t)) and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)):
+            out.append(f.name)
+    return out
+
+
+def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
+    """``fit --method kae``: plan (given or made on the fly), attribute codebooks, routing,
+    optional residual levels, suffix; writes the model directory atomically."""
+    import pyarrow.parquet as pq
+
+    from sidkit import __version__
+    from sidkit.features import fuse, make_spec
+    from sidkit.io.artifacts import atomic_dir, write_json_atomic, write_text_atomic
+    from sidkit.io.catalog import read_catalog
+    from sidkit.io.codes import assign_suffix, codes_table
+    from sidkit.kae.plan import make_plan, plan_to_toml, read_plan
+    from sidkit.kae.slots import new_registry
+    from sidkit import pipeline as P
+
+    t0 = time.perf_counter() if t0 is None else t0
+    catalog = read_catalog(items, id_col=cfg.id_col, embedding_cols=cfg.embedding, attribute_cols=[])
+    spec = make_spec(catalog.embeddings, cfg.embedding_weights)
+    X = fuse(catalog.embeddings, spec, source=str(catalog.path))
+    notes: list[str] = []
+    attrs = cfg.attributes
+    if isinstance(attrs, str):
+        attrs = [a.strip() for a in attrs.split(",") if a.strip()]
+    if cfg.plan:
+        plan = read_plan(cfg.plan)
+        if attrs:
+            notes.append("kae: --plan given, so --attributes is ignored (the plan lists the categories)")
+    else:
+        cols = string_columns(catalog.path)
+        cols = [c for c in cols if c != cfg.id_col]
+        if attrs:
+            from sidkit.kae.plan import CategorySpec as _CS
+
+            cols = list(dict.fromkeys(_CS.parse(a).column for a in attrs))
+        table = read_attribute_table(catalog.path, cols)
+        plan, notes_p = make_plan(table, attrs or None, groups=cfg.groups, seed=cfg.seed, exclude_columns=[cfg.id_col])
+        notes += notes_p
+    specs = [CategorySpec.parse(c) for c in plan.categories]
+    table = read_attribute_table(catalog.path, list(dict.fromkeys(s.column for s in specs)))
+    missing = [s.column for s in specs if s.column not in table.column_names]
+    if missing:
+        raise DataError(f"{catalog.path}: the KAE plan uses column(s) {', '.join(missing)} that the catalog lacks; fix the plan or the catalog")
+    est = KAE(plan, random_state=cfg.seed)
+    words = est.words_from_columns({c: table.column(c) for c in table.column_names}, len(X))
+    residual = None
+    residual_fit = None
+    reg_meta = None
+    warnings: list[str] = []
+    if cfg.residual_levels:
+        rcfg = dataclasses.replace(cfg, method=cfg.residual_method, levels=cfg.residual_levels)
+        if isinstance(rcfg.codebook_size, list) and len(rcfg.codebook_size) != rcfg.levels:
+            rcfg = dataclasses.replace(rcfg, codebook_size=rcfg.codebook_size[0])
+        residual = P._make_estimator(rcfg)
+        if max(rcfg.codebook_sizes()) > len(X):
+            raise DataError(f"{catalog.path}: {len(X)} items, fewer than the {max(rcfg.codebook_sizes())} codes per residual level; use --codebook-size {max(2, len(X) // 4)}")
+        regs, reg_meta, warnings = P._make_regularizers(rcfg, catalog)
+        cb = (lambda s, d, t: progress(s, d, t, {})) if progress else None
+        if rcfg.method == "rqkmeans":
+            residual_fit = lambda Z: residual.fit(Z, progress=cb)  # noqa: E731
+        elif regs:
+            residual_fit = lambda Z: residual.fit(Z, progress=progress, regularizers=regs)  # noqa: E731
+        else:
+            residual_fit = lambda Z: residual.fit(Z, progress=progress)  # noqa: E731
+    t_fit = time.perf_counter()
+    est.fit(X, words, residual=residual, residual_method=cfg.residual_method if residual is not None else None,
+            residual_fit=residual_fit, progress=progress)
+    fit_seconds = time.perf_counter() - t_fit
+    codes = est.encode_attributes(X, words, bindings=[])
+    if est.residual_ is not None:
+        codes = np.concatenate([codes, np.asarray(est.residual_.encode(X), np.int32)], axis=1)
+    ids = catalog.ids_numpy
+    suffix = assign_suffix(codes, ids)
+    sizes = est.codebook_sizes
+    report = P.build_report(codes, sizes, item_ids=ids, X=X if len(X) <= 200_000 else None, catalog=None, seed=cfg.seed)
+    G = est.n_groups
+    det = est.det_codes_
+    routed = (det == NULL) & (codes[:, :G] != NULL)
+    report["kae"] = {
+        "groups": [{"name": b.name, "position": g, "categories": b.categories, "kept_words": b.n_active,
+                    "reserved": b.n_reserved, "capacity": b.size,
+                    "null_rate": float((codes[:, g] == NULL).mean()), "other_rate": float((codes[:, g] == OTHER).mean()),
+                    "routed_rate": float(routed[:, g].mean()), "routing": est.route_stats_[g]}
+                   for g, b in enumerate(est.books_)],
+        "residual_levels": int(cfg.residual_levels or 0), "residual_method": est.residual_method_,
+    }
+    recon_mse = float("nan")
+    if est.residual_ is not None:
+        if hasattr(est.residual_, "reconstruction_mse"):
+            recon_mse = float(est.residual_.reconstruction_mse(X))
+        else:
+            recon_mse = float(((est.residual_.decode(codes[:, G:]) - X) ** 2).mean())
+        report["reconstruction"] = {"mse": recon_mse}
+    tensors = {k: np.ascontiguousarray(v) for k, v in est.state_dict().items()}
+    blob, fingerprint = P.save_tensors(tensors, "kae")
+    training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "routing": est.route_stats_}
+    if reg_meta:
+        training["regularizer"] = reg_meta
+    meta = {
+        "sidkit_version": __version__, "format_version": P.FORMAT_VERSION, "method": "kae",
+        "n_levels": len(sizes), "codebook_sizes": sizes, "model_fingerprint": fingerprint,
+        "config": cfg.to_dict(), "estimator": {"class": "KAE", "params": est.params()},
+        "fusion": spec.to_dict(),
+        "input": {"path": str(Path(items).resolve()), "rows": len(X), "id_col": cfg.id_col,
+                  "schema_hash": catalog.schema_hash, "embedding_sha256": P._sha(X.tobytes())[:16]},
+        "training": training,
+    }
+    codes_meta = {"method": "kae", "codebook_sizes": sizes, "model_fingerprint": fingerprint, "n_levels": len(sizes),
+                  "kae_groups": G}
+    with atomic_dir(out) as tmp:
+        (tmp / "model.safetensors").write_bytes(blob)
+        write_json_atomic(tmp / "sidkit.json", meta)
+        pq.write_table(codes_table(catalog.ids, codes, suffix, codes_meta), tmp / "codes.parquet")
+        pq.write_table(est.codebooks_table(codes), tmp / "codebooks.parquet")
+        write_json_atomic(tmp / "report.json", report)
+        write_json_atomic(tmp / SLOTS_FILE, new_registry(est, fingerprint))
+        write_text_atomic(tmp / "kae.toml", plan_to_toml(plan))
+        if getattr(est.residual_, "history_", None):
+            pq.write_table(pa.Table.from_pylist(est.residual_.history_), tmp / "train_log.parquet")
+        P._write_html(report, tmp / "report.html")
+    col = report["collision"]
+    summary = {
+        "model_dir": str(out), "method": "kae", "n_items": len(X), "codebook_sizes": sizes,
+        "collision_rate": col["collision_rate"], "unique_sid_ratio": col["unique_sid_ratio"],
+        "max_bucket_size": col["max_bucket_size"],
+        "utilization": [lv["utilization"] for lv in report["levels"]],
+        "normalized_perplexity": [lv["normalized_perplexity"] for lv in report["levels"]],
+        "reconstruction_mse": recon_mse, "fit_seconds": round(fit_seconds, 3),
+        "total_seconds": round(time.perf_counter() - t0, 3),
+        "kae": {"groups": [{"name": g["name"], "categories": g["categories"], "kept_words": g["kept_words"],
+                            "reserved": g["reserved"], "capacity": g["capacity"]} for g in report["kae"]["groups"]],
+                "residual_levels": int(cfg.residual_levels or 0)},
+    }
+    if notes:
+        summary["notes"] = notes
+    if warnings:
+        summary["warnings"] = warnings
+    return P.FitResult(out, ids, codes, suffix, report, summary)

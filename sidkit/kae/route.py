@@ -1,0 +1,246 @@
+"""Content routing (METHODS.md scope note): a small discriminative scorer per KAE group.
+
+An item whose attribute is missing for a group gets a slot predicted from its fused embedding:
+a class-balanced linear softmax probe over the group's classes (NULL + the kept words), trained
+at fit time. The item is routed to the best class when that is not NULL and its probability
+``p = exp(l_best) / sum_{base classes} exp(l)`` reaches a threshold ``tau`` calibrated on a
+validation split (the lowest threshold whose routing precision reaches ``min_precision``).
+
+A word bound at bind time gets one more row ``(w, b)``, fitted on the items that carry it
+against the frozen base rows (a stored reservoir of fit items as negatives); nothing else
+changes. The probability keeps the base classes' normaliser, so adding a row can only move
+items onto the new slot: every other routing decision is unchanged, and removing the row
+restores the previous codes exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sidkit.kae.codebook import NULL
+
+
+@dataclass
+class GroupScorer:
+    classes: np.ndarray  # int32 slot of each base class
+    W: np.ndarray  # (C, d) float32, on standardized inputs
+    b: np.ndarray  # (C,) float32
+    mu: np.ndarray  # (d,) float32
+    scale: float
+    tau: float
+
+    def standardize(self, X: np.ndarray) -> np.ndarray:
+        return (np.asarray(X, np.float32) - self.mu) * np.float32(self.scale)
+
+    def route(self, X: np.ndarray, extra: list[tuple[int, np.ndarray, float]] = (), *, return_prob: bool = False):
+        """Routed slot per row of X (NULL when not confident). ``extra``: bound rows (slot, w, b)."""
+        if len(X) == 0:
+            out = np.zeros(0, np.int32)
+            return (out, np.zeros(0, np.float32)) if return_prob else out
+        Xs = self.standardize(X)
+        L = Xs @ self.W.T + self.b
+        m = L.max(axis=1, keepdims=True)
+        logz = (m[:, 0] + np.log(np.exp(L - m).sum(axis=1))).astype(np.float64)
+        slots_all = self.classes.astype(np.int64)
+        if extra:
+            E = Xs @ np.stack([w for _, w, _ in extra]).T + np.array([bb for _, _, bb in extra], np.float32)
+            L = np.concatenate([L, E], axis=1)
+            slots_all = np.concatenate([slots_all, np.array([s for s, _, _ in extra], np.int64)])
+        best = L.argmax(axis=1)
+        lbest = L[np.arange(len(L)), best].astype(np.float64)
+        p = np.exp(np.minimum(lbest - logz, 50.0))
+        slot = slots_all[best]
+        ok = (slot != NULL) & (p >= self.tau)
+        out = np.where(ok, slot, NULL).astype(np.int32)
+        return (out, p.astype(np.float32)) if return_prob else out
+
+    def tensors(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}.classes": self.classes.astype(np.int32), f"{prefix}.W": self.W.astype(np.float32),
+                f"{prefix}.b": self.b.astype(np.float32), f"{prefix}.mu": self.mu.astype(np.float32),
+                f"{prefix}.scale_tau": np.array([self.scale, self.tau], np.float32)}
+
+    @classmethod
+    def from_tensors(cls, t: dict, prefix: str) -> "GroupScorer | None":
+        if f"{prefix}.W" not in t:
+            return None
+        st = t[f"{prefix}.scale_tau"]
+        return cls(t[f"{prefix}.classes"].astype(np.int32), t[f"{prefix}.W"], t[f"{prefix}.b"], t[f"{prefix}.mu"],
+                   float(st[0]), float(st[1]))
+
+
+def _train_softmax(Xs: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, iters: int, seed: int,
+                   frozen: tuple[np.ndarray, np.ndarray] | None = None, init: tuple[np.ndarray, float] | None = None):
+    """Class-balanced softmax regression by L-BFGS. With ``frozen=(W0, b0)`` only one new row is
+    trained (class index n_classes - 1), the others stay as given."""
+    import torch
+
+    torch.manual_seed(seed)
+    X = torch.from_numpy(np.ascontiguousarray(Xs, np.float32))
+    Y = torch.from_numpy(y.astype(np.int64))
+    cnt = np.bincount(y, minlength=n_classes).astype(np.float64)
+    present = cnt > 0
+    wc = np.zeros(n_classes)
+    wc[present] = 1.0 / (cnt[present] * present.sum())
+    sw = torch.from_numpy(wc[y].astype(np.float32))
+    d = Xs.shape[1]
+    if frozen is None:
+        W = torch.zeros(n_classes, d, requires_grad=True)
+        b = torch.zeros(n_classes, requires_grad=True)
+        params = [W, b]
+    else:
+        W0 = torch.from_numpy(frozen[0].astype(np.float32))
+        b0 = torch.from_numpy(frozen[1].astype(np.float32))
+        base = X @ W0.T + b0
+        w = torch.zeros(d) if init is None else torch.from_numpy(init[0].astype(np.float32))
+        w.requires_grad_(True)
+        bb = torch.tensor([0.0 if init is None else float(init[1])], requires_grad=True)
+        params = [w, bb]
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters, history_size=10, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        if frozen is None:
+            logits = X @ W.T + b
+            reg = l2 * (W * W).sum()
+        else:
+            logits = torch.cat([base, (X @ w + bb).unsqueeze(1)], dim=1)
+            reg = l2 * (w * w).sum()
+        loss = (torch.nn.functional.cross_entropy(logits, Y, reduction="none") * sw).sum() + reg
+        loss.backward()
+        return loss
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small problems: threads only add contention (30x slower on a busy 2-core box)
+    try:
+        with torch.set_grad_enabled(True):
+            opt.step(closure)
+    finally:
+        torch.set_num_threads(threads)
+    if frozen is None:
+        return W.detach().numpy().astype(np.float32), b.detach().numpy().astype(np.float32)
+    return w.detach().numpy().astype(np.float32), float(bb.detach().numpy()[0])
+
+
+def calibrate_tau(scorer: GroupScorer, X: np.ndarray, true_slot: np.ndarray, min_precision: float) -> tuple[float, dict]:
+    """Lowest threshold whose routing precision on (X, true_slot) reaches ``min_precision``."""
+    saved = scorer.tau
+    scorer.tau = 0.0
+    pred, p = scorer.route(X, return_prob=True)
+    scorer.tau = saved
+    cand = pred != NULL
+    if not cand.any():
+        return 1.0, {"val_items": int(len(X)), "val_precision": None, "val_routed": 0.0}
+    pc, cc = p[cand], (pred[cand] == true_slot[cand])
+    order = np.argsort(-pc, kind="stable")
+    prec = np.cumsum(cc[order]) / np.arange(1, len(order) + 1)
+    ok = np.flatnonzero(prec >= min_precision)
+    if not len(ok):
+        return float(pc.max()) + 1e-6, {"val_items": int(len(X)), "val_precision": None, "val_routed": 0.0}
+    k = int(ok.max())
+    tau = float(pc[order][k])
+    words = true_slot != NULL
+    routed = (pred != NULL) & (p >= tau)
+    acc_words = float(((pred == true_slot) & routed)[words].mean()) if words.any() else None
+    return tau, {"val_items": int(len(X)), "val_precision": float(prec[k]), "val_routed": float(routed.mean()),
+                 "val_word_recall": acc_words}
+
+
+def fit_scorer(X: np.ndarray, slots: np.ndarray, *, min_precision: float = 0.5, l2: float = 1e-3, iters: int = 100,
+               max_per_class: int = 1000, max_null: int = 4000, seed: int = 0) -> tuple[GroupScorer | None, dict]:
+    """Fit the routing scorer of one group from items labelled with their deterministic slot
+    (NULL = no word; OTHER rows are ignored). Returns (scorer or None when too few classes, stats)."""
+    rng = np.random.default_rng(seed)
+    slots = np.asarray(slots)
+    use = slots != 1  # OTHER
+    classes = np.unique(slots[use])
+    if len(classes[classes != NULL]) < 2:
+        return None, {"classes": int(len(classes)), "note": "fewer than two word classes: no content routing"}
+    rows = []
+    for c in classes:
+        idx = np.flatnonzero(slots == c)
+        cap = max_null if c == NULL else max_per_class
+        if len(idx) > cap:
+            idx = rng.choice(idx, cap, replace=False)
+        rows.append(idx)
+    rows = np.sort(np.concatenate(rows))
+    perm = rng.permutation(len(rows))
+    n_val = max(1, int(0.2 * len(rows))) if len(rows) >= 10 else 0
+    val, tr = rows[perm[:n_val]], rows[perm[n_val:]]
+    mu = X[tr].mean(axis=0).astype(np.float32)
+    sd = float(np.sqrt(((X[tr] - mu) ** 2).sum(axis=1).mean() / X.shape[1]))
+    scale = 1.0 / max(sd, 1e-6)
+    cls_index = {int(c): i for i, c in enumerate(classes)}
+    y_tr = np.array([cls_index[int(s)] for s in slots[tr]], np.int64)
+    Xs = (X[tr] - mu) * np.float32(scale)
+    W, b = _train_softmax(Xs, y_tr, len(classes), l2=l2, iters=iters, seed=seed)
+    sc = GroupScorer(classes.astype(np.int32), W, b, mu, scale, 1.0)
+    if n_val:
+        tau, st = calibrate_tau(sc, X[val], slots[val], min_precision)
+    else:
+        tau, st = 0.5, {}
+    sc.tau = tau
+    st.update({"classes": int(len(classes)), "train_items": int(len(tr)), "tau": round(tau, 4)})
+    return sc, st
+
+
+def _margins(scorer: GroupScorer, X: np.ndarray, w: np.ndarray, b: float, extra) -> np.ndarray:
+    """l_new - (what l_new must reach to be routed): the best other logit and log(tau) + log Z_base."""
+    Xs = scorer.standardize(X)
+    L = Xs @ scorer.W.T + scorer.b
+    m = L.max(axis=1)
+    logz = m + np.log(np.exp(L - m[:, None]).sum(axis=1))
+    need = np.maximum(m, logz + np.log(max(scorer.tau, 1e-12)))
+    if extra:
+        E = Xs @ np.stack([x for _, x, _ in extra]).T + np.array([bb for _, _, bb in extra], np.float32)
+        need = np.maximum(need, E.max(axis=1))
+    return Xs @ w + b - need
+
+
+def fit_new_row(scorer: GroupScorer, X_pos: np.ndarray, X_neg: np.ndarray, y_neg_slot: np.ndarray,
+                extra: list[tuple[int, np.ndarray, float]] = (), *, l2: float = 1e-3, iters: int = 100,
+                target_recall: float = 0.9, max_null_share: float = 0.01, seed: int = 0) -> tuple[np.ndarray, float]:
+    """One new scorer row for a bound slot: positives = items carrying the word, negatives = the
+    reservoir labelled with base slots (rows of other bindings are frozen too).
+
+    New words win by default: the row's bias is then raised so that, in 2-fold cross-fitting
+    over the positives, ``target_recall`` of held-out positives would be routed to it, as long
+    as at most ``max_null_share`` of the reservoir's attribute-less items would be routed too.
+    """
+    base_W, base_b = scorer.W, scorer.b
+    if extra:
+        base_W = np.concatenate([base_W, np.stack([w for _, w, _ in extra])])
+        base_b = np.concatenate([base_b, np.array([bb for _, _, bb in extra], np.float32)])
+    idx = {int(s): i for i, s in enumerate(scorer.classes)}
+    y_neg = np.array([idx.get(int(s), -1) for s in y_neg_slot], np.int64)
+    keep = y_neg >= 0
+    Xn = X_neg[keep]
+    yn = y_neg[keep]
+    C = len(base_b) + 1
+    Xsn = scorer.standardize(Xn)
+
+    def fit_on(P):
+        Xs = np.concatenate([scorer.standardize(P), Xsn])
+        y = np.concatenate([np.full(len(P), C - 1, np.int64), yn])
+        proto = scorer.standardize(P).mean(axis=0)
+        init = (proto / max(float(np.linalg.norm(proto)), 1e-6), 0.0)
+        return _train_softmax(Xs, y, C, l2=l2, iters=iters, seed=seed, frozen=(base_W, base_b), init=init)
+
+    w, b = fit_on(X_pos)
+    if len(X_pos) >= 4 and target_recall > 0:
+        perm = np.random.default_rng(seed).permutation(len(X_pos))
+        folds = [perm[::2], perm[1::2]]
+        cv = []
+        for k in range(2):
+            wk, bk = fit_on(X_pos[folds[1 - k]])
+            cv.append(_margins(scorer, X_pos[folds[k]], wk, bk, extra))
+        cv = np.concatenate(cv)
+        shift = max(0.0, float(-np.quantile(cv, 1 - target_recall)))
+        null_cls = idx.get(NULL)
+        if shift > 0 and null_cls is not None and (yn == null_cls).any():
+            mn = _margins(scorer, Xn[yn == null_cls], w, b, extra)
+            cap = float(-np.quantile(mn, 1 - max_null_share))  # shift at which max_null_share of them would be routed
+            shift = min(shift, max(0.0, cap))
+        b = b + shift
+    return w, float(b)

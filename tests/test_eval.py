@@ -1,0 +1,237 @@
+"""sidkit eval: metrics, split, trie, bootstrap, end-to-end runs and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401
+import pyarrow.parquet as pq
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from sidkit.cli_eval import eval_command
+from sidkit.eval import evaluate, ndcg_at_k, paired_bootstrap, recall_at_k
+from sidkit.eval.metrics import ranks_from_scores, summarize
+from sidkit.eval.split import load_split, split_arrays
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+app = typer.Typer()
+app.command("eval")(eval_command)
+app.command("noop")(lambda: None)  # keep 'eval' a sub-command
+runner = CliRunner()
+
+
+def tiny_cfg(**kw):
+    from sidkit.eval.models import TrainConfig
+
+    c = TrainConfig(d=32, n_layers=1, n_heads=2, epochs=4, patience=2, valid_users=300, batch_size=128)
+    for k, v in kw.items():
+        setattr(c, k, v)
+    return c
+
+
+# ----------------------------------------------------------------------------- metrics
+def test_recall_ndcg_exact_values():
+    ranks = np.array([1, 2, 5, 6, 11, 20, 21, np.inf])
+    assert recall_at_k(ranks, 5).tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+    assert recall_at_k(ranks, 10).mean() == pytest.approx(4 / 8)
+    assert recall_at_k(ranks, 20).mean() == pytest.approx(6 / 8)
+    nd = ndcg_at_k(ranks, 10)
+    expect = [1.0, 1 / math.log2(3), 1 / math.log2(6), 1 / math.log2(7), 0, 0, 0, 0]
+    np.testing.assert_allclose(nd, expect)
+    s = summarize(ranks)
+    assert s["ndcg@20"] == pytest.approx((sum(expect) + 1 / math.log2(12) + 1 / math.log2(21)) / 8)
+    assert set(s) == {"recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20"}
+
+
+def test_ranks_from_scores_full_ranking_and_ties():
+    scores = np.array([[0.9, 0.1, 0.5, 0.7], [0.0, 0.0, 0.0, 0.0]])
+    assert ranks_from_scores(scores, [2, 0]).tolist() == [3, 4]  # pessimistic ties without an order
+    tie = np.array([3, 2, 1, 0])  # item 3 first among equal scores
+    assert ranks_from_scores(scores, [2, 0], tie).tolist() == [3, 4]
+    assert ranks_from_scores(scores, [2, 3], tie).tolist() == [3, 1]
+
+
+# ----------------------------------------------------------------------------- split
+def test_split_by_column():
+    users = ["a"] * 4 + ["b"] * 3
+    items = [0, 1, 2, 3, 4, 5, 6]
+    order = [3, 2, 1, 0, 0, 1, 2]  # user a's rows are stored in reverse time order
+    split = np.array([2, 1, 0, 0, 0, 1, 2])
+    s = split_arrays(users, items, order=order, split=split, n_items=7)
+    assert [t.tolist() for t in s.train] == [[3, 2], [4]]
+    assert s.valid.tolist() == [1, 5] and s.test.tolist() == [0, 6]
+    u, h, t = s.histories("test")
+    assert t.tolist() == [0, 6]
+    assert h[0, -3:].tolist() == [3, 2, 1] and (h[0, :-3] == -1).all()
+    assert h[1, -2:].tolist() == [4, 5]
+    _, hv, tv = s.histories("valid")
+    assert tv.tolist() == [1, 5] and hv[0, -2:].tolist() == [3, 2]
+
+
+def test_split_leave_one_out_by_timestamp_and_history_truncation():
+    n = 30
+    users = ["u"] * n + ["short"] * 2
+    items = list(range(n)) + [0, 1]
+    ts = list(reversed(range(n))) + [0, 1]  # newest first in the file
+    s = split_arrays(users, items, order=ts, split=None, n_items=n)
+    # sorted by timestamp: items n-1, n-2, ..., 0 -> test 0, valid 1
+    assert s.test[1] == 0 and s.valid[1] == 1
+    assert s.train[1].tolist() == list(range(n - 1, 1, -1))
+    assert s.valid[0] == -1 and s.test[0] == -1 and s.info["n_users_too_short"] == 1
+    _, h, t = s.histories("test")
+    assert t.tolist() == [0]
+    assert h.shape == (1, 20) and h[0].tolist() == list(range(20, 0, -1))  # last 20 before the target
+
+
+def test_split_by_position_from_file(tmp_path):
+    p = tmp_path / "inter.parquet"
+    pq.write_table(pa.table({"user_id": ["x", "x", "x", "y", "y", "y"], "item_id": ["c", "a", "b", "a", "b", "c"],
+                             "position": [2, 0, 1, 0, 1, 2]}), p)
+    s = load_split(p, ["a", "b", "c"])
+    assert s.test.tolist() == [2, 2] and s.valid.tolist() == [1, 1]
+    assert [t.tolist() for t in s.train] == [[0], [0]]
+
+
+# ----------------------------------------------------------------------------- bootstrap
+def test_bootstrap_identical_tables_zero_delta():
+    rng = np.random.default_rng(0)
+    a = (rng.random(500) < 0.2).astype(float)
+    out = paired_bootstrap([a, a.copy()], n_resamples=500)
+    assert out[1]["delta"] == 0.0 and out[1]["ci"] == [0.0, 0.0] and not out[1]["resolved"]
+    b = np.clip(a + (rng.random(500) < 0.3), 0, 1)
+    out = paired_bootstrap([a, b], n_resamples=500)
+    assert out[1]["delta"] > 0 and out[1]["ci"][0] > 0 and out[1]["resolved"]
+
+
+# ----------------------------------------------------------------------------- trie / tiger
+def test_trie_only_decodes_valid_sids():
+    import torch
+
+    from sidkit.eval.models import TIGER, SidTrie, full_sids, ranks_from_beams, tiger_beam_search
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 4, size=(30, 2))
+    sid_full, sizes = full_sids(codes, None, [4, 4])
+    trie = SidTrie(sid_full, sizes)
+    valid = {tuple(r) for r in sid_full}
+    assert all(trie.contains(r) for r in sid_full)
+    assert not trie.contains([9, 0, 0])
+    torch.manual_seed(0)
+    model = TIGER(sid_full, sizes, max_items=5, d=16, n_heads=2, n_layers=1, ff=32)
+    hist = np.array([[-1, -1, 0, 1, 2], [3, 4, 5, 6, 7]])
+    items, scores = tiger_beam_search(model, trie, hist, beam=20)
+    assert items.shape == (2, 20)
+    got = items[items >= 0]
+    assert len(got) > 0 and len(np.unique(items[0][items[0] >= 0])) == (items[0] >= 0).sum()
+    assert all(tuple(sid_full[i]) in valid for i in got)
+    assert np.all(np.diff(scores[0][np.isfinite(scores[0])]) <= 1e-6)  # beams in score order
+    r = ranks_from_beams(items, [items[0, 3], 10**6])
+    assert r[0] == 4 and np.isinf(r[1])
+
+
+# ----------------------------------------------------------------------------- end to end
+def _category_sids(path: Path, items: Path = EXAMPLES / "items.parquet") -> Path:
+    """A SID table that follows the planted category tree (top, mid, leaf-rank) of the example catalog."""
+    t = pq.read_table(items, columns=["item_id", "categories"])
+    cats = t.column("categories").to_pylist()
+    cols = []
+    for l in range(3):
+        names = sorted({c[l] for c in cats})
+        lut = {n: i for i, n in enumerate(names)}
+        cols.append([lut[c[l]] for c in cats])
+    pq.write_table(pa.table({"item_id": t.column("item_id"), "sid_0": cols[0], "sid_1": cols[1], "sid_2": cols[2]}), path)
+    return path
+
+
+def _random_sids(path: Path, items: Path = EXAMPLES / "items.parquet") -> Path:
+    t = pq.read_table(items, columns=["item_id"])
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 8, size=(t.num_rows, 3))
+    pq.write_table(pa.table({"item_id": t.column("item_id"), "sid_0": codes[:, 0], "sid_1": codes[:, 1],
+                             "sid_2": codes[:, 2]}), path)
+    return path
+
+
+def test_evaluate_examples_beats_random(tmp_path):
+    good = _category_sids(tmp_path / "good.parquet")
+    res = evaluate([good], EXAMPLES / "interactions.parquet", seeds=(0,), n_bootstrap=200,
+                   train_config=tiny_cfg(epochs=6))
+    rows = {r["name"]: r for r in res["rows"]}
+    assert list(rows) == ["good", "most-popular", "sasrec-id"]
+    for r in res["rows"]:
+        for k in ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "seeds", "delta_recall@10_ci"):
+            assert k in r
+        assert r["recall@5"] <= r["recall@10"] <= r["recall@20"] and r["ndcg@10"] <= r["recall@10"]
+    assert rows["good"]["delta_recall@10"] == 0.0
+    rnd = res["random_recall@10"]
+    assert rows["good"]["recall@10"] > 3 * rnd
+    assert rows["good"]["recall@20"] > rows["most-popular"]["recall@20"]
+    assert res["n_users"] == 800 and res["protocol"]["history_masked"] is False
+
+
+def test_evaluate_tiger_runs(tmp_path):
+    good = _category_sids(tmp_path / "good.parquet")
+    inter = pq.read_table(EXAMPLES / "interactions.parquet")
+    users = sorted(set(inter.column("user_id").to_pylist()))[:60]
+    small = tmp_path / "small.parquet"
+    pq.write_table(inter.filter(pa.compute.is_in(inter.column("user_id"), pa.array(users))), small)
+    res = evaluate([good], small, model="tiger", seeds=(0,), baselines=(), n_bootstrap=100,
+                   train_config=tiny_cfg(epochs=1, valid_users=200))
+    row = res["rows"][0]
+    assert row["model"] == "tiger" and 0.0 <= row["recall@10"] <= row["recall@20"] <= 1.0
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_json_shape(tmp_path, monkeypatch):
+    good = _category_sids(tmp_path / "good.parquet")
+    bad = _random_sids(tmp_path / "rand.parquet")
+    import sidkit.eval.models as M
+
+    cfg = tiny_cfg(epochs=1)
+    monkeypatch.setattr(M, "TrainConfig", lambda: cfg)
+    r = runner.invoke(app, ["eval", str(good), str(bad), "--interactions", str(EXAMPLES / "interactions.parquet"),
+                            "--seeds", "2", "--json", "--name", "cat", "--name", "rand", "--bootstrap", "200"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    names = [row["name"] for row in doc["rows"]]
+    assert names == ["cat", "rand", "most-popular", "sasrec-id"]
+    assert doc["rows"][0]["seeds"] == [0, 1] and "recall@10_std" in doc["rows"][0]
+    lo, hi = doc["rows"][1]["delta_recall@10_ci"]
+    assert lo <= doc["rows"][1]["delta_recall@10"] <= hi
+
+
+def _err(r):
+    return r.stderr.strip().splitlines()
+
+
+def test_cli_bad_inputs_exit_2(tmp_path):
+    good = _category_sids(tmp_path / "good.parquet")
+    r = runner.invoke(app, ["eval", str(good), "--interactions", str(tmp_path / "missing.parquet")])
+    assert r.exit_code == 2 and _err(r)[-1].startswith("error:") and "not found" in r.stderr
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"user_id": ["u"] * 4, "item_id": ["zz1", "zz2", "zz3", "zz4"], "position": [0, 1, 2, 3]}), other)
+    r = runner.invoke(app, ["eval", str(good), "--interactions", str(other), "--json"])
+    assert r.exit_code == 2 and "no interaction item is in the SID table" in r.stderr and r.stdout == ""
+    nocol = tmp_path / "nocol.parquet"
+    pq.write_table(pa.table({"user": ["u"], "item_id": ["item_000001"]}), nocol)
+    r = runner.invoke(app, ["eval", str(good), "--interactions", str(nocol)])
+    assert r.exit_code == 2 and "user_id" in r.stderr
+    noorder = tmp_path / "noorder.parquet"
+    pq.write_table(pa.table({"user_id": ["u"], "item_id": ["item_000001"]}), noorder)
+    r = runner.invoke(app, ["eval", str(good), "--interactions", str(noorder)])
+    assert r.exit_code == 2 and "timestamp" in r.stderr
+    r = runner.invoke(app, ["eval", str(good), "--interactions", str(EXAMPLES / "interactions.parquet"), "--model", "bert"])
+    assert r.exit_code == 2 and "--model" in r.stderr
+    r = runner.invoke(app, ["eval", str(tmp_path / "nope.parquet"), "--interactions", str(EXAMPLES / "interactions.parquet")])
+    assert r.exit_code == 2 and _err(r)[-1].startswith("error:")
+    r = runner.invoke(app, ["eval", str(good), "--interactions", str(EXAMPLES / "interactions.parquet"),
+                            "--name", "a", "--name", "b"])
+    assert r.exit_code == 2 and "--name" in r.stderr

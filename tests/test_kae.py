@@ -1,0 +1,261 @@
+"""KAE: plan (merging, capacities), fit --method kae, encode invariant (§5.6), bind/unbind,
+the registry under concurrency, and every error (METHODS.md §9 items 6-7)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from sidkit.cli import app
+from sidkit.datasets import make_catalog
+from sidkit.kae.codebook import FIRST_WORD, NULL
+from sidkit.kae.plan import (CategorySpec, GroupStats, extract_words, group_vocabulary, make_plan, merge_categories,
+                             read_plan, reserved_count, write_plan)
+from sidkit.kae.slots import NoReservedSlot, SlotError, bind_slot, list_slots, unbind_slot
+
+runner = CliRunner()
+
+
+# ------------------------------------------------------------------------------------------
+# plan: merging and capacities
+
+def _cats(cols: dict[str, list]):
+    return [extract_words(pa.array(v), CategorySpec(k, k)) for k, v in cols.items()]
+
+
+def test_copies_merge_first_and_never_copresent_merge_at_zero_cost():
+    rng = np.random.default_rng(0)
+    n = 3000
+    a = rng.integers(0, 12, n)
+    cols = {
+        "a": [f"a{x}" for x in a],
+        "b": [f"b{x}" for x in a],  # a copy of a (renamed words)
+        "e": [f"e{x}" for x in rng.integers(0, 9, n)],
+        "f": [f"f{x}" for x in rng.integers(0, 7, n)],
+    }
+    st = GroupStats(_cats(cols))
+    groups, log = merge_categories(st, 3, mu_bal=0.1, refine_passes=0)
+    assert sorted(log[0]["merged"][0] + log[0]["merged"][1]) == ["a", "b"]
+    assert abs(log[0]["delta_nats"]) < 1e-9
+    # c and d are never present together: merging costs ~0
+    side = rng.random(n) < 0.5
+    cols2 = {"c": [f"c{x}" if s else None for x, s in zip(rng.integers(0, 10, n), side)],
+             "d": [None if s else f"d{x}" for x, s in zip(rng.integers(0, 10, n), side)],
+             "e": cols["e"]}
+    st2 = GroupStats(_cats(cols2))
+    assert abs(st2.merge_cost([0], [1])) < 1e-6
+    assert st2.merge_cost([0], [2]) > 0.5  # independent and co-present: a real loss
+
+
+def test_coverage_capacity_and_reserved_slots():
+    vals = ["w1"] * 50 + ["w2"] * 30 + ["w3"] * 15 + ["w4"] * 4 + ["w5"] * 1
+    cats = _cats({"c": vals})
+    kept, cov = group_vocabulary(cats, [0], eps=0.01, f_min=5, k_max=100)
+    assert [w for _, w, _ in kept] == ["w1", "w2", "w3"]  # w4 below f_min
+    assert cov == pytest.approx(0.95)
+    kept, _ = group_vocabulary(cats, [0], eps=0.2, f_min=1, k_max=100)
+    assert [w for _, w, _ in kept] == ["w1", "w2"]  # 80% coverage is enough
+    kept, _ = group_vocabulary(cats, [0], eps=0.0, f_min=1, k_max=100, exclude={("c", "w2")})
+    assert "w2" not in [w for _, w, _ in kept]
+    assert reserved_count(10, 0.05, 32) == 32 and reserved_count(1000, 0.05, 32) == 50
+
+
+def test_plan_toml_roundtrip_and_path_levels(tmp_path):
+    t = make_catalog(500, 8, seed=1)
+    plan, notes = make_plan(t, ["brand", "color", "material", "categories"], groups=3)
+    assert len(plan.groups) == 3
+    assert set(plan.categories) == {"brand", "color", "material", "categories[0]", "categories[1]", "categories[2]"}
+    write_plan(plan, tmp_path / "p.toml")
+    back = read_plan(tmp_path / "p.toml")
+    assert [g.categories for g in back.groups] == [g.categories for g in plan.groups]
+    assert plan.report["mutual_information"]
+    auto, notes = make_plan(t, None)
+    assert "title" not in auto.categories and "item_id" not in auto.categories
+    assert any("chosen automatically" in n for n in notes)
+
+
+# ------------------------------------------------------------------------------------------
+# a fitted model (fitted once; each test works on a copy)
+
+@pytest.fixture(scope="module")
+def kae_env(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kae")
+    t = make_catalog(600, 16, seed=3)
+    items = d / "items.parquet"
+    pq.write_table(t, items)
+    plan, _ = make_plan(t, ["brand", "color", "material", "categories"], groups=4)
+    plan.exclude = ["color:red"]  # held out of the vocabulary: bound later
+    for g in plan.groups:
+        if "color" in g.categories:
+            g.reserved = 3
+    write_plan(plan, d / "plan.toml")
+    from sidkit.pipeline import fit
+
+    fit(items, out=d / "model", method="kae", plan=str(d / "plan.toml"))
+    return d, t
+
+
+@pytest.fixture
+def model(kae_env, tmp_path):
+    d, _ = kae_env
+    m = tmp_path / "model"
+    shutil.copytree(d / "model", m)
+    return m
+
+
+def _encode(model, items, tmp_path, name="c.parquet"):
+    from sidkit.pipeline import encode
+
+    out = tmp_path / name
+    encode(model, items, out)
+    tbl = pq.read_table(out)
+    codes = np.array(tbl.column("sid").to_pylist(), np.int32)
+    return tbl.column("item_id").to_pylist(), codes, hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def _color_pos(model) -> int:
+    return next(g["position"] for g in list_slots(model)["groups"] if "color" in g["categories"])
+
+
+def test_fit_writes_kae_model_and_never_assigns_reserved(kae_env):
+    d, t = kae_env
+    m = d / "model"
+    for f in ("model.safetensors", "sidkit.json", "codes.parquet", "codebooks.parquet", "slots.json", "report.json"):
+        assert (m / f).is_file()
+    books = pq.read_table(m / "codebooks.parquet")
+    assert {"word", "category", "kind"} <= set(books.column_names)
+    meta = json.loads((m / "sidkit.json").read_text())
+    codes = np.array(pq.read_table(m / "codes.parquet").column("sid").to_pylist())
+    for g, grp in enumerate(meta["estimator"]["params"]["groups"]):
+        assert codes[:, g].max() < FIRST_WORD + len(grp["words"])  # no reserved slot produced by fit
+    sid_full = [tuple(r) + (s,) for r, s in zip(codes.tolist(), pq.read_table(m / "codes.parquet").column("suffix").to_pylist())]
+    assert len(set(sid_full)) == len(sid_full)
+
+
+def test_bind_invariant_idempotent_and_unbind_restores(model, kae_env, tmp_path):
+    d, t = kae_env
+    items = d / "items.parquet"
+    ids0, c0, h0 = _encode(model, items, tmp_path, "before.parquet")
+    pos = _color_pos(model)
+    r = bind_slot("color", "Red", model_dir=model)
+    assert r["state"] == "reserved-bound" and r["created"] and r["version"] == 1
+    assert bind_slot("color", "red", model_dir=model)["slot"] == r["slot"]  # idempotent
+    assert list_slots(model)["version"] == 1
+    ids1, c1, _ = _encode(model, items, tmp_path, "after.parquet")
+    has_red = np.array([c == "red" for c in t.column("color").to_pylist()])
+    assert has_red.sum() > 0
+    assert (c1[has_red, pos] == r["slot"]).all()  # every item with the word gets the slot
+    assert (c1[~has_red] == c0[~has_red]).all()  # no other item changes (explicit-only binding)
+    unbind_slot("color", "red", model_dir=model)
+    _, c2, h2 = _encode(model, items, tmp_path, "restored.parquet")
+    assert h2 == h0 and (c2 == c0).all()
+
+
+def test_bind_with_items_routes_only_to_new_slot(model, kae_env, tmp_path):
+    d, t = kae_env
+    items = d / "items.parquet"
+    # blank the colour of half of the red items
+    colors = t.column("color").to_pylist()
+    red = [i for i, c in enumerate(colors) if c == "red"]
+    blank = set(red[::2])
+    t2 = t.set_column(t.schema.get_field_index("color"), "color", pa.array([None if i in blank else c for i, c in enumerate(colors)]))
+    items2 = tmp_path / "blank.parquet"
+    pq.write_table(t2, items2)
+    _, c0, _ = _encode(model, items2, tmp_path, "b0.parquet")
+    given = tmp_path / "given.parquet"
+    pq.write_table(t.take(pa.array(red[1::2])), given)
+    r = bind_slot("color", "red", model_dir=model, items=given)
+    assert r["routing"] and r["n_items"] == len(red[1::2])
+    _, c1, _ = _encode(model, items2, tmp_path, "b1.parquet")
+    pos = _color_pos(model)
+    changed = np.flatnonzero((c1 != c0).any(axis=1))
+    assert (c1[changed, pos] == r["slot"]).all()  # changes only move items onto the new slot
+    assert ((c1 != c0).sum(axis=1)[changed] == 1).all()
+    no_color = np.array([c is None for c in t2.column("color").to_pylist()])
+    explicit = np.array([c == "red" for c in t2.column("color").to_pylist()])
+    assert (no_color | explicit)[changed].all()  # only carriers of the word or items lacking the attribute (routed)
+    assert (c1[explicit, pos] == r["slot"]).all()
+
+
+def test_no_reserved_slot_and_errors_leave_registry_untouched(model, kae_env, tmp_path):
+    reg = model / "slots.json"
+    for w in ("w one", "w two", "w three"):
+        bind_slot("color", w, model_dir=model)
+    before = reg.read_bytes()
+    with pytest.raises(NoReservedSlot, match="refit with more reserved"):
+        bind_slot("color", "w four", model_dir=model)
+    res = runner.invoke(app, ["bind-slot", "color", "w four", "--model", str(model)])
+    assert res.exit_code == 2 and "error:" in res.stderr and "reserved" in res.stderr
+    for args in (["bind-slot", "no_such_category", "x"], ["bind-slot", "color", "   "], ["unbind-slot", "color", "never bound"],
+                 ["unbind-slot", "color", "blue"]):
+        res = runner.invoke(app, [*args, "--model", str(model)])
+        assert res.exit_code == 2, args
+        assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+    assert reg.read_bytes() == before
+    with pytest.raises(SlotError):
+        bind_slot("color", "", model_dir=model)
+
+
+def test_not_a_kae_model(tmp_path, small_catalog):
+    from sidkit.pipeline import fit
+
+    fit(small_catalog, out=tmp_path / "rq", method="rqkmeans", levels=2, codebook_size=4)
+    res = runner.invoke(app, ["bind-slot", "color", "red", "--model", str(tmp_path / "rq")])
+    assert res.exit_code == 2 and "kae" in res.stderr
+    assert not (tmp_path / "rq" / "slots.json").exists()
+    res = runner.invoke(app, ["slots", "--model", str(tmp_path / "nowhere")])
+    assert res.exit_code == 2
+
+
+def test_cli_json_and_env_model(model, monkeypatch):
+    monkeypatch.setenv("SIDKIT_MODEL", str(model))
+    res = runner.invoke(app, ["bind-slot", "color", "Mint  HAZE", "--alias", "mint", "--json"])
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert {"category", "word", "group", "position", "slot", "state", "version"} <= set(doc)
+    doc2 = json.loads(runner.invoke(app, ["bind-slot", "color", "mint", "--json"]).stdout)  # an alias: same slot
+    assert doc2["slot"] == doc["slot"]
+    s = json.loads(runner.invoke(app, ["slots", "--json"]).stdout)
+    assert s["version"] == 1 and len(s["history"]) == 1
+    assert json.loads(runner.invoke(app, ["unbind-slot", "color", "mint haze", "--json"]).stdout)["state"] == "reserved-free"
+
+
+def test_concurrent_bind_slot_processes(kae_env, tmp_path):
+    d, _ = kae_env
+    m = tmp_path / "model"
+    shutil.copytree(d / "model", m)
+    # a plan with 3 reserved colour slots is too small: use the brand group (32 reserved)
+    env = {**os.environ, "SIDKIT_MODEL": str(m)}
+    procs = [subprocess.Popen([sys.executable, "-m", "sidkit", "bind-slot", "brand", f"new brand {i}", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for i in range(16)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    docs = [json.loads(o[0]) for o in outs]
+    assert len({x["slot"] for x in docs}) == 16
+    assert sorted(x["version"] for x in docs) == list(range(1, 17))
+    reg = json.loads((m / "slots.json").read_text())
+    assert reg["version"] == 16 and len(reg["bindings"]) == 16 and len(reg["history"]) == 16
+    assert not list(m.glob(".slots.json.*"))  # no temp files left
+
+
+def test_fit_cli_kae_with_residual_levels(kae_env, tmp_path):
+    d, _ = kae_env
+    res = runner.invoke(app, ["fit", str(d / "items.parquet"), "--method", "kae", "--attributes", "brand,color,categories[1]",
+                              "--residual-levels", "1", "--codebook-size", "8", "--out", str(tmp_path / "m"), "--json"])
+    assert res.exit_code == 0, res.stderr
+    s = json.loads(res.stdout)
+    assert len(s["codebook_sizes"]) == len(s["kae"]["groups"]) + 1 and s["codebook_sizes"][-1] == 8
+    _, codes, _ = _encode(tmp_path / "m", d / "items.parquet", tmp_path)
+    fitted = np.array(pq.read_table(tmp_path / "m" / "codes.parquet").column("sid").to_pylist())
+    assert (codes == fitted).all()

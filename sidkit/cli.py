@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[default: 3]" must show as typed
 )
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout and nothing else.")
@@ -89,7 +90,7 @@ def fit(
     plan: Optional[Path] = typer.Option(None, "--plan", help="kae: a plan from 'sidkit kae-plan' (made on the fly when not given)."),
     residual_levels: Optional[int] = typer.Option(None, "--residual-levels", help="kae: trailing semantic levels after the attribute positions. [default: 0]"),
     residual_method: Optional[str] = typer.Option(None, "--residual-method", help="kae: method of the residual levels: rqkmeans, rqvae, quasid or adasid. [default: rqkmeans]"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with fit options ([fit], [fit.mining], [fit.align], [fit.quasid], [fit.adasid]); command-line flags win."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with fit options (tables fit, fit.mining, fit.align, fit.quasid, fit.adasid); command-line flags win."),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:

@@ -96,6 +96,7 @@ def decode_codes(codes: np.ndarray, codebooks: Sequence[np.ndarray]) -> np.ndarr
 
 
 KMEANSPP_MAX_WORK = 2e9
+KMEANSPP_MAX_K = 32
 
 
 def kmeans_plusplus(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -123,9 +124,11 @@ def kmeans(X: np.ndarray, k: int, *, niter: int = 25, seed: int = 0, max_points_
            init: str = "auto") -> np.ndarray:
     """faiss k-means; returns the (k, d) centroids. Deterministic for a seed.
 
-    ``init``: "random" (faiss: k random training points), "k-means++", or "auto": k-means++
-    when it is cheap (n * k * d up to 2e9 on the training sample), where a bad random start is
-    both likely (few, well-separated clusters) and costly; random otherwise.
+    ``init``: "random" (faiss: k random training points), "k-means++", or "auto": k-means++ for
+    small k (at most 32) when it is cheap (n * k * d up to 2e9), where a random start often
+    merges two of a few well-separated clusters; random otherwise. With many centroids
+    k-means++ spends them on outliers: on the shared Amazon catalogs (3 x 256) it raised the
+    RQ-KMeans collision rate from 12.6% to 25.4% (Office) and 22.9% to 24.6% (Scientific).
     """
     import faiss
 
@@ -136,7 +139,7 @@ def kmeans(X: np.ndarray, k: int, *, niter: int = 25, seed: int = 0, max_points_
                       max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1)
     n_train = min(n, k * max_points_per_centroid)
     if init == "auto":
-        init = "k-means++" if n_train * k * d <= KMEANSPP_MAX_WORK else "random"
+        init = "k-means++" if k <= KMEANSPP_MAX_K and n_train * k * d <= KMEANSPP_MAX_WORK else "random"
     if init == "k-means++":
         if n > n_train:  # sample as faiss would, then seed on that sample
             X = X[np.sort(np.random.default_rng(seed).choice(n, n_train, replace=False))]

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from sidkit.errors import DataError, InputFileError, SchemaError
+from sidkit.errors import DataError
+from sidkit.io.interactions import read_interactions  # noqa: F401  (re-exported)
 
 MAX_HISTORY = 20
-_SPLIT_NAMES = {"train": 0, "valid": 1, "val": 1, "validation": 1, "test": 2}
 
 
 @dataclass
@@ -131,68 +130,6 @@ def split_arrays(users: np.ndarray, items: np.ndarray, *, order: np.ndarray | No
             "n_test_targets": int((test >= 0).sum()), "n_users_too_short": n_short,
             "split_by": "split column" if split is not None else "leave-one-out by order"}
     return Split(n_items, train, valid, test, max_history, info)
-
-
-def read_interactions(path: str | os.PathLike) -> dict:
-    """Read and check an interactions Parquet file.
-
-    Returns ``{"user_id", "item_id", "order", "split", "order_col", "path"}`` as numpy arrays
-    (``order``/``split`` may be None; ``split`` coded 0/1/2).
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"{p}: interactions file not found; check --interactions")
-    try:
-        pf = pq.ParquetFile(p)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputFileError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]}); check --interactions") from None
-    names = pf.schema_arrow.names
-    missing = [c for c in ("user_id", "item_id") if c not in names]
-    if missing:
-        raise SchemaError(f"{p}: interactions need columns user_id and item_id (missing: {', '.join(missing)}; "
-                          f"columns: {', '.join(names[:12])})")
-    order_col = next((c for c in ("timestamp", "position") if c in names), None)
-    has_split = "split" in names
-    if not has_split and order_col is None:
-        raise SchemaError(f"{p}: interactions need a 'split' column or a 'timestamp'/'position' column for the leave-one-out split")
-    cols = ["user_id", "item_id"] + (["split"] if has_split else []) + ([order_col] if order_col else [])
-    try:
-        t = pf.read(columns=cols)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
-        raise InputFileError(f"{p}: could not read the data ({str(e).splitlines()[0]}); the file may be truncated") from None
-    if t.num_rows == 0:
-        raise InputFileError(f"{p}: no interactions; give a non-empty file")
-    for c in cols:
-        nulls = t.column(c).null_count
-        if nulls:
-            raise DataError(f"{p}: column '{c}' has {nulls} null values; fill or drop those rows")
-    out = {"path": str(p), "order_col": order_col}
-    out["user_id"] = t.column("user_id").combine_chunks().to_numpy(zero_copy_only=False)
-    out["item_id"] = t.column("item_id").combine_chunks()
-    if order_col:
-        oc = t.column(order_col).combine_chunks()
-        if pa.types.is_timestamp(oc.type) or pa.types.is_date(oc.type):
-            oc = oc.cast(pa.int64())
-        try:
-            out["order"] = np.asarray(oc.to_numpy(zero_copy_only=False), dtype=np.float64)
-        except (TypeError, ValueError):
-            raise SchemaError(f"{p}: column '{order_col}' must be numeric or a timestamp (got {oc.type})") from None
-    else:
-        out["order"] = None
-    if has_split:
-        raw = np.asarray(t.column("split").combine_chunks().cast(pa.string()).to_pylist(), dtype=object)
-        uniq = sorted(set(raw.tolist()))
-        bad = [s for s in uniq if str(s).lower() not in _SPLIT_NAMES]
-        if bad:
-            raise DataError(f"{p}: column 'split' has values {', '.join(repr(b) for b in bad[:3])}; use train, valid and test")
-        lut = {s: _SPLIT_NAMES[str(s).lower()] for s in uniq}
-        out["split"] = np.fromiter((lut[s] for s in raw), dtype=np.int8, count=len(raw))
-    else:
-        out["split"] = None
-    return out
 
 
 def map_items(item_col, catalog_ids) -> np.ndarray:

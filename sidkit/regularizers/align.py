@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from sidkit.errors import DataError, InputFileError, SchemaError
+from sidkit.errors import DataError, SchemaError
 
 
 @dataclass
@@ -44,38 +44,17 @@ def read_train_interactions(path: str | os.PathLike, catalog_ids) -> TrainIntera
     interactions of each user by timestamp, else position). Item ids must all be in the catalog."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"{p}: interactions file not found; check --interactions")
-    try:
-        pf = pq.ParquetFile(p)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputFileError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]}); check --interactions") from None
-    names = pf.schema_arrow.names
-    missing = [c for c in ("user_id", "item_id") if c not in names]
-    if missing:
-        raise SchemaError(f"{p}: interactions need columns user_id and item_id (missing: {', '.join(missing)}; columns: {', '.join(names[:12])})")
-    order_col = next((c for c in ("timestamp", "position") if c in names), None)
-    has_split = "split" in names
-    if not has_split and order_col is None:
-        raise SchemaError(f"{p}: interactions need a 'split' column or a 'timestamp'/'position' column to take the training part")
-    cols = ["user_id", "item_id"] + (["split"] if has_split else []) + ([order_col] if order_col else [])
-    try:
-        t = pf.read(columns=cols)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
-        raise InputFileError(f"{p}: could not read the data ({str(e).splitlines()[0]}); the file may be truncated") from None
-    n_total = t.num_rows
-    for c in cols:
-        nulls = t.column(c).null_count
-        if nulls:
-            raise DataError(f"{p}: column '{c}' has {nulls} null values; fill or drop those rows")
+    from sidkit.io.interactions import TRAIN, read_interactions
+
+    d = read_interactions(path)
+    p = Path(d["path"])
+    n_total = len(d["user_id"])
     # item ids -> catalog rows
     cat = catalog_ids if isinstance(catalog_ids, (pa.Array, pa.ChunkedArray)) else pa.array(catalog_ids)
     if isinstance(cat, pa.ChunkedArray):
         cat = cat.combine_chunks()
-    it = t.column("item_id").combine_chunks()
+    it = d["item_id"]
     if it.type != cat.type:
         try:
             it = it.cast(cat.type)
@@ -92,27 +71,16 @@ def read_train_interactions(path: str | os.PathLike, catalog_ids) -> TrainIntera
         raise DataError(f"{p}: {unknown} interaction rows ({len(bad)} distinct item ids) are not in the catalog, e.g. {ex}; "
                         "interactions must use the catalog's item ids")
     items = pos.to_numpy(zero_copy_only=False).astype(np.int64)
-    u = t.column("user_id").combine_chunks()
-    uvals = u.to_numpy(zero_copy_only=False)
+    uvals = d["user_id"]
     if uvals.dtype == object:
         uvals = uvals.astype(str)
     _, uinv = np.unique(uvals, return_inverse=True)
     uinv = uinv.astype(np.int64)
-    if order_col:
-        oc = t.column(order_col).combine_chunks()
-        if pa.types.is_timestamp(oc.type) or pa.types.is_date(oc.type):
-            oc = oc.cast(pa.int64())
-        try:
-            ordv = np.asarray(oc.to_numpy(zero_copy_only=False), dtype=np.float64)
-        except (TypeError, ValueError):
-            raise SchemaError(f"{p}: column '{order_col}' must be numeric or a timestamp (got {oc.type})") from None
-    else:
-        ordv = np.arange(n_total, dtype=np.float64)
+    ordv = d["order"] if d["order"] is not None else np.arange(n_total, dtype=np.float64)
     order = np.lexsort((np.arange(n_total), ordv, uinv))
     uinv, items = uinv[order], items[order]
-    if has_split:
-        sp = np.asarray(t.column("split").combine_chunks().cast(pa.string()).to_pylist(), dtype=object)[order]
-        keep = sp == "train"
+    if d["split"] is not None:
+        keep = d["split"][order] == TRAIN
     else:
         # all but the last two interactions of each user
         cnt = np.bincount(uinv)

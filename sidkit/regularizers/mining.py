@@ -353,12 +353,15 @@ class CollisionRegularizer(Regularizer):
     def pair_cos(self, gi: torch.Tensor, gj: torch.Tensor) -> torch.Tensor:
         """cos(x_i, x_j) of frozen inputs for pairs of the current batch (global indices), read
         from the batch Gram matrix (computed once per step)."""
-        idx = self._batch_idx
-        if self._gram is None:
-            xb = self.Xn.index_select(0, idx)
+        # Only the rows that appear in pairs enter the Gram matrix (usually far fewer than B).
+        if self._gram is None or bool((self._pos[gi] < 0).any()) or bool((self._pos[gj] < 0).any()):
+            parts = [gi, gj] + ([self._rows] if self._gram is not None else [])
+            rows = torch.unique(torch.cat(parts))
+            xb = self.Xn.index_select(0, rows)
             self._gram = xb @ xb.t()
-            self._pos = torch.full((self.n,), -1, dtype=torch.long, device=idx.device)
-            self._pos[idx] = torch.arange(len(idx), device=idx.device)
+            self._pos = torch.full((self.n,), -1, dtype=torch.long, device=rows.device)
+            self._pos[rows] = torch.arange(len(rows), device=rows.device)
+            self._rows = rows
         return self._gram[self._pos[gi], self._pos[gj]]
 
     def margin(self, alpha: float, fallback: float) -> float:
@@ -369,11 +372,13 @@ class CollisionRegularizer(Regularizer):
         lam_rep, lam_align = self.weights(step)
         log: dict[str, float] = {"lambda_rep": lam_rep, "lambda_align": lam_align if self.align is not None else 0.0}
         total = None
-        Hm = (codes[:, None, :] != codes[None, :, :]).sum(-1)
-        iu = torch.triu_indices(len(codes), len(codes), 1, device=codes.device)
-        hh = Hm[iu[0], iu[1]]
-        sel = hh <= self.h_max
-        i, j, h = iu[0][sel], iu[1][sel], hh[sel]
+        # In-batch Hamming matrix, one uint8 (B, B) pass per level; pairs i < j with h <= h_max.
+        B, L = codes.shape
+        Hm = torch.zeros((B, B), dtype=torch.uint8, device=codes.device)
+        for l in range(L):
+            Hm += codes[:, l, None] != codes[None, :, l]
+        i, j = torch.triu(Hm <= self.h_max, diagonal=1).nonzero(as_tuple=True)
+        h = Hm[i, j].long()
         log["batch_pairs"] = float(len(i))
         log["batch_pairs_h0"] = float((h == 0).sum())
         if lam_rep > 0 and len(i):

@@ -134,14 +134,21 @@ def parse_int_list(text: str | int | list, option: str) -> int | list[int]:
     return parts[0] if len(parts) == 1 else parts
 
 
-def load_toml(path: str | os.PathLike, table: str = "fit") -> dict[str, Any]:
+def read_toml(path: str | os.PathLike, *, missing: str, what: str = "file") -> dict[str, Any]:
+    """Parse a TOML file; ConfigError naming the file when it is absent (``missing`` says how to
+    fix that) or not valid TOML."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: config file not found; check --config")
+        raise ConfigError(f"{p}: {missing}")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: not valid TOML ({e}); fix the file") from None
+        raise ConfigError(f"{p}: not valid TOML ({e}); fix the {what}") from None
+
+
+def load_toml(path: str | os.PathLike, table: str = "fit") -> dict[str, Any]:
+    p = Path(path)
+    data = read_toml(p, missing="config file not found; check --config")
     if table in data and isinstance(data[table], dict):
         data = data[table]
     out = {}

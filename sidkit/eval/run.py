@@ -36,13 +36,13 @@ def _read_tables(codes_paths, names, *, id_col, codebook_size, suffix):
 
 def _common_catalog(tables) -> tuple[np.ndarray, list[str]]:
     """Ids present in every table (first table's order) and each table's codes in that order."""
-    from sidkit.eval.split import map_items
+    from sidkit.io.ids import map_ids
 
     ids0 = np.asarray(tables[0]["ids"]) if not hasattr(tables[0]["ids"], "to_numpy") else tables[0]["ids"].to_numpy(zero_copy_only=False)
     keep = np.ones(len(ids0), bool)
     rows = []
     for t in tables:
-        r = map_items(ids0, t["ids"])
+        r = map_ids(ids0, t["ids"])
         keep &= r >= 0
         rows.append(r)
     warnings = []

@@ -132,31 +132,12 @@ def split_arrays(users: np.ndarray, items: np.ndarray, *, order: np.ndarray | No
     return Split(n_items, train, valid, test, max_history, info)
 
 
-def map_items(item_col, catalog_ids) -> np.ndarray:
-    """Catalog row of each interaction item (-1 when the item is not in the catalog)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    def arrow(x):
-        if isinstance(x, pa.ChunkedArray):
-            return x.combine_chunks()
-        if isinstance(x, pa.Array):
-            return x
-        x = np.asarray(x)
-        return pa.array(x.tolist() if x.dtype == object else x)
-
-    cat, it = arrow(catalog_ids), arrow(item_col)
-    if it.type != cat.type:
-        # compare as strings: ids may be read as int in one file and str in another
-        it, cat = it.cast(pa.string()), cat.cast(pa.string())
-    pos = pc.index_in(it, value_set=cat)
-    return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
 def load_split(path: str | os.PathLike, catalog_ids, *, max_history: int = MAX_HISTORY) -> Split:
     """Read ``path`` and split it over ``catalog_ids`` (interactions with other items are dropped)."""
     d = read_interactions(path)
-    rows = map_items(d["item_id"], catalog_ids)
+    from sidkit.io.ids import map_ids
+
+    rows = map_ids(d["item_id"], catalog_ids)
     keep = rows >= 0
     n_drop = int((~keep).sum())
     if keep.sum() == 0:

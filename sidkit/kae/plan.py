@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -504,13 +503,11 @@ def plan_to_toml(plan: Plan) -> str:
 
 
 def read_plan(path: str | Path) -> Plan:
+    from sidkit.config import read_toml
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: KAE plan not found; write one with 'sidkit kae-plan ITEMS --attributes ... -o {p.name}'")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: not valid TOML ({e}); fix the plan") from None
+    data = read_toml(p, what="plan",
+                     missing=f"KAE plan not found; write one with 'sidkit kae-plan ITEMS --attributes ... -o {p.name}'")
     k = data.get("kae", data)
     if "group" not in k:
         raise ConfigError(f"{p}: no [[kae.group]] tables; is this a KAE plan written by 'sidkit kae-plan'?")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sidkit.io.ids import map_ids
 from sidkit.metrics._core import check_codes
 from sidkit.metrics.hamming import common_prefix_length, sample_pairs
 
@@ -18,23 +19,6 @@ def _col(inter, name):
         return np.asarray(inter[name]) if name in inter.columns else None
     except Exception:  # noqa: BLE001
         return None
-
-
-def map_ids(query_ids, item_ids) -> np.ndarray:
-    """Row of each ``query_ids`` value in ``item_ids`` (-1 when absent); compares as strings when
-    the two id types differ."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    def arr(a):
-        a = np.asarray(a)
-        return pa.array(a.tolist() if a.dtype == object else a)
-
-    q, v = arr(query_ids), arr(item_ids)
-    if q.type != v.type:
-        q, v = q.cast(pa.string()), v.cast(pa.string())
-    idx = pc.index_in(q, value_set=v)
-    return idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def collaborative_metrics(codes, item_ids, interactions, *, codebook_sizes=None, seed: int = 0,

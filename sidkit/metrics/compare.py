@@ -17,7 +17,7 @@ def compare_metrics(codes, item_ids, baseline, *, codebook_sizes=None, report: d
     baseline) and deltas of the other headline numbers, plus item counts.
     """
     from sidkit.metrics import core_report
-    from sidkit.metrics.collaborative import map_ids
+    from sidkit.io.ids import map_ids
 
     codes, sizes = check_codes(codes, codebook_sizes)
     if isinstance(baseline, dict):

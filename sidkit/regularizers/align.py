@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from sidkit.errors import DataError, SchemaError
+from sidkit.errors import DataError
 
 
 @dataclass
@@ -45,32 +45,19 @@ def read_train_interactions(path: str | os.PathLike, catalog_ids) -> TrainIntera
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from sidkit.io.ids import map_ids
     from sidkit.io.interactions import TRAIN, read_interactions
 
     d = read_interactions(path)
     p = Path(d["path"])
     n_total = len(d["user_id"])
-    # item ids -> catalog rows
-    cat = catalog_ids if isinstance(catalog_ids, (pa.Array, pa.ChunkedArray)) else pa.array(catalog_ids)
-    if isinstance(cat, pa.ChunkedArray):
-        cat = cat.combine_chunks()
-    it = d["item_id"]
-    if it.type != cat.type:
-        try:
-            it = it.cast(cat.type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            try:
-                cat = cat.cast(it.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise SchemaError(f"{p}: item_id has type {it.type}, the catalog's ids are {cat.type}; use the catalog's ids") from None
-    pos = pc.index_in(it, value_set=cat)
-    unknown = pos.null_count
-    if unknown:
-        bad = pc.unique(pc.filter(it, pc.is_null(pos))).to_pylist()
+    items = map_ids(d["item_id"], catalog_ids)
+    unknown = items < 0
+    if unknown.any():
+        bad = pc.unique(d["item_id"].filter(pa.array(unknown))).to_pylist()
         ex = ", ".join(repr(b) for b in bad[:3])
-        raise DataError(f"{p}: {unknown} interaction rows ({len(bad)} distinct item ids) are not in the catalog, e.g. {ex}; "
+        raise DataError(f"{p}: {int(unknown.sum())} interaction rows ({len(bad)} distinct item ids) are not in the catalog, e.g. {ex}; "
                         "interactions must use the catalog's item ids")
-    items = pos.to_numpy(zero_copy_only=False).astype(np.int64)
     uvals = d["user_id"]
     if uvals.dtype == object:
         uvals = uvals.astype(str)
@@ -180,7 +167,6 @@ class DualTowerAlign:
 
     def _zq_of(self, rows, model):
         """sg[z_q] of catalog rows (any shape) from the refreshed codes and current codebooks."""
-        torch = self.torch
         flat = rows.reshape(-1).clamp(min=0)
         out = 0
         for l, vq in enumerate(model.rq.levels):

@@ -286,8 +286,7 @@ class RQVAE:
         def encode_all() -> tuple[np.ndarray, np.ndarray]:
             was = model.training
             model.eval()
-            codes_all = self._encode_with(model, X)
-            z_all = self._latents_with(model, X)
+            codes_all, z_all = self._encode_with(model, X, with_latents=True)
             model.train(was)
             return codes_all, z_all
 
@@ -404,21 +403,28 @@ class RQVAE:
         return np.concatenate(out) if out else np.zeros((0, model.rq.levels[0].codebook.shape[1]), np.float32)
 
     @staticmethod
-    def _encode_with(model: RQVAEModule, X: np.ndarray, with_mse: bool = False):
+    def _encode_with(model: RQVAEModule, X: np.ndarray, with_mse: bool = False, with_latents: bool = False):
+        """Codes of X; with ``with_mse`` also the reconstruction MSE, with ``with_latents`` also
+        the encoder outputs (one encoder pass either way)."""
         dev = next(model.parameters()).device
         books = [vq.codebook.detach().cpu().numpy() for vq in model.rq.levels]
         n = X.shape[0]
         codes = np.empty((n, len(books)), np.int32)
+        lat = np.empty((n, books[0].shape[1]), np.float32) if with_latents else None
         sq = 0.0
         with torch.inference_mode():
             for s in range(0, n, 4 * CHUNK):
                 xb = torch.from_numpy(np.ascontiguousarray(X[s:s + 4 * CHUNK])).to(dev)
-                z = model.encoder(xb)
-                c = residual_encode(z.cpu().numpy(), books)
+                z = model.encoder(xb).cpu().numpy()
+                c = residual_encode(z, books)
                 codes[s:s + len(c)] = c
+                if with_latents:
+                    lat[s:s + len(c)] = z
                 if with_mse:
                     zq = torch.from_numpy(decode_codes(c, books)).to(dev)
                     sq += float((model.decoder(zq) - xb).pow(2).sum())
+        if with_latents:
+            return codes, lat
         return (codes, sq / max(1, X.size)) if with_mse else codes
 
     # ------------------------------------------------------------------------------------------

@@ -24,9 +24,10 @@ REGULARIZERS = ("quasid", "adasid")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "mining": {
-        "refresh_every": "auto",       # "auto" (one epoch but at least 25 steps), "epoch", or a number of steps; at most 1000
+        "refresh_every": "auto",       # "auto" (one epoch but at least 50 steps), "epoch", or a number of steps; at most 1000
         "h_max": 1,                    # largest Hamming distance of a mined overlap
         "cap_per_bucket": 64,          # pairs sampled per bucket when pairs are enumerated
+        "max_pairs": 8192,             # batch pairs per step; more are subsampled uniformly (early, collapsed codes)
         "collision_batch_frac": 0.5,   # psi: share of each batch drawn from collision buckets
         "members_per_bucket": 8,       # members taken from each sampled bucket
         "knn_k": 20,                   # frozen-input kNN list length
@@ -41,7 +42,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "proj_dim": 64,
         "hidden": 128,
         "lr": 1e-3,                    # the towers' own Adam learning rate
-        "batch": 512,                  # training examples per step (positives are batch items)
+        "batch": 256,                  # training examples per step (positives are batch items)
         "enabled": True,
     },
     "quasid": {
@@ -95,7 +96,7 @@ _CHOICES = {
     ("adasid", "kernel"): ("margin", "soft_overlap", "code_switch"),
     ("quasid", "kernel"): ("margin", "code_switch"),
 }
-_POS_INT = {("mining", "h_max"): 0, ("mining", "cap_per_bucket"): 1, ("mining", "members_per_bucket"): 2,
+_POS_INT = {("mining", "h_max"): 0, ("mining", "cap_per_bucket"): 1, ("mining", "max_pairs"): 1, ("mining", "members_per_bucket"): 2,
             ("mining", "knn_k"): 1, ("mining", "rnn_k"): 1, ("align", "hist_len"): 1, ("align", "window"): 1,
             ("align", "proj_dim"): 1, ("align", "hidden"): 1, ("align", "batch"): 2, ("adasid", "k_c"): 1}
 _NONNEG = {("align", "weight"), ("quasid", "lambda_hmr"), ("quasid", "alpha_m"), ("quasid", "margin_fallback"),

@@ -155,7 +155,7 @@ class DualTowerAlign:
         self.item_tower = tower()
         self.user_tower = tower() if self.mode == "user2item" else None
         params = list(self.item_tower.parameters()) + (list(self.user_tower.parameters()) if self.user_tower else [])
-        self.opt = torch.optim.Adam(params, lr=float(cfg["lr"]))
+        self.opt = torch.optim.Adam(params, lr=float(cfg["lr"]), fused=True)
         self.codes = None
 
     def set_codes(self, codes: np.ndarray) -> None:

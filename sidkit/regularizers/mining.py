@@ -222,6 +222,91 @@ def nearest_other_sid_distance(Zn: np.ndarray, table: SIDTable, k: int = 10) -> 
 
 
 # ---------------------------------------------------------------------------------------------
+def _pairs_in_groups(key: torch.Tensor, cap: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Pairs (a, b) of batch rows with equal ``key``: all of them, or ``cap`` drawn uniformly (with
+    replacement) when there are more. Returns (a, b, number of pairs there are)."""
+    dev = key.device
+    B = len(key)
+    sk, order = torch.sort(key, stable=True)
+    _, inv, cnt = torch.unique_consecutive(sk, return_inverse=True, return_counts=True)
+    n_pairs = int((cnt * (cnt - 1) // 2).sum())
+    if n_pairs == 0:
+        e = torch.zeros(0, dtype=torch.long, device=dev)
+        return e, e, 0
+    starts = torch.cumsum(cnt, 0) - cnt
+    if n_pairs <= cap:
+        rank = torch.arange(B, device=dev) - starts[inv]
+        partners = cnt[inv] - 1 - rank              # later members of the same group
+        sel = torch.nonzero(partners > 0).flatten()
+        rep = partners[sel]
+        a = torch.repeat_interleave(sel, rep)
+        first = torch.cumsum(rep, 0) - rep
+        b = a + 1 + torch.arange(len(a), device=dev) - torch.repeat_interleave(first, rep)
+    else:
+        # a uniform sample of pairs: a group with probability C(n_g, 2) / total, then two
+        # distinct members of it
+        c2 = (cnt * (cnt - 1) // 2).double().cpu()
+        g = torch.multinomial(c2, cap, replacement=True, generator=gen).to(dev)
+        n = cnt[g]
+        u = torch.rand(cap, generator=gen).to(dev)
+        v = torch.rand(cap, generator=gen).to(dev)
+        ra = (u * n).long().clamp(max=n - 1)
+        rb = (ra + 1 + (v * (n - 1)).long().clamp(max=n - 2)) % n
+        a, b = starts[g] + ra, starts[g] + rb
+    return order[a], order[b], n_pairs
+
+
+def batch_pairs(codes: torch.Tensor, sizes: Sequence[int], h_max: int, cap: int = 8192,
+                gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Batch pairs (i, j, h) with Hamming distance h <= h_max between their codes (B, L), i < j.
+
+    Pairs come from sorting packed keys, per the bucket tables of METHODS.md §1.7: the full SID
+    (h = 0) and, for h_max = 1, the SID with level l removed (pairs that differ exactly at l), so
+    the cost is O(B log B + pairs) instead of a (B, B) Hamming matrix. For h_max >= 2 the
+    Hamming matrix is used. When a key has more than ``cap`` pairs, ``cap`` of them are drawn
+    uniformly (the losses are means over pairs, so the estimate stays unbiased).
+    Returns (i, j, h, the number of pairs before capping)."""
+    gen = gen if gen is not None else torch.Generator().manual_seed(0)
+    B, L = codes.shape
+    dev = codes.device
+    codes = codes.long()
+    packable = sum(math.log2(max(2, int(k))) for k in sizes) <= 62
+    if h_max >= 2 or not packable or L < 2:
+        Hm = torch.zeros((B, B), dtype=torch.uint8, device=dev)
+        for l in range(L):
+            Hm += codes[:, l, None] != codes[None, :, l]
+        i, j = torch.triu(Hm <= h_max, diagonal=1).nonzero(as_tuple=True)
+        n_pairs = len(i)
+        if n_pairs > cap:
+            keep = torch.randperm(n_pairs, generator=gen)[:cap].to(dev)
+            i, j = i[keep], j[keep]
+        return i, j, Hm[i, j].long(), n_pairs
+
+    def pack(levels):
+        key = torch.zeros(B, dtype=torch.long, device=dev)
+        for m in levels:
+            key = key * int(sizes[m]) + codes[:, m]
+        return key
+
+    I, J, H, total = [], [], [], 0
+    a, b, n0 = _pairs_in_groups(pack(range(L)), cap, gen)
+    I.append(a); J.append(b); H.append(torch.zeros(len(a), dtype=torch.long, device=dev))
+    total += n0
+    if h_max >= 1:
+        for l in range(L):
+            a, b, n1 = _pairs_in_groups(pack([m for m in range(L) if m != l]), cap, gen)
+            diff = codes[a, l] != codes[b, l]  # h = 1 exactly: the h = 0 pairs are counted once above
+            I.append(a[diff]); J.append(b[diff]); H.append(torch.ones(int(diff.sum()), dtype=torch.long, device=dev))
+            total += n1 - n0  # exact count with h <= 1: n0 + sum over l of (n1_l - n0)
+    i, j, h = torch.cat(I), torch.cat(J), torch.cat(H)
+    lo, hi = torch.minimum(i, j), torch.maximum(i, j)
+    if len(lo) > cap:
+        keep = torch.randperm(len(lo), generator=gen)[:cap].to(dev)
+        lo, hi, h = lo[keep], hi[keep], h[keep]
+    return lo, hi, h, total
+
+
+# ---------------------------------------------------------------------------------------------
 class CollisionRegularizer(Regularizer):
     """Shared machinery of QuaSID and AdaSID: periodic SID-table refresh, the collision-aware
     batch sampler, the in-batch Hamming matrix and the collaborative alignment term.
@@ -257,9 +342,10 @@ class CollisionRegularizer(Regularizer):
         self.n = X.shape[0]
         self.sizes = [int(vq.codebook.shape[0]) for vq in model.rq.levels]
         self.rng = np.random.default_rng(seed + 7919)
+        self.tgen = torch.Generator().manual_seed(seed + 104729)
         steps_per_epoch = max(1, math.ceil(self.n / batch_size))
         r = self.mining["refresh_every"]
-        every = steps_per_epoch if r == "epoch" else max(steps_per_epoch, 25) if r == "auto" else int(r)
+        every = steps_per_epoch if r == "epoch" else max(steps_per_epoch, 50) if r == "auto" else int(r)
         self.refresh_every = min(every, 1000)
         self.Xn = torch.from_numpy(np.ascontiguousarray(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12),
                                                         dtype=np.float32)).to(device)
@@ -351,44 +437,25 @@ class CollisionRegularizer(Regularizer):
         raise NotImplementedError
 
     def pair_cos(self, gi: torch.Tensor, gj: torch.Tensor) -> torch.Tensor:
-        """cos(x_i, x_j) of frozen inputs for pairs of the current batch (global indices), read
-        from the batch Gram matrix (computed once per step)."""
-        # Only the rows that appear in pairs enter the Gram matrix (usually far fewer than B).
-        if self._gram is None or bool((self._pos[gi] < 0).any()) or bool((self._pos[gj] < 0).any()):
-            parts = [gi, gj] + ([self._rows] if self._gram is not None else [])
-            rows = torch.unique(torch.cat(parts))
-            xb = self.Xn.index_select(0, rows)
-            self._gram = xb @ xb.t()
-            self._pos = torch.full((self.n,), -1, dtype=torch.long, device=rows.device)
-            self._pos[rows] = torch.arange(len(rows), device=rows.device)
-            self._rows = rows
-        return self._gram[self._pos[gi], self._pos[gj]]
+        """cos(x_i, x_j) of the frozen inputs for pairs of global indices (row-wise dot products:
+        the pair count per step is capped by ``mining.max_pairs``)."""
+        return (self.Xn.index_select(0, gi) * self.Xn.index_select(0, gj)).sum(1)
 
     def margin(self, alpha: float, fallback: float) -> float:
         return alpha * self.rnn_median if self.rnn_median else fallback
 
     def loss(self, step, idx, x, z, zq, codes):
-        self._batch_idx, self._gram = idx, None
         lam_rep, lam_align = self.weights(step)
         log: dict[str, float] = {"lambda_rep": lam_rep, "lambda_align": lam_align if self.align is not None else 0.0}
         total = None
-        # In-batch Hamming matrix, one uint8 (B, B) pass per level; pairs i < j with h <= h_max.
-        B, L = codes.shape
-        Hm = torch.zeros((B, B), dtype=torch.uint8, device=codes.device)
-        for l in range(L):
-            Hm += codes[:, l, None] != codes[None, :, l]
-        i, j = torch.triu(Hm <= self.h_max, diagonal=1).nonzero(as_tuple=True)
-        h = Hm[i, j].long()
-        log["batch_pairs"] = float(len(i))
-        log["batch_pairs_h0"] = float((h == 0).sum())
+        i, j, h, n_pairs = batch_pairs(codes, self.sizes, self.h_max, int(self.mining["max_pairs"]), self.tgen)
+        log["batch_pairs"] = float(n_pairs)
+        log["batch_pairs_h0"] = float((h == 0).sum()) if n_pairs == len(i) else float("nan")
         if lam_rep > 0 and len(i):
             rep = self.pair_loss(step, idx, z, codes, i, j, h, log)
             if rep is not None:
                 log["loss_rep"] = float(rep.detach())
                 total = lam_rep * rep
-        elif len(i):
-            with torch.no_grad():
-                self.pair_loss(step, idx, z.detach(), codes, i, j, h, log)
         if self.align is not None and lam_align > 0:
             al = self.align.loss(idx, zq, self.model)
             if al is not None:

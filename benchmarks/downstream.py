@@ -1,13 +1,13 @@
 """Downstream benchmark (METHODS.md §6.2): Recall@K / NDCG@K of SASRec over each tokenizer's SIDs.
 
 For each shared catalog, fit codes with every method in ``sidkit.config.METHODS`` that this
-script knows (rqkmeans, rqvae, quasid, adasid; missing ones are skipped with a note), evaluate
+script knows (rqkmeans, rqvae, quasid, adasid, kae with its suffix; missing ones are skipped with a note), evaluate
 them together with the most-popular and sasrec-id baselines (3 downstream seeds, one tokenizer
 seed), then print per catalog the table and, averaged over the catalogs, the relative Recall@10
 delta of each method vs rqvae with its paired-bootstrap 95 % interval.
 
     python benchmarks/downstream.py [--datasets amazon18_scientific,amazon14_office]
-        [--methods rqkmeans,rqvae,quasid,adasid] [--seeds 3] [--epochs 30] [--max-steps 2000]
+        [--methods rqvae,rqkmeans,quasid,adasid,kae] [--seeds 3] [--epochs 30] [--max-steps 2000]
         [--json out.json] [--keep DIR]
 
 Runtime on 2 loaded CPU cores: tens of minutes (each downstream run is a few minutes).
@@ -26,7 +26,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-WANTED = ("rqvae", "rqkmeans", "quasid", "adasid")  # rqvae first: the reference of the deltas
+WANTED = ("rqvae", "rqkmeans", "quasid", "adasid", "kae")  # rqvae first: the reference of the deltas
 
 
 def log(*a):
@@ -37,7 +37,7 @@ def fit_codes(ds: str, method: str, out: Path, max_steps: int | None) -> dict:
     import sidkit
 
     opts: dict = {"method": method, "seed": 0}
-    if method != "rqkmeans" and max_steps:
+    if method not in ("rqkmeans", "kae") and max_steps:
         opts["max_steps"] = max_steps
     inter = DATA / ds / "interactions.parquet"
     if method in ("quasid", "adasid"):

@@ -259,3 +259,36 @@ def test_fit_cli_kae_with_residual_levels(kae_env, tmp_path):
     _, codes, _ = _encode(tmp_path / "m", d / "items.parquet", tmp_path)
     fitted = np.array(pq.read_table(tmp_path / "m" / "codes.parquet").column("sid").to_pylist())
     assert (codes == fitted).all()
+
+
+def test_bound_word_matches_title_of_items_lacking_the_attribute(model, kae_env, tmp_path):
+    """§5.5 matches(): a bound word found as whole tokens in the title gives its slot to items that
+    lack the group's attribute; explicit attributes win; partial tokens do not match."""
+    from sidkit.kae.codebook import Binding, text_matches
+
+    b1, b2 = Binding(0, 40, "color", "sage green", version=1), Binding(0, 41, "color", "red", ["crimson"], version=2)
+    got = text_matches(["Mug, Sage  GREEN", "reddish mug", "Crimson cup", "sage", "", "Red sage green"], [b1, b2])
+    assert got.tolist() == [40, -1, 41, -1, -1, 41]  # the most recent binding wins
+
+    d, t = kae_env
+    colors = t.column("color").to_pylist()
+    titles = t.column("title").to_pylist()
+    none_rows = [i for i, c in enumerate(colors) if c is None][:6]
+    blue_row = next(i for i, c in enumerate(colors) if c == "blue")
+    new_titles = list(titles)
+    for k, i in enumerate(none_rows):
+        new_titles[i] = ("Widget, Red" if k < 3 else "Reddish widget")
+    new_titles[blue_row] = "Red-trim widget"
+    t2 = t.set_column(t.schema.get_field_index("title"), "title", pa.array(new_titles))
+    items2 = tmp_path / "titles.parquet"
+    pq.write_table(t2, items2)
+    _, c0, _ = _encode(model, items2, tmp_path, "t0.parquet")
+    r = bind_slot("color", "red", model_dir=model)
+    _, c1, _ = _encode(model, items2, tmp_path, "t1.parquet")
+    pos = _color_pos(model)
+    assert (c1[none_rows[:3], pos] == r["slot"]).all()
+    assert (c1[none_rows[3:]] == c0[none_rows[3:]]).all()  # 'reddish' is not the token 'red'
+    assert (c1[blue_row] == c0[blue_row]).all()  # the explicit colour wins over the title
+    changed = np.flatnonzero((c1 != c0).any(axis=1))
+    red = np.array([c == "red" for c in colors])
+    assert set(changed.tolist()) <= set(np.flatnonzero(red).tolist()) | set(none_rows[:3])

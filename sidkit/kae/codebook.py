@@ -8,6 +8,7 @@ reserved slots ``<g{g}_r{k}>``. Reserved slots are never produced by fitting; on
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -97,6 +98,37 @@ class GroupCodebook:
     def from_dict(cls, d: Mapping) -> "GroupCodebook":
         words = [(str(c), str(w)) for c, w, _ in d["words"]]
         return cls(str(d["name"]), [str(c) for c in d["categories"]], words, [int(n) for _, _, n in d["words"]], int(d["n_reserved"]))
+
+
+_TOKEN = re.compile(r"\w+")
+
+
+def _tokens(text: str) -> str:
+    """' tok1 tok2 ... ' of a normalized text (for whole-token phrase matching)."""
+    return " " + " ".join(_TOKEN.findall(normalize_word(text))) + " "
+
+
+def text_matches(texts: Sequence[str], bindings: Sequence[Binding]) -> np.ndarray:
+    """Slot of the most recent binding whose word or alias occurs in each text as whole tokens
+    (a phrase for multi-word terms), -1 where none does (METHODS.md §5.5 ``matches``)."""
+    out = np.full(len(texts), -1, np.int64)
+    terms = []
+    for b in sorted(bindings, key=lambda b: -b.version):  # most recent first
+        for t in b.terms():
+            tt = _tokens(t)
+            if tt.strip():
+                terms.append((tt, b.slot))
+    if not terms:
+        return out
+    for i, text in enumerate(texts):
+        if not text:
+            continue
+        tok = _tokens(text)
+        for tt, slot in terms:
+            if tt in tok:
+                out[i] = slot
+                break
+    return out
 
 
 def encode_group(book: GroupCodebook, words: Mapping[str, CategoryWords], n: int,

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from sidkit.errors import DataError, ModelError
-from sidkit.kae.codebook import FIRST_WORD, NULL, OTHER, Binding, GroupCodebook, encode_group
+from sidkit.kae.codebook import FIRST_WORD, NULL, OTHER, Binding, GroupCodebook, encode_group, text_matches
 from sidkit.kae.plan import CategorySpec, CategoryWords, Plan, extract_words, group_vocabulary, reserved_count
 from sidkit.kae.route import GroupScorer, fit_scorer
 
@@ -58,7 +58,21 @@ class KAE:
 
     @property
     def attribute_columns(self) -> list[str]:
-        return list(dict.fromkeys(s.column for s in self.category_specs))
+        """The catalog columns encoding reads: the categories' columns and the plan's text columns."""
+        return list(dict.fromkeys([*(s.column for s in self.category_specs), *self.plan.text_columns]))
+
+    def texts_from_columns(self, columns: Mapping[str, Any], n: int) -> list[str] | None:
+        """Normalized text per item (the plan's text columns joined), or None when none is given."""
+        parts = []
+        for c in self.plan.text_columns:
+            col = columns.get(c)
+            if col is None:
+                continue
+            vals = col.to_pylist() if hasattr(col, "to_pylist") else list(col)
+            parts.append(["" if v is None else str(v) for v in vals])
+        if not parts:
+            return None
+        return [" ".join(t) for t in zip(*parts)]
 
     def words_from_columns(self, columns: Mapping[str, Any], n: int) -> dict[str, CategoryWords]:
         """Category words from a dict column -> Arrow array / list; absent columns count as no words."""
@@ -126,14 +140,21 @@ class KAE:
 
     # -- encoding
     def encode_attributes(self, X: np.ndarray, words: Mapping[str, CategoryWords], n: int | None = None,
-                          bindings: Sequence[Binding] | None = None) -> np.ndarray:
-        """(n, G) attribute codes: §5.5 with bindings, content routing for items lacking the group."""
+                          bindings: Sequence[Binding] | None = None, texts: Sequence[str] | None = None) -> np.ndarray:
+        """(n, G) attribute codes: §5.5 with bindings; an item lacking the group's attributes gets a
+        bound word found in its text (``texts``), else content routing."""
         n = len(X) if n is None else n
         bindings = self.bindings_ if bindings is None else bindings
         out = np.zeros((n, len(self.books_)), np.int32)
         for g, book in enumerate(self.books_):
             bg = [b for b in bindings if b.group == g]
             slots, missing = encode_group(book, words, n, bg)
+            if bg and texts is not None and missing.any():
+                rows = np.flatnonzero(missing)
+                hit = text_matches([texts[i] for i in rows], bg)
+                found = hit >= 0
+                slots[rows[found]] = hit[found]
+                missing[rows[found]] = False
             sc = self.scorers_[g] if g < len(self.scorers_) else None
             if sc is not None and missing.any() and len(X):
                 extra = [(b.slot, b.scorer[0], b.scorer[1]) for b in sorted(bg, key=lambda b: b.version) if b.scorer is not None]
@@ -145,7 +166,7 @@ class KAE:
         """Codes of a batch: fused embeddings X and the attribute columns (dict name -> Arrow array)."""
         X = np.asarray(X, np.float32)
         words = self.words_from_columns(columns or {}, len(X))
-        codes = self.encode_attributes(X, words)
+        codes = self.encode_attributes(X, words, texts=self.texts_from_columns(columns or {}, len(X)))
         if self.residual_ is not None:
             codes = np.concatenate([codes, np.asarray(self.residual_.encode(X), np.int32)], axis=1)
         return codes

@@ -413,6 +413,7 @@ class Plan:
     mu_bal: float = DEFAULTS["mu_bal"]
     route_min_precision: float = DEFAULTS["route_min_precision"]
     exclude: list[str] = field(default_factory=list)  # "category:word" held out of the vocabulary
+    text_columns: list[str] = field(default_factory=lambda: ["title"])  # matched for bound words (§5.5 matches())
     report: dict = field(default_factory=dict)  # merge log, mutual information (not read back)
 
     @property
@@ -455,6 +456,7 @@ class Plan:
         return {"version": PLAN_VERSION, "eps": self.eps, "f_min": self.f_min, "k_max": self.k_max,
                 "reserved_ratio": self.reserved_ratio, "reserved_min": self.reserved_min, "mu_bal": self.mu_bal,
                 "route_min_precision": self.route_min_precision, "exclude": list(self.exclude),
+                "text_columns": list(self.text_columns),
                 "groups": [{"name": g.name, "categories": list(g.categories), "reserved": g.reserved,
                             "max_words": g.max_words, "stats": g.stats} for g in self.groups],
                 "report": self.report}
@@ -464,6 +466,11 @@ class Plan:
         groups = [GroupPlan(str(g.get("name", f"g{i}")), [str(c) for c in g.get("categories", [])], g.get("reserved"),
                             g.get("max_words"), dict(g.get("stats", {}))) for i, g in enumerate(d.get("groups", d.get("group", [])))]
         kw = {k: d[k] for k in ("eps", "f_min", "k_max", "reserved_ratio", "reserved_min", "mu_bal", "route_min_precision") if k in d}
+        if "text_columns" in d:
+            tc = d["text_columns"]
+            if isinstance(tc, str) or not all(isinstance(x, str) for x in tc):
+                raise ConfigError(f"KAE plan: text_columns must be a list of column names (got {tc!r})")
+            kw["text_columns"] = list(tc)
         return cls(groups, exclude=[str(x) for x in d.get("exclude", [])], report=dict(d.get("report", {})), **kw).validate()
 
 
@@ -478,7 +485,8 @@ def plan_to_toml(plan: Plan) -> str:
              "[kae]", f"version = {PLAN_VERSION}", f"eps = {plan.eps}", f"f_min = {plan.f_min}", f"k_max = {plan.k_max}",
              f"reserved_ratio = {plan.reserved_ratio}", f"reserved_min = {plan.reserved_min}", f"mu_bal = {plan.mu_bal}",
              f"route_min_precision = {plan.route_min_precision}",
-             "exclude = [" + ", ".join(_toml_str(e) for e in plan.exclude) + "]  # 'category:word' held out of the vocabulary", ""]
+             "exclude = [" + ", ".join(_toml_str(e) for e in plan.exclude) + "]  # 'category:word' held out of the vocabulary",
+             "text_columns = [" + ", ".join(_toml_str(c) for c in plan.text_columns) + "]  # text matched for bound words in items lacking the attribute", ""]
     for i, g in enumerate(plan.groups):
         s = g.stats
         lines.append("[[kae.group]]")

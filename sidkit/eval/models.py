@@ -7,7 +7,6 @@ imported here only (``import sidkit`` stays cheap).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 

@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from sidkit.errors import ConfigError, DataError, SidkitError
-from sidkit.eval.metrics import KS, ndcg_at_k, recall_at_k, summarize
+from sidkit.errors import ConfigError, DataError
+from sidkit.eval.metrics import KS, recall_at_k, summarize
 
 MODELS = ("sasrec-sid", "tiger")
 BASELINES = ("most-popular", "sasrec-id")

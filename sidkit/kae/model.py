@@ -10,7 +10,6 @@ bindings in ``slots.json`` (read at encode time).
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -18,8 +17,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from sidkit.errors import DataError, ModelError
-from sidkit.kae.codebook import FIRST_WORD, NULL, OTHER, Binding, GroupCodebook, encode_group, text_matches
+from sidkit.errors import DataError
+from sidkit.kae.codebook import NULL, OTHER, Binding, GroupCodebook, encode_group, text_matches
 from sidkit.kae.plan import CategorySpec, CategoryWords, Plan, extract_words, group_vocabulary, reserved_count
 from sidkit.kae.route import GroupScorer, fit_scorer
 
@@ -259,8 +258,6 @@ class KAE:
 # fit --method kae: the model directory
 
 def read_attribute_table(path, columns: Sequence[str]) -> pa.Table:
-    import pyarrow.parquet as pq
-
     from sidkit.io.catalog import open_parquet
 
     pf = open_parquet(path)

@@ -167,14 +167,11 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
         cats = kd.books[g].categories
         specs = [CategorySpec.parse(c) for c in cats]
         cols = list(dict.fromkeys(s.column for s in specs))
-        import pyarrow.parquet as pq
-
         from sidkit.io.catalog import open_parquet
 
         have = set(open_parquet(items).schema_arrow.names)
         cat = read_catalog(items, id_col=id_col or kd.meta.get("input", {}).get("id_col", "item_id"),
                            embedding_cols=list(fusion.columns), attribute_cols=[c for c in cols if c in have])
-        del pq
         terms = {w, *[normalize_word(a) for a in aliases if normalize_word(a)]}
         carry = np.zeros(len(cat), bool)
         for s in specs:

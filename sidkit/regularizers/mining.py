@@ -14,7 +14,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sidkit.quantizers.rqvae import Regularizer
 

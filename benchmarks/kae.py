@@ -52,7 +52,7 @@ def _blank(table: pa.Table, col: str, rows: set[int]) -> pa.Table:
 
 def ihr_study(items: Path, table: pa.Table, attributes: list[str], col: str, words: list[str], carriers: dict[str, np.ndarray],
               all_carriers: dict[str, np.ndarray], folds: int, work: Path, seed: int = 0, min_precision: float | None = None,
-              blank_text: bool = True) -> dict:
+              blank_text: bool = True, max_route_share: float | None = None) -> dict:
     """Hold out ``words`` of ``col`` in ``folds`` rounds; bind with half the items, route the other half.
     ``blank_text``: blank the held-out items' titles too, so only content routing can place them
     (else a bound word found in the title places them: §5.5 ``matches``)."""
@@ -92,7 +92,8 @@ def ihr_study(items: Path, table: pa.Table, attributes: list[str], col: str, wor
             gpath = pdir / f"given_{len(slots)}.parquet"
             pq.write_table(table.take(pa.array(given[w])), gpath)
             t1 = time.perf_counter()
-            r = bind_slot(col, w, model_dir=model, items=gpath)
+            r = bind_slot(col, w, model_dir=model, items=gpath,
+                          **({} if max_route_share is None else {"max_route_share": max_route_share}))
             lat.append(time.perf_counter() - t1)
             slots[w] = r["slot"]
         encode(model, eval_items, pdir / "after.parquet")
@@ -213,6 +214,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--rqvae-steps", type=int, default=500)
     ap.add_argument("--min-precision", type=float, default=None, help="override the plan's route_min_precision")
+    ap.add_argument("--max-route-share", type=float, default=None, help="bind-slot's cap on routed attribute-less items (default: its own)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--skip", default="", help="comma list: plan,colors,brand,rqvae,latency")
     a = ap.parse_args()
@@ -238,10 +240,11 @@ def main() -> None:
         all_carriers = {w: np.array([i for i, c in enumerate(colors) if w in c]) for w in words}
         if "colors" not in skip:
             res["ihr_colors"] = ihr_study(items, table, attributes, "colors", words, carriers, all_carriers, a.folds, work / "colors",
-                                          min_precision=a.min_precision)
+                                          min_precision=a.min_precision, max_route_share=a.max_route_share)
             print(json.dumps({k: v for k, v in res["ihr_colors"].items() if k != "per_word"}, indent=1), flush=True)
             res["ihr_colors_title_kept"] = ihr_study(items, table, attributes, "colors", words, carriers, all_carriers, a.folds,
-                                                     work / "colors_text", min_precision=a.min_precision, blank_text=False)
+                                                     work / "colors_text", min_precision=a.min_precision, blank_text=False,
+                                                     max_route_share=a.max_route_share)
             print(json.dumps({k: v for k, v in res["ihr_colors_title_kept"].items() if k not in ("per_word", "rounds")}, indent=1), flush=True)
         if "brand" not in skip:
             brands = table.column("brand").to_pylist()
@@ -252,7 +255,7 @@ def main() -> None:
             bcar = {w: np.array([i for i, b in enumerate(brands) if normalize_word(b) == w]) for w in bwords}
             # the brand column holds the original spelling: bind the normalized word (matching is normalized)
             res["ihr_brand"] = ihr_study(items, table, attributes, "brand", bwords, bcar, bcar, 2, work / "brand",
-                                         min_precision=a.min_precision)
+                                         min_precision=a.min_precision, max_route_share=a.max_route_share)
             print(json.dumps({k: v for k, v in res["ihr_brand"].items() if k != "per_word"}, indent=1), flush=True)
         if "rqvae" not in skip:
             half = {}

@@ -96,6 +96,7 @@ def bind_slot_command(
     alias: Optional[List[str]] = typer.Option(None, "--alias", help="Another spelling that also matches (repeatable)."),
     items: Optional[Path] = typer.Option(None, "--items", help="Catalog whose items carrying the word give the slot's routing scorer."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of --items. [default: the model's]"),
+    max_route_share: float = typer.Option(0.015, "--max-route-share", help="With --items: at most this share of the items lacking the attribute may be routed to the new slot."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No message."),
 ) -> None:
@@ -103,7 +104,8 @@ def bind_slot_command(
     from sidkit.kae.slots import bind_slot
 
     try:
-        r = bind_slot(category, word, model_dir=model, aliases=alias or [], items=items, id_col=id_col)
+        r = bind_slot(category, word, model_dir=model, aliases=alias or [], items=items, id_col=id_col,
+                      max_route_share=max_route_share)
     except SidkitError as e:
         _fail(e)
     if as_json:

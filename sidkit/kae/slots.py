@@ -121,6 +121,9 @@ class _KaeDir:
         write_json_atomic(self.registry_path, reg)
 
 
+MAX_ROUTE_SHARE = 0.015  # default cap on attribute-less items routed to a new slot
+
+
 def _check_word(word: str) -> str:
     w = normalize_word(word)
     if not w:
@@ -142,7 +145,8 @@ def _result(kd: _KaeDir, g: int, b: dict | None, *, state: str, slot: int, categ
             "routing": bool(b and b.get("scorer")), "created": created, "n_items": n_items, "notes": list(notes)}
 
 
-def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vector, id_col: str | None, extra_rows):
+def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vector, id_col: str | None, extra_rows,
+                max_route_share: float = MAX_ROUTE_SHARE):
     """(scorer dict or None, number of carrier items, notes) for a new binding."""
     from safetensors.numpy import load_file
 
@@ -186,19 +190,25 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
             return None, 0, notes
         X_pos = fuse(cat.embeddings, fusion, source=str(items))[carry]
     Xr, Sr = tensors["reservoir.X"], tensors["reservoir.slots"][:, g]
-    wv, bv = fit_new_row(sc, X_pos, Xr, Sr, extra_rows)
+    wv, bv = fit_new_row(sc, X_pos, Xr, Sr, extra_rows, max_null_share=max_route_share)
     return {"w": [float(x) for x in wv], "b": float(bv), "n_items": n}, n, notes
 
 
 def bind_slot(category: str, word: str, *, model_dir: str | os.PathLike | None = None, aliases: Sequence[str] = (),
-              items: str | os.PathLike | None = None, vector=None, id_col: str | None = None) -> dict:
+              items: str | os.PathLike | None = None, vector=None, id_col: str | None = None,
+              max_route_share: float = MAX_ROUTE_SHARE) -> dict:
     """Bind ``word`` to the first free reserved slot of the group that owns ``category``.
 
     Idempotent: a word already bound (or an alias of a binding, or a kept word of the group)
     returns its slot; new aliases are merged. ``items``: a catalog whose items carrying the word
     give the slot's routing row (else explicit matches only). Raises :class:`NoReservedSlot`
     when the group is full, :class:`SlotError` / :class:`ModelError` on bad input (registry untouched).
+    ``max_route_share``: at most this share of the fit items that lack the attribute may be
+    routed to the new slot (the routing row's bias is raised towards 90 % recall of the word's
+    items only up to that point).
     """
+    if not (isinstance(max_route_share, (int, float)) and 0 <= max_route_share <= 1):
+        raise ConfigError(f"--max-route-share must be a number in [0, 1] (got {max_route_share!r})")
     kd = _KaeDir(model_dir)
     g = kd.group_of(category)
     w = _check_word(word)
@@ -217,7 +227,7 @@ def bind_slot(category: str, word: str, *, model_dir: str | os.PathLike | None =
     if existing is None and (items is not None or vector is not None):
         extra = [(b.slot, b.scorer[0], b.scorer[1]) for b in sorted(registry_bindings(reg0), key=lambda b: b.version)
                  if b.group == g and b.scorer is not None]
-        scorer, n_items, notes = _scorer_row(kd, g, w, aliases, items, vector, id_col, extra)
+        scorer, n_items, notes = _scorer_row(kd, g, w, aliases, items, vector, id_col, extra, max_route_share)
     elif existing is None:
         notes.append("no --items given: the word binds for explicit matches only (items that carry it); pass --items CATALOG to route items lacking the attribute")
     with kd.lock():

@@ -198,7 +198,7 @@ def test_no_reserved_slot_and_errors_leave_registry_untouched(model, kae_env, tm
     res = runner.invoke(app, ["bind-slot", "color", "w four", "--model", str(model)])
     assert res.exit_code == 2 and "error:" in res.stderr and "reserved" in res.stderr
     for args in (["bind-slot", "no_such_category", "x"], ["bind-slot", "color", "   "], ["unbind-slot", "color", "never bound"],
-                 ["unbind-slot", "color", "blue"]):
+                 ["unbind-slot", "color", "blue"], ["bind-slot", "color", "w four", "--max-route-share", "1.5"]):
         res = runner.invoke(app, [*args, "--model", str(model)])
         assert res.exit_code == 2, args
         assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
@@ -292,3 +292,17 @@ def test_bound_word_matches_title_of_items_lacking_the_attribute(model, kae_env,
     changed = np.flatnonzero((c1 != c0).any(axis=1))
     red = np.array([c == "red" for c in colors])
     assert set(changed.tolist()) <= set(np.flatnonzero(red).tolist()) | set(none_rows[:3])
+
+
+def test_whitening_decorrelates_and_scales_low_variance_directions():
+    from sidkit.kae.route import whitening
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(8, 8)) * np.array([10, 5, 2, 1, 0.5, 0.2, 0.1, 0.05])[:, None]
+    X = (rng.normal(size=(20000, 8)) @ A).astype(np.float32) + 3.0
+    mu, P = whitening(X, shrink=0.0)
+    Z = (X - mu) @ P
+    assert np.allclose(np.cov(Z.T), np.eye(8), atol=0.05)
+    mu2, P2 = whitening(X, shrink=1e-3)
+    C2 = np.cov(((X - mu2) @ P2).T)
+    assert np.allclose(C2, np.diag(np.diag(C2)), atol=0.05) and C2.max() <= 1.0 + 1e-3 and np.diag(C2).min() < 0.9

@@ -20,7 +20,7 @@ from sidkit import __version__
 from sidkit.config import RQVAE_METHODS, FitConfig, resolve
 from sidkit.errors import DataError, InputFileError, ModelError
 from sidkit.features import FusionSpec, fuse, make_spec
-from sidkit.io.artifacts import atomic_dir, atomic_path, write_json_atomic
+from sidkit.io.artifacts import atomic_dir, atomic_path, rows_table, write_json_atomic
 from sidkit.io.catalog import iter_catalog_batches, open_parquet, read_catalog
 from sidkit.io.codes import assign_suffix, codes_table, pack_keys, read_codes
 
@@ -210,7 +210,7 @@ def fit(
         pq.write_table(_codebooks_table(books, counts), tmp / "codebooks.parquet")
         write_json_atomic(tmp / "report.json", report)
         if getattr(est, "history_", None):
-            pq.write_table(pa.Table.from_pylist(est.history_), tmp / "train_log.parquet")
+            pq.write_table(rows_table(est.history_), tmp / "train_log.parquet")
         _write_html(report, tmp / "report.html")
     col = report["collision"]
     summary = {

@@ -204,7 +204,8 @@ def test_cli_quasid_end_to_end(small, tmp_path):
     s = json.loads(r.stdout)
     assert s["method"] == "quasid" and "warnings" not in s
     log = pq.read_table(tmp_path / "m" / "train_log.parquet")
-    for col in ("collision_rate", "pairs_h0", "pairs_h_le1", "mask_rate", "r_nn_median", "loss_align"):
+    for col in ("collision_rate", "pairs_h0", "pairs_h_le1", "mask_rate", "r_nn_median", "loss_align", "loss_rep", "m_max",
+                "qualified_pairs", "batch_pairs"):
         assert col in log.column_names
     meta = json.loads((tmp_path / "m" / "sidkit.json").read_text())
     assert meta["training"]["regularizer"]["alignment"] is True
@@ -257,3 +258,11 @@ def test_cli_bad_input(small, tmp_path, case):
     if case == "unknown_ids":
         assert "2 interaction rows" in err[0] and "nope_1" in err[0]
     assert not (tmp_path / "m").exists()
+
+
+def test_train_log_keeps_columns_that_appear_after_the_first_row():
+    from sidkit.io.artifacts import rows_table
+
+    t = rows_table([{"step": 50, "lambda_rep": 0.0}, {"step": 100, "lambda_rep": 0.1, "m_max": 0.2}])
+    assert t.column_names == ["step", "lambda_rep", "m_max"]
+    assert t.column("m_max").to_pylist() == [None, 0.2]

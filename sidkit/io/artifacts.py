@@ -84,3 +84,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def rows_table(rows: list[dict]):
+    """An Arrow table of dict rows over the union of their keys (first-seen order); a key a row
+    lacks is null there. (``pa.Table.from_pylist`` keeps only the first row's keys.)"""
+    import pyarrow as pa
+
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return pa.table({k: [r.get(k) for r in rows] for k in keys})

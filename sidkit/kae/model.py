@@ -285,7 +285,7 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
 
     from sidkit import __version__
     from sidkit.features import fuse, make_spec
-    from sidkit.io.artifacts import atomic_dir, write_json_atomic, write_text_atomic
+    from sidkit.io.artifacts import atomic_dir, rows_table, write_json_atomic, write_text_atomic
     from sidkit.io.catalog import read_catalog
     from sidkit.io.codes import assign_suffix, codes_table
     from sidkit.kae.plan import make_plan, plan_to_toml, read_plan
@@ -394,7 +394,7 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
         write_json_atomic(tmp / SLOTS_FILE, new_registry(est, fingerprint))
         write_text_atomic(tmp / "kae.toml", plan_to_toml(plan))
         if getattr(est.residual_, "history_", None):
-            pq.write_table(pa.Table.from_pylist(est.residual_.history_), tmp / "train_log.parquet")
+            pq.write_table(rows_table(est.residual_.history_), tmp / "train_log.parquet")
         P._write_html(report, tmp / "report.html")
     col = report["collision"]
     summary = {

@@ -53,6 +53,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "gamma_s": 1.0,
         "severity": True,              # ablation switch: False gives every overlap the full margin
         "severity_weight": False,
+        "normalize": "valid",          # valid: mean over qualified pairs (METHODS.md §3.3) | active: over pairs inside their margin
+        "semantic_weight": 0.0,        # gamma_c: pair weight 1 + gamma_c * (1 - cos(x_i, x_j)) (0: off)
         "mask": True,                  # ablation switch: False disables every CAVPM rule
         "dup_content": 0.98,           # cosine threshold, or false
         "dup_text_hash": True,
@@ -95,11 +97,12 @@ _CHOICES = {
     ("adasid", "progress"): ("max_steps_collision", "steps"),
     ("adasid", "kernel"): ("margin", "soft_overlap", "code_switch"),
     ("quasid", "kernel"): ("margin", "code_switch"),
+    ("quasid", "normalize"): ("valid", "active"),
 }
 _POS_INT = {("mining", "h_max"): 0, ("mining", "cap_per_bucket"): 1, ("mining", "max_pairs"): 1, ("mining", "members_per_bucket"): 2,
             ("mining", "knn_k"): 1, ("mining", "rnn_k"): 1, ("align", "hist_len"): 1, ("align", "window"): 1,
             ("align", "proj_dim"): 1, ("align", "hidden"): 1, ("align", "batch"): 2, ("adasid", "k_c"): 1}
-_NONNEG = {("align", "weight"), ("quasid", "lambda_hmr"), ("quasid", "alpha_m"), ("quasid", "margin_fallback"),
+_NONNEG = {("align", "weight"), ("quasid", "lambda_hmr"), ("quasid", "semantic_weight"), ("quasid", "alpha_m"), ("quasid", "margin_fallback"),
            ("quasid", "gamma_s"), ("quasid", "switch_margin"), ("adasid", "switch_margin"), ("adasid", "lambda_rep_max"), ("adasid", "lambda_align_max"), ("adasid", "eta"),
            ("adasid", "gamma_l"), ("adasid", "alpha_m"), ("adasid", "margin_fallback")}
 _POS = {("align", "tau"), ("align", "lr"), ("adasid", "T_k")}

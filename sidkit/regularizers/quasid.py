@@ -64,8 +64,11 @@ def pair_distance(z: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Te
 
 
 def hmr_loss(z: torch.Tensor, i: torch.Tensor, j: torch.Tensor, h: torch.Tensor, mask: torch.Tensor, m_max: float,
-             h_max: int, gamma_s: float = 1.0, severity: bool = True, severity_weight: bool = False) -> torch.Tensor:
-    """L_HMR over pairs (i, j) with Hamming distances h and a validity mask (bool or 0/1)."""
+             h_max: int, gamma_s: float = 1.0, severity: bool = True, severity_weight: bool = False,
+             weight: torch.Tensor | None = None, normalize: str = "valid") -> torch.Tensor:
+    """L_HMR over pairs (i, j) with Hamming distances h and a validity mask (bool or 0/1).
+    ``weight``: optional per-pair weights; ``normalize``: divide by the number of qualified pairs
+    (``valid``, METHODS.md §3.3) or of qualified pairs inside their margin (``active``)."""
     d = pair_distance(z, i, j)
     if severity:
         sig = ((h_max + 1 - h.float()) / (h_max + 1)).clamp(min=0) ** gamma_s
@@ -75,7 +78,11 @@ def hmr_loss(z: torch.Tensor, i: torch.Tensor, j: torch.Tensor, h: torch.Tensor,
     ell = F.relu(m - d).pow(2)
     if severity_weight:
         ell = ell * sig
+    if weight is not None:
+        ell = ell * weight
     M = mask.to(ell.dtype)
+    if normalize == "active":
+        return (M * ell).sum() / (M * (d.detach() < m).to(ell.dtype)).sum().clamp(min=1.0)
     return (M * ell).sum() / M.sum().clamp(min=1.0)
 
 
@@ -156,8 +163,10 @@ class QuaSID(CollisionRegularizer):
             return (Mf * ell).sum() / Mf.sum().clamp(min=1.0)
         m_max = self.margin(float(self.cfg["alpha_m"]), float(self.cfg["margin_fallback"]))
         log["m_max"] = m_max
+        gc = float(self.cfg["semantic_weight"])
+        w = 1.0 + gc * (1.0 - self.pair_cos(gi, gj)).clamp(min=0.0) if gc > 0 else None
         return hmr_loss(z, i, j, h, M, m_max, self.h_max, float(self.cfg["gamma_s"]), bool(self.cfg["severity"]),
-                        bool(self.cfg["severity_weight"]))
+                        bool(self.cfg["severity_weight"]), w, self.cfg["normalize"])
 
     def params(self) -> dict:
         return {"name": self.name, **self.blocks, "rules": sorted(getattr(self, "rules", {}))}

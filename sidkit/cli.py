@@ -72,7 +72,7 @@ def fit(
     regularizer: Optional[str] = typer.Option(None, "--regularizer", help="quasid or adasid on top of --method rqvae (also with --sinkhorn)."),
     interactions: Optional[Path] = typer.Option(None, "--interactions", help="quasid/adasid: interactions Parquet (user_id, item_id, split and/or timestamp/position) for the alignment term; only the training part is used."),
     lambda_hmr: Optional[float] = typer.Option(None, "--lambda-hmr", help="quasid: margin-repulsion weight. [default: 0.1]"),
-    lambda_rep: Optional[float] = typer.Option(None, "--lambda-rep", help="adasid: maximum repulsion weight. [default: 0.1]"),
+    lambda_rep: Optional[float] = typer.Option(None, "--lambda-rep", help="adasid: maximum repulsion weight. [default: 0.3]"),
     lambda_align: Optional[float] = typer.Option(None, "--lambda-align", help="quasid/adasid: (maximum) alignment weight. [default: 0.0001]"),
     alpha_m: Optional[float] = typer.Option(None, "--alpha-m", help="quasid/adasid: margin = alpha_m x median distance to the nearest item with another SID. [default: 1.0]"),
     h_max: Optional[int] = typer.Option(None, "--h-max", help="quasid/adasid: largest Hamming distance of a repelled overlap. [default: 1]"),

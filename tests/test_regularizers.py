@@ -78,6 +78,17 @@ def test_hmr_gradient_pushes_apart_and_mask_is_exact_zero():
     assert float(l0) == pytest.approx(0.16, abs=1e-4) and float(l1) == pytest.approx(0.04, abs=1e-4)
 
 
+def test_hmr_semantic_weight_scales_unrelated_pairs():
+    zz = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    i, j, h = torch.tensor([0, 2]), torch.tensor([1, 3]), torch.tensor([0, 0])
+    base = hmr_loss(zz, i, j, h, torch.ones(2), 0.4, 1)
+    cos_x = torch.tensor([0.9, 0.2])  # the second pair is semantically unrelated
+    w = 1.0 + 10.0 * (1.0 - cos_x)
+    weighted = hmr_loss(zz, i, j, h, torch.ones(2), 0.4, 1, weight=w)
+    assert float(weighted) == pytest.approx(float(base) * float(w.mean()), rel=1e-5)
+    assert float(hmr_loss(zz, i[1:], j[1:], h[1:], torch.ones(1), 0.4, 1, weight=w[1:])) == pytest.approx(0.16 * 9.0, rel=1e-4)
+
+
 # --- §9.5 AdaSID weights --------------------------------------------------------------------------
 def test_adasid_relaxation_and_budget():
     s = torch.tensor([1.0, 0.2, 0.5, 0.9])

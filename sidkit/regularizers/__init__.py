@@ -54,7 +54,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "severity": True,              # ablation switch: False gives every overlap the full margin
         "severity_weight": False,
         "normalize": "valid",          # valid: mean over qualified pairs (METHODS.md §3.3) | active: over pairs inside their margin
-        "semantic_weight": 0.0,        # gamma_c: pair weight 1 + gamma_c * (1 - cos(x_i, x_j)) (0: off)
+        "semantic_weight": 10.0,       # gamma_c: pair weight 1 + gamma_c * (1 - cos(x_i, x_j)); 0 = METHODS.md §3.3
         "mask": True,                  # ablation switch: False disables every CAVPM rule
         "dup_content": 0.98,           # cosine threshold, or false
         "dup_text_hash": True,
@@ -66,7 +66,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "switch_margin": 0.05,         # code_switch: relative margin past the code boundary
     },
     "adasid": {
-        "lambda_rep_max": 0.1,
+        "lambda_rep_max": 0.3,         # METHODS.md says 0.1; 0.3 left fewer conflict items on Scientific
         "lambda_align_max": 1e-4,      # METHODS.md says 0.01; see align.weight
         "relax": True,                 # ablation switch: False gives rho = 1
         "k_c": 10,

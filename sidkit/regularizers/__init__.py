@@ -86,6 +86,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "align_ramp_end": 0.7,
         "kernel": "margin",            # margin | soft_overlap | code_switch
         "switch_margin": 0.05,
+        "semantic_weight": 0.0,        # gamma_c as in quasid (0: off)
         "alpha_m": 1.0,
         "margin_fallback": 0.1,
     },
@@ -102,7 +103,7 @@ _CHOICES = {
 _POS_INT = {("mining", "h_max"): 0, ("mining", "cap_per_bucket"): 1, ("mining", "max_pairs"): 1, ("mining", "members_per_bucket"): 2,
             ("mining", "knn_k"): 1, ("mining", "rnn_k"): 1, ("align", "hist_len"): 1, ("align", "window"): 1,
             ("align", "proj_dim"): 1, ("align", "hidden"): 1, ("align", "batch"): 2, ("adasid", "k_c"): 1}
-_NONNEG = {("align", "weight"), ("quasid", "lambda_hmr"), ("quasid", "semantic_weight"), ("quasid", "alpha_m"), ("quasid", "margin_fallback"),
+_NONNEG = {("align", "weight"), ("quasid", "lambda_hmr"), ("quasid", "semantic_weight"), ("adasid", "semantic_weight"), ("quasid", "alpha_m"), ("quasid", "margin_fallback"),
            ("quasid", "gamma_s"), ("quasid", "switch_margin"), ("adasid", "switch_margin"), ("adasid", "lambda_rep_max"), ("adasid", "lambda_align_max"), ("adasid", "eta"),
            ("adasid", "gamma_l"), ("adasid", "alpha_m"), ("adasid", "margin_fallback")}
 _POS = {("align", "tau"), ("align", "lr"), ("adasid", "T_k")}

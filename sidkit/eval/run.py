@@ -173,6 +173,7 @@ def evaluate(
         for s in seeds:
             stage = f"{t['name']} seed {s}"
             if model == "sasrec-sid":
+                M._set_seed(s)  # the embedding's initialisation must not depend on earlier work in the process
                 emb = M.SidItemEmbedding(sid_full, sizes, cfg.d)
                 net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=progress, stage=stage)
                 ranks = M.sasrec_ranks(net, test_hist, test_tgt, tie_order=M._tie_order(split.n_items))
@@ -192,6 +193,7 @@ def evaluate(
     if "sasrec-id" in baselines:
         ranks_by_seed, infos = [], []
         for s in seeds:
+            M._set_seed(s)
             emb = M.IdItemEmbedding(split.n_items, cfg.d)
             net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=progress, stage=f"sasrec-id seed {s}")
             ranks_by_seed.append(M.sasrec_ranks(net, test_hist, test_tgt, tie_order=M._tie_order(split.n_items)))

@@ -160,6 +160,14 @@ def _random_sids(path: Path, items: Path = EXAMPLES / "items.parquet") -> Path:
     return path
 
 
+def _first_users(path: Path, n: int) -> Path:
+    """The example interactions of the first n users (sorted ids)."""
+    inter = pq.read_table(EXAMPLES / "interactions.parquet")
+    users = sorted(set(inter.column("user_id").to_pylist()))[:n]
+    pq.write_table(inter.filter(pa.compute.is_in(inter.column("user_id"), pa.array(users))), path)
+    return path
+
+
 def test_evaluate_examples_beats_random(tmp_path):
     good = _category_sids(tmp_path / "good.parquet")
     res = evaluate([good], EXAMPLES / "interactions.parquet", seeds=(0,), n_bootstrap=200,
@@ -181,10 +189,7 @@ def test_evaluate_is_deterministic_whatever_ran_before(tmp_path):
     import torch
 
     good = _category_sids(tmp_path / "good.parquet")
-    inter = pq.read_table(EXAMPLES / "interactions.parquet")
-    users = sorted(set(inter.column("user_id").to_pylist()))[:120]
-    small = tmp_path / "small.parquet"
-    pq.write_table(inter.filter(pa.compute.is_in(inter.column("user_id"), pa.array(users))), small)
+    small = _first_users(tmp_path / "small.parquet", 120)
     runs = []
     for burn in (0, 7):
         torch.rand(burn)  # other work in the same process moves the global RNG
@@ -195,10 +200,7 @@ def test_evaluate_is_deterministic_whatever_ran_before(tmp_path):
 
 def test_evaluate_tiger_runs(tmp_path):
     good = _category_sids(tmp_path / "good.parquet")
-    inter = pq.read_table(EXAMPLES / "interactions.parquet")
-    users = sorted(set(inter.column("user_id").to_pylist()))[:60]
-    small = tmp_path / "small.parquet"
-    pq.write_table(inter.filter(pa.compute.is_in(inter.column("user_id"), pa.array(users))), small)
+    small = _first_users(tmp_path / "small.parquet", 60)
     res = evaluate([good], small, model="tiger", seeds=(0,), baselines=(), n_bootstrap=100,
                    train_config=tiny_cfg(epochs=1, valid_users=200))
     row = res["rows"][0]

@@ -155,9 +155,9 @@ class AdaSID(CollisionRegularizer):
             from sidkit.regularizers.quasid import pair_distance
 
             ell = F.relu(m - pair_distance(z, i, j)).pow(2)
-        gc = float(self.cfg["semantic_weight"])
-        if gc > 0:
-            w = w * (1.0 + gc * (1.0 - self.pair_cos(gi, gj)).clamp(min=0.0))
+        sw = self.semantic_weight(gi, gj, float(self.cfg["semantic_weight"]))
+        if sw is not None:
+            w = w * sw
         return (w.detach() * ell).sum() / max(1, len(i))
 
     def _soft_overlap(self, z, codes, i, j):

@@ -18,13 +18,18 @@ import torch
 from sidkit.quantizers.rqvae import Regularizer
 
 
+def _packable(sizes: Sequence[int]) -> bool:
+    """Whether a mixed-radix key over codebooks of these sizes fits in an int64."""
+    return sum(math.log2(max(2, int(k))) for k in sizes) <= 62
+
+
 def _pack(codes: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
     """Mixed-radix int64 key per row (falls back to a hash of the row when it does not fit)."""
     codes = np.asarray(codes, dtype=np.int64)
     n, L = codes.shape
     if L == 0:
         return np.zeros(n, np.int64)
-    if sum(math.log2(max(2, k)) for k in sizes) <= 62:
+    if _packable(sizes):
         key = np.zeros(n, np.int64)
         for l in range(L):
             key = key * int(sizes[l]) + codes[:, l]
@@ -269,8 +274,7 @@ def batch_pairs(codes: torch.Tensor, sizes: Sequence[int], h_max: int, cap: int 
     B, L = codes.shape
     dev = codes.device
     codes = codes.long()
-    packable = sum(math.log2(max(2, int(k))) for k in sizes) <= 62
-    if h_max >= 2 or not packable or L < 2:
+    if h_max >= 2 or not _packable(sizes) or L < 2:
         Hm = torch.zeros((B, B), dtype=torch.uint8, device=dev)
         for l in range(L):
             Hm += codes[:, l, None] != codes[None, :, l]
@@ -439,6 +443,11 @@ class CollisionRegularizer(Regularizer):
         """cos(x_i, x_j) of the frozen inputs for pairs of global indices (row-wise dot products:
         the pair count per step is capped by ``mining.max_pairs``)."""
         return (self.Xn.index_select(0, gi) * self.Xn.index_select(0, gj)).sum(1)
+
+    def semantic_weight(self, gi: torch.Tensor, gj: torch.Tensor, gamma: float) -> torch.Tensor | None:
+        """Per-pair weight 1 + gamma (1 - cos(x_i, x_j)): unrelated collisions get more force
+        (None when gamma is 0)."""
+        return 1.0 + gamma * (1.0 - self.pair_cos(gi, gj)).clamp(min=0.0) if gamma > 0 else None
 
     def margin(self, alpha: float, fallback: float) -> float:
         return alpha * self.rnn_median if self.rnn_median else fallback

@@ -163,8 +163,7 @@ class QuaSID(CollisionRegularizer):
             return (Mf * ell).sum() / Mf.sum().clamp(min=1.0)
         m_max = self.margin(float(self.cfg["alpha_m"]), float(self.cfg["margin_fallback"]))
         log["m_max"] = m_max
-        gc = float(self.cfg["semantic_weight"])
-        w = 1.0 + gc * (1.0 - self.pair_cos(gi, gj)).clamp(min=0.0) if gc > 0 else None
+        w = self.semantic_weight(gi, gj, float(self.cfg["semantic_weight"]))
         return hmr_loss(z, i, j, h, M, m_max, self.h_max, float(self.cfg["gamma_s"]), bool(self.cfg["severity"]),
                         bool(self.cfg["severity_weight"]), w, self.cfg["normalize"])
 

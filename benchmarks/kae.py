@@ -1,7 +1,8 @@
 """KAE benchmark (issue 5): plan, explicit hit rate after binding, IHR of content routing for
 held-out words, collateral change, closed-codebook RQ-VAE baseline, bind-slot latency.
 
-    python benchmarks/kae.py [--data ../shared/data/amazon18_scientific] [--large 1000000] [--out kae_bench.json]
+    python benchmarks/kae.py [--data ../shared/data/amazon18_scientific] [--seeds 3] [--large 1000000]
+        [--route-neighbours K] [--max-route-share S] [--out kae_bench.json]
 
 IHR protocol (METHODS.md scope note; the held-out items' titles are blanked too, so the figure is
 that of content routing alone; a second run keeps the titles, where §5.5 text matching places
@@ -12,6 +13,9 @@ the attribute blanked out; IHR = share of those items whose code carries the bou
 group's position. Explicit hit rate: items that still carry the word. Collateral: items that
 neither carry a held-out word nor were blanked whose code changed (0 required), and the share
 of items lacking the attribute that got routed onto a new slot (reported, allowed).
+The colour IHR with titles blanked is repeated for ``--seeds`` fold/half splits (per-seed and
+mean). The routing features and the default cap were chosen on amazon14_office's colours (run
+this script with ``--data ../shared/data/amazon14_office``); Scientific is the test catalog.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def _blank(table: pa.Table, col: str, rows: set[int]) -> pa.Table:
 
 def ihr_study(items: Path, table: pa.Table, attributes: list[str], col: str, words: list[str], carriers: dict[str, np.ndarray],
               all_carriers: dict[str, np.ndarray], folds: int, work: Path, seed: int = 0, min_precision: float | None = None,
-              blank_text: bool = True, max_route_share: float | None = None) -> dict:
+              blank_text: bool = True, max_route_share: float | None = None, route_neighbours: int | None = None) -> dict:
     """Hold out ``words`` of ``col`` in ``folds`` rounds; bind with half the items, route the other half.
     ``blank_text``: blank the held-out items' titles too, so only content routing can place them
     (else a bound word found in the title places them: §5.5 ``matches``)."""
@@ -66,6 +70,8 @@ def ihr_study(items: Path, table: pa.Table, attributes: list[str], col: str, wor
         plan.exclude = [f"{col}:{w}" for w in fw]
         if min_precision is not None:
             plan.route_min_precision = min_precision
+        if route_neighbours is not None:
+            plan.route_neighbours = route_neighbours
         pdir = work / f"fold{k}"
         pdir.mkdir(parents=True, exist_ok=True)
         write_plan(plan, pdir / "plan.toml")
@@ -215,6 +221,8 @@ def main() -> None:
     ap.add_argument("--rqvae-steps", type=int, default=500)
     ap.add_argument("--min-precision", type=float, default=None, help="override the plan's route_min_precision")
     ap.add_argument("--max-route-share", type=float, default=None, help="bind-slot's cap on routed attribute-less items (default: its own)")
+    ap.add_argument("--route-neighbours", type=int, default=None, help="override the plan's route_neighbours (0: embeddings alone)")
+    ap.add_argument("--seeds", type=int, default=3, help="fold/half splits of the colour IHR with titles blanked (default 3)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--skip", default="", help="comma list: plan,colors,brand,rqvae,latency")
     a = ap.parse_args()
@@ -238,13 +246,21 @@ def main() -> None:
         words = sorted(w for w, k in single.items() if k >= 20)
         carriers = {w: np.array([i for i, c in enumerate(colors) if c == [w]]) for w in words}
         all_carriers = {w: np.array([i for i, c in enumerate(colors) if w in c]) for w in words}
+        opts = {"min_precision": a.min_precision, "max_route_share": a.max_route_share, "route_neighbours": a.route_neighbours}
         if "colors" not in skip:
-            res["ihr_colors"] = ihr_study(items, table, attributes, "colors", words, carriers, all_carriers, a.folds, work / "colors",
-                                          min_precision=a.min_precision, max_route_share=a.max_route_share)
+            runs = [ihr_study(items, table, attributes, "colors", words, carriers, all_carriers, a.folds, work / f"colors{s}",
+                              seed=s, **opts) for s in range(max(1, a.seeds))]
+            res["ihr_colors"] = runs[0]
+            res["ihr_colors_seeds"] = {
+                "ihr_item_weighted": [r["ihr_item_weighted"] for r in runs],
+                "mean": round(statistics.fmean(r["ihr_item_weighted"] for r in runs), 4),
+                "routed_share_of_attributeless_others": [r["routed_share_of_attributeless_others_mean"] for r in runs],
+                "collateral_change_max": max(r["collateral_change_max"] for r in runs),
+                "explicit_hit_rate_min": min(r["explicit_hit_rate_min"] for r in runs)}
             print(json.dumps({k: v for k, v in res["ihr_colors"].items() if k != "per_word"}, indent=1), flush=True)
+            print(json.dumps({"ihr_colors_seeds": res["ihr_colors_seeds"]}, indent=1), flush=True)
             res["ihr_colors_title_kept"] = ihr_study(items, table, attributes, "colors", words, carriers, all_carriers, a.folds,
-                                                     work / "colors_text", min_precision=a.min_precision, blank_text=False,
-                                                     max_route_share=a.max_route_share)
+                                                     work / "colors_text", blank_text=False, **opts)
             print(json.dumps({k: v for k, v in res["ihr_colors_title_kept"].items() if k not in ("per_word", "rounds")}, indent=1), flush=True)
         if "brand" not in skip:
             brands = table.column("brand").to_pylist()
@@ -254,8 +270,7 @@ def main() -> None:
             bwords = sorted(w for w, k in bc.most_common(6) if k >= 20)
             bcar = {w: np.array([i for i, b in enumerate(brands) if normalize_word(b) == w]) for w in bwords}
             # the brand column holds the original spelling: bind the normalized word (matching is normalized)
-            res["ihr_brand"] = ihr_study(items, table, attributes, "brand", bwords, bcar, bcar, 2, work / "brand",
-                                         min_precision=a.min_precision, max_route_share=a.max_route_share)
+            res["ihr_brand"] = ihr_study(items, table, attributes, "brand", bwords, bcar, bcar, 2, work / "brand", **opts)
             print(json.dumps({k: v for k, v in res["ihr_brand"].items() if k != "per_word"}, indent=1), flush=True)
         if "rqvae" not in skip:
             half = {}

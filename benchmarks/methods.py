@@ -1,7 +1,7 @@
 """QuaSID / AdaSID against the baselines on the real catalogs of ../shared/data (issue 4).
 
     python benchmarks/methods.py [--seeds 3] [--datasets amazon18_scientific,amazon14_office]
-        [--methods rqkmeans,rqvae,rqvae+sinkhorn,quasid,adasid] [--max-steps N]
+        [--methods rqkmeans,rqvae,rqvae+sinkhorn,quasid,adasid] [--seed-start 0] [--max-steps N]
         [--extra 'quasid:lambda_hmr=1.0;adasid:lambda_rep_max=1.0'] [--no-interactions] [--json out.json]
 
 Every method runs with 3 x 256 codes and the same seeds; quasid/adasid get the dataset's
@@ -112,7 +112,8 @@ def ratio(a: float, b: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=3, help="number of seeds (0..n-1; default 3)")
+    ap.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    ap.add_argument("--seed-start", type=int, default=0, help="first seed (default 0): seeds are start..start+n-1")
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--extra", default="", help="extra variants, e.g. 'quasid:lambda_hmr=1.0;adasid:lambda_rep_max=1'")
@@ -134,7 +135,7 @@ def main() -> int:
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="sidkit-methods-") as td:
         for ds in present:
-            for seed in range(args.seeds):
+            for seed in range(args.seed_start, args.seed_start + args.seeds):
                 for label, (m, blocks) in variants.items():
                     row = run_one(ds, m, blocks, seed, args, Path(td))
                     results.setdefault(ds, {}).setdefault(label, []).append(row)

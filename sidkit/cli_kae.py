@@ -14,6 +14,7 @@ from typing import List, Optional
 import typer
 
 from sidkit.errors import SidkitError
+from sidkit.kae.slots import MAX_ROUTE_SHARE
 
 ModelOpt = typer.Option(None, "--model", "-m", help="KAE model directory. [default: $SIDKIT_MODEL, else the current directory]")
 
@@ -96,7 +97,7 @@ def bind_slot_command(
     alias: Optional[List[str]] = typer.Option(None, "--alias", help="Another spelling that also matches (repeatable)."),
     items: Optional[Path] = typer.Option(None, "--items", help="Catalog whose items carrying the word give the slot's routing scorer."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of --items. [default: the model's]"),
-    max_route_share: float = typer.Option(0.015, "--max-route-share", help="With --items: at most this share of the items lacking the attribute may be routed to the new slot."),
+    max_route_share: float = typer.Option(MAX_ROUTE_SHARE, "--max-route-share", help="With --items: at most this share of the items lacking the attribute may be routed to the new slot."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No message."),
 ) -> None:

@@ -182,6 +182,51 @@ def test_quasid_separates_planted_collision():
     assert q_total <= 0.7 * base_total
 
 
+def test_checkpoint_conflicts_count_unrelated_exact_collisions_only():
+    """Checkpoint selection counts exact collisions that are not benign by the method's rules and
+    look unrelated (leaf categories differ, or cosine below the random-pair median + 0.1)."""
+    from types import SimpleNamespace
+
+    from sidkit.regularizers import make_regularizer
+
+    rng = np.random.default_rng(0)
+    n, d = 40, 16
+    X = rng.normal(size=(n, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+
+    def near(v, c):  # a unit vector at cosine c from v
+        u = rng.normal(size=d)
+        u -= (u @ v) * v
+        return c * v + np.sqrt(1 - c * c) * u / np.linalg.norm(u)
+
+    X[1] = near(X[0], -0.3)  # unrelated
+    X[3] = near(X[2], 0.99)  # near-duplicates
+    X[5] = near(X[4], 0.6)   # related, same leaf
+    X[7] = near(X[6], 0.6)   # related, different leaves
+    X = X.astype(np.float32)
+    leaf = [f"leaf{i}" for i in range(n)]
+    leaf[5] = leaf[4]
+    codes = np.stack([np.arange(n) % 8, np.arange(n) // 8], 1).astype(np.int32)  # all distinct (8 x 5)
+    for a_, b_ in ((0, 1), (2, 3), (4, 5), (6, 7)):
+        codes[b_] = codes[a_]
+    model = SimpleNamespace(rq=SimpleNamespace(levels=[SimpleNamespace(codebook=torch.zeros(8, 4))] * 2))
+
+    def count(name, **blk):
+        reg = make_regularizer(name, resolve_blocks(blk), catalog_info={"leaf": leaf})
+        reg.setup(X, model, total_steps=10, batch_size=16, seed=0, device=torch.device("cpu"))
+        return reg, reg.checkpoint_conflicts(codes, None)
+
+    reg, q = count("quasid")
+    assert q == 2  # (0, 1) unrelated, (6, 7) leaves differ; (2, 3) is a CAVPM duplicate, (4, 5) related
+    assert count("quasid", mining={"checkpoint": "collision_rate"})[1] == 0
+    rows = np.arange(n)[::-1].copy()  # codes of a row subset map back to catalog rows
+    assert reg.checkpoint_conflicts(codes[rows], rows) == 2
+    reg, a = count("adasid")
+    tau = reg.tau.numpy()
+    compatible_67 = X[6] @ X[7] >= max(tau[6], tau[7])
+    assert a == 1 + (not compatible_67)  # AdaSID lets compatible pairs share, whatever their leaves
+
+
 def test_regularized_fit_is_deterministic():
     from sidkit.regularizers import make_regularizer
 
@@ -219,9 +264,15 @@ def test_cli_quasid_end_to_end(small, tmp_path):
     assert s["method"] == "quasid" and "warnings" not in s
     log = pq.read_table(tmp_path / "m" / "train_log.parquet")
     for col in ("collision_rate", "pairs_h0", "pairs_h_le1", "mask_rate", "r_nn_median", "loss_align", "loss_rep", "m_max",
-                "qualified_pairs", "batch_pairs"):
+                "qualified_pairs", "batch_pairs", "conflict_pairs"):
         assert col in log.column_names
     meta = json.loads((tmp_path / "m" / "sidkit.json").read_text())
+    # the kept checkpoint has the fewest conflict pairs among those within the reconstruction guard
+    rows = log.to_pylist()
+    best_mse = min(r["recon_mse"] for r in rows)
+    guarded = [r for r in rows if r["recon_mse"] <= 1.1 * best_mse]
+    kept = next(r for r in rows if r["step"] == meta["training"]["best_step"])
+    assert kept["conflict_pairs"] == min(r["conflict_pairs"] for r in guarded)
     assert meta["training"]["regularizer"]["alignment"] is True
     assert meta["config"]["quasid"]["lambda_hmr"] == 0.1
     import sidkit

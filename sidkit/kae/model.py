@@ -20,7 +20,7 @@ import pyarrow as pa
 from sidkit.errors import DataError
 from sidkit.kae.codebook import NULL, OTHER, Binding, GroupCodebook, encode_group, text_matches
 from sidkit.kae.plan import CategorySpec, CategoryWords, Plan, extract_words, group_vocabulary, reserved_count
-from sidkit.kae.route import GroupScorer, fit_scorer
+from sidkit.kae.route import GroupScorer, NeighbourFeatures, fit_scorer
 
 SLOTS_FILE = "slots.json"
 
@@ -32,14 +32,18 @@ class KAE:
     ----------
     plan : the grouping plan (:func:`sidkit.kae.make_plan` or :func:`sidkit.kae.read_plan`).
     route : fit a content-routing scorer per group for items that lack the group's attributes.
-    reservoir : fit items kept (embeddings + slots) as negatives for bind-time scorers.
+    reservoir : fit items kept (embeddings + slots) as negatives for bind-time scorers, and as
+        the neighbour bank of the routing features.
+    route_neighbours : k of the neighbour-centred routing features (0: the embeddings alone).
     random_state : seed.
     """
 
-    def __init__(self, plan: Plan, *, route: bool = True, reservoir: int = 8192, random_state: int = 0):
+    def __init__(self, plan: Plan, *, route: bool = True, reservoir: int = 8192, route_neighbours: int = 10,
+                 random_state: int = 0):
         self.plan = plan
         self.route = route
         self.reservoir = reservoir
+        self.route_neighbours = route_neighbours
         self.random_state = random_state
         self.books_: list[GroupCodebook] = []
         self.scorers_: list[GroupScorer | None] = []
@@ -49,6 +53,14 @@ class KAE:
         self.bindings_: list[Binding] = []
         self._res_X = np.zeros((0, 0), np.float32)
         self._res_slots = np.zeros((0, 0), np.int32)
+        self._features: NeighbourFeatures | None = None
+
+    @property
+    def route_features(self) -> NeighbourFeatures:
+        """The map from fused embeddings to the routing scorers' input."""
+        if self._features is None:
+            self._features = NeighbourFeatures(self._res_X, self.route_neighbours if len(self._res_X) else 0)
+        return self._features
 
     # -- categories and words
     @property
@@ -113,6 +125,11 @@ class KAE:
             r = gp.reserved if gp.reserved is not None else reserved_count(len(kept), plan.reserved_ratio, plan.reserved_min)
             self.books_.append(GroupCodebook(gp.name, list(gp.categories), [(c, w) for c, w, _ in kept], [k for _, _, k in kept], int(r)))
         det = np.stack([encode_group(b, words, n)[0] for b in self.books_], axis=1) if self.books_ else np.zeros((n, 0), np.int32)
+        rng = np.random.default_rng(self.random_state)
+        rows = np.sort(rng.choice(n, min(n, self.reservoir), replace=False))
+        self._res_X = X[rows].copy()
+        self._res_slots = det[rows].astype(np.int32)
+        self._features = None
         self.scorers_, self.route_stats_ = [], []
         for g, book in enumerate(self.books_):
             if progress:
@@ -121,15 +138,12 @@ class KAE:
                 self.scorers_.append(None)
                 self.route_stats_.append({"note": "routing off"})
                 continue
-            sc, st = fit_scorer(X, det[:, g], min_precision=plan.route_min_precision, seed=self.random_state + g)
+            sc, st = fit_scorer(X, det[:, g], min_precision=plan.route_min_precision, seed=self.random_state + g,
+                                features=self.route_features)
             self.scorers_.append(sc)
             self.route_stats_.append(st)
         if progress:
             progress("kae routing", len(self.books_), len(self.books_), {})
-        rng = np.random.default_rng(self.random_state)
-        rows = np.sort(rng.choice(n, min(n, self.reservoir), replace=False))
-        self._res_X = X[rows].copy()
-        self._res_slots = det[rows].astype(np.int32)
         if residual is not None:
             (residual_fit or residual.fit)(X)
             self.residual_ = residual
@@ -145,6 +159,7 @@ class KAE:
         n = len(X) if n is None else n
         bindings = self.bindings_ if bindings is None else bindings
         out = np.zeros((n, len(self.books_)), np.int32)
+        todo = []
         for g, book in enumerate(self.books_):
             bg = [b for b in bindings if b.group == g]
             slots, missing = encode_group(book, words, n, bg)
@@ -154,11 +169,18 @@ class KAE:
                 found = hit >= 0
                 slots[rows[found]] = hit[found]
                 missing[rows[found]] = False
+            out[:, g] = slots
             sc = self.scorers_[g] if g < len(self.scorers_) else None
             if sc is not None and missing.any() and len(X):
+                todo.append((g, sc, bg, missing))
+        if todo:  # routing features once, for the rows that some group routes
+            need = np.flatnonzero(np.logical_or.reduce([m for _, _, _, m in todo]))
+            pos = np.full(n, -1, np.int64)
+            pos[need] = np.arange(len(need))
+            F = self.route_features(np.asarray(X, np.float32)[need])
+            for g, sc, bg, missing in todo:
                 extra = [(b.slot, b.scorer[0], b.scorer[1]) for b in sorted(bg, key=lambda b: b.version) if b.scorer is not None]
-                slots[missing] = sc.route(X[missing], extra)
-            out[:, g] = slots
+                out[missing, g] = sc.route(F[pos[missing]], extra)
         return out
 
     def encode_batch(self, X: np.ndarray, columns: Mapping[str, Any] | None) -> np.ndarray:
@@ -188,6 +210,7 @@ class KAE:
     # -- state
     def params(self) -> dict:
         return {"plan": self.plan.to_dict(), "route": self.route, "reservoir": self.reservoir,
+                "route_neighbours": self.route_neighbours,
                 "random_state": self.random_state, "groups": [b.to_dict() for b in self.books_],
                 "route_stats": self.route_stats_, "residual_method": self.residual_method_,
                 "residual": ({"class": type(self.residual_).__name__, "params": self.residual_.params()}
@@ -195,6 +218,8 @@ class KAE:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         t: dict[str, np.ndarray] = {"reservoir.X": self._res_X.astype(np.float32), "reservoir.slots": self._res_slots.astype(np.int32)}
+        if self.route_features.k > 0:  # bind-time scorers need the reservoir's own features: keep its neighbours
+            t["reservoir.neighbours"] = self.route_features.neighbours(self._res_X)
         for g, sc in enumerate(self.scorers_):
             if sc is not None:
                 t.update(sc.tensors(f"route.{g}"))
@@ -207,7 +232,7 @@ class KAE:
     def from_state(cls, params: Mapping, tensors: Mapping[str, np.ndarray]) -> "KAE":
         plan = Plan.from_dict(params["plan"])
         est = cls(plan, route=bool(params.get("route", True)), reservoir=int(params.get("reservoir", 8192)),
-                  random_state=int(params.get("random_state", 0)))
+                  route_neighbours=int(params.get("route_neighbours", 0)), random_state=int(params.get("random_state", 0)))
         est.books_ = [GroupCodebook.from_dict(d) for d in params["groups"]]
         est.scorers_ = [GroupScorer.from_tensors(tensors, f"route.{g}") for g in range(len(est.books_))]
         est.route_stats_ = list(params.get("route_stats", []))
@@ -319,7 +344,7 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
     missing = [s.column for s in specs if s.column not in table.column_names]
     if missing:
         raise DataError(f"{catalog.path}: the KAE plan uses column(s) {', '.join(missing)} that the catalog lacks; fix the plan or the catalog")
-    est = KAE(plan, random_state=cfg.seed)
+    est = KAE(plan, route_neighbours=plan.route_neighbours, random_state=cfg.seed)
     words = est.words_from_columns({c: table.column(c) for c in table.column_names}, len(X))
     residual = None
     residual_fit = None

@@ -24,7 +24,8 @@ from sidkit.errors import ConfigError, SchemaError
 
 PLAN_VERSION = 1
 DEFAULTS = {"groups": 6, "mu_bal": 0.1, "k_max": 16384, "refine_passes": 3, "eps": 0.01, "f_min": 5,
-            "reserved_ratio": 0.05, "reserved_min": 32, "sample": 2_000_000, "route_min_precision": 0.5}
+            "reserved_ratio": 0.05, "reserved_min": 32, "sample": 2_000_000, "route_min_precision": 0.5,
+            "route_neighbours": 10}
 _LEVEL = re.compile(r"^(?P<col>.+)\[(?P<lvl>\d+|\*)\]$")
 
 
@@ -412,6 +413,7 @@ class Plan:
     reserved_min: int = DEFAULTS["reserved_min"]
     mu_bal: float = DEFAULTS["mu_bal"]
     route_min_precision: float = DEFAULTS["route_min_precision"]
+    route_neighbours: int = DEFAULTS["route_neighbours"]  # k of the neighbour-centred routing features (0: off)
     exclude: list[str] = field(default_factory=list)  # "category:word" held out of the vocabulary
     text_columns: list[str] = field(default_factory=lambda: ["title"])  # matched for bound words (§5.5 matches())
     report: dict = field(default_factory=dict)  # merge log, mutual information (not read back)
@@ -450,12 +452,15 @@ class Plan:
             raise ConfigError(f"KAE plan: eps must be in [0, 1) (got {self.eps})")
         if self.f_min < 1 or self.k_max < 1 or self.reserved_min < 0 or self.reserved_ratio < 0:
             raise ConfigError("KAE plan: f_min and k_max must be >= 1, reserved_min and reserved_ratio >= 0")
+        if isinstance(self.route_neighbours, bool) or not isinstance(self.route_neighbours, int) or self.route_neighbours < 0:
+            raise ConfigError(f"KAE plan: route_neighbours must be a non-negative integer (got {self.route_neighbours!r}); 0 turns the neighbour features off")
         return self
 
     def to_dict(self) -> dict:
         return {"version": PLAN_VERSION, "eps": self.eps, "f_min": self.f_min, "k_max": self.k_max,
                 "reserved_ratio": self.reserved_ratio, "reserved_min": self.reserved_min, "mu_bal": self.mu_bal,
-                "route_min_precision": self.route_min_precision, "exclude": list(self.exclude),
+                "route_min_precision": self.route_min_precision, "route_neighbours": self.route_neighbours,
+                "exclude": list(self.exclude),
                 "text_columns": list(self.text_columns),
                 "groups": [{"name": g.name, "categories": list(g.categories), "reserved": g.reserved,
                             "max_words": g.max_words, "stats": g.stats} for g in self.groups],
@@ -465,7 +470,7 @@ class Plan:
     def from_dict(cls, d: Mapping) -> "Plan":
         groups = [GroupPlan(str(g.get("name", f"g{i}")), [str(c) for c in g.get("categories", [])], g.get("reserved"),
                             g.get("max_words"), dict(g.get("stats", {}))) for i, g in enumerate(d.get("groups", d.get("group", [])))]
-        kw = {k: d[k] for k in ("eps", "f_min", "k_max", "reserved_ratio", "reserved_min", "mu_bal", "route_min_precision") if k in d}
+        kw = {k: d[k] for k in ("eps", "f_min", "k_max", "reserved_ratio", "reserved_min", "mu_bal", "route_min_precision", "route_neighbours") if k in d}
         if "text_columns" in d:
             tc = d["text_columns"]
             if isinstance(tc, str) or not all(isinstance(x, str) for x in tc):
@@ -485,6 +490,7 @@ def plan_to_toml(plan: Plan) -> str:
              "[kae]", f"version = {PLAN_VERSION}", f"eps = {plan.eps}", f"f_min = {plan.f_min}", f"k_max = {plan.k_max}",
              f"reserved_ratio = {plan.reserved_ratio}", f"reserved_min = {plan.reserved_min}", f"mu_bal = {plan.mu_bal}",
              f"route_min_precision = {plan.route_min_precision}",
+             f"route_neighbours = {plan.route_neighbours}  # k of the neighbour-centred routing features (0: embeddings alone)",
              "exclude = [" + ", ".join(_toml_str(e) for e in plan.exclude) + "]  # 'category:word' held out of the vocabulary",
              "text_columns = [" + ", ".join(_toml_str(c) for c in plan.text_columns) + "]  # text matched for bound words in items lacking the attribute", ""]
     for i, g in enumerate(plan.groups):

@@ -14,6 +14,12 @@ against the frozen base rows (a stored reservoir of fit items as negatives); not
 changes. The probability keeps the base classes' normaliser, so adding a row can only move
 items onto the new slot: every other routing decision is unchanged, and removing the row
 restores the previous codes exactly.
+
+The scorer's input is the fused embedding concatenated with its *neighbour-centred* copy,
+``[x, x - mean of its k nearest items in a bank of fit items]`` (``NeighbourFeatures``; the bank
+is the stored reservoir). Subtracting the local mean removes what the item shares with its
+product-type neighbours and leaves what sets it apart, such as its colour. Chosen on Office's
+colours (held-out-word hit rate 0.865 -> 0.892 at k = 10), then measured on Scientific's.
 """
 
 from __future__ import annotations
@@ -23,6 +29,61 @@ from dataclasses import dataclass
 import numpy as np
 
 from sidkit.kae.codebook import NULL
+
+
+class NeighbourFeatures:
+    """``[x, x - mean(k nearest bank rows)]`` by inner product, leaving out bank rows that are the
+    item itself (similarity >= 1 - 1e-5), so an item in the bank gets the same features whether
+    it is encoded at fit time or later. ``k = 0``: the features are x alone."""
+
+    SELF = 1.0 - 1e-5
+
+    def __init__(self, bank: np.ndarray, k: int):
+        self.bank = np.ascontiguousarray(bank, np.float32)
+        self.k = int(k) if len(self.bank) > 1 else 0
+        self._index = None
+
+    @property
+    def dim_factor(self) -> int:
+        return 2 if self.k > 0 else 1
+
+    def neighbours(self, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+        """(n, k) int32: the bank rows whose mean centres each row of X (-1 pads rows with fewer)."""
+        X = np.ascontiguousarray(X, np.float32)
+        import faiss
+
+        if self._index is None:
+            self._index = faiss.IndexFlatIP(self.bank.shape[1])
+            self._index.add(self.bank)
+        k = min(self.k, len(self.bank) - 1)
+        out = np.full((len(X), k), -1, np.int32)
+        for s in range(0, len(X), chunk):
+            D, I = self._index.search(X[s:s + chunk], k + 1)
+            use = (D < self.SELF) & (I >= 0)
+            use &= np.cumsum(use, axis=1) <= k  # the first k rows that are not the item itself
+            order = np.argsort(~use, axis=1, kind="stable")[:, :k]  # used columns first, in rank order
+            out[s:s + chunk] = np.where(np.take_along_axis(use, order, 1), np.take_along_axis(I, order, 1), -1)
+        return out
+
+    def from_neighbours(self, X: np.ndarray, nbr: np.ndarray) -> np.ndarray:
+        """The features of X given its neighbour rows (from :meth:`neighbours`)."""
+        X = np.ascontiguousarray(X, np.float32)
+        use = nbr >= 0
+        M = np.zeros_like(X)
+        for c in range(nbr.shape[1]):  # one gather per neighbour rank: no (n, k, d) temporary
+            M += self.bank[np.where(use[:, c], nbr[:, c], 0)] * use[:, c:c + 1]
+        M /= np.maximum(use.sum(axis=1, keepdims=True), 1).astype(np.float32)
+        return np.concatenate([X, X - M], axis=1)
+
+    def __call__(self, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+        X = np.ascontiguousarray(X, np.float32)
+        if self.k <= 0:
+            return X
+        out = np.empty((len(X), 2 * X.shape[1]), np.float32)
+        for s in range(0, len(X), chunk):
+            xb = X[s:s + chunk]
+            out[s:s + chunk] = self.from_neighbours(xb, self.neighbours(xb, chunk))
+        return out
 
 
 @dataclass
@@ -171,9 +232,13 @@ def calibrate_tau(scorer: GroupScorer, X: np.ndarray, true_slot: np.ndarray, min
 
 
 def fit_scorer(X: np.ndarray, slots: np.ndarray, *, min_precision: float = 0.5, l2: float = 1e-4, iters: int = 100,
-               max_per_class: int = 1000, max_null: int = 4000, seed: int = 0) -> tuple[GroupScorer | None, dict]:
+               max_per_class: int = 1000, max_null: int = 4000, seed: int = 0,
+               features=None) -> tuple[GroupScorer | None, dict]:
     """Fit the routing scorer of one group from items labelled with their deterministic slot
-    (NULL = no word; OTHER rows are ignored). Returns (scorer or None when too few classes, stats)."""
+    (NULL = no word; OTHER rows are ignored). ``features``: the map from fused embeddings to the
+    scorer's input (``NeighbourFeatures``; None: the embeddings themselves), applied only to the
+    rows used. Returns (scorer or None when too few classes, stats)."""
+    feat = features if features is not None else (lambda A: np.asarray(A, np.float32))
     rng = np.random.default_rng(seed)
     slots = np.asarray(slots)
     use = slots != 1  # OTHER
@@ -191,14 +256,16 @@ def fit_scorer(X: np.ndarray, slots: np.ndarray, *, min_precision: float = 0.5, 
     perm = rng.permutation(len(rows))
     n_val = max(1, int(0.2 * len(rows))) if len(rows) >= 10 else 0
     val, tr = rows[perm[:n_val]], rows[perm[n_val:]]
-    mu, P = whitening(X, seed=seed)
+    max_rows = 50_000
+    wrows = np.sort(rng.choice(len(X), max_rows, replace=False)) if len(X) > max_rows else np.arange(len(X))
+    mu, P = whitening(feat(X[wrows]), max_rows=max_rows, seed=seed)
     cls_index = {int(c): i for i, c in enumerate(classes)}
     y_tr = np.array([cls_index[int(s)] for s in slots[tr]], np.int64)
-    sc = GroupScorer(classes.astype(np.int32), np.zeros((0, X.shape[1]), np.float32), np.zeros(0, np.float32), mu, 1.0, 1.0, P)
-    W, b = _train_softmax(sc.standardize(X[tr]), y_tr, len(classes), l2=l2, iters=iters, seed=seed)
+    sc = GroupScorer(classes.astype(np.int32), np.zeros((0, len(mu)), np.float32), np.zeros(0, np.float32), mu, 1.0, 1.0, P)
+    W, b = _train_softmax(sc.standardize(feat(X[tr])), y_tr, len(classes), l2=l2, iters=iters, seed=seed)
     sc.W, sc.b = W, b
     if n_val:
-        tau, st = calibrate_tau(sc, X[val], slots[val], min_precision)
+        tau, st = calibrate_tau(sc, feat(X[val]), slots[val], min_precision)
     else:
         tau, st = 0.5, {}
     sc.tau = tau

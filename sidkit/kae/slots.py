@@ -121,7 +121,7 @@ class _KaeDir:
         write_json_atomic(self.registry_path, reg)
 
 
-MAX_ROUTE_SHARE = 0.015  # default cap on attribute-less items routed to a new slot
+MAX_ROUTE_SHARE = 0.01  # default cap on attribute-less items routed to a new slot
 
 
 def _check_word(word: str) -> str:
@@ -150,17 +150,19 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
     """(scorer dict or None, number of carrier items, notes) for a new binding."""
     from safetensors.numpy import load_file
 
-    from sidkit.kae.route import GroupScorer, fit_new_row
+    from sidkit.kae.route import GroupScorer, NeighbourFeatures, fit_new_row
 
     notes: list[str] = []
     tensors = load_file(str(kd.path / "model.safetensors"))
     sc = GroupScorer.from_tensors(tensors, f"route.{g}")
     if sc is None:
         return None, None, [f"group '{kd.books[g].name}' has no routing scorer; the word binds for explicit matches only"]
+    Xr, Sr = tensors["reservoir.X"], tensors["reservoir.slots"][:, g]
+    feats = NeighbourFeatures(Xr, int(kd.meta["estimator"]["params"].get("route_neighbours", 0)))
     if vector is not None:
         v = np.asarray(vector, np.float32).reshape(1, -1)
-        if v.shape[1] != sc.W.shape[1]:
-            raise DataError(f"the prototype vector has {v.shape[1]} values, the model's fused embeddings have {sc.W.shape[1]}")
+        if v.shape[1] != Xr.shape[1]:
+            raise DataError(f"the prototype vector has {v.shape[1]} values, the model's fused embeddings have {Xr.shape[1]}")
         X_pos, n = v / max(float(np.linalg.norm(v)), 1e-12), 1
     else:
         from sidkit.features import FusionSpec, fuse
@@ -189,8 +191,12 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
             notes.append(f"no item in {items} carries '{w}' in {', '.join(cats)}; the word binds for explicit matches only (no content routing)")
             return None, 0, notes
         X_pos = fuse(cat.embeddings, fusion, source=str(items))[carry]
-    Xr, Sr = tensors["reservoir.X"], tensors["reservoir.slots"][:, g]
-    wv, bv = fit_new_row(sc, X_pos, Xr, Sr, extra_rows, max_null_share=max_route_share)
+    if feats.k > 0:
+        nbr = tensors.get("reservoir.neighbours")
+        Fr = feats.from_neighbours(Xr, nbr) if nbr is not None else feats(Xr)
+    else:
+        Fr = Xr
+    wv, bv = fit_new_row(sc, feats(X_pos), Fr, Sr, extra_rows, max_null_share=max_route_share)
     return {"w": [float(x) for x in wv], "b": float(bv), "n_items": n}, n, notes
 
 

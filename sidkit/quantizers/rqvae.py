@@ -142,6 +142,11 @@ class Regularizer:
     def state(self) -> dict:
         return {}
 
+    def checkpoint_conflicts(self, codes: np.ndarray, rows: np.ndarray | None) -> int:
+        """Pairs this regularizer counts against a checkpoint (codes of the catalog rows ``rows``,
+        None = every row); the checkpoint with the fewest wins, then the lowest collision rate."""
+        return 0
+
     def params(self) -> dict:
         return {}
 
@@ -181,6 +186,7 @@ class Checkpoint:
     collision_rate: float
     recon_mse: float
     state: dict
+    conflicts: int = 0
 
 
 class RQVAE:
@@ -197,7 +203,8 @@ class RQVAE:
     patience : stop after this many evaluations without a better collision rate (0: never).
     recon_guard : a checkpoint qualifies only when its reconstruction MSE is within
         (1 + recon_guard) of the best seen; the qualifying checkpoint with the lowest
-        collision rate is kept.
+        collision rate is kept (with regularizers: the fewest conflict pairs they count, then
+        the lowest collision rate).
     dead_code_every : steps between restarts of codes left unused since the last restart
         (re-seeded with random current residuals); restarts stop after 80% of the budget.
     sinkhorn : Sinkhorn assignment on the last level during training (LC-Rec).
@@ -324,14 +331,18 @@ class RQVAE:
                     self._restart_dead(model, xb, usage, gen)
                     usage = [torch.zeros_like(u) for u in usage]
                 if step % self.eval_every == 0 or step == total:
-                    cr, mse = self._evaluate(model, X, eval_idx)
+                    cr, mse, ev_codes = self._evaluate(model, X, eval_idx)
+                    conflicts = sum(int(reg.checkpoint_conflicts(ev_codes, eval_idx)) for reg in regs)
                     entry = {"step": step, "collision_rate": cr, "recon_mse": mse, "loss": float(loss.detach()),
                              "seconds": time.perf_counter() - t0}
+                    if regs:
+                        entry["conflict_pairs"] = conflicts
                     for reg in regs:
                         entry.update(reg.state())
                     entry.update(reg_log)
                     history.append(entry)
-                    checkpoints.append(Checkpoint(step, cr, mse, copy.deepcopy({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})))
+                    checkpoints.append(Checkpoint(step, cr, mse, copy.deepcopy({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}),
+                                                  conflicts))
                     min_mse = min(c.recon_mse for c in checkpoints)
                     checkpoints = [c for c in checkpoints if c.recon_mse <= (1 + self.recon_guard) * min_mse]
                     if cr < best_cr - 1e-9:
@@ -350,7 +361,7 @@ class RQVAE:
                 if step >= total:
                     done = True
                     break
-        best = min(checkpoints, key=lambda c: (c.collision_rate, c.recon_mse, -c.step))
+        best = min(checkpoints, key=lambda c: (c.conflicts, c.collision_rate, c.recon_mse, -c.step))
         model.load_state_dict(best.state)
         self.module_ = model.cpu().eval()
         self.device_ = "cpu"
@@ -387,11 +398,11 @@ class RQVAE:
                 idx = vq.distances(r).min(dim=1).indices
                 r = r - vq.codebook.index_select(0, idx)
 
-    def _evaluate(self, model: RQVAEModule, X: np.ndarray, sel: np.ndarray | None) -> tuple[float, float]:
+    def _evaluate(self, model: RQVAEModule, X: np.ndarray, sel: np.ndarray | None) -> tuple[float, float, np.ndarray]:
         model.eval()
         Xe = X if sel is None else X[sel]
         codes, mse = self._encode_with(model, Xe, with_mse=True)
-        return _collision_rate(codes), mse
+        return _collision_rate(codes), mse, codes
 
     @staticmethod
     def _latents_with(model: RQVAEModule, X: np.ndarray) -> np.ndarray:

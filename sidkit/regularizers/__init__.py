@@ -32,6 +32,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "members_per_bucket": 8,       # members taken from each sampled bucket
         "knn_k": 20,                   # frozen-input kNN list length
         "rnn_k": 10,                   # latent kNN depth searched for r_nn (nearest item with another SID)
+        "checkpoint": "conflicts",     # checkpoint selection: fewest unrelated exact collisions, then collision rate | "collision_rate"
     },
     "align": {
         "mode": "user2item",           # user2item | item2item
@@ -99,6 +100,7 @@ _CHOICES = {
     ("adasid", "kernel"): ("margin", "soft_overlap", "code_switch"),
     ("quasid", "kernel"): ("margin", "code_switch"),
     ("quasid", "normalize"): ("valid", "active"),
+    ("mining", "checkpoint"): ("conflicts", "collision_rate"),
 }
 _POS_INT = {("mining", "h_max"): 0, ("mining", "cap_per_bucket"): 1, ("mining", "max_pairs"): 1, ("mining", "members_per_bucket"): 2,
             ("mining", "knn_k"): 1, ("mining", "rnn_k"): 1, ("align", "hist_len"): 1, ("align", "window"): 1,

@@ -142,6 +142,11 @@ class AdaSID(CollisionRegularizer):
             log["progress"] = float(getattr(self, "_t", 0.0))
         return w
 
+    def benign(self, gi: torch.Tensor, gj: torch.Tensor) -> torch.Tensor:
+        if not self.cfg["relax"]:
+            return torch.zeros(len(gi), dtype=torch.bool, device=gi.device)
+        return self.pair_cos(gi, gj) >= torch.maximum(self.tau[gi], self.tau[gj])  # kappa >= 0.5
+
     def pair_loss(self, step, idx, z, codes, i, j, h, log):
         gi, gj = idx[i], idx[j]
         w = self.pair_weights(gi, gj, log)
@@ -156,8 +161,9 @@ class AdaSID(CollisionRegularizer):
 
             ell = F.relu(m - pair_distance(z, i, j)).pow(2)
         sw = self.semantic_weight(gi, gj, float(self.cfg["semantic_weight"]))
-        if sw is not None:
-            w = w * sw
+        if sw is not None:  # budget-preserving, like the load factor: sum(w) is unchanged
+            ws = w * sw
+            w = ws * (w.sum() / ws.sum().clamp(min=1e-12))
         return (w.detach() * ell).sum() / max(1, len(i))
 
     def _soft_overlap(self, z, codes, i, j):

@@ -359,9 +359,53 @@ class CollisionRegularizer(Regularizer):
             self.align = DualTowerAlign(self.interactions, self.n, model.rq.levels[0].codebook.shape[1], self.align_cfg,
                                         seed=seed, device=device)
         self.setup_extra(X, seed)
+        self._setup_conflicts(seed)
 
     def setup_extra(self, X: np.ndarray, seed: int) -> None:
         pass
+
+    # --- checkpoint selection ----------------------------------------------------------------
+    def _setup_conflicts(self, seed: int) -> None:
+        """Leaf-category ids (-1 unknown) and the 'unrelated' cosine: the median cosine of random
+        pairs + 0.1 (the conflict rule of METHODS.md §6.1)."""
+        self.leaf_ids = None
+        leaf = self.catalog_info.get("leaf")
+        if leaf is not None and len(leaf) == self.n:
+            arr = np.array(["" if v is None else str(v) for v in leaf], dtype=object)
+            _, inv = np.unique(arr.astype(str), return_inverse=True)
+            lid = inv.astype(np.int64)
+            lid[arr == ""] = -1
+            self.leaf_ids = torch.from_numpy(lid).to(self.device)
+        rng = np.random.default_rng(seed + 15485863)
+        m = min(20_000, self.n * (self.n - 1) // 2)
+        a, b = rng.integers(0, self.n, m), rng.integers(0, self.n, m)
+        keep = a != b
+        cos = self.pair_cos(torch.from_numpy(a[keep]).to(self.device), torch.from_numpy(b[keep]).to(self.device))
+        self.unrelated_cos = float(cos.median()) + 0.1 if len(cos) else -1.0
+
+    def benign(self, gi: torch.Tensor, gj: torch.Tensor) -> torch.Tensor:
+        """Pairs this method lets share a SID (QuaSID: a CAVPM rule fires; AdaSID: compatible)."""
+        return torch.zeros(len(gi), dtype=torch.bool, device=gi.device)
+
+    def checkpoint_conflicts(self, codes: np.ndarray, rows: np.ndarray | None) -> int:
+        """Exact-collision pairs (at most ``cap_per_bucket`` per bucket) that are not benign by
+        this method's rules and look unrelated: different leaf categories, or a cosine below the
+        median of random pairs + 0.1. ``mining.checkpoint = "conflicts"`` selects the checkpoint
+        with the fewest."""
+        if self.mining["checkpoint"] != "conflicts" or len(codes) < 2:
+            return 0
+        i, j, _ = SIDTable(codes, self.sizes).mine_pairs(0, int(self.mining["cap_per_bucket"]), np.random.default_rng(0))
+        if len(i) == 0:
+            return 0
+        if rows is not None:
+            i, j = rows[i], rows[j]
+        gi = torch.from_numpy(np.asarray(i, np.int64)).to(self.device)
+        gj = torch.from_numpy(np.asarray(j, np.int64)).to(self.device)
+        unrelated = self.pair_cos(gi, gj) < self.unrelated_cos
+        if self.leaf_ids is not None:
+            li, lj = self.leaf_ids[gi], self.leaf_ids[gj]
+            unrelated |= (li >= 0) & (lj >= 0) & (li != lj)
+        return int((unrelated & ~self.benign(gi, gj)).sum())
 
     def before_step(self, step: int, encode_all: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
         if self.align is not None:

@@ -151,6 +151,9 @@ class QuaSID(CollisionRegularizer):
             log["mask_rate"] = float(fired.float().mean()) if len(fired) else 0.0
         return ~fired
 
+    def benign(self, gi: torch.Tensor, gj: torch.Tensor) -> torch.Tensor:
+        return ~self.valid_mask(gi, gj)
+
     def pair_loss(self, step, idx, z, codes, i, j, h, log):
         gi, gj = idx[i], idx[j]
         M = self.valid_mask(gi, gj, log)

@@ -59,7 +59,7 @@ class KAE:
     def route_features(self) -> NeighbourFeatures:
         """The map from fused embeddings to the routing scorers' input."""
         if self._features is None:
-            self._features = NeighbourFeatures(self._res_X, self.route_neighbours if len(self._res_X) else 0)
+            self._features = NeighbourFeatures(self._res_X, self.route_neighbours)
         return self._features
 
     # -- categories and words

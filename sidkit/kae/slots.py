@@ -191,11 +191,8 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
             notes.append(f"no item in {items} carries '{w}' in {', '.join(cats)}; the word binds for explicit matches only (no content routing)")
             return None, 0, notes
         X_pos = fuse(cat.embeddings, fusion, source=str(items))[carry]
-    if feats.k > 0:
-        nbr = tensors.get("reservoir.neighbours")
-        Fr = feats.from_neighbours(Xr, nbr) if nbr is not None else feats(Xr)
-    else:
-        Fr = Xr
+    nbr = tensors.get("reservoir.neighbours")  # saved at fit: the reservoir's own features without a search
+    Fr = feats.from_neighbours(Xr, nbr) if feats.k > 0 and nbr is not None else feats(Xr)
     wv, bv = fit_new_row(sc, feats(X_pos), Fr, Sr, extra_rows, max_null_share=max_route_share)
     return {"w": [float(x) for x in wv], "b": float(bv), "n_items": n}, n, notes
 

@@ -83,14 +83,7 @@ class AdaSID(CollisionRegularizer):
         sims, _ = knn_ip(xn, k)
         tau = sims[:, -1] if sims.shape[1] else np.ones(self.n, np.float32)
         self.tau = torch.from_numpy(np.ascontiguousarray(tau, dtype=np.float32)).to(self.device)
-        self.leaf = None
-        leaf = self.catalog_info.get("leaf")
-        if c["taxonomy_gate"] and leaf is not None and len(leaf) == self.n:
-            arr = np.array(["" if v is None else str(v) for v in leaf], dtype=object)
-            _, inv = np.unique(arr.astype(str), return_inverse=True)
-            lid = inv.astype(np.int64)
-            lid[arr == ""] = -1
-            self.leaf = torch.from_numpy(lid).to(self.device)
+        self.leaf = self.leaf_tensor() if c["taxonomy_gate"] else None
         self.load = torch.zeros(self.n, device=self.device)
 
     def refresh_extra(self) -> dict:
@@ -145,7 +138,11 @@ class AdaSID(CollisionRegularizer):
     def benign(self, gi: torch.Tensor, gj: torch.Tensor) -> torch.Tensor:
         if not self.cfg["relax"]:
             return torch.zeros(len(gi), dtype=torch.bool, device=gi.device)
-        return self.pair_cos(gi, gj) >= torch.maximum(self.tau[gi], self.tau[gj])  # kappa >= 0.5
+        ok = self.pair_cos(gi, gj) >= torch.maximum(self.tau[gi], self.tau[gj])  # kappa >= 0.5
+        if self.leaf is not None:  # the taxonomy gate: different leaves are never compatible
+            li, lj = self.leaf[gi], self.leaf[gj]
+            ok &= ~((li >= 0) & (lj >= 0) & (li != lj))
+        return ok
 
     def pair_loss(self, step, idx, z, codes, i, j, h, log):
         gi, gj = idx[i], idx[j]

@@ -368,20 +368,24 @@ class CollisionRegularizer(Regularizer):
     def _setup_conflicts(self, seed: int) -> None:
         """Leaf-category ids (-1 unknown) and the 'unrelated' cosine: the median cosine of random
         pairs + 0.1 (the conflict rule of METHODS.md §6.1)."""
-        self.leaf_ids = None
-        leaf = self.catalog_info.get("leaf")
-        if leaf is not None and len(leaf) == self.n:
-            arr = np.array(["" if v is None else str(v) for v in leaf], dtype=object)
-            _, inv = np.unique(arr.astype(str), return_inverse=True)
-            lid = inv.astype(np.int64)
-            lid[arr == ""] = -1
-            self.leaf_ids = torch.from_numpy(lid).to(self.device)
+        self.leaf_ids = self.leaf_tensor()
         rng = np.random.default_rng(seed + 15485863)
         m = min(20_000, self.n * (self.n - 1) // 2)
         a, b = rng.integers(0, self.n, m), rng.integers(0, self.n, m)
         keep = a != b
         cos = self.pair_cos(torch.from_numpy(a[keep]).to(self.device), torch.from_numpy(b[keep]).to(self.device))
         self.unrelated_cos = float(cos.median()) + 0.1 if len(cos) else -1.0
+
+    def leaf_tensor(self) -> torch.Tensor | None:
+        """Leaf-category id per item (-1 unknown) from ``catalog_info['leaf']``, or None."""
+        leaf = self.catalog_info.get("leaf")
+        if leaf is None or len(leaf) != self.n:
+            return None
+        arr = np.array(["" if v is None else str(v) for v in leaf], dtype=object)
+        _, inv = np.unique(arr.astype(str), return_inverse=True)
+        lid = inv.astype(np.int64)
+        lid[arr == ""] = -1
+        return torch.from_numpy(lid).to(self.device)
 
     def benign(self, gi: torch.Tensor, gj: torch.Tensor) -> torch.Tensor:
         """Pairs this method lets share a SID (QuaSID: a CAVPM rule fires; AdaSID: compatible)."""

@@ -360,3 +360,28 @@ def test_neighbour_features_separate_a_planted_minor_attribute():
         sc.tau = 0.0  # compare the rankings, not the calibrated abstention
         acc[k] = float((sc.route(nf(X[test])) == slots[test]).mean())
     assert acc[0] < 0.6 and acc[10] > 0.85, acc  # 0.44 and 0.90 at the time of writing
+
+
+def test_route_neighbours_zero_scores_embeddings_alone(kae_env, tmp_path):
+    """The plan's route_neighbours sets the routing features: 10 (default) doubles the scorer's
+    input with the neighbour-centred copy and stores the reservoir's neighbours; 0 keeps the
+    embeddings alone (the features of models fitted before), and binding with items works."""
+    from safetensors.numpy import load_file
+
+    from sidkit.pipeline import fit
+
+    d, t = kae_env
+    dim = len(t.column("embedding")[0])
+    ten = load_file(str(d / "model" / "model.safetensors"))
+    assert ten["route.0.W"].shape[1] == 2 * dim and ten["reservoir.neighbours"].shape[1] == 10
+    plan = read_plan(d / "plan.toml")
+    plan.route_neighbours = 0
+    write_plan(plan, tmp_path / "plan0.toml")
+    m0 = tmp_path / "m0"
+    fit(d / "items.parquet", out=m0, method="kae", plan=str(tmp_path / "plan0.toml"))
+    ten0 = load_file(str(m0 / "model.safetensors"))
+    assert ten0["route.0.W"].shape[1] == dim and "reservoir.neighbours" not in ten0
+    red = [i for i, c in enumerate(t.column("color").to_pylist()) if c == "red"]
+    pq.write_table(t.take(pa.array(red)), tmp_path / "given.parquet")
+    r = bind_slot("color", "red", model_dir=m0, items=tmp_path / "given.parquet")
+    assert r["routing"] and r["n_items"] == len(red)

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +18,7 @@ from typer.testing import CliRunner
 
 from sidkit.cli import app
 from sidkit.datasets import make_catalog
-from sidkit.kae.codebook import FIRST_WORD, NULL
+from sidkit.kae.codebook import FIRST_WORD
 from sidkit.kae.plan import (CategorySpec, GroupStats, extract_words, group_vocabulary, make_plan, merge_categories,
                              read_plan, reserved_count, write_plan)
 from sidkit.kae.slots import NoReservedSlot, SlotError, bind_slot, list_slots, unbind_slot
@@ -164,7 +163,6 @@ def test_bind_invariant_idempotent_and_unbind_restores(model, kae_env, tmp_path)
 
 def test_bind_with_items_routes_only_to_new_slot(model, kae_env, tmp_path):
     d, t = kae_env
-    items = d / "items.parquet"
     # blank the colour of half of the red items
     colors = t.column("color").to_pylist()
     red = [i for i, c in enumerate(colors) if c == "red"]

@@ -13,7 +13,6 @@ import argparse
 import time
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 from sidkit.datasets import make_catalog

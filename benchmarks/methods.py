@@ -143,8 +143,8 @@ def main() -> int:
                           f"MSE {row['recon_mse']:.3g} gap {row['locality_gap']:.3f} fit {row['fit_s']:.1f}s ({row['steps']} steps)", flush=True)
     summary = {ds: {lab: mean_row(rows) for lab, rows in per.items()} for ds, per in results.items()}
     print()
-    hdr = (f"| dataset | method | seeds | CR | conflict CR | conflict items | collided items | benign share | "
-           f"util L1/L2/L3 | norm. PPL L1/L2/L3 | locality gap | recon MSE | fit s | steps | ms/step |")
+    hdr = ("| dataset | method | seeds | CR | conflict CR | conflict items | collided items | benign share | "
+           "util L1/L2/L3 | norm. PPL L1/L2/L3 | locality gap | recon MSE | fit s | steps | ms/step |")
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))
     for ds, per in summary.items():

@@ -1,7 +1,6 @@
 """The CLI: every bad input gives one line, exit code 2 and no output; --json; summaries."""
 
 import json
-import shutil
 
 import numpy as np
 import pyarrow as pa

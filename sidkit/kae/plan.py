@@ -529,7 +529,7 @@ def read_plan(path: str | Path) -> Plan:
         return Plan.from_dict(k)
     except (TypeError, ValueError, AttributeError) as e:
         if isinstance(e, ConfigError):
-            raise
+            raise ConfigError(f"{p}: {e}") from None
         raise ConfigError(f"{p}: bad KAE plan ({e})") from None
 
 

@@ -71,15 +71,9 @@ class NeighbourFeatures:
         M /= np.maximum(use.sum(axis=1, keepdims=True), 1).astype(np.float32)
         return np.concatenate([X, X - M], axis=1)
 
-    def __call__(self, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    def __call__(self, X: np.ndarray) -> np.ndarray:
         X = np.ascontiguousarray(X, np.float32)
-        if self.k <= 0:
-            return X
-        out = np.empty((len(X), 2 * X.shape[1]), np.float32)
-        for s in range(0, len(X), chunk):
-            xb = X[s:s + chunk]
-            out[s:s + chunk] = self.from_neighbours(xb, self.neighbours(xb, chunk))
-        return out
+        return self.from_neighbours(X, self.neighbours(X)) if self.k > 0 else X
 
 
 @dataclass
@@ -135,12 +129,10 @@ class GroupScorer:
                    float(st[0]), float(st[1]), t.get(f"{prefix}.P"))
 
 
-def whitening(X: np.ndarray, shrink: float = 1e-3, max_rows: int = 50_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, P): PCA whitening of X with eigenvalues shrunk by ``shrink`` x the largest, from at
-    most ``max_rows`` rows (a seeded sample)."""
+def whitening(X: np.ndarray, shrink: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, P): PCA whitening of the rows of X (the caller samples them) with eigenvalues shrunk
+    by ``shrink`` x the largest."""
     X = np.asarray(X, np.float32)
-    if len(X) > max_rows:
-        X = X[np.sort(np.random.default_rng(seed).choice(len(X), max_rows, replace=False))]
     mu = X.mean(axis=0, dtype=np.float64)
     Xc = X.astype(np.float64) - mu
     C = Xc.T @ Xc / max(1, len(X) - 1)
@@ -254,7 +246,7 @@ def fit_scorer(X: np.ndarray, slots: np.ndarray, *, min_precision: float = 0.5, 
     val, tr = rows[perm[:n_val]], rows[perm[n_val:]]
     max_rows = 50_000
     wrows = np.sort(rng.choice(len(X), max_rows, replace=False)) if len(X) > max_rows else np.arange(len(X))
-    mu, P = whitening(feat(X[wrows]), max_rows=max_rows, seed=seed)
+    mu, P = whitening(feat(X[wrows]))
     cls_index = {int(c): i for i, c in enumerate(classes)}
     y_tr = np.array([cls_index[int(s)] for s in slots[tr]], np.int64)
     sc = GroupScorer(classes.astype(np.int32), np.zeros((0, len(mu)), np.float32), np.zeros(0, np.float32), mu, 1.0, 1.0, P)

@@ -87,7 +87,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "align_ramp_end": 0.7,
         "kernel": "margin",            # margin | soft_overlap | code_switch
         "switch_margin": 0.05,
-        "semantic_weight": 0.0,        # gamma_c as in quasid (0: off)
+        "semantic_weight": 0.0,        # gamma_c as in quasid, budget-preserving (0: off)
         "alpha_m": 1.0,
         "margin_fallback": 0.1,
     },

@@ -369,12 +369,14 @@ class CollisionRegularizer(Regularizer):
         """Leaf-category ids (-1 unknown) and the 'unrelated' cosine: the median cosine of random
         pairs + 0.1 (the conflict rule of METHODS.md §6.1)."""
         self.leaf_ids = self.leaf_tensor()
-        rng = np.random.default_rng(seed + 15485863)
-        m = min(20_000, self.n * (self.n - 1) // 2)
-        a, b = rng.integers(0, self.n, m), rng.integers(0, self.n, m)
-        keep = a != b
-        cos = self.pair_cos(torch.from_numpy(a[keep]).to(self.device), torch.from_numpy(b[keep]).to(self.device))
-        self.unrelated_cos = float(cos.median()) + 0.1 if len(cos) else -1.0
+        from sidkit.metrics.hamming import sample_pairs
+
+        if self.n < 2:
+            self.unrelated_cos = -1.0
+            return
+        a, b = sample_pairs(self.n, 20_000, np.random.default_rng(seed + 15485863))
+        cos = self.pair_cos(torch.from_numpy(a).to(self.device), torch.from_numpy(b).to(self.device))
+        self.unrelated_cos = float(cos.median()) + 0.1
 
     def leaf_tensor(self) -> torch.Tensor | None:
         """Leaf-category id per item (-1 unknown) from ``catalog_info['leaf']``, or None."""

@@ -34,6 +34,39 @@ class FusionSpec:
         return cls(tuple(d["columns"]), tuple(int(x) for x in d["dims"]), tuple(float(x) for x in d["weights"]), bool(d.get("normalize", True)))
 
 
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` scaled to unit L2 norm (all-zero rows stay zero), float32.
+
+    Rows whose squared norm would overflow (values near 1e20 and above) or underflow float32
+    are rescaled by their largest absolute value first, so they keep their direction."""
+    x = np.asarray(x, dtype=np.float32)
+    with np.errstate(over="ignore", under="ignore"):
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+    odd = ~np.isfinite(norm[:, 0]) | (norm[:, 0] < 1e-18)
+    out = x / np.maximum(norm, 1e-12)
+    if odd.any():
+        m = np.abs(x[odd]).max(axis=1, keepdims=True)
+        y = x[odd] / np.where(m > 0, m, 1).astype(np.float32)
+        out[odd] = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+    return out
+
+
+def degenerate_warnings(X: np.ndarray, source: str, seed: int = 0) -> list[str]:
+    """Warnings for inputs that carry no usable signal: all-zero rows, and a catalog whose rows
+    are all the same vector (they all get one core SID). ``X`` is the fused matrix."""
+    n = len(X)
+    out = []
+    zero = int((~X.any(axis=1)).sum()) if n else 0
+    if zero:
+        out.append(f"{source}: {zero} of {n} rows have an all-zero embedding; they carry no information and all get the same core SID")
+    if n > 1 and zero < n:
+        # all rows equal: compare every row with the first (one pass, no per-row state)
+        same = int((X == X[0]).all(axis=1).sum())
+        if same == n:
+            out.append(f"{source}: all {n} rows have the same embedding, so every item gets the same core SID; check the embedding column")
+    return out
+
+
 def make_spec(embeddings: Mapping[str, np.ndarray], weights: Sequence[float] | None = None, normalize: bool = True) -> FusionSpec:
     cols = tuple(embeddings)
     if weights is None:
@@ -56,8 +89,7 @@ def fuse(embeddings: Mapping[str, np.ndarray], spec: FusionSpec, *, source: str 
         if x.shape[1] != d:
             raise DataError(f"{source}: column '{col}' has embedding width {x.shape[1]}, the model expects {d}; encode with embeddings from the same embedding model")
         if spec.normalize:
-            norm = np.linalg.norm(x, axis=1, keepdims=True)
-            x = x / np.maximum(norm, 1e-12)
+            x = l2_normalize(x)
         if len(spec.columns) > 1:
             x = x * np.float32(np.sqrt(w / total))
         parts.append(x.astype(np.float32, copy=False))

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 from sidkit import __version__
 from sidkit.config import RQVAE_METHODS, FitConfig, resolve
 from sidkit.errors import DataError, InputFileError, ModelError
-from sidkit.features import FusionSpec, fuse, make_spec
-from sidkit.io.artifacts import atomic_dir, atomic_path, rows_table, write_json_atomic
+from sidkit.features import FusionSpec, degenerate_warnings, fuse, make_spec
+from sidkit.io.artifacts import atomic_dir, atomic_path, model_lock, rows_table, stage_path, write_json_atomic
 from sidkit.io.catalog import iter_catalog_batches, open_parquet, read_catalog
 from sidkit.io.codes import assign_suffix, codes_table, pack_keys, read_codes
 
@@ -58,19 +58,32 @@ def _make_estimator(cfg: FitConfig):
                  random_state=cfg.seed)
 
 
-def _estimator_from_state(method: str, params: dict, tensors: dict):
-    if method == "rqkmeans":
-        from sidkit.quantizers.rqkmeans import RQKMeans
+def _estimator_from_state(method: str, params: dict, tensors: dict, model_dir: Path | None = None):
+    """The estimator of ``method`` from its params and tensors. When they do not fit each other
+    (an edited ``sidkit.json``, a tensor missing from ``model.safetensors``) the error is a
+    ModelError naming both files."""
+    try:
+        if method == "rqkmeans":
+            from sidkit.quantizers.rqkmeans import RQKMeans
 
-        return RQKMeans.from_state(params, tensors)
-    if method in RQVAE_METHODS:
-        from sidkit.quantizers.rqvae import RQVAE
+            return RQKMeans.from_state(params, tensors)
+        if method in RQVAE_METHODS:
+            from sidkit.quantizers.rqvae import RQVAE
 
-        return RQVAE.from_state(params, tensors)
-    if method == "kae":
-        from sidkit.kae.model import KAE
+            return RQVAE.from_state(params, tensors)
+        if method == "kae":
+            from sidkit.kae.model import KAE
 
-        return KAE.from_state(params, tensors)
+            return KAE.from_state(params, tensors)
+    except ModelError:
+        raise
+    except KeyError as e:
+        where = f"{model_dir}/" if model_dir is not None else ""
+        raise ModelError(f"{where}model.safetensors: tensor or field {e} that {where}sidkit.json's estimator needs is missing; re-run 'sidkit fit'") from None
+    except (ValueError, TypeError, RuntimeError, IndexError, AttributeError) as e:
+        where = f"{model_dir}/" if model_dir is not None else ""
+        detail = " ".join(str(e).split())[:160]
+        raise ModelError(f"{where}sidkit.json: estimator.params do not fit {where}model.safetensors ({detail}); re-run 'sidkit fit'") from None
     raise ModelError(f"model method '{method}' is not supported by this sidkit version ({__version__}); upgrade sidkit")
 
 
@@ -141,11 +154,8 @@ def fit(
     """
     t0 = time.perf_counter()
     cfg = resolve(options, config)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputFileError(f"{out}: exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / "sidkit.json").exists():
-        raise InputFileError(f"{out}: exists and is not a sidkit model directory; choose an empty or new --out")
+    out = prepare_out(out, cfg.method, {"ITEMS": items, "--interactions": cfg.interactions, "--config": config,
+                                        "--plan": cfg.plan})
     if cfg.method == "kae":  # keyword-aligned encoding: sidkit.kae writes the model directory
         from sidkit.kae.model import fit_kae
 
@@ -154,9 +164,9 @@ def fit(
     spec = make_spec(catalog.embeddings, cfg.embedding_weights)
     X = fuse(catalog.embeddings, spec, source=str(catalog.path))
     sizes = cfg.codebook_sizes()
-    if len(X) < max(sizes):
-        raise DataError(f"{catalog.path}: the catalog has {len(X)} items, fewer than the {max(sizes)} codes per level; use --codebook-size {max(2, len(X) // 4)} or fewer")
+    check_catalog_size(len(X), sizes, catalog.path)
     regs, reg_meta, warnings = _make_regularizers(cfg, catalog)
+    warnings += degenerate_warnings(X, str(catalog.path))
     est = _make_estimator(cfg)
     t_fit = time.perf_counter()
     if cfg.method == "rqkmeans":
@@ -203,7 +213,8 @@ def fit(
     codes_meta = {"method": cfg.method, "codebook_sizes": sizes, "model_fingerprint": fingerprint, "n_levels": len(sizes)}
     counts = [np.bincount(codes[:, l], minlength=k) for l, k in enumerate(sizes)]
     books = est.codebooks_
-    with atomic_dir(out) as tmp:
+    with model_lock(out), atomic_dir(out, locked=True) as tmp:
+        prepare_out(out, cfg.method, {})  # a bind-slot may have run meanwhile
         (tmp / "model.safetensors").write_bytes(blob)
         write_json_atomic(tmp / "sidkit.json", meta)
         pq.write_table(codes_table(catalog.ids, codes, suffix, codes_meta), tmp / "codes.parquet")
@@ -232,6 +243,64 @@ def fit(
     if warnings:
         summary["warnings"] = warnings
     return FitResult(out, ids, codes, suffix, report, summary)
+
+
+def check_catalog_size(n: int, sizes: list[int], path) -> None:
+    """A catalog needs at least as many items as the largest codebook has codes."""
+    if n < 2:
+        raise DataError(f"{path}: the catalog has {n} item; fitting needs at least 2 items (codebooks have at least 2 codes)")
+    if n < max(sizes):
+        raise DataError(f"{path}: the catalog has {n} items, fewer than the {max(sizes)} codes per level; "
+                        f"use --codebook-size {max(2, min(n, max(2, n // 4)))} or fewer")
+
+
+def prepare_out(out, method: str, inputs: Mapping[str, Any]) -> Path:
+    """Check a fit's ``--out`` before any work: a new path, an empty folder or a sidkit model
+    directory; not one of the inputs or a folder holding one; not a KAE model with slot
+    bindings that a model of another method would lose. Removes what killed fits left there.
+    Returns the resolved directory."""
+    from sidkit.errors import ConfigError
+    from sidkit.io.artifacts import check_output, clean_stale, model_lock, resolve_out_dir, stale_temps
+
+    given = Path(out)
+    out = resolve_out_dir(given)
+    if out.parent == out:
+        raise ConfigError(f"--out {given}: is the file-system root; choose a model directory")
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"{given}: exists and is not a directory; choose another --out")
+    if stale_temps(out):
+        with model_lock(out):
+            clean_stale(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "sidkit.json").exists():
+        raise InputFileError(f"{given}: exists and is not a sidkit model directory; choose an empty or new --out")
+    check_output(out, "--out", inputs, directory=True, allowed=[out / "kae.toml"])
+    if method != "kae":
+        reg = old_registry(out)
+        if reg and reg.get("bindings"):
+            raise ConfigError(f"--out {given}: holds a KAE model with {len(reg['bindings'])} slot binding(s) that a {method} "
+                              "model cannot keep; write the new model to another --out (or remove the old model first)")
+    return out
+
+
+def old_registry(out: Path) -> dict | None:
+    """The slot registry of the KAE model at ``out`` (None when there is none), for a refit."""
+    from sidkit.io.modelfiles import read_json
+
+    mj = out / "sidkit.json"
+    if not mj.is_file() or not (out / "slots.json").is_file():
+        return None
+    try:
+        meta = read_json(mj)
+    except ModelError:
+        return None
+    if not isinstance(meta, dict) or meta.get("method") != "kae":
+        return None
+    from sidkit.kae.slots import read_registry
+
+    try:
+        return read_registry(out / "slots.json")
+    except ModelError as e:
+        raise ModelError(f"{e}; the refit would lose its bindings, so repair or remove {out / 'slots.json'} first") from None
 
 
 def _make_regularizers(cfg: FitConfig, catalog) -> tuple[list, dict | None, list[str]]:
@@ -295,6 +364,7 @@ class Model:
     meta: dict
     estimator: Any
     fusion: FusionSpec
+    files: Any = None  # sidkit.io.modelfiles.ModelDir: the directory as it was when loaded
 
     @property
     def codebook_sizes(self) -> list[int]:
@@ -305,30 +375,36 @@ class Model:
 
 
 def load_model(model_dir: str | os.PathLike) -> Model:
-    """Load a model directory written by :func:`fit` (safetensors + JSON only; no pickles)."""
+    """Load a model directory written by :func:`fit` (safetensors + JSON only; no pickles).
+
+    Every file is checked against the others (:mod:`sidkit.io.modelfiles`): a mismatch is a
+    :class:`~sidkit.errors.ModelError` naming the file and the field."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    from sidkit.io.artifacts import recover_dir
+    from sidkit.io.modelfiles import ModelDir, check_estimator, check_meta, check_tensors
+
     p = Path(model_dir)
+    if not p.exists():
+        recover_dir(p)  # a fit killed in the fallback swap left the model aside
     if not p.is_dir():
         raise ModelError(f"{p}: model directory not found; pass the --out directory of 'sidkit fit'")
-    for f in ("sidkit.json", "model.safetensors"):
-        if not (p / f).is_file():
-            raise ModelError(f"{p}: not a sidkit model directory ({f} is missing); pass the --out directory of 'sidkit fit'")
+    d = ModelDir(p)
+    if not d.exists("sidkit.json"):
+        raise ModelError(f"{p}: not a sidkit model directory (sidkit.json is missing); pass the --out directory of 'sidkit fit'")
+    meta = check_meta(d.read_json("sidkit.json"), p / "sidkit.json")
+    raw = d.read_bytes("model.safetensors")
     try:
-        meta = json.loads((p / "sidkit.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{p / 'sidkit.json'}: not valid JSON ({e}); re-run 'sidkit fit'") from None
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelError(f"{p}: model format {meta.get('format_version')} is newer than this sidkit ({__version__}) reads; upgrade sidkit")
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    try:
-        tensors = load_file(str(p / "model.safetensors"))
+        tensors = st_load(raw)
     except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{p / 'model.safetensors'}: unreadable ({e}); re-run 'sidkit fit'") from None
-    est = _estimator_from_state(meta["method"], meta["estimator"]["params"], tensors)
-    if hasattr(est, "attach"):  # KAE: read the slot registry of the directory
-        est.attach(p)
-    return Model(p, meta, est, FusionSpec.from_dict(meta["fusion"]))
+        raise ModelError(f"{p / 'model.safetensors'}: unreadable ({str(e).splitlines()[0]}); re-run 'sidkit fit'") from None
+    check_tensors(tensors, meta, p)
+    est = _estimator_from_state(meta["method"], meta["estimator"]["params"], tensors, p)
+    if meta["method"] == "kae":  # the slot registry of the directory
+        est.attach_registry(d, meta)
+    check_estimator(est, meta, p)
+    return Model(p, meta, est, FusionSpec.from_dict(meta["fusion"]), d)
 
 
 def _id_hash(ids: pa.Array) -> np.ndarray:
@@ -354,88 +430,129 @@ def encode(
     stays unique across the model's codes and the new output. Returns a summary dict.
     """
     t0 = time.perf_counter()
+    from sidkit.io.artifacts import check_output
+
+    out = Path(out)
+    check_output(out, "-o", {"ITEMS": items, "MODEL": model_dir})
+    if out.is_dir():
+        raise InputFileError(f"{out}: is a directory; pass a file path for -o")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise InputFileError(f"{out}: the folder {out.parent} does not exist; create it or write elsewhere")
     model = load_model(model_dir)
     sizes = model.codebook_sizes
     id_col = id_col or model.meta.get("input", {}).get("id_col", "item_id")
     items = Path(items)
     pf = open_parquet(items)
     n_rows = pf.metadata.num_rows
-    out = Path(out)
-    if out.is_dir():
-        raise InputFileError(f"{out}: is a directory; pass a file path for -o")
     # The model's own codes: ids, packed keys and suffixes, for stable suffixes.
-    mpath = model.path / "codes.parquet"
-    if mpath.is_file():
-        m_ids, m_codes, m_suffix, _ = read_codes(mpath)
-        m_ids_arr = pa.array(m_ids.tolist() if m_ids.dtype == object else m_ids)
-        m_keys = pack_keys(m_codes, sizes)
+    if model.files.exists("codes.parquet"):
+        m_ids_arr, m_keys, m_suffix = _model_codes(model, sizes)
     else:
         m_ids_arr, m_keys, m_suffix = pa.array([], pa.string()), np.zeros(0, np.int64), np.zeros(0, np.int32)
+    if len(m_ids_arr) and id_col in pf.schema_arrow.names:
+        t_in, t_model = pf.schema_arrow.field(id_col).type, m_ids_arr.type
+        if pa.types.is_integer(t_in) != pa.types.is_integer(t_model):
+            kind = lambda t: "integer" if pa.types.is_integer(t) else "string"  # noqa: E731
+            raise DataError(f"{items}: id column '{id_col}' holds {kind(t_in)} ids but the model's items have {kind(t_model)} ids; "
+                            f"give the ids the same type as in the catalog the model was fitted on")
     dims = dict(zip(model.fusion.columns, model.fusion.dims))
     keys_parts, suffix_parts, hash_parts = [], [], []
     n_done = 0
     meta = {"method": model.meta["method"], "codebook_sizes": sizes,
             "model_fingerprint": model.meta.get("model_fingerprint"), "n_levels": len(sizes)}
-    with atomic_path(out, suffix=".parquet") as tmp_final:
-        stage = tmp_final.with_name(tmp_final.name + ".stage")
-        try:
-            writer = None
-            extra = getattr(model.estimator, "attribute_columns", None)  # KAE reads attribute columns too
-            for ids, emb, offset, *cols in iter_catalog_batches(items, id_col=id_col, embedding_cols=list(model.fusion.columns),
-                                                                batch_size=batch_size, dims=None, extra_cols=extra):
-                for c, d in dims.items():
-                    if emb[c].shape[1] != d:
-                        raise DataError(f"{items}: column '{c}' has embedding width {emb[c].shape[1]}, the model expects {d}; encode with embeddings from the same embedding model")
-                if extra is not None:
-                    codes = model.estimator.encode_batch(fuse(emb, model.fusion, source=str(items)), cols[0])
-                else:
-                    codes = model.encode_matrix(emb, source=str(items))
-                keys = pack_keys(codes, sizes)
-                suf = np.full(len(keys), -1, np.int32)
-                ids_cmp = ids.cast(m_ids_arr.type) if ids.type != m_ids_arr.type and len(m_ids_arr) else ids
-                if len(m_ids_arr):
-                    pos = pc.fill_null(pc.index_in(ids_cmp, value_set=m_ids_arr), -1).to_numpy(zero_copy_only=False).astype(np.int64)
-                    found = pos >= 0
-                    same = np.zeros(len(keys), bool)
-                    same[found] = m_keys[pos[found]] == keys[found]
-                    suf[same] = m_suffix[pos[same]]
-                keys_parts.append(keys)
-                suffix_parts.append(suf)
-                hash_parts.append(_id_hash(ids))
-                batch_tbl = codes_table(ids, codes, np.zeros(len(keys), np.int32))
-                if writer is None:
-                    writer = pq.ParquetWriter(stage, batch_tbl.schema)
-                writer.write_table(batch_tbl)
-                n_done += len(keys)
-                if progress:
-                    progress("encode", n_done, n_rows, {})
-            if writer is not None:
-                writer.close()
-            hashes = np.concatenate(hash_parts)
-            uh, cnt = np.unique(hashes, return_counts=True)
-            if (cnt > 1).any():
-                dup_rows = np.flatnonzero(np.isin(hashes, uh[cnt > 1]))
-                ex = pq.read_table(stage, columns=["item_id"]).column("item_id").take(pa.array(dup_rows[:3])).to_pylist()
-                raise DataError(f"{items}: id column '{id_col}' has duplicated ids ({len(dup_rows)} rows), e.g. {', '.join(map(repr, ex))}; ids must be unique")
-            keys = np.concatenate(keys_parts)
-            suffix = np.concatenate(suffix_parts)
-            suffix = _fill_suffixes(keys, suffix, m_keys, m_suffix)
-            n_new = int((np.concatenate(suffix_parts) < 0).sum())
-            # Final pass: stream the staged table, add the suffix column and the metadata.
-            src = pq.ParquetFile(stage, pre_buffer=False, buffer_size=1 << 20)
-            schema = src.schema_arrow.with_metadata({b"sidkit": json.dumps(meta).encode()})
-            with pq.ParquetWriter(tmp_final, schema) as w:
-                start = 0
-                for b in src.iter_batches(batch_size=batch_size):
-                    tbl = pa.Table.from_batches([b])
-                    tbl = tbl.set_column(2, "suffix", pa.array(suffix[start:start + len(tbl)], pa.int32()))
-                    w.write_table(tbl.replace_schema_metadata(schema.metadata))
-                    start += len(tbl)
-        finally:
-            if stage.exists():
-                stage.unlink()
-    return {"output": str(out), "n_items": int(n_done), "n_new_or_changed": n_new,
-            "n_kept": int(n_done - n_new), "seconds": round(time.perf_counter() - t0, 3)}
+    n_zero = 0
+    with atomic_path(out) as tmp_final, stage_path(out) as stage:
+        writer = None
+        extra = getattr(model.estimator, "attribute_columns", None)  # KAE reads attribute columns too
+        for ids, emb, offset, *cols in iter_catalog_batches(items, id_col=id_col, embedding_cols=list(model.fusion.columns),
+                                                            batch_size=batch_size, dims=None, extra_cols=extra):
+            for c, d in dims.items():
+                if emb[c].shape[1] != d:
+                    raise DataError(f"{items}: column '{c}' has embedding width {emb[c].shape[1]}, the model expects {d}; encode with embeddings from the same embedding model")
+            n_zero += zero_rows(emb)
+            if extra is not None:
+                codes = model.estimator.encode_batch(fuse(emb, model.fusion, source=str(items)), cols[0])
+            else:
+                codes = model.encode_matrix(emb, source=str(items))
+            keys = pack_keys(codes, sizes)
+            suf = np.full(len(keys), -1, np.int32)
+            ids_cmp = ids.cast(m_ids_arr.type) if ids.type != m_ids_arr.type and len(m_ids_arr) else ids
+            if len(m_ids_arr):
+                pos = pc.fill_null(pc.index_in(ids_cmp, value_set=m_ids_arr), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+                found = pos >= 0
+                same = np.zeros(len(keys), bool)
+                same[found] = m_keys[pos[found]] == keys[found]
+                suf[same] = m_suffix[pos[same]]
+            keys_parts.append(keys)
+            suffix_parts.append(suf)
+            hash_parts.append(_id_hash(ids))
+            batch_tbl = codes_table(ids, codes, np.zeros(len(keys), np.int32))
+            if writer is None:
+                writer = pq.ParquetWriter(stage, batch_tbl.schema)
+            writer.write_table(batch_tbl)
+            n_done += len(keys)
+            if progress:
+                progress("encode", n_done, n_rows, {})
+        if writer is not None:
+            writer.close()
+        hashes = np.concatenate(hash_parts)
+        uh, cnt = np.unique(hashes, return_counts=True)
+        if (cnt > 1).any():
+            dup_rows = np.flatnonzero(np.isin(hashes, uh[cnt > 1]))
+            ex = pq.read_table(stage, columns=["item_id"]).column("item_id").take(pa.array(dup_rows[:3])).to_pylist()
+            raise DataError(f"{items}: id column '{id_col}' has duplicated ids ({len(dup_rows)} rows), e.g. {', '.join(map(repr, ex))}; ids must be unique")
+        keys = np.concatenate(keys_parts)
+        suffix = np.concatenate(suffix_parts)
+        suffix = _fill_suffixes(keys, suffix, m_keys, m_suffix)
+        n_new = int((np.concatenate(suffix_parts) < 0).sum())
+        # Final pass: stream the staged table, add the suffix column and the metadata.
+        src = pq.ParquetFile(stage, pre_buffer=False, buffer_size=1 << 20)
+        schema = src.schema_arrow.with_metadata({b"sidkit": json.dumps(meta).encode()})
+        with pq.ParquetWriter(tmp_final, schema) as w:
+            start = 0
+            for b in src.iter_batches(batch_size=batch_size):
+                tbl = pa.Table.from_batches([b])
+                tbl = tbl.set_column(2, "suffix", pa.array(suffix[start:start + len(tbl)], pa.int32()))
+                w.write_table(tbl.replace_schema_metadata(schema.metadata))
+                start += len(tbl)
+    summary = {"output": str(out), "n_items": int(n_done), "n_new_or_changed": n_new,
+               "n_kept": int(n_done - n_new), "seconds": round(time.perf_counter() - t0, 3)}
+    if n_zero:
+        summary["warnings"] = [f"{items}: {n_zero} of {n_done} rows have an all-zero embedding; they carry no "
+                               "information and all get the same core SID"]
+    return summary
+
+
+def _model_codes(model: Model, sizes: list[int]):
+    """(ids, packed keys, suffixes) of the model's ``codes.parquet``, checked against the model."""
+    from sidkit.io.codes import read_codes_metadata, table_to_codes
+    from sidkit.io.modelfiles import check_model_codes
+
+    mpath = model.path / "codes.parquet"
+    try:
+        with model.files.open("codes.parquet") as f:
+            pfile = pq.ParquetFile(f)
+            table = pfile.read()
+            md = read_codes_metadata(pfile.schema_arrow)
+        if "item_id" not in table.column_names or "sid" not in table.column_names:
+            raise ModelError(f"{mpath}: not a sidkit codes table (columns item_id, sid, suffix); re-run 'sidkit fit'")
+        m_ids, m_codes, m_suffix = table_to_codes(table, mpath)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        if isinstance(e, ModelError):
+            raise
+        raise ModelError(f"{mpath}: the model's codes are unreadable ({' '.join(str(e).split())[:120]}); re-run 'sidkit fit'") from None
+    check_model_codes(m_ids, m_codes, m_suffix, md, model.meta, mpath)
+    m_ids_arr = table.column("item_id").combine_chunks()
+    return m_ids_arr, pack_keys(m_codes, sizes), m_suffix
+
+
+def zero_rows(embeddings: Mapping[str, np.ndarray]) -> int:
+    """Rows whose every embedding column is all zeros."""
+    z = None
+    for x in embeddings.values():
+        zx = ~np.asarray(x).any(axis=1)
+        z = zx if z is None else z & zx
+    return int(z.sum()) if z is not None else 0
 
 
 def _fill_suffixes(keys: np.ndarray, suffix: np.ndarray, m_keys: np.ndarray, m_suffix: np.ndarray) -> np.ndarray:

@@ -104,13 +104,18 @@ def embedding_to_numpy(arr: pa.Array | pa.ChunkedArray, path: Path, col: str, ro
     if values.null_count:
         idx = np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0] // max(d, 1)
         raise DataError(f"{path}: column '{col}' has a null value inside the embedding of row {idx + row_offset}; fill or drop it")
-    x = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n, d)
+    raw = values.to_numpy(zero_copy_only=False).reshape(n, d)
     if d == 0:
         raise DataError(f"{path}: column '{col}' has empty embeddings (length 0); embeddings need at least one value")
-    finite = np.isfinite(x)
+    finite = np.isfinite(raw)
     if not finite.all():
         bad = int(np.flatnonzero(~finite.all(axis=1))[0])
         raise DataError(f"{path}: column '{col}' has NaN or inf values (first at row {bad + row_offset}); fix or drop those items")
+    with np.errstate(over="ignore"):
+        x = raw.astype(np.float32, copy=False)
+    if x is not raw and not np.isfinite(x).all():
+        bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+        raise DataError(f"{path}: column '{col}' has values beyond the float32 range (|x| > 3.4e38, first at row {bad + row_offset}); rescale the embeddings")
     return x
 
 

@@ -78,11 +78,18 @@ def write_codes(path: str | os.PathLike, item_ids, codes: np.ndarray, suffix: np
         pq.write_table(table, tmp)
 
 
-def read_codes_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``sidkit`` key-value metadata of a codes Parquet file, or None."""
-    md = pq.read_schema(path).metadata or {}
-    raw = md.get(META_KEY)
-    return json.loads(raw) if raw else None
+def read_codes_metadata(path_or_schema) -> dict[str, Any] | None:
+    """The ``sidkit`` key-value metadata of a codes Parquet file (or its Arrow schema), or None
+    (also when the value is not a JSON object)."""
+    schema = path_or_schema if isinstance(path_or_schema, pa.Schema) else pq.read_schema(path_or_schema)
+    raw = (schema.metadata or {}).get(META_KEY)
+    if not raw:
+        return None
+    try:
+        md = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return md if isinstance(md, dict) else None
 
 
 def table_to_codes(table: pa.Table, path: str | os.PathLike = "codes") -> tuple[np.ndarray, np.ndarray, np.ndarray]:

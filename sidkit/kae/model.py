@@ -238,6 +238,18 @@ class KAE:
         est.route_stats_ = list(params.get("route_stats", []))
         est._res_X = tensors.get("reservoir.X", np.zeros((0, 0), np.float32))
         est._res_slots = tensors.get("reservoir.slots", np.zeros((0, len(est.books_)), np.int32))
+        d = int(est._res_X.shape[1]) if est._res_X.ndim == 2 else 0
+        if est._res_X.ndim != 2 or est._res_slots.ndim != 2 or est._res_slots.shape != (len(est._res_X), len(est.books_)):
+            raise ValueError(f"reservoir tensors of shapes {est._res_X.shape} / {est._res_slots.shape} for {len(est.books_)} groups")
+        width = d * (2 if est.route_features.k > 0 else 1)
+        for g, sc in enumerate(est.scorers_):
+            if sc is None:
+                continue
+            if sc.W.ndim != 2 or sc.W.shape[1] != width or sc.b.shape != (sc.W.shape[0],) or sc.classes.shape != (sc.W.shape[0],) \
+                    or sc.mu.shape != (width,) or (sc.P is not None and sc.P.shape != (width, width)):
+                raise ValueError(f"routing scorer of group {g} has shape {sc.W.shape}, the features have width {width}")
+            if len(sc.classes) and (sc.classes.min() < 0 or sc.classes.max() >= est.books_[g].size):
+                raise ValueError(f"routing scorer of group {g} names slots outside the group's {est.books_[g].size}")
         res = params.get("residual")
         if res:
             from sidkit.pipeline import _estimator_from_state
@@ -246,14 +258,24 @@ class KAE:
             sub = {k[len("residual."):]: v for k, v in tensors.items() if k.startswith("residual.")}
             est.residual_ = _estimator_from_state(method, res["params"], sub)
             est.residual_method_ = method
+            rd = getattr(est.residual_, "n_features_in_", d)
+            if d and rd != d:
+                raise ValueError(f"the residual levels take inputs of width {rd}, the reservoir has {d}")
         return est
 
-    def attach(self, model_dir: str | Path) -> "KAE":
-        """Load the bindings of a model directory's slot registry (``slots.json``)."""
+    def attach_registry(self, files, meta: dict) -> "KAE":
+        """Load and check the bindings of a model directory's slot registry (``slots.json``);
+        ``files`` is the :class:`~sidkit.io.modelfiles.ModelDir` the model was read from."""
+        from sidkit.errors import ModelError
         from sidkit.kae.slots import read_registry, registry_bindings
 
-        p = Path(model_dir) / SLOTS_FILE
-        self.bindings_ = registry_bindings(read_registry(p)) if p.is_file() else []
+        if not files.exists(SLOTS_FILE):
+            raise ModelError(f"{files.path / SLOTS_FILE}: the slot registry of this KAE model is missing; restore it from a "
+                             "backup, or re-run 'sidkit fit --method kae' (bindings are then lost)")
+        dims = [int(sc.W.shape[1]) if sc is not None else None for sc in self.scorers_]
+        reg = read_registry(files.path / SLOTS_FILE, self.books_, dims, meta.get("model_fingerprint"),
+                            raw=files.read_bytes(SLOTS_FILE, "slot registry"))
+        self.bindings_ = registry_bindings(reg)
         return self
 
     def codebooks_table(self, codes: np.ndarray) -> pa.Table:
@@ -310,11 +332,11 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
 
     from sidkit import __version__
     from sidkit.features import fuse, make_spec
-    from sidkit.io.artifacts import atomic_dir, rows_table, write_json_atomic, write_text_atomic
+    from sidkit.io.artifacts import atomic_dir, model_lock, rows_table, write_json_atomic, write_text_atomic
     from sidkit.io.catalog import read_catalog
     from sidkit.io.codes import assign_suffix, codes_table
     from sidkit.kae.plan import make_plan, plan_to_toml, read_plan
-    from sidkit.kae.slots import new_registry
+    from sidkit.kae.slots import carry_registry, registry_bindings
     from sidkit import pipeline as P
 
     t0 = time.perf_counter() if t0 is None else t0
@@ -340,7 +362,7 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
         plan, notes_p = make_plan(table, attrs or None, groups=cfg.groups, seed=cfg.seed, exclude_columns=[cfg.id_col])
         notes += notes_p
     specs = [CategorySpec.parse(c) for c in plan.categories]
-    table = read_attribute_table(catalog.path, list(dict.fromkeys(s.column for s in specs)))
+    table = read_attribute_table(catalog.path, list(dict.fromkeys([*(s.column for s in specs), *plan.text_columns])))
     missing = [s.column for s in specs if s.column not in table.column_names]
     if missing:
         raise DataError(f"{catalog.path}: the KAE plan uses column(s) {', '.join(missing)} that the catalog lacks; fix the plan or the catalog")
@@ -355,8 +377,7 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
         if isinstance(rcfg.codebook_size, list) and len(rcfg.codebook_size) != rcfg.levels:
             rcfg = dataclasses.replace(rcfg, codebook_size=rcfg.codebook_size[0])
         residual = P._make_estimator(rcfg)
-        if max(rcfg.codebook_sizes()) > len(X):
-            raise DataError(f"{catalog.path}: {len(X)} items, fewer than the {max(rcfg.codebook_sizes())} codes per residual level; use --codebook-size {max(2, len(X) // 4)}")
+        P.check_catalog_size(len(X), rcfg.codebook_sizes(), catalog.path)
         regs, reg_meta, warnings = P._make_regularizers(rcfg, catalog)
         cb = (lambda s, d, t: progress(s, d, t, {})) if progress else None
         if rcfg.method == "rqkmeans":
@@ -365,62 +386,79 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
             residual_fit = lambda Z: residual.fit(Z, progress=progress, regularizers=regs)  # noqa: E731
         else:
             residual_fit = lambda Z: residual.fit(Z, progress=progress)  # noqa: E731
+    from sidkit.features import degenerate_warnings
+
+    warnings += degenerate_warnings(X, str(catalog.path))
     t_fit = time.perf_counter()
     est.fit(X, words, residual=residual, residual_method=cfg.residual_method if residual is not None else None,
             residual_fit=residual_fit, progress=progress)
     fit_seconds = time.perf_counter() - t_fit
-    codes = est.encode_attributes(X, words, bindings=[])
-    if est.residual_ is not None:
-        codes = np.concatenate([codes, np.asarray(est.residual_.encode(X), np.int32)], axis=1)
-    ids = catalog.ids_numpy
-    suffix = assign_suffix(codes, ids)
-    sizes = est.codebook_sizes
-    report = P.build_report(codes, sizes, item_ids=ids, X=X if len(X) <= 200_000 else None, catalog=None, seed=cfg.seed)
-    G = est.n_groups
-    det = est.det_codes_
-    routed = (det == NULL) & (codes[:, :G] != NULL)
-    report["kae"] = {
-        "groups": [{"name": b.name, "position": g, "categories": b.categories, "kept_words": b.n_active,
-                    "reserved": b.n_reserved, "capacity": b.size,
-                    "null_rate": float((codes[:, g] == NULL).mean()), "other_rate": float((codes[:, g] == OTHER).mean()),
-                    "routed_rate": float(routed[:, g].mean()), "routing": est.route_stats_[g]}
-                   for g, b in enumerate(est.books_)],
-        "residual_levels": int(cfg.residual_levels or 0), "residual_method": est.residual_method_,
-    }
-    recon_mse = float("nan")
-    if est.residual_ is not None:
-        if hasattr(est.residual_, "reconstruction_mse"):
-            recon_mse = float(est.residual_.reconstruction_mse(X))
-        else:
-            recon_mse = float(((est.residual_.decode(codes[:, G:]) - X) ** 2).mean())
-        report["reconstruction"] = {"mse": recon_mse}
     tensors = {k: np.ascontiguousarray(v) for k, v in est.state_dict().items()}
     blob, fingerprint = P.save_tensors(tensors, "kae")
-    training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "routing": est.route_stats_}
-    if reg_meta:
-        training["regularizer"] = reg_meta
-    meta = {
-        "sidkit_version": __version__, "format_version": P.FORMAT_VERSION, "method": "kae",
-        "n_levels": len(sizes), "codebook_sizes": sizes, "model_fingerprint": fingerprint,
-        "config": cfg.to_dict(), "estimator": {"class": "KAE", "params": est.params()},
-        "fusion": spec.to_dict(),
-        "input": {"path": str(Path(items).resolve()), "rows": len(X), "id_col": cfg.id_col,
-                  "schema_hash": catalog.schema_hash, "embedding_sha256": P._sha(X.tobytes())[:16]},
-        "training": training,
-    }
-    codes_meta = {"method": "kae", "codebook_sizes": sizes, "model_fingerprint": fingerprint, "n_levels": len(sizes),
-                  "kae_groups": G}
-    with atomic_dir(out) as tmp:
-        (tmp / "model.safetensors").write_bytes(blob)
-        write_json_atomic(tmp / "sidkit.json", meta)
-        pq.write_table(codes_table(catalog.ids, codes, suffix, codes_meta), tmp / "codes.parquet")
-        pq.write_table(est.codebooks_table(codes), tmp / "codebooks.parquet")
-        write_json_atomic(tmp / "report.json", report)
-        write_json_atomic(tmp / SLOTS_FILE, new_registry(est, fingerprint))
-        write_text_atomic(tmp / "kae.toml", plan_to_toml(plan))
-        if getattr(est.residual_, "history_", None):
-            pq.write_table(rows_table(est.residual_.history_), tmp / "train_log.parquet")
-        P._write_html(report, tmp / "report.html")
+    ids = catalog.ids_numpy
+    G = est.n_groups
+    det = est.det_codes_
+    texts = est.texts_from_columns({c: table.column(c) for c in table.column_names}, len(X))
+    res_codes = np.asarray(est.residual_.encode(X), np.int32) if est.residual_ is not None else None
+    with model_lock(out):  # bind-slot waits; the bindings of the model being replaced carry over
+        registry, carried = carry_registry(P.old_registry(out), est, words, X, fingerprint)
+        est.bindings_ = registry_bindings(registry)
+        codes = est.encode_attributes(X, words, bindings=est.bindings_, texts=texts if est.bindings_ else None)
+        if res_codes is not None:
+            codes = np.concatenate([codes, res_codes], axis=1)
+        suffix = assign_suffix(codes, ids)
+        sizes = est.codebook_sizes
+        report = P.build_report(codes, sizes, item_ids=ids, X=X if len(X) <= 200_000 else None, catalog=None, seed=cfg.seed)
+        routed = (det == NULL) & (codes[:, :G] != NULL)
+        report["kae"] = {
+            "groups": [{"name": b.name, "position": g, "categories": b.categories, "kept_words": b.n_active,
+                        "reserved": b.n_reserved, "capacity": b.size,
+                        "null_rate": float((codes[:, g] == NULL).mean()), "other_rate": float((codes[:, g] == OTHER).mean()),
+                        "routed_rate": float(routed[:, g].mean()), "routing": est.route_stats_[g]}
+                       for g, b in enumerate(est.books_)],
+            "residual_levels": int(cfg.residual_levels or 0), "residual_method": est.residual_method_,
+            "carried_bindings": carried,
+        }
+        recon_mse = None
+        if est.residual_ is not None:
+            if hasattr(est.residual_, "reconstruction_mse"):
+                recon_mse = float(est.residual_.reconstruction_mse(X))
+            else:
+                recon_mse = float(((est.residual_.decode(codes[:, G:]) - X) ** 2).mean())
+            report["reconstruction"] = {"mse": recon_mse}
+        training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "routing": est.route_stats_}
+        if reg_meta:
+            training["regularizer"] = reg_meta
+        meta = {
+            "sidkit_version": __version__, "format_version": P.FORMAT_VERSION, "method": "kae",
+            "n_levels": len(sizes), "codebook_sizes": sizes, "model_fingerprint": fingerprint,
+            "config": cfg.to_dict(), "estimator": {"class": "KAE", "params": est.params()},
+            "fusion": spec.to_dict(),
+            "input": {"path": str(Path(items).resolve()), "rows": len(X), "id_col": cfg.id_col,
+                      "schema_hash": catalog.schema_hash, "embedding_sha256": P._sha(X.tobytes())[:16]},
+            "training": training,
+        }
+        codes_meta = {"method": "kae", "codebook_sizes": sizes, "model_fingerprint": fingerprint, "n_levels": len(sizes),
+                      "kae_groups": G}
+        with atomic_dir(out, locked=True) as tmp:
+            (tmp / "model.safetensors").write_bytes(blob)
+            write_json_atomic(tmp / "sidkit.json", meta)
+            pq.write_table(codes_table(catalog.ids, codes, suffix, codes_meta), tmp / "codes.parquet")
+            pq.write_table(est.codebooks_table(codes), tmp / "codebooks.parquet")
+            write_json_atomic(tmp / "report.json", report)
+            write_json_atomic(tmp / SLOTS_FILE, registry)
+            write_text_atomic(tmp / "kae.toml", plan_to_toml(plan))
+            if getattr(est.residual_, "history_", None):
+                pq.write_table(rows_table(est.residual_.history_), tmp / "train_log.parquet")
+            P._write_html(report, tmp / "report.html")
+    for d in carried["dropped"]:
+        warnings.append(f"refit: binding {d['category']}:{d['word']} could not be kept: {d['reason']}")
+    for k in carried["kept"]:
+        if k.get("note"):
+            warnings.append(f"refit: binding {k['category']}:{k['word']} kept at slot {k['slot']}, but {k['note']}")
+    if carried["kept"] or carried["active"]:
+        notes.append(f"refit: kept {len(carried['kept'])} slot binding(s) of the previous model"
+                     + (f"; {len(carried['active'])} bound word(s) are now kept words with active slots" if carried["active"] else ""))
     col = report["collision"]
     summary = {
         "model_dir": str(out), "method": "kae", "n_items": len(X), "codebook_sizes": sizes,
@@ -432,7 +470,9 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
         "total_seconds": round(time.perf_counter() - t0, 3),
         "kae": {"groups": [{"name": g["name"], "categories": g["categories"], "kept_words": g["kept_words"],
                             "reserved": g["reserved"], "capacity": g["capacity"]} for g in report["kae"]["groups"]],
-                "residual_levels": int(cfg.residual_levels or 0)},
+                "residual_levels": int(cfg.residual_levels or 0),
+                "bindings_kept": len(carried["kept"]), "bindings_dropped": carried["dropped"],
+                "bindings_now_active": len(carried["active"])},
     }
     if notes:
         summary["notes"] = notes

@@ -1,10 +1,12 @@
 """The slot registry of a KAE model directory (``slots.json``) and ``bind_slot`` / ``unbind_slot``
 (METHODS.md §5.6 steps 1-5 and 8).
 
-Every change runs under an exclusive ``filelock.FileLock`` on ``slots.json.lock`` and is
-written atomically (temp file + ``os.replace``) with a new registry version and one more entry
-in the append-only history. Nothing else in the model directory changes: ``sidkit encode``
-reads the registry, so items that carry a bound word (or route to it) get the bound slot.
+Every change runs under the model directory's lock (:func:`sidkit.io.artifacts.model_lock`, the
+one ``fit`` takes to swap the directory, so a refit and a bind never interleave) and is written
+atomically (temp file + ``os.replace``) with a new registry version and one more entry in the
+append-only history. Nothing else in the model directory changes: ``sidkit encode`` reads the
+registry, so items that carry a bound word (or route to it) get the bound slot. A refit carries
+the bindings over (:func:`carry_registry`).
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import datetime as _dt
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from sidkit.errors import ConfigError, DataError, ModelError, SidkitError
 from sidkit.kae.codebook import Binding, GroupCodebook
-from sidkit.kae.plan import CategorySpec, normalize_word
+from sidkit.kae.plan import CategorySpec, CategoryWords, normalize_word
 
 REGISTRY_FORMAT = 1
 SLOTS_FILE = "slots.json"
@@ -52,17 +54,91 @@ def new_registry(est, fingerprint: str) -> dict:
             "bindings": [], "history": []}
 
 
-def read_registry(path: str | Path) -> dict:
-    p = Path(path)
-    try:
-        reg = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{p}: slot registry not found; this KAE model directory is incomplete, re-run 'sidkit fit --method kae'") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{p}: slot registry is not valid JSON ({e}); restore it from a backup or re-run 'sidkit fit --method kae'") from None
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_registry(reg, p: Path, books: Sequence[GroupCodebook] | None = None,
+                   scorer_dims: Sequence[int | None] | None = None, fingerprint: str | None = None) -> dict:
+    """Validate a registry (structure; with ``books`` every binding's group, slot and category;
+    with ``scorer_dims`` the routing rows' lengths; with ``fingerprint`` that it belongs to the
+    model). Raises ModelError naming the file and the field."""
+    fix = "restore slots.json from a backup, or re-run 'sidkit fit --method kae'"
+
+    def bad(where: str, problem: str) -> ModelError:
+        return ModelError(f"{p}: {where} {problem}; {fix}")
+
     if not isinstance(reg, dict) or "bindings" not in reg or "version" not in reg:
-        raise ModelError(f"{p}: not a sidkit slot registry; re-run 'sidkit fit --method kae'")
+        raise ModelError(f"{p}: not a sidkit slot registry; {fix}")
+    if reg.get("format", REGISTRY_FORMAT) != REGISTRY_FORMAT:
+        raise bad("field 'format'", f"is {reg.get('format')!r}; this sidkit reads registry format {REGISTRY_FORMAT}")
+    if not _int(reg["version"]) or reg["version"] < 0:
+        raise bad("field 'version'", f"is {reg['version']!r}, not a non-negative integer")
+    if not isinstance(reg["bindings"], list) or not isinstance(reg.get("history", []), list):
+        raise bad("fields 'bindings' and 'history'", "must be lists")
+    if fingerprint is not None and reg.get("model_fingerprint") not in (None, fingerprint):
+        raise ModelError(f"{p}: this registry belongs to another fit (model_fingerprint {reg.get('model_fingerprint')}, "
+                         f"the model's is {fingerprint}); {fix}")
+    seen: dict[tuple[int, int], str] = {}
+    for i, b in enumerate(reg["bindings"]):
+        where = f"binding {i}"
+        if not isinstance(b, dict):
+            raise bad(where, "is not an object")
+        for k in ("group", "slot", "version"):
+            if not _int(b.get(k)):
+                raise bad(f"{where} field '{k}'", f"is {b.get(k)!r}, not an integer")
+        for k in ("category", "word"):
+            if not isinstance(b.get(k), str) or not normalize_word(b[k]):
+                raise bad(f"{where} field '{k}'", "is missing or empty")
+        al = b.get("aliases", [])
+        if not isinstance(al, list) or not all(isinstance(a, str) for a in al):
+            raise bad(f"{where} field 'aliases'", "is not a list of strings")
+        sc = b.get("scorer")
+        if sc is not None:
+            if (not isinstance(sc, dict) or not isinstance(sc.get("w"), list) or not sc["w"]
+                    or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in sc["w"])
+                    or not isinstance(sc.get("b"), (int, float)) or isinstance(sc.get("b"), bool) or not np.isfinite(sc["b"])):
+                raise bad(f"{where} field 'scorer'", "is not {\"w\": [numbers], \"b\": number}")
+        if books is None:
+            continue
+        g, slot = b["group"], b["slot"]
+        if not 0 <= g < len(books):
+            raise bad(f"{where} field 'group'", f"is {g}; the model has groups 0..{len(books) - 1}")
+        book = books[g]
+        if slot not in book.reserved_slots:
+            raise bad(f"{where} ({b['word']!r}) field 'slot'",
+                      f"is {slot}; group '{book.name}' has reserved slots {book.reserved_slots.start}..{book.reserved_slots.stop - 1}")
+        if (g, slot) in seen:
+            raise bad(f"{where} ({b['word']!r})", f"takes slot {slot} of group '{book.name}', which {seen[(g, slot)]!r} holds too")
+        seen[(g, slot)] = b["word"]
+        cats = set(book.categories) | {CategorySpec.parse(c).column for c in book.categories}
+        if b["category"] not in cats:
+            raise bad(f"{where} field 'category'", f"is {b['category']!r}, not a category of group '{book.name}' ({', '.join(book.categories)})")
+        if sc is not None and scorer_dims is not None:
+            dim = scorer_dims[g] if g < len(scorer_dims) else None
+            if dim is None:
+                raise bad(f"{where} ({b['word']!r}) field 'scorer'", f"is set but group '{book.name}' has no routing scorer")
+            if len(sc["w"]) != dim:
+                raise bad(f"{where} ({b['word']!r}) field 'scorer'", f"has {len(sc['w'])} weights, the group's scorer takes {dim}")
     return reg
+
+
+def read_registry(path: str | Path, books: Sequence[GroupCodebook] | None = None, scorer_dims=None,
+                  fingerprint: str | None = None, raw: bytes | None = None) -> dict:
+    """Read and validate ``slots.json`` (``raw``: its bytes, already read)."""
+    from sidkit.io.modelfiles import parse_json
+
+    p = Path(path)
+    fix = "restore it from a backup or re-run 'sidkit fit --method kae'"
+    if raw is None:
+        try:
+            raw = p.read_bytes()
+        except FileNotFoundError:
+            raise ModelError(f"{p}: slot registry not found; this KAE model directory is incomplete, {fix}") from None
+        except OSError as e:
+            raise ModelError(f"{p}: cannot read the slot registry ({e.strerror}); {fix}") from None
+    reg = parse_json(raw, p, f"the slot registry is damaged, {fix}")
+    return check_registry(reg, p, books, scorer_dims, fingerprint)
 
 
 def registry_bindings(reg: dict) -> list[Binding]:
@@ -75,50 +151,96 @@ def registry_bindings(reg: dict) -> list[Binding]:
     return out
 
 
+def scorer_dims_from_file(path: Path, n_groups: int) -> list[int | None]:
+    """Feature width of each group's routing scorer, read from the safetensors header only."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "np") as f:
+            keys = set(f.keys())
+            return [int(f.get_slice(f"route.{g}.W").get_shape()[1]) if f"route.{g}.W" in keys else None for g in range(n_groups)]
+    except (SafetensorError, OSError, ValueError, IndexError) as e:
+        raise ModelError(f"{path}: unreadable ({str(e).splitlines()[0]}); re-run 'sidkit fit --method kae'") from None
+
+
 class _KaeDir:
     """A KAE model directory opened for slot operations (JSON only; tensors loaded on demand)."""
 
     def __init__(self, model_dir: str | os.PathLike | None):
+        from sidkit.io.artifacts import recover_dir
+        from sidkit.io.modelfiles import check_meta, read_json
+
         d = model_dir or os.environ.get("SIDKIT_MODEL") or "."
-        self.path = Path(d)
+        self.shown = Path(d)
+        try:
+            self.path = Path(d).resolve()
+        except FileNotFoundError:
+            raise ModelError("the current directory no longer exists (a refit replaced the model directory?); "
+                             "cd into the model directory again or pass --model DIR") from None
+        if not self.path.exists():
+            recover_dir(self.path)
         if not self.path.is_dir():
-            raise ModelError(f"{self.path}: model directory not found; pass --model DIR, set $SIDKIT_MODEL or run inside a model directory")
+            raise ModelError(f"{d}: model directory not found; pass --model DIR, set $SIDKIT_MODEL or run inside a model directory")
         mj = self.path / "sidkit.json"
         if not mj.is_file():
-            raise ModelError(f"{self.path}: not a sidkit model directory (sidkit.json is missing); pass --model DIR or set $SIDKIT_MODEL")
-        try:
-            self.meta = json.loads(mj.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelError(f"{mj}: not valid JSON ({e}); re-run 'sidkit fit'") from None
+            raise ModelError(f"{d}: not a sidkit model directory (sidkit.json is missing); pass --model DIR or set $SIDKIT_MODEL")
+        self.meta = check_meta(read_json(mj), mj)
         if self.meta.get("method") != "kae":
-            raise ModelError(f"{self.path}: a '{self.meta.get('method')}' model has no attribute slots; fit one with 'sidkit fit ITEMS --method kae'")
-        params = self.meta["estimator"]["params"]
-        self.books = [GroupCodebook.from_dict(g) for g in params["groups"]]
+            raise ModelError(f"{d}: a '{self.meta.get('method')}' model has no attribute slots; fit one with 'sidkit fit ITEMS --method kae'")
+        self.books = books_from_params(self.meta["estimator"]["params"], mj)
+        self.fingerprint = self.meta.get("model_fingerprint")
         self.registry_path = self.path / SLOTS_FILE
-        self.lock_path = self.path / (SLOTS_FILE + ".lock")
+        self._scorer_dims: list[int | None] | None = None
+
+    @property
+    def scorer_dims(self) -> list[int | None]:
+        if self._scorer_dims is None:
+            self._scorer_dims = scorer_dims_from_file(self.path / "model.safetensors", len(self.books))
+        return self._scorer_dims
+
+    def read(self) -> dict:
+        """The validated registry."""
+        return read_registry(self.registry_path, self.books, self.scorer_dims, self.fingerprint)
 
     def group_of(self, category: str) -> int:
-        if not category or not category.strip():
-            raise SlotError("the category is empty; give one of the model's attribute categories")
-        for g, b in enumerate(self.books):
-            if category in b.categories:
-                return g
-        cols = {CategorySpec.parse(c).column: g for g, b in enumerate(self.books) for c in b.categories}
-        if category in cols:
-            return cols[category]
-        known = [c for b in self.books for c in b.categories]
-        raise SlotError(f"unknown category '{category}'; this model's categories are: {', '.join(known)}")
+        return group_of(self.books, category)
 
     def lock(self):
-        from filelock import FileLock
+        from sidkit.io.artifacts import model_lock
 
-        return FileLock(str(self.lock_path), timeout=LOCK_TIMEOUT_S)
+        return model_lock(self.path, timeout=LOCK_TIMEOUT_S)
 
     def write(self, reg: dict) -> None:
         from sidkit.io.artifacts import write_json_atomic
 
         reg["updated"] = _now()
         write_json_atomic(self.registry_path, reg)
+
+
+def books_from_params(params: dict, p: Path) -> list[GroupCodebook]:
+    """The group codebooks recorded in ``sidkit.json``'s estimator params."""
+    try:
+        books = [GroupCodebook.from_dict(g) for g in params["groups"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{p}: field 'estimator.params.groups' is damaged ({type(e).__name__}: {e}); restore the file or re-run 'sidkit fit --method kae'") from None
+    for b in books:
+        if b.n_reserved < 0:
+            raise ModelError(f"{p}: group '{b.name}' has a negative n_reserved; restore the file or re-run 'sidkit fit --method kae'")
+    return books
+
+
+def group_of(books: Sequence[GroupCodebook], category: str) -> int:
+    """The group that owns a category (a plan category such as ``categories[2]`` or its column)."""
+    if not category or not category.strip():
+        raise SlotError("the category is empty; give one of the model's attribute categories")
+    for g, b in enumerate(books):
+        if category in b.categories:
+            return g
+    cols = {CategorySpec.parse(c).column: g for g, b in enumerate(books) for c in b.categories}
+    if category in cols:
+        return cols[category]
+    known = [c for b in books for c in b.categories]
+    raise SlotError(f"unknown category {category!r}; this model's categories are: {', '.join(known)}")
 
 
 MAX_ROUTE_SHARE = 0.01  # default cap on attribute-less items routed to a new slot
@@ -145,55 +267,79 @@ def _result(kd: _KaeDir, g: int, b: dict | None, *, state: str, slot: int, categ
             "routing": bool(b and b.get("scorer")), "created": created, "n_items": n_items, "notes": list(notes)}
 
 
+def carrier_mask(words: Mapping[str, CategoryWords], categories: Sequence[str], terms: set[str], n: int) -> np.ndarray:
+    """Items whose words in any of ``categories`` include one of ``terms``."""
+    carry = np.zeros(n, bool)
+    for c in categories:
+        cw = words.get(c)
+        if cw is None:
+            continue
+        hit = np.array([v in terms for v in cw.vocab] + [False])
+        carry[cw.items[hit[cw.codes]]] = True
+    return carry
+
+
+def routing_row(sc, feats, Xr: np.ndarray, Sr: np.ndarray, X_pos: np.ndarray, extra_rows, max_route_share: float,
+                nbr: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """A bound word's routing row against the frozen rows of the group's scorer ``sc``:
+    positives ``X_pos`` (fused embeddings of its carriers), negatives the reservoir ``Xr`` with
+    its base slots ``Sr`` (``nbr``: the reservoir's saved neighbours, else searched)."""
+    from sidkit.kae.route import fit_new_row
+
+    Fr = feats.from_neighbours(Xr, nbr) if feats.k > 0 and nbr is not None else feats(Xr)
+    return fit_new_row(sc, feats(X_pos), Fr, Sr, extra_rows, max_null_share=max_route_share)
+
+
 def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vector, id_col: str | None, extra_rows,
                 max_route_share: float = MAX_ROUTE_SHARE):
     """(scorer dict or None, number of carrier items, notes) for a new binding."""
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    from sidkit.kae.route import GroupScorer, NeighbourFeatures, fit_new_row
+    from sidkit.io.modelfiles import check_tensors
+    from sidkit.kae.route import GroupScorer, NeighbourFeatures
 
     notes: list[str] = []
-    tensors = load_file(str(kd.path / "model.safetensors"))
+    try:
+        tensors = load_file(str(kd.path / "model.safetensors"))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{kd.path / 'model.safetensors'}: unreadable ({str(e).splitlines()[0]}); re-run 'sidkit fit --method kae'") from None
+    check_tensors(tensors, kd.meta, kd.path)
     sc = GroupScorer.from_tensors(tensors, f"route.{g}")
     if sc is None:
         return None, None, [f"group '{kd.books[g].name}' has no routing scorer; the word binds for explicit matches only"]
+    if "reservoir.X" not in tensors or "reservoir.slots" not in tensors:
+        raise ModelError(f"{kd.path / 'model.safetensors'}: the routing reservoir is missing; re-run 'sidkit fit --method kae'")
     Xr, Sr = tensors["reservoir.X"], tensors["reservoir.slots"][:, g]
     feats = NeighbourFeatures(Xr, int(kd.meta["estimator"]["params"].get("route_neighbours", 0)))
     if vector is not None:
         v = np.asarray(vector, np.float32).reshape(1, -1)
         if v.shape[1] != Xr.shape[1]:
             raise DataError(f"the prototype vector has {v.shape[1]} values, the model's fused embeddings have {Xr.shape[1]}")
-        X_pos, n = v / max(float(np.linalg.norm(v)), 1e-12), 1
+        from sidkit.features import l2_normalize
+
+        X_pos, n = l2_normalize(v), 1
     else:
         from sidkit.features import FusionSpec, fuse
-        from sidkit.io.catalog import read_catalog
+        from sidkit.io.catalog import open_parquet, read_catalog
         from sidkit.kae.plan import extract_words
 
         fusion = FusionSpec.from_dict(kd.meta["fusion"])
         cats = kd.books[g].categories
         specs = [CategorySpec.parse(c) for c in cats]
         cols = list(dict.fromkeys(s.column for s in specs))
-        from sidkit.io.catalog import open_parquet
-
         have = set(open_parquet(items).schema_arrow.names)
         cat = read_catalog(items, id_col=id_col or kd.meta.get("input", {}).get("id_col", "item_id"),
                            embedding_cols=list(fusion.columns), attribute_cols=[c for c in cols if c in have])
         terms = {w, *[normalize_word(a) for a in aliases if normalize_word(a)]}
-        carry = np.zeros(len(cat), bool)
-        for s in specs:
-            if s.column not in have:
-                continue
-            cw = extract_words(cat.attributes[s.column], s)
-            hit = np.array([v in terms for v in cw.vocab] + [False])
-            carry[cw.items[hit[cw.codes]]] = True
+        words = {s.name: extract_words(cat.attributes[s.column], s) for s in specs if s.column in have}
+        carry = carrier_mask(words, [s.name for s in specs], terms, len(cat))
         n = int(carry.sum())
         if n == 0:
             notes.append(f"no item in {items} carries '{w}' in {', '.join(cats)}; the word binds for explicit matches only (no content routing)")
             return None, 0, notes
         X_pos = fuse(cat.embeddings, fusion, source=str(items))[carry]
-    nbr = tensors.get("reservoir.neighbours")  # saved at fit: the reservoir's own features without a search
-    Fr = feats.from_neighbours(Xr, nbr) if feats.k > 0 and nbr is not None else feats(Xr)
-    wv, bv = fit_new_row(sc, feats(X_pos), Fr, Sr, extra_rows, max_null_share=max_route_share)
+    wv, bv = routing_row(sc, feats, Xr, Sr, X_pos, extra_rows, max_route_share, tensors.get("reservoir.neighbours"))
     return {"w": [float(x) for x in wv], "b": float(bv), "n_items": n}, n, notes
 
 
@@ -210,31 +356,38 @@ def bind_slot(category: str, word: str, *, model_dir: str | os.PathLike | None =
     routed to the new slot (the routing row's bias is raised towards 90 % recall of the word's
     items only up to that point).
     """
-    if not (isinstance(max_route_share, (int, float)) and 0 <= max_route_share <= 1):
+    if isinstance(max_route_share, bool) or not (isinstance(max_route_share, (int, float)) and 0 <= max_route_share <= 1):
         raise ConfigError(f"--max-route-share must be a number in [0, 1] (got {max_route_share!r})")
-    kd = _KaeDir(model_dir)
-    g = kd.group_of(category)
-    w = _check_word(word)
-    aliases = [a for a in dict.fromkeys(a.strip() for a in aliases) if normalize_word(a) and normalize_word(a) != w]
-    book = kd.books[g]
-    act = book.active_slot_of_word(w)
-    if act is not None:
-        reg = read_registry(kd.registry_path)
-        return _result(kd, g, None, state="active", slot=act, category=category, word=word, version=reg["version"],
-                       notes=[f"'{w}' is a kept word of group '{book.name}' (an active slot); nothing to bind"])
     if items is not None and vector is not None:
         raise ConfigError("give either items or vector for the slot prototype, not both")
-    reg0 = read_registry(kd.registry_path)
-    existing = _find(reg0, g, w)
-    scorer, n_items, notes = None, None, []
-    if existing is None and (items is not None or vector is not None):
-        extra = [(b.slot, b.scorer[0], b.scorer[1]) for b in sorted(registry_bindings(reg0), key=lambda b: b.version)
+    w = _check_word(word)
+    aliases = [a for a in dict.fromkeys(a.strip() for a in aliases) if normalize_word(a) and normalize_word(a) != w]
+
+    def prepare(kd: _KaeDir, reg: dict):
+        """(group, scorer, n_items, notes) of the binding, from the model as ``kd`` read it."""
+        g = kd.group_of(category)
+        if _find(reg, g, w) is not None or kd.books[g].active_slot_of_word(w) is not None:
+            return g, None, None, []
+        if items is None and vector is None:
+            return g, None, None, ["no --items given: the word binds for explicit matches only (items that carry it); "
+                                   "pass --items CATALOG to route items lacking the attribute"]
+        extra = [(b.slot, b.scorer[0], b.scorer[1]) for b in sorted(registry_bindings(reg), key=lambda b: b.version)
                  if b.group == g and b.scorer is not None]
-        scorer, n_items, notes = _scorer_row(kd, g, w, aliases, items, vector, id_col, extra, max_route_share)
-    elif existing is None:
-        notes.append("no --items given: the word binds for explicit matches only (items that carry it); pass --items CATALOG to route items lacking the attribute")
+        return (g, *_scorer_row(kd, g, w, aliases, items, vector, id_col, extra, max_route_share))
+
+    kd = _KaeDir(model_dir)
+    g, scorer, n_items, notes = prepare(kd, kd.read())  # the slow part, outside the lock
     with kd.lock():
-        reg = read_registry(kd.registry_path)
+        now = _KaeDir(model_dir)  # a refit may have replaced the model meanwhile
+        reg = now.read()
+        if now.fingerprint != kd.fingerprint:
+            kd = now
+            g, scorer, n_items, notes = prepare(kd, reg)
+        book = kd.books[g]
+        act = book.active_slot_of_word(w)
+        if act is not None:
+            return _result(kd, g, None, state="active", slot=act, category=category, word=word, version=reg["version"],
+                           notes=[f"'{w}' is a kept word of group '{book.name}' (an active slot); nothing to bind"])
         b = _find(reg, g, w)
         if b is not None:
             new_alias = [a for a in aliases if normalize_word(a) not in {normalize_word(x) for x in [b["word"], *b.get("aliases", [])]}]
@@ -245,7 +398,7 @@ def bind_slot(category: str, word: str, *, model_dir: str | os.PathLike | None =
                                        "category": b["category"], "word": b["word"], "aliases": new_alias, "time": _now()})
                 kd.write(reg)
             return _result(kd, g, b, state="reserved-bound", slot=b["slot"], category=b["category"], word=b["word"],
-                           version=b["version"], aliases=b.get("aliases", []), notes=["already bound; same slot returned"] + notes)
+                           version=b["version"], aliases=b.get("aliases", []), notes=["already bound; same slot returned"])
         used = {x["slot"] for x in reg["bindings"] if x["group"] == g}
         free = [s for s in book.reserved_slots if s not in used]
         if not free:
@@ -256,6 +409,8 @@ def bind_slot(category: str, word: str, *, model_dir: str | os.PathLike | None =
         v = reg["version"]
         nb = {"group": g, "slot": free[0], "category": category, "word": w, "typed": word, "aliases": aliases,
               "state": "reserved-bound", "version": v, "time": _now(), "scorer": scorer}
+        if scorer is not None:
+            nb["max_route_share"] = float(max_route_share)
         reg["bindings"].append(nb)
         reg["history"].append({"version": v, "op": "bind", "group": g, "slot": free[0], "category": category, "word": w,
                                "aliases": aliases, "routing": scorer is not None, "time": nb["time"]})
@@ -266,11 +421,12 @@ def bind_slot(category: str, word: str, *, model_dir: str | os.PathLike | None =
 
 def unbind_slot(category: str, word: str, *, model_dir: str | os.PathLike | None = None) -> dict:
     """Remove a binding: its items return to their previous codes, the slot becomes free."""
-    kd = _KaeDir(model_dir)
-    g = kd.group_of(category)
     w = _check_word(word)
+    kd = _KaeDir(model_dir)
     with kd.lock():
-        reg = read_registry(kd.registry_path)
+        kd = _KaeDir(model_dir)
+        g = kd.group_of(category)
+        reg = kd.read()
         b = _find(reg, g, w)
         if b is None:
             if kd.books[g].active_slot_of_word(w) is not None:
@@ -285,10 +441,80 @@ def unbind_slot(category: str, word: str, *, model_dir: str | os.PathLike | None
                    version=reg["version"], aliases=b.get("aliases", []))
 
 
+def carry_registry(old_reg: dict | None, est, words: Mapping[str, CategoryWords], X: np.ndarray, fingerprint: str) -> tuple[dict, dict]:
+    """The registry of a refitted KAE model: the old model's bindings carried over.
+
+    A binding is kept when its category is still in the plan and its group has a free reserved
+    slot (the same reserved position when free, else the first free one). A word the refit
+    keeps as a vocabulary word needs no slot (its items get the active slot). A routing row is
+    refitted against the new scorer from the catalog items that carry the word (with the share
+    cap it was bound with); without such items the binding stays, for explicit matches only.
+    Returns (registry, {"kept": [...], "dropped": [...], "active": [...]}) for the report."""
+    from sidkit.kae.route import fit_new_row
+
+    reg = new_registry(est, fingerprint)
+    outcome: dict[str, list] = {"kept": [], "dropped": [], "active": []}
+    if not old_reg:
+        return reg, outcome
+    reg["version"] = int(old_reg["version"]) + 1
+    reg["history"] = list(old_reg.get("history", []))
+    old_books = {int(gr["group"]): gr for gr in old_reg.get("groups", []) if isinstance(gr, dict) and "group" in gr}
+    used: dict[int, set[int]] = {}
+    Xr, F_res = est._res_X, None
+    for b in sorted(old_reg["bindings"], key=lambda b: b["version"]):
+        entry = {"category": b["category"], "word": b["word"], "old_slot": b["slot"]}
+        try:
+            g = group_of(est.books_, b["category"])
+        except SlotError:
+            outcome["dropped"].append({**entry, "reason": f"category '{b['category']}' is not in the new plan"})
+            continue
+        book = est.books_[g]
+        w = normalize_word(b["word"])
+        if book.active_slot_of_word(w) is not None:
+            outcome["active"].append({**entry, "slot": book.active_slot_of_word(w),
+                                      "reason": f"the refit keeps '{w}' as a word of group '{book.name}' (an active slot)"})
+            continue
+        taken = used.setdefault(g, set())
+        free = [s for s in book.reserved_slots if s not in taken]
+        if not free:
+            outcome["dropped"].append({**entry, "reason": f"group '{book.name}' has no free reserved slot left "
+                                                          f"({book.n_reserved} reserved); raise 'reserved' in the plan"})
+            continue
+        ob = old_books.get(int(b["group"]))
+        pos = int(b["slot"]) - int(ob["reserved"][0]) if ob and isinstance(ob.get("reserved"), list) and ob["reserved"] else -1
+        slot = book.reserved_slots.start + pos if 0 <= pos < book.n_reserved and book.reserved_slots.start + pos not in taken else free[0]
+        taken.add(slot)
+        nb = {k: v for k, v in b.items() if k not in ("scorer", "n_items")}
+        nb.update({"group": g, "slot": slot, "scorer": None})
+        note = None
+        sc = est.scorers_[g] if g < len(est.scorers_) else None
+        if b.get("scorer") and sc is not None:
+            terms = {w, *[normalize_word(a) for a in b.get("aliases", []) if normalize_word(a)]}
+            carry = carrier_mask(words, book.categories, terms, len(X))
+            if carry.any():
+                if F_res is None:
+                    F_res = est.route_features(Xr)
+                extra = [(x["slot"], np.asarray(x["scorer"]["w"], np.float32), float(x["scorer"]["b"]))
+                         for x in reg["bindings"] if x["group"] == g and x.get("scorer")]
+                wv, bv = fit_new_row(sc, est.route_features(X[carry]), F_res, est._res_slots[:, g], extra,
+                              max_null_share=float(b.get("max_route_share", MAX_ROUTE_SHARE)))
+                nb["scorer"] = {"w": [float(x) for x in wv], "b": float(bv), "n_items": int(carry.sum())}
+            else:
+                note = "no catalog item carries the word, so its routing row was dropped (explicit matches only); re-run bind-slot --items to route again"
+        elif b.get("scorer"):
+            note = f"group '{book.name}' has no routing scorer now (explicit matches only)"
+        reg["bindings"].append(nb)
+        outcome["kept"].append({**entry, "slot": slot, "routing": nb["scorer"] is not None, **({"note": note} if note else {})})
+    reg["history"].append({"version": reg["version"], "op": "refit", "group": None, "slot": None, "category": None, "word": None,
+                           "kept": len(outcome["kept"]), "dropped": len(outcome["dropped"]), "active": len(outcome["active"]),
+                           "time": _now()})
+    return reg, outcome
+
+
 def list_slots(model_dir: str | os.PathLike | None = None) -> dict:
     """Groups, positions, capacities, bound and free reserved slots, and the registry history."""
     kd = _KaeDir(model_dir)
-    reg = read_registry(kd.registry_path)
+    reg = kd.read()
     groups = []
     for g, book in enumerate(kd.books):
         bound = [b for b in reg["bindings"] if b["group"] == g]
@@ -298,7 +524,7 @@ def list_slots(model_dir: str | os.PathLike | None = None) -> dict:
                        "bindings": [{"slot": b["slot"], "token": token(g, b["slot"], book), "category": b["category"],
                                      "word": b["word"], "aliases": b.get("aliases", []), "version": b["version"],
                                      "routing": bool(b.get("scorer")), "time": b.get("time")} for b in sorted(bound, key=lambda b: b["slot"])]})
-    return {"model_dir": str(kd.path), "version": reg["version"], "updated": reg.get("updated"), "groups": groups,
+    return {"model_dir": str(kd.shown), "version": reg["version"], "updated": reg.get("updated"), "groups": groups,
             "history": reg["history"]}
 
 

@@ -44,9 +44,9 @@ def knn_search(X: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, 
 
 
 def _norm(X) -> np.ndarray:
-    X = np.ascontiguousarray(np.asarray(X, dtype=np.float32))
-    nrm = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.maximum(nrm, 1e-12)
+    from sidkit.features import l2_normalize
+
+    return np.ascontiguousarray(l2_normalize(np.ascontiguousarray(X, dtype=np.float32)))
 
 
 def _norm_title(t) -> str:

@@ -183,6 +183,9 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
     from sidkit.io.sidtable import read_sid_table
     from sidkit.metrics import sid_report
 
+    from sidkit.io.artifacts import check_output
+
+    check_output(html, "--html", {"CODES": codes_path, "--items": items, "--interactions": interactions, "--baseline": baseline})
     gates = [parse_gate(g) for g in ([fail_on] if isinstance(fail_on, str) else (fail_on or []))]
     ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
     if sizes is None:

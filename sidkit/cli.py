@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from sidkit import __version__
+from sidkit._clitools import OneLineErrors, emit_json, fail, fmt, safe, visible
 from sidkit.errors import SidkitError
 
 app = typer.Typer(
+    cls=OneLineErrors,
     name="sidkit",
     help="Semantic IDs for item catalogs: fit tokenizers, encode items, audit and export SID tables.",
     no_args_is_help=True,
@@ -23,19 +23,6 @@ app = typer.Typer(
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout and nothing else.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars or summary.")
-
-
-def fail(err: Exception) -> None:
-    """Print a one-line error on stderr and exit with the error's code (2 bad input, 1 gate)."""
-    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(getattr(err, "exit_code", 2))
-
-
-def emit_json(obj) -> None:
-    from sidkit.io.artifacts import _json_default
-
-    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def _version(value: bool) -> None:
@@ -68,7 +55,7 @@ def fit(
     sinkhorn: Optional[bool] = typer.Option(None, "--sinkhorn/--no-sinkhorn", help="rqvae: Sinkhorn assignment on the last level during training (LC-Rec)."),
     device: Optional[str] = typer.Option(None, "--device", help="rqvae: cpu or cuda. [default: cpu]"),
     precision: Optional[str] = typer.Option(None, "--precision", help="rqvae: encoder/decoder precision while training: fp32, bf16 (mixed precision; about 1.6x faster on CPUs with AVX512-BF16 or AMX) or auto (bf16 where the hardware has it). [default: fp32]"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; same seed and inputs give identical codes. [default: 0]"),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="Random seed (0 to 2^32-1); same seed and inputs give identical codes. [default: 0]"),
     regularizer: Optional[str] = typer.Option(None, "--regularizer", help="quasid or adasid on top of --method rqvae (also with --sinkhorn)."),
     interactions: Optional[Path] = typer.Option(None, "--interactions", help="quasid/adasid: interactions Parquet (user_id, item_id, split and/or timestamp/position) for the alignment term; only the training part is used."),
     lambda_hmr: Optional[float] = typer.Option(None, "--lambda-hmr", help="quasid: margin-repulsion weight. [default: 0.1]"),
@@ -77,7 +64,7 @@ def fit(
     alpha_m: Optional[float] = typer.Option(None, "--alpha-m", help="quasid/adasid: margin = alpha_m x median distance to the nearest item with another SID. [default: 1.0]"),
     h_max: Optional[int] = typer.Option(None, "--h-max", help="quasid/adasid: largest Hamming distance of a repelled overlap. [default: 1]"),
     collision_batch_frac: Optional[float] = typer.Option(None, "--collision-batch-frac", help="quasid/adasid: share of each batch drawn from collision buckets. [default: 0.5]"),
-    refresh_every: Optional[int] = typer.Option(None, "--refresh-every", help="quasid/adasid: steps between SID-table refreshes. [default: one epoch, at least 25 steps]"),
+    refresh_every: Optional[int] = typer.Option(None, "--refresh-every", help="quasid/adasid: steps between SID-table refreshes. [default: one epoch, at least 50 steps]"),
     align_mode: Optional[str] = typer.Option(None, "--align-mode", help="quasid/adasid: user2item or item2item. [default: user2item]"),
     kernel: Optional[str] = typer.Option(None, "--kernel", help="adasid: repulsion kernel, margin or soft_overlap. [default: margin]"),
     no_mask: bool = typer.Option(False, "--no-mask", help="quasid ablation: no conflict-aware pair masking."),
@@ -125,9 +112,9 @@ def fit(
         emit_json(result.summary)
     else:
         for n in result.summary.get("notes", []):
-            typer.echo(n, err=True)
+            typer.echo(visible(n), err=True)
         for w in result.summary.get("warnings", []):
-            typer.echo(f"warning: {w}", err=True)
+            typer.echo(f"warning: {visible(w)}", err=True)
         if not quiet:
             _print_fit_summary(result.summary)
 
@@ -163,11 +150,11 @@ def _print_fit_summary(s: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    c = Console()
-    c.print(f"[bold]{s['method']}[/] on {s['n_items']:,} items -> [bold]{s['model_dir']}[/] "
+    c = Console(highlight=False)
+    c.print(f"[bold]{safe(s['method'])}[/] on {s['n_items']:,} items -> [bold]{safe(s['model_dir'])}[/] "
             f"({s['fit_seconds']:.1f} s fit, {s['total_seconds']:.1f} s total)")
     c.print(f"collision rate [bold]{s['collision_rate']:.2%}[/]  unique SIDs {s['unique_sid_ratio']:.2%}  "
-            f"largest bucket {s['max_bucket_size']}  reconstruction MSE {s['reconstruction_mse']:.3g}")
+            f"largest bucket {s['max_bucket_size']}  reconstruction MSE {fmt(s['reconstruction_mse'], '.3g')}")
     t = Table("level", "codebook", "utilization", "normalized perplexity")
     for l, (k, u, p) in enumerate(zip(s["codebook_sizes"], s["utilization"], s["normalized_perplexity"])):
         t.add_row(str(l), str(k), f"{u:.1%}", f"{p:.3f}")
@@ -195,8 +182,11 @@ def encode(
         fail(e)
     if as_json:
         emit_json(summary)
-    elif not quiet:
-        typer.echo(f"encoded {summary['n_items']:,} items -> {summary['output']} "
+        return
+    if not quiet:
+        for w in summary.get("warnings", []):
+            typer.echo(f"warning: {visible(w)}", err=True)
+        typer.echo(f"encoded {summary['n_items']:,} items -> {visible(summary['output'])} "
                    f"({summary['n_kept']:,} kept, {summary['n_new_or_changed']:,} new or changed, {summary['seconds']:.1f} s)")
 
 

@@ -6,31 +6,21 @@ on stderr, nothing written). ``--json`` prints exactly one JSON document on stdo
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from sidkit._clitools import emit_json, fail, visible
 from sidkit.errors import GateFailed, SidkitError
-
-
-def _dumps(obj) -> str:
-    from sidkit.io.artifacts import _json_default
-
-    return json.dumps(obj, default=_json_default, allow_nan=True)
-
-
-def _err(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
 
 
 def _warn(warnings, quiet: bool) -> None:
     if quiet:
         return
     for w in warnings or []:
-        typer.echo(f"warning: {w}", err=True)
+        typer.echo(f"warning: {visible(w)}", err=True)
 
 
 def audit_command(
@@ -45,7 +35,7 @@ def audit_command(
     suffix: str = typer.Option("auto", "--suffix", help="Last token as de-dup suffix: auto | last | none."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as one JSON document."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings or summary."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sampled estimates."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed of the sampled estimates."),
 ) -> None:
     """Collision report and diversity metrics for any SID table."""
     from sidkit.audit import audit
@@ -58,17 +48,16 @@ def audit_command(
         if rep is not None:
             _warn(rep.get("warnings"), quiet)
             if json_out:
-                typer.echo(_dumps(rep))
+                emit_json(rep)
             elif not quiet:
                 print_summary(rep)
-        typer.echo(f"gate failed: {e}", err=True)
+        typer.echo(f"gate failed: {visible(e)}", err=True)
         raise typer.Exit(1)
     except SidkitError as e:
-        _err(str(e).splitlines()[0] if str(e) else type(e).__name__)
-        raise typer.Exit(2)
+        fail(e)
     _warn(rep.get("warnings"), quiet)
     if json_out:
-        typer.echo(_dumps(rep))
+        emit_json(rep)
     elif not quiet:
         print_summary(rep)
 
@@ -79,9 +68,10 @@ def export_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: stdout)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of the SID table."),
     suffix: str = typer.Option("auto", "--suffix", help="Last token as de-dup suffix: auto | last | none."),
+    raw: bool = typer.Option(False, "--raw", help="tokens/csv: write ids exactly as they are, also those that begin with = + - @ tab or CR (by default such a cell gets a leading ' so that spreadsheets do not run it as a formula)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary (needs -o, except for index-json)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings or summary."),
-    seed: int = typer.Option(0, "--seed", help="Unused (export is deterministic); accepted for uniformity."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Unused (export is deterministic); accepted for uniformity."),
 ) -> None:
     """Export SIDs as token strings, LC-Rec style index JSON, or a sid_0.. CSV."""
     from sidkit.errors import ConfigError
@@ -90,19 +80,18 @@ def export_command(
     try:
         if json_out and out is None and fmt != "index-json":
             raise ConfigError("--json prints a summary, so give the output file with -o (or use --format index-json)")
-        res, info = export_with_info(codes, fmt, out, id_col=id_col, suffix=suffix)
+        res, info = export_with_info(codes, fmt, out, id_col=id_col, suffix=suffix, raw=raw)
     except SidkitError as e:
-        _err(str(e).splitlines()[0] if str(e) else type(e).__name__)
-        raise typer.Exit(2)
+        fail(e)
     _warn(info.get("warnings"), quiet)
     if out is None:
         sys.stdout.write(res)
         sys.stdout.flush()
         return
     if json_out:
-        typer.echo(_dumps(info))
+        emit_json(info)
     elif not quiet:
-        typer.echo(f"wrote {info['n_items']:,} SIDs ({info['n_levels']} levels{' + suffix token' if info['suffix_token'] else ''}) as {fmt} to {out}")
+        typer.echo(visible(f"wrote {info['n_items']:,} SIDs ({info['n_levels']} levels{' + suffix token' if info['suffix_token'] else ''}) as {fmt} to {out}"))
 
 
 def print_summary(rep: dict, file=None) -> None:
@@ -155,8 +144,8 @@ def print_summary(rep: dict, file=None) -> None:
         bt.add_column("items")
         for b in tb[:10]:
             ids = b.get("item_ids", b.get("rows", []))
-            shown = ", ".join(str(i) for i in ids[:8]) + (", ..." if b["size"] > 8 else "")
+            shown = ", ".join(visible(i) for i in ids[:8]) + (", ..." if b["size"] > 8 else "")
             bt.add_row(str(b["size"]), Text(" ".join(map(str, b["sid"]))), Text(shown))
         con.print(bt)
     for g in rep.get("gates") or []:
-        con.print(f"gate {g['gate']}: value {g['value']:.6g} -> {'TRIPPED' if g['tripped'] else 'ok'}", markup=False)
+        con.print(visible(f"gate {g['gate']}: value {g['value']:.6g} -> {'TRIPPED' if g['tripped'] else 'ok'}"), markup=False)

@@ -6,19 +6,13 @@ exactly one JSON document on stdout.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from sidkit._clitools import emit_json, fail, safe, visible
 from sidkit.errors import ConfigError, SidkitError
-
-
-def _dumps(obj) -> str:
-    from sidkit.io.artifacts import _json_default
-
-    return json.dumps(obj, indent=2, default=_json_default, allow_nan=True)
 
 
 def eval_command(
@@ -34,7 +28,7 @@ def eval_command(
     bootstrap: int = typer.Option(10000, "--bootstrap", help="Paired bootstrap resamples over users.", min=100),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout and nothing else."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars, warnings or table."),
-    seed: int = typer.Option(0, "--seed", help="First downstream seed (also seeds the bootstrap)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="First downstream seed (also seeds the bootstrap)."),
 ) -> None:
     """Downstream check of SID quality: train a recommender on each SID table, report Recall@K / NDCG@K."""
     from sidkit._progress import progress_bar
@@ -54,16 +48,14 @@ def eval_command(
                            baselines=("most-popular", "sasrec-id") if baselines else (), id_col=id_col,
                            suffix=suffix, n_bootstrap=bootstrap, progress=cb)
     except SidkitError as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        typer.echo(f"error: {msg}", err=True)
-        raise typer.Exit(2)
+        fail(e)
     if as_json:
-        typer.echo(_dumps(res))
+        emit_json(res)
         return
     if quiet:
         return
     for w in res.get("warnings", []):
-        typer.echo(f"warning: {w}", err=True)
+        typer.echo(f"warning: {visible(w)}", err=True)
     print_table(res)
 
 
@@ -78,14 +70,14 @@ def print_table(res: dict) -> None:
     t = Table(title=f"{res['n_users']:,} test users, {res['n_items']:,} items, full ranking "
                     f"(random Recall@10 = {res['random_recall@10']:.4f})")
     cols = ["table", "model", "R@5", "R@10" + (" ± std" if multi else ""), "R@20", "N@5", "N@10", "N@20",
-            f"ΔR@10 vs {res['reference']} [95% CI]"]
+            f"ΔR@10 vs {safe(res['reference'])} [95% CI]"]
     for col in cols:
         t.add_column(col, justify="left" if col in ("table", "model") else "right", no_wrap=True)
     for r in res["rows"]:
         delta = "reference" if r["name"] == res["reference"] else (
             f"{r['delta_recall@10']:+.1%} [{r['delta_recall@10_ci'][0]:+.1%}, {r['delta_recall@10_ci'][1]:+.1%}]")
         r10 = f"{r['recall@10']:.4f}" + (f" ± {r['recall@10_std']:.4f}" if len(r.get("seeds", [])) > 1 else "")
-        t.add_row(r["name"], r["model"], f"{r['recall@5']:.4f}", r10, f"{r['recall@20']:.4f}", f"{r['ndcg@5']:.4f}",
+        t.add_row(safe(r["name"]), safe(r["model"]), f"{r['recall@5']:.4f}", r10, f"{r['recall@20']:.4f}", f"{r['ndcg@5']:.4f}",
                   f"{r['ndcg@10']:.4f}", f"{r['ndcg@20']:.4f}", delta)
     c.print(t)
     c.print(f"means over seeds (std of every metric in --json); paired bootstrap over users "

@@ -6,29 +6,18 @@ else the current directory.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from sidkit._clitools import emit_json as _emit
+from sidkit._clitools import fail as _fail
+from sidkit._clitools import safe, visible
 from sidkit.errors import SidkitError
 from sidkit.kae.slots import MAX_ROUTE_SHARE
 
 ModelOpt = typer.Option(None, "--model", "-m", help="KAE model directory. [default: $SIDKIT_MODEL, else the current directory]")
-
-
-def _emit(obj) -> None:
-    from sidkit.io.artifacts import _json_default
-
-    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _fail(e: Exception) -> None:
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(getattr(e, "exit_code", 2))
 
 
 def kae_plan_command(
@@ -39,7 +28,7 @@ def kae_plan_command(
     id_col: str = typer.Option("item_id", "--id-col", help="Id column (never used as an attribute)."),
     reserved_min: Optional[int] = typer.Option(None, "--reserved-min", help="Minimum reserved slots per group. [default: 32]"),
     reserved_ratio: Optional[float] = typer.Option(None, "--reserved-ratio", help="Reserved slots as a share of kept words. [default: 0.05]"),
-    seed: int = typer.Option(0, "--seed", help="Seed of the item sample (catalogs over 2M items)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed of the item sample (catalogs over 2M items)."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as one JSON document."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
@@ -50,6 +39,9 @@ def kae_plan_command(
     try:
         attrs = [a.strip() for a in attributes.split(",") if a.strip()] if attributes else None
         cols = [CategorySpec.parse(a).column for a in attrs] if attrs else [c for c in string_columns(items) if c != id_col]
+        from sidkit.io.artifacts import check_output
+
+        check_output(out, "--out", {"ITEMS": items})
         table = read_attribute_table(items, list(dict.fromkeys(cols)))
         plan, notes = make_plan(table, attrs, groups=groups, seed=seed, exclude_columns=[id_col],
                                 reserved_min=reserved_min if reserved_min is not None else DEFAULTS["reserved_min"],
@@ -64,7 +56,7 @@ def kae_plan_command(
         _emit(d)
         return
     for n in notes:
-        typer.echo(n, err=True)
+        typer.echo(visible(n), err=True)
     if not quiet:
         print_plan(d)
 
@@ -74,19 +66,19 @@ def print_plan(d: dict) -> None:
     from rich.table import Table
 
     c = Console(highlight=False)
-    c.print(f"[bold]KAE plan[/] -> {d['plan_file']}  ({d['report'].get('n_items', 0):,} items, {len(d['groups'])} groups, "
+    c.print(f"[bold]KAE plan[/] -> {safe(d['plan_file'])}  ({d['report'].get('n_items', 0):,} items, {len(d['groups'])} groups, "
             f"objective J = {d['report'].get('objective_bits', 0):.3f} bits)")
     t = Table("pos", "group", "categories", "H(Z) bits", "H(A|Z) bits", "kept words", "coverage", "reserved", "capacity")
     for i, g in enumerate(d["groups"]):
         s = g["stats"]
-        t.add_row(str(i), g["name"], ", ".join(g["categories"]), f"{s['entropy_bits']:.2f}", f"{s['loss_bits']:.3f}",
+        t.add_row(str(i), safe(g["name"]), safe(", ".join(g["categories"])), f"{s['entropy_bits']:.2f}", f"{s['loss_bits']:.3f}",
                   str(s["kept_words"]), f"{s['coverage']:.1%}", str(s["reserved"]), str(s["capacity"]))
     c.print(t)
     mi = d["report"].get("mutual_information") or []
     if mi:
         m = Table("category a", "category b", "I(A_a; A_b) bits", "co-presence", title="pairwise mutual information", title_justify="left")
         for r in sorted(mi, key=lambda r: -r["mi_bits"]):
-            m.add_row(r["a"], r["b"], f"{r['mi_bits']:.3f}", f"{r['co_presence']:.1%}")
+            m.add_row(safe(r["a"]), safe(r["b"]), f"{r['mi_bits']:.3f}", f"{r['co_presence']:.1%}")
         c.print(m)
 
 
@@ -114,9 +106,9 @@ def bind_slot_command(
         return
     if not quiet:
         for n in r["notes"]:
-            typer.echo(f"note: {n}", err=True)
-        typer.echo(f"{r['category']}:{r['word']} -> group {r['group']} (position {r['position']}), slot {r['slot']} {r['token']} "
-                   f"[{r['state']}, registry version {r['version']}]")
+            typer.echo(f"note: {visible(n)}", err=True)
+        typer.echo(visible(f"{r['category']}:{r['word']} -> group {r['group']} (position {r['position']}), slot {r['slot']} {r['token']} "
+                           f"[{r['state']}, registry version {r['version']}]"))
 
 
 def unbind_slot_command(
@@ -136,7 +128,7 @@ def unbind_slot_command(
     if as_json:
         _emit(r)
     elif not quiet:
-        typer.echo(f"unbound {r['category']}:{r['word']} from slot {r['slot']} of group {r['group']} (registry version {r['version']})")
+        typer.echo(visible(f"unbound {r['category']}:{r['word']} from slot {r['slot']} of group {r['group']} (registry version {r['version']})"))
 
 
 def slots_command(
@@ -158,18 +150,24 @@ def slots_command(
     from rich.table import Table
 
     c = Console(highlight=False)
-    c.print(f"[bold]slot registry[/] {r['model_dir']}  version {r['version']}")
+    c.print(f"[bold]slot registry[/] {safe(r['model_dir'])}  version {r['version']}")
     t = Table("pos", "group", "categories", "capacity", "active", "reserved", "bound", "free")
     for g in r["groups"]:
-        t.add_row(str(g["position"]), g["group"], ", ".join(g["categories"]), str(g["capacity"]), str(g["active"]),
+        t.add_row(str(g["position"]), safe(g["group"]), safe(", ".join(g["categories"])), str(g["capacity"]), str(g["active"]),
                   str(g["reserved"]), str(g["bound"]), str(g["free"]))
     c.print(t)
     bound = [(g, b) for g in r["groups"] for b in g["bindings"]]
     if bound:
         bt = Table("group", "slot", "token", "category", "word", "aliases", "version", "routing")
         for g, b in bound:
-            bt.add_row(g["group"], str(b["slot"]), b["token"], b["category"], b["word"], ", ".join(b["aliases"]), str(b["version"]),
+            bt.add_row(safe(g["group"]), str(b["slot"]), safe(b["token"]), safe(b["category"]), safe(b["word"]), safe(", ".join(b["aliases"])), str(b["version"]),
                        "yes" if b["routing"] else "explicit only")
         c.print(bt)
     if not quiet and r["history"]:
-        c.print("history: " + "; ".join(f"v{h['version']} {h['op']} {h['category']}:{h['word']} (slot {h['slot']})" for h in r["history"][-10:]))
+        c.print("history: " + "; ".join(safe(_history_entry(h)) for h in r["history"][-10:]))
+
+
+def _history_entry(h: dict) -> str:
+    if h.get("op") == "refit":
+        return f"v{h['version']} refit (kept {h.get('kept', 0)}, dropped {h.get('dropped', 0)} bindings)"
+    return f"v{h['version']} {h['op']} {h['category']}:{h['word']} (slot {h['slot']})"

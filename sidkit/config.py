@@ -96,6 +96,8 @@ class FitConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive number (got {v!r})")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"--seed must be an integer from 0 to 2^32-1 (got {self.seed!r})")
         if self.train_sample is not None and self.train_sample < 1:
             raise ConfigError(f"--train-sample must be a positive integer (got {self.train_sample!r})")
         sizes = self.codebook_sizes()

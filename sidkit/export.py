@@ -52,7 +52,7 @@ def _id_str(v) -> str:
     return str(v)
 
 
-def export(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix: str = "auto"):
+def export(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix: str = "auto", raw: bool = False):
     """Export a SID table.
 
     Parameters
@@ -60,23 +60,27 @@ def export(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix:
     codes_path : any SID table :func:`~sidkit.io.sidtable.read_sid_table` reads.
     fmt : ``"tokens"``, ``"index-json"`` or ``"csv"``.
     out : output path (written atomically); None returns the text instead.
+    raw : ``tokens``/``csv``: write ids verbatim; by default an id that a spreadsheet would run
+        as a formula gets a leading ``'`` (see :func:`csv_cell`).
 
     Returns
     -------
     The output path, or the text when ``out`` is None.
     """
-    return export_with_info(codes_path, fmt, out, id_col=id_col, suffix=suffix)[0]
+    return export_with_info(codes_path, fmt, out, id_col=id_col, suffix=suffix, raw=raw)[0]
 
 
-def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix: str = "auto"):
+def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix: str = "auto", raw: bool = False):
     """Like :func:`export`, also returning a summary dict (format, path, n_items, n_levels,
     suffix, warnings)."""
+    from sidkit.io.artifacts import check_output
     from sidkit.io.sidtable import read_sid_table
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    check_output(out, "-o", {"CODES": codes_path})
     ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, suffix=suffix)
-    text = render_export(ids, codes, sfx, fmt)
+    text = render_export(ids, codes, sfx, fmt, raw=raw)
     info = {"format": fmt, "path": None if out is None else str(out), "n_items": int(codes.shape[0]),
             "n_levels": int(codes.shape[1]), "suffix_token": sfx is not None, "codebook_sizes": sizes,
             "warnings": warnings}
@@ -88,8 +92,28 @@ def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = Non
     return Path(out), info
 
 
-def render_export(ids, codes: np.ndarray, suffix: np.ndarray | None, fmt: str) -> str:
-    """The export text for in-memory ids/codes/suffix."""
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """A string cell that spreadsheets will not run as a formula (OWASP's advice): a leading
+    ``'`` before a cell that begins with ``= + - @``, tab or CR, and before a cell that begins
+    with ``'`` followed by one of those or another ``'`` (so :func:`csv_uncell` inverts it
+    exactly)."""
+    if text.startswith(FORMULA_START) or (text[:1] == "'" and text[1:2] in (*FORMULA_START, "'")):
+        return "'" + text
+    return text
+
+
+def csv_uncell(text: str) -> str:
+    """The inverse of :func:`csv_cell` (used when sidkit reads a CSV SID table back)."""
+    if text[:1] == "'" and text[1:2] in (*FORMULA_START, "'"):
+        return text[1:]
+    return text
+
+
+def render_export(ids, codes: np.ndarray, suffix: np.ndarray | None, fmt: str, *, raw: bool = False) -> str:
+    """The export text for in-memory ids/codes/suffix (``raw``: string ids verbatim in CSV)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -99,6 +123,8 @@ def render_export(ids, codes: np.ndarray, suffix: np.ndarray | None, fmt: str) -
     if fmt == "index-json":
         rows = token_rows(codes, suffix)
         return json.dumps({_id_str(i): t for i, t in zip(ids_list, rows)}, ensure_ascii=False) + "\n"
+    if not raw and ids_list and isinstance(ids_list[0], str):
+        ids_list = [csv_cell(i) for i in ids_list]
     if fmt == "tokens":
         rows = token_rows(codes, suffix)
         table = pa.table({"item_id": pa.array(ids_list), "sid": pa.array(["".join(t) for t in rows], pa.string())})

@@ -101,6 +101,11 @@ def read_sid_table(path, *, id_col: str | None = None, codebook_size=None, suffi
     else:
         table, sizes_meta = _read_table(p, kind, id_col)
         ids, codes, sfx, token_cols, ids_arrow = _table_codes(table, p, id_col)
+        if kind in ("csv", "tsv") and ids.dtype == object and any(isinstance(v, str) and v[:1] == "'" for v in ids):
+            from sidkit.export import csv_uncell  # ids that 'sidkit export' guarded against formula injection
+
+            ids = np.array([csv_uncell(v) for v in ids], dtype=object)
+            ids_arrow = None
     n = len(ids)
     if n == 0:
         raise DataError(f"{path}: the SID table has no rows; give at least one item")
@@ -345,7 +350,12 @@ def _parse_one(v, p: Path, where: str) -> list[int]:
             raise DataError(f"{p}: {where} holds {s[:40]!r}, not a list of integer codes; fix the SID text") from None
     if any(x < 0 for x in out):
         raise DataError(f"{p}: {where} holds a negative code ({min(out)}); codes must be >= 0")
+    if any(x > MAX_CODE for x in out):
+        raise DataError(f"{p}: {where} holds the code {max(out)}, too large for a codebook (codes must be below 2^31); fix the SID")
     return out
+
+
+MAX_CODE = 2**31 - 1
 
 
 def _as_int(t, p: Path, where: str) -> int:
@@ -353,6 +363,8 @@ def _as_int(t, p: Path, where: str) -> int:
         raise DataError(f"{p}: {where} holds {t!r}, not an integer code; codes must be integers or tokens like <a_12>")
     if t < 0:
         raise DataError(f"{p}: {where} holds a negative code ({t}); codes must be >= 0")
+    if t > MAX_CODE:
+        raise DataError(f"{p}: {where} holds the code {t:.6g}, too large for a codebook (codes must be below 2^31); fix the SID")
     return int(t)
 
 
@@ -409,6 +421,9 @@ def _check_values(codes: np.ndarray, sizes, p: Path, token_cols) -> None:
     for l in np.flatnonzero(mins < 0):
         row = int(np.flatnonzero(codes[:, l] < 0)[0])
         raise DataError(f"{p}: negative code {int(codes[row, l])} in {token_cols[l]} at row {row}; codes must be >= 0")
+    for l in np.flatnonzero(codes.max(axis=0) > MAX_CODE):
+        row = int(np.flatnonzero(codes[:, l] > MAX_CODE)[0])
+        raise DataError(f"{p}: code {int(codes[row, l])} in {token_cols[l]} at row {row} is too large for a codebook (codes must be below 2^31); fix the codes")
     if sizes is not None:
         maxs = codes.max(axis=0)
         for l in range(codes.shape[1]):

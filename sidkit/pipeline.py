@@ -20,7 +20,7 @@ from sidkit import __version__
 from sidkit.config import RQVAE_METHODS, FitConfig, resolve
 from sidkit.errors import DataError, InputFileError, ModelError
 from sidkit.features import FusionSpec, degenerate_warnings, fuse, make_spec
-from sidkit.io.artifacts import atomic_dir, atomic_path, model_lock, rows_table, stage_path, write_json_atomic
+from sidkit.io.artifacts import atomic_dir, atomic_path, ensure_parent, model_lock, rows_table, stage_path, write_json_atomic
 from sidkit.io.catalog import iter_catalog_batches, open_parquet, read_catalog
 from sidkit.io.codes import assign_suffix, codes_table, pack_keys, read_codes
 
@@ -213,6 +213,7 @@ def fit(
     codes_meta = {"method": cfg.method, "codebook_sizes": sizes, "model_fingerprint": fingerprint, "n_levels": len(sizes)}
     counts = [np.bincount(codes[:, l], minlength=k) for l, k in enumerate(sizes)]
     books = est.codebooks_
+    ensure_parent(out)
     with model_lock(out), atomic_dir(out, locked=True) as tmp:
         prepare_out(out, cfg.method, {})  # a bind-slot may have run meanwhile
         (tmp / "model.safetensors").write_bytes(blob)

@@ -383,3 +383,90 @@ def test_route_neighbours_zero_scores_embeddings_alone(kae_env, tmp_path):
     pq.write_table(t.take(pa.array(red)), tmp_path / "given.parquet")
     r = bind_slot("color", "red", model_dir=m0, items=tmp_path / "given.parquet")
     assert r["routing"] and r["n_items"] == len(red)
+
+
+# ------------------------------------------------------------------------------------------
+# refit: the bindings carry over
+
+def _refit(model, items, plan=None, *extra):
+    res = runner.invoke(app, ["fit", str(items), "--method", "kae", "--plan", str(plan or model / "kae.toml"),
+                              "--out", str(model), "--json", *extra])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def test_refit_keeps_bindings_and_their_routing(model, kae_env, tmp_path):
+    d, t = kae_env
+    colors = t.column("color").to_pylist()
+    red = [i for i, c in enumerate(colors) if c == "red"]
+    given = tmp_path / "given.parquet"
+    pq.write_table(t.take(pa.array(red)), given)
+    r_red = bind_slot("color", "red", model_dir=model, items=given)
+    r_brand = bind_slot("brand", "new brand", model_dir=model, aliases=["nb"])
+    assert r_red["routing"]
+    reg0 = json.loads((model / "slots.json").read_text())
+    s = _refit(model, d / "items.parquet")
+    assert s["kae"]["bindings_kept"] == 2 and s["kae"]["bindings_dropped"] == []
+    reg = json.loads((model / "slots.json").read_text())
+    meta = json.loads((model / "sidkit.json").read_text())
+    assert reg["version"] == reg0["version"] + 1 and reg["model_fingerprint"] == meta["model_fingerprint"]
+    assert reg["history"][:-1] == reg0["history"] and reg["history"][-1]["op"] == "refit"
+    by_word = {b["word"]: b for b in reg["bindings"]}
+    assert by_word["red"]["slot"] == r_red["slot"] and by_word["new brand"]["slot"] == r_brand["slot"]
+    assert by_word["new brand"]["aliases"] == ["nb"] and by_word["new brand"]["scorer"] is None
+    assert by_word["red"]["scorer"]["n_items"] == len(red)  # routing row refitted on the catalog's carriers
+    pos = _color_pos(model)
+    fitted = np.array(pq.read_table(model / "codes.parquet").column("sid").to_pylist())
+    assert (fitted[red, pos] == r_red["slot"]).all()  # the refit's own codes honour the bindings
+    _, enc, _ = _encode(model, d / "items.parquet", tmp_path)
+    assert (enc == fitted).all()
+    assert runner.invoke(app, ["slots", "--model", str(model)]).exit_code == 0
+
+
+def test_refit_says_which_bindings_it_cannot_keep(model, kae_env, tmp_path):
+    d, _ = kae_env
+    for w in ("w one", "w two"):
+        bind_slot("color", w, model_dir=model)
+    bind_slot("brand", "gone brand", model_dir=model)
+    plan = read_plan(model / "kae.toml")
+    plan.groups = [g for g in plan.groups if "brand" not in g.categories]
+    for g in plan.groups:
+        if "color" in g.categories:
+            g.reserved = 1
+    write_plan(plan, tmp_path / "smaller.toml")
+    res = runner.invoke(app, ["fit", str(d / "items.parquet"), "--method", "kae", "--plan", str(tmp_path / "smaller.toml"),
+                              "--out", str(model), "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert s["kae"]["bindings_kept"] == 1
+    reasons = {x["word"]: x["reason"] for x in s["kae"]["bindings_dropped"]}
+    assert set(reasons) == {"w two", "gone brand"}
+    assert "no free reserved slot" in reasons["w two"] and "not in the new plan" in reasons["gone brand"]
+    assert sum("could not be kept" in w for w in s["warnings"]) == 2
+    reg = json.loads((model / "slots.json").read_text())
+    assert [b["word"] for b in reg["bindings"]] == ["w one"]
+
+
+def test_bind_slot_during_a_refit_is_not_lost(model, kae_env, tmp_path):
+    """bind-slot commands fired while a refit runs: every one that reports success is in the
+    final registry, which belongs to the final model."""
+    d, _ = kae_env
+    env = {**os.environ, "SIDKIT_MODEL": str(model)}
+    refit = subprocess.Popen([sys.executable, "-m", "sidkit", "fit", str(d / "items.parquet"), "--method", "kae",
+                              "--plan", str(model / "kae.toml"), "--out", str(model), "--quiet"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    binds = []
+    import time
+
+    for i in range(6):
+        binds.append(subprocess.Popen([sys.executable, "-m", "sidkit", "bind-slot", "brand", f"racing brand {i}", "--json"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env))
+        time.sleep(0.4)
+    outs = [p.communicate(timeout=300) for p in binds]
+    assert refit.wait(timeout=300) == 0, refit.stderr.read()
+    ok = [json.loads(o[0])["word"] for p, o in zip(binds, outs) if p.returncode == 0]
+    assert len(ok) == 6, [o[1] for o in outs]
+    reg = json.loads((model / "slots.json").read_text())
+    assert set(ok) <= {b["word"] for b in reg["bindings"]}
+    assert reg["model_fingerprint"] == json.loads((model / "sidkit.json").read_text())["model_fingerprint"]
+    assert runner.invoke(app, ["slots", "--model", str(model)]).exit_code == 0

@@ -427,6 +427,7 @@ def swap_in(tmp: Path, path: Path) -> None:
         from sidkit.errors import InputFileError
 
         raise InputFileError(f"{path}: exists and is not a directory; choose another --out")
+    back = _cwd_below(path)
     try:
         _exchange(tmp, path)
     except _NoExchange:
@@ -438,10 +439,43 @@ def swap_in(tmp: Path, path: Path) -> None:
             os.rename(old, path)
             raise
         _fsync_dir(parent)
+        _chdir_back(back, path)
         shutil.rmtree(old, ignore_errors=True)
         return
     _fsync_dir(parent)
+    _chdir_back(back, path)
     shutil.rmtree(tmp, ignore_errors=True)  # now the old directory
+
+
+def _cwd_below(path: Path) -> Path | None:
+    """The current directory when it is ``path`` or inside it (the swap moves it away)."""
+    try:
+        cwd = Path(os.getcwd())
+    except OSError:
+        return None
+    return cwd if cwd == path or path in cwd.parents else None
+
+
+def _chdir_back(cwd: Path | None, path: Path) -> None:
+    """Re-enter the same path in the new directory (or the directory itself) after a swap."""
+    if cwd is None:
+        return
+    for p in (cwd, path):
+        try:
+            os.chdir(p)
+            return
+        except OSError:
+            continue
+
+
+def ensure_parent(path: Path) -> None:
+    """Create the folder that will hold the output directory ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from sidkit.errors import InputFileError
+
+        raise InputFileError(f"{path.parent}: cannot create the output folder ({e.strerror}); choose another --out") from None
 
 
 @contextlib.contextmanager
@@ -452,13 +486,7 @@ def atomic_dir(path: str | os.PathLike, *, locked: bool = False) -> Iterator[Pat
     The swap runs under :func:`model_lock` (``locked=True``: the caller already holds it).
     Temp folders of killed runs are removed first."""
     path = resolve_out_dir(path)
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        from sidkit.errors import InputFileError
-
-        raise InputFileError(f"{parent}: cannot create the output folder ({e.strerror}); choose another --out") from None
+    ensure_parent(path)
     if stale_temps(path):
         with model_lock(path):
             clean_stale(path)

@@ -236,8 +236,8 @@ class KAE:
         est.books_ = [GroupCodebook.from_dict(d) for d in params["groups"]]
         est.scorers_ = [GroupScorer.from_tensors(tensors, f"route.{g}") for g in range(len(est.books_))]
         est.route_stats_ = list(params.get("route_stats", []))
-        est._res_X = tensors.get("reservoir.X", np.zeros((0, 0), np.float32))
-        est._res_slots = tensors.get("reservoir.slots", np.zeros((0, len(est.books_)), np.int32))
+        est._res_X = tensors["reservoir.X"]
+        est._res_slots = tensors["reservoir.slots"]
         d = int(est._res_X.shape[1]) if est._res_X.ndim == 2 else 0
         if est._res_X.ndim != 2 or est._res_slots.ndim != 2 or est._res_slots.shape != (len(est._res_X), len(est.books_)):
             raise ValueError(f"reservoir tensors of shapes {est._res_X.shape} / {est._res_slots.shape} for {len(est.books_)} groups")
@@ -270,7 +270,7 @@ class KAE:
         from sidkit.kae.slots import read_registry, registry_bindings
 
         if not files.exists(SLOTS_FILE):
-            raise ModelError(f"{files.path / SLOTS_FILE}: the slot registry of this KAE model is missing; restore it from a "
+            raise ModelError(f"{files.path / SLOTS_FILE}: the slot registry is missing; this KAE model directory is incomplete, restore it from a "
                              "backup, or re-run 'sidkit fit --method kae' (bindings are then lost)")
         dims = [int(sc.W.shape[1]) if sc is not None else None for sc in self.scorers_]
         reg = read_registry(files.path / SLOTS_FILE, self.books_, dims, meta.get("model_fingerprint"),
@@ -332,7 +332,7 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
 
     from sidkit import __version__
     from sidkit.features import fuse, make_spec
-    from sidkit.io.artifacts import atomic_dir, model_lock, rows_table, write_json_atomic, write_text_atomic
+    from sidkit.io.artifacts import atomic_dir, ensure_parent, model_lock, rows_table, write_json_atomic, write_text_atomic
     from sidkit.io.catalog import read_catalog
     from sidkit.io.codes import assign_suffix, codes_table
     from sidkit.kae.plan import make_plan, plan_to_toml, read_plan
@@ -400,6 +400,7 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
     det = est.det_codes_
     texts = est.texts_from_columns({c: table.column(c) for c in table.column_names}, len(X))
     res_codes = np.asarray(est.residual_.encode(X), np.int32) if est.residual_ is not None else None
+    ensure_parent(out)
     with model_lock(out):  # bind-slot waits; the bindings of the model being replaced carry over
         registry, carried = carry_registry(P.old_registry(out), est, words, X, fingerprint)
         est.bindings_ = registry_bindings(registry)

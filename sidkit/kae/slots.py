@@ -134,7 +134,7 @@ def read_registry(path: str | Path, books: Sequence[GroupCodebook] | None = None
         try:
             raw = p.read_bytes()
         except FileNotFoundError:
-            raise ModelError(f"{p}: slot registry not found; this KAE model directory is incomplete, {fix}") from None
+            raise ModelError(f"{p}: the slot registry is missing; this KAE model directory is incomplete, {fix}") from None
         except OSError as e:
             raise ModelError(f"{p}: cannot read the slot registry ({e.strerror}); {fix}") from None
     reg = parse_json(raw, p, f"the slot registry is damaged, {fix}")

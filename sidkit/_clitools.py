@@ -71,7 +71,7 @@ class OneLineErrors(TyperGroup):
             if name == "NoArgsIsHelpError":
                 e.show()
                 sys.exit(e.exit_code)
-            msg = " ".join(str(e.format_message()).split())
+            msg = " ".join(str(e.format_message()).split()).rstrip(".")
             ctx = getattr(e, "ctx", None)
             hint = f"; see '{ctx.command_path} --help'" if ctx is not None and getattr(e, "exit_code", 1) == 2 else ""
             typer.echo(f"error: {visible(msg)}{hint}", err=True)

@@ -22,12 +22,12 @@ from sidkit.errors import DataError, InputFileError, ModelError
 from sidkit.features import FusionSpec, degenerate_warnings, fuse, make_spec
 from sidkit.io.artifacts import atomic_dir, atomic_path, ensure_parent, model_lock, rows_table, stage_path, write_json_atomic
 from sidkit.io.catalog import iter_catalog_batches, open_parquet, read_catalog
-from sidkit.io.codes import assign_suffix, codes_table, pack_keys, read_codes
+from sidkit.io.codes import assign_suffix, codes_table, pack_keys
+from sidkit.io.modelfiles import FORMAT_VERSION
 
 Progress = Callable[[str, int, int, dict], None]
 
 MODEL_FILES = ("model.safetensors", "sidkit.json", "codes.parquet", "codebooks.parquet", "report.json")
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -100,13 +100,10 @@ def save_tensors(tensors: dict[str, np.ndarray], method: str) -> tuple[bytes, st
     """
     from safetensors.numpy import save as st_save
 
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = np.ascontiguousarray(tensors[name])
-        h.update(f"{name}:{t.dtype.str}:{t.shape};".encode())
-        h.update(t.tobytes())
+    from sidkit.io.modelfiles import tensor_fingerprint
+
     meta = json.dumps({"sidkit_version": __version__, "method": method}, sort_keys=True)
-    return st_save(tensors, metadata={"sidkit": meta}), h.hexdigest()[:16]
+    return st_save(tensors, metadata={"sidkit": meta}), tensor_fingerprint(tensors)
 
 
 def build_report(codes: np.ndarray, sizes: list[int], *, item_ids=None, X: np.ndarray | None = None,
@@ -275,8 +272,8 @@ def prepare_out(out, method: str, inputs: Mapping[str, Any]) -> Path:
     if out.is_dir() and any(out.iterdir()) and not (out / "sidkit.json").exists():
         raise InputFileError(f"{given}: exists and is not a sidkit model directory; choose an empty or new --out")
     check_output(out, "--out", inputs, directory=True, allowed=[out / "kae.toml"])
+    reg = old_registry(out)  # a damaged registry stops the fit now, not after training
     if method != "kae":
-        reg = old_registry(out)
         if reg and reg.get("bindings"):
             raise ConfigError(f"--out {given}: holds a KAE model with {len(reg['bindings'])} slot binding(s) that a {method} "
                               "model cannot keep; write the new model to another --out (or remove the old model first)")

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from sidkit.cli import app
 from sidkit.datasets import make_catalog, make_interactions
 
-from conftest import emb_array, write_items
+from conftest import write_items
 
 runner = CliRunner()
 
@@ -307,6 +307,8 @@ OTHER_CASES = [
     ("fit-out-holds-config", _text("rqk/fit.toml", "levels = 2\n"), ["fit", "{w}/items.parquet", "--out", "{w}/rqk", "--config", "{w}/rqk/fit.toml"], "holds the input --config"),
     ("fit-out-is-items", _noop, ["fit", "{w}/items.parquet", "--out", "{w}/items.parquet"], "not a directory"),
     ("fit-out-root", _noop, ["fit", "{w}/items.parquet", "--out", "/"], "root"),
+    ("fit-kae-over-damaged-registry", write_bytes("kae/slots.json", b"{oops"),
+     ["fit", "{w}/items.parquet", "--out", "{w}/kae", "--method", "kae", "--attributes", "brand,color"], "repair or remove"),
     ("fit-rqk-over-kae", _noop, ["fit", "{w}/items.parquet", "--out", "{w}/kae", "--method", "rqkmeans", "-K", "8"], "slot binding(s)"),
     # other bad input
     ("encode-o-nodir", _noop, ["encode", "{w}/rqk", "{w}/items.parquet", "-o", "{w}/nodir/x.parquet"], "does not exist"),

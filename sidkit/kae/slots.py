@@ -12,7 +12,6 @@ the bindings over (:func:`carry_registry`).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence

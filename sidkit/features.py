@@ -51,19 +51,27 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def degenerate_warnings(X: np.ndarray, source: str, seed: int = 0) -> list[str]:
+def zero_rows(embeddings: Mapping[str, np.ndarray]) -> int:
+    """Rows whose every embedding column is all zeros (a pass over one column, then only the
+    rows that start with 0)."""
+    rows = None
+    for x in embeddings.values():
+        x = np.asarray(x)
+        c = np.flatnonzero(x[:, 0] == 0) if rows is None else rows[x[rows, 0] == 0]
+        rows = c[~x[c].any(axis=1)]
+    return int(len(rows)) if rows is not None else 0
+
+
+def degenerate_warnings(X: np.ndarray, source: str) -> list[str]:
     """Warnings for inputs that carry no usable signal: all-zero rows, and a catalog whose rows
     are all the same vector (they all get one core SID). ``X`` is the fused matrix."""
     n = len(X)
     out = []
-    zero = int((~X.any(axis=1)).sum()) if n else 0
+    zero = zero_rows({"x": X}) if n else 0
     if zero:
         out.append(f"{source}: {zero} of {n} rows have an all-zero embedding; they carry no information and all get the same core SID")
-    if n > 1 and zero < n:
-        # all rows equal: compare every row with the first (one pass, no per-row state)
-        same = int((X == X[0]).all(axis=1).sum())
-        if same == n:
-            out.append(f"{source}: all {n} rows have the same embedding, so every item gets the same core SID; check the embedding column")
+    if n > 1 and zero < n and bool((X[:, 0] == X[0, 0]).all()) and bool((X == X[0]).all()):
+        out.append(f"{source}: all {n} rows have the same embedding, so every item gets the same core SID; check the embedding column")
     return out
 
 

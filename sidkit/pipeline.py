@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from sidkit import __version__
 from sidkit.config import RQVAE_METHODS, FitConfig, resolve
 from sidkit.errors import DataError, InputFileError, ModelError
-from sidkit.features import FusionSpec, degenerate_warnings, fuse, make_spec
+from sidkit.features import FusionSpec, degenerate_warnings, fuse, make_spec, zero_rows
 from sidkit.io.artifacts import atomic_dir, atomic_path, ensure_parent, model_lock, rows_table, stage_path, write_json_atomic
 from sidkit.io.catalog import iter_catalog_batches, open_parquet, read_catalog
 from sidkit.io.codes import assign_suffix, codes_table, pack_keys
@@ -515,9 +515,15 @@ def encode(
                 start += len(tbl)
     summary = {"output": str(out), "n_items": int(n_done), "n_new_or_changed": n_new,
                "n_kept": int(n_done - n_new), "seconds": round(time.perf_counter() - t0, 3)}
+    warnings = []
+    if not len(m_ids_arr):
+        warnings.append(f"{model.path}: the model has no codes.parquet, so no item keeps a suffix from the fit; "
+                        "every suffix is counted from 0 in input order")
     if n_zero:
-        summary["warnings"] = [f"{items}: {n_zero} of {n_done} rows have an all-zero embedding; they carry no "
-                               "information and all get the same core SID"]
+        warnings.append(f"{items}: {n_zero} of {n_done} rows have an all-zero embedding; they carry no "
+                        "information and all get the same core SID")
+    if warnings:
+        summary["warnings"] = warnings
     return summary
 
 
@@ -542,15 +548,6 @@ def _model_codes(model: Model, sizes: list[int]):
     check_model_codes(m_ids, m_codes, m_suffix, md, model.meta, mpath)
     m_ids_arr = table.column("item_id").combine_chunks()
     return m_ids_arr, pack_keys(m_codes, sizes), m_suffix
-
-
-def zero_rows(embeddings: Mapping[str, np.ndarray]) -> int:
-    """Rows whose every embedding column is all zeros."""
-    z = None
-    for x in embeddings.values():
-        zx = ~np.asarray(x).any(axis=1)
-        z = zx if z is None else z & zx
-    return int(z.sum()) if z is not None else 0
 
 
 def _fill_suffixes(keys: np.ndarray, suffix: np.ndarray, m_keys: np.ndarray, m_suffix: np.ndarray) -> np.ndarray:

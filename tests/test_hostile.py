@@ -474,6 +474,13 @@ def _strict(text: str):
     return json.loads(text, parse_constant=bad)
 
 
+def test_model_without_codes_encodes_with_a_warning(w):
+    (w / "rqk" / "codes.parquet").unlink()
+    r = run(w, ["encode", "{w}/rqk", "{w}/items.parquet", "-o", "{w}/x.parquet"])
+    assert r.exit_code == 0, r.output
+    assert "no codes.parquet" in r.stderr
+
+
 def test_kae_without_residual_prints_strict_json_and_na(w):
     r = run(w, ["fit", "{w}/items.parquet", "--out", "{w}/k2", "--method", "kae", "--attributes", "brand,color", "--json"])
     assert r.exit_code == 0, r.output

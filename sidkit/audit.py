@@ -128,11 +128,9 @@ def _load_items(path, code_ids, id_col: str | None):
     keep = np.flatnonzero(rows >= 0)
     r = rows[keep]
     attrs = {k: [v[i] for i in r] for k, v in cat.attributes.items()}
-    leaf = None
-    for name in ("category_leaf", "leaf", "leaf_category"):
-        if name in attrs:
-            leaf = attrs[name]
-            break
+    from sidkit.metrics.semantic import leaf_column
+
+    leaf = leaf_column(attrs)
     titles = attrs.get("title")
     return keep, np.asarray(X)[r], leaf, titles, attrs
 

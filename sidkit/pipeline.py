@@ -115,12 +115,19 @@ def build_report(codes: np.ndarray, sizes: list[int], *, item_ids=None, X: np.nd
     if X is not None:
         kwargs["embeddings"] = X
         if catalog is not None:
-            attrs = catalog.attributes
-            if "category_leaf" in attrs:
-                kwargs["leaf"] = attrs["category_leaf"]
+            from sidkit.metrics.semantic import leaf_column
+
+            leaf = leaf_column(catalog.attributes)
+            if leaf is not None:
+                kwargs["leaf"] = leaf
             if catalog.titles is not None:
                 kwargs["titles"] = catalog.titles
     return sid_report(codes, sizes, **kwargs)
+
+
+def reconstruction_block(mse: float, X: np.ndarray) -> dict:
+    """``report.json``'s reconstruction block: the MSE and the error relative to ||x||^2."""
+    return {"mse": mse, "relative_error": float(mse * X.shape[1] / max(1e-12, float((X * X).sum(1).mean())))}
 
 
 def _write_html(report: dict, path: Path) -> None:
@@ -182,7 +189,7 @@ def fit(
         recon = est.decode(codes)
         recon_mse = float(((recon - X) ** 2).mean())
     report = build_report(codes, sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed)
-    report["reconstruction"] = {"mse": recon_mse, "relative_error": float(recon_mse * X.shape[1] / max(1e-12, float((X * X).sum(1).mean())))}
+    report["reconstruction"] = reconstruction_block(recon_mse, X)
     tensors = {k: np.ascontiguousarray(v) for k, v in est.state_dict().items()}
     blob, fingerprint = save_tensors(tensors, cfg.method)
     x_hash = _sha(X.tobytes())[:16]
@@ -461,7 +468,7 @@ def encode(
     n_zero = 0
     with atomic_path(out) as tmp_final, stage_path(out) as stage:
         writer = None
-        extra = getattr(model.estimator, "attribute_columns", None)  # KAE reads attribute columns too
+        extra = getattr(model.estimator, "attribute_columns", None) or None  # KAE reads attribute columns too
         for ids, emb, offset, *cols in iter_catalog_batches(items, id_col=id_col, embedding_cols=list(model.fusion.columns),
                                                             batch_size=batch_size, dims=None, extra_cols=extra):
             for c, d in dims.items():

@@ -4,7 +4,7 @@ Recorded before a refactor and asserted after it, so a restructuring that change
 shows up here. The hashes depend on the floating-point path of this machine kind (CPU, numpy,
 torch and faiss builds): on another platform the test skips and says how to re-record.
 
-    python tests/test_golden.py --record     # rewrite tests/golden.json (only on purpose)
+    python tests/test_golden.py --record [CASE ...]   # rewrite tests/golden.json (only on purpose)
 """
 
 from __future__ import annotations
@@ -122,19 +122,25 @@ def test_golden(tmp_path, dataset, case):
     assert got["report"] == want["report"], f"{dataset}-{case}: report numbers changed"
 
 
-def record() -> None:
+def record(only: list[str]) -> None:
+    """Re-record every case, or only the named ones (``examples-kae office-kae``)."""
     import tempfile
 
-    cases = {}
+    golden = json.loads(GOLDEN.read_text()) if only else {"platform": platform_key(), "cases": {}}
+    if golden["platform"] != platform_key():
+        raise SystemExit("this machine is not the one the golden file was recorded on; re-record every case")
     with tempfile.TemporaryDirectory() as d:
         for dataset, case in PARAMS:
-            cases[f"{dataset}-{case}"] = outputs(Path(d), dataset, case)
-            print(dataset, case, cases[f"{dataset}-{case}"], flush=True)
-    GOLDEN.write_text(json.dumps({"platform": platform_key(), "cases": cases}, indent=2) + "\n")
+            name = f"{dataset}-{case}"
+            if only and name not in only:
+                continue
+            golden["cases"][name] = outputs(Path(d), dataset, case)
+            print(name, golden["cases"][name], flush=True)
+    GOLDEN.write_text(json.dumps(golden, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--record"]:
-        record()
+    if sys.argv[1:2] == ["--record"]:
+        record(sys.argv[2:])
     else:
         print(__doc__)

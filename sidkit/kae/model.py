@@ -340,7 +340,7 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
     from sidkit import pipeline as P
 
     t0 = time.perf_counter() if t0 is None else t0
-    catalog = read_catalog(items, id_col=cfg.id_col, embedding_cols=cfg.embedding, attribute_cols=[])
+    catalog = read_catalog(items, id_col=cfg.id_col, embedding_cols=cfg.embedding)
     spec = make_spec(catalog.embeddings, cfg.embedding_weights)
     X = fuse(catalog.embeddings, spec, source=str(catalog.path))
     notes: list[str] = []
@@ -409,7 +409,7 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
             codes = np.concatenate([codes, res_codes], axis=1)
         suffix = assign_suffix(codes, ids)
         sizes = est.codebook_sizes
-        report = P.build_report(codes, sizes, item_ids=ids, X=X if len(X) <= 200_000 else None, catalog=None, seed=cfg.seed)
+        report = P.build_report(codes, sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed)
         routed = (det == NULL) & (codes[:, :G] != NULL)
         report["kae"] = {
             "groups": [{"name": b.name, "position": g, "categories": b.categories, "kept_words": b.n_active,
@@ -426,7 +426,7 @@ def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
                 recon_mse = float(est.residual_.reconstruction_mse(X))
             else:
                 recon_mse = float(((est.residual_.decode(codes[:, G:]) - X) ** 2).mean())
-            report["reconstruction"] = {"mse": recon_mse}
+            report["reconstruction"] = P.reconstruction_block(recon_mse, X)
         training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "routing": est.route_stats_}
         if reg_meta:
             training["regularizer"] = reg_meta

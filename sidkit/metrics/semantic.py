@@ -43,6 +43,18 @@ def knn_search(X: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, 
     return out_n, out_s
 
 
+LEAF_COLUMNS = ("category_leaf", "leaf", "leaf_category")
+
+
+def leaf_column(attributes):
+    """The leaf-category values of a catalog's attributes (the first of :data:`LEAF_COLUMNS`
+    present), or None. ``fit``'s report and ``audit --items`` both use this."""
+    for name in LEAF_COLUMNS:
+        if name in attributes:
+            return attributes[name]
+    return None
+
+
 def _norm(X) -> np.ndarray:
     from sidkit.features import l2_normalize
 
@@ -164,10 +176,7 @@ def semantic_metrics(codes, embeddings, *, leaf=None, attributes=None, titles=No
     # conflict vs benign
     leaf_arr = None
     if leaf is None and attributes:
-        for name in ("category_leaf", "leaf", "leaf_category"):
-            if name in attributes:
-                leaf = attributes[name]
-                break
+        leaf = leaf_column(attributes)
     if leaf is not None:
         leaf_arr = np.array([None if (v is None or v == "") else str(v) for v in leaf], dtype=object)
     title_arr = None

@@ -15,7 +15,7 @@ __all__ = [
 _LAZY = {
     "fit": ("sidkit.pipeline", "fit"),
     "encode": ("sidkit.pipeline", "encode"),
-    "load_model": ("sidkit.pipeline", "load_model"),
+    "load_model": ("sidkit.modeldir", "load_model"),
     "read_catalog": ("sidkit.io.catalog", "read_catalog"),
     "RQKMeans": ("sidkit.quantizers.rqkmeans", "RQKMeans"),
     "RQVAE": ("sidkit.quantizers.rqvae", "RQVAE"),

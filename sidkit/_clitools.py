@@ -57,10 +57,14 @@ class OneLineErrors(TyperGroup):
     exit code 2, like every other sidkit error, instead of click's usage block."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from sidkit.errors import cli_style
+
         if not standalone_mode:
-            return super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+            with cli_style():
+                return super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
         try:
-            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+            with cli_style():
+                rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
         except Exception as e:  # click's exceptions, whichever click typer ships with
             name = type(e).__name__
             if name == "Abort":

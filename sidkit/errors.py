@@ -7,6 +7,27 @@ The CLI prints its message as one line and exits with code 2; library callers ca
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
+_STYLE = ["python"]
+
+
+def opt(name: str) -> str:
+    """How an error message names the option ``name``: the keyword (``codebook_size``) for
+    Python callers, the flag (``--codebook-size``) inside the CLI (:func:`cli_style`)."""
+    return f"--{name.replace('_', '-')}" if _STYLE[-1] == "cli" else name
+
+
+@contextlib.contextmanager
+def cli_style() -> Iterator[None]:
+    """Name options as command-line flags in the error messages raised inside the block."""
+    _STYLE.append("cli")
+    try:
+        yield
+    finally:
+        _STYLE.pop()
+
 
 class SidkitError(ValueError):
     """Base class: bad input or usage. The message is one line naming what is wrong and the fix."""
@@ -32,6 +53,10 @@ class ConfigError(SidkitError):
 
 class ModelError(SidkitError):
     """A model directory is missing, incomplete or incompatible with the input."""
+
+
+class NotFittedError(SidkitError):
+    """A tokenizer was used (encode, decode, save) before it was fitted."""
 
 
 class GateFailed(Exception):

@@ -9,25 +9,23 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sidkit import __version__
-from sidkit.config import RQVAE_METHODS, FitConfig, resolve
+from sidkit.config import resolve
 from sidkit.errors import DataError, InputFileError, ModelError
-from sidkit.features import FusionSpec, degenerate_warnings, fuse, make_spec, zero_rows
-from sidkit.io.artifacts import atomic_dir, atomic_path, ensure_parent, model_lock, rows_table, stage_path, write_json_atomic
+from sidkit.features import degenerate_warnings, fuse, make_spec, zero_rows
+from sidkit.io.artifacts import atomic_path, ensure_parent, model_lock, stage_path
 from sidkit.io.catalog import iter_catalog_batches, open_parquet, read_catalog
 from sidkit.io.codes import assign_suffix, codes_table, pack_keys
-from sidkit.io.modelfiles import FORMAT_VERSION
+from sidkit.modeldir import Model, load_model, model_meta, save_tensors, write_model_dir
+from sidkit.quantizers.base import Items, Progress
 
-Progress = Callable[[str, int, int, dict], None]
-
-MODEL_FILES = ("model.safetensors", "sidkit.json", "codes.parquet", "codebooks.parquet", "report.json")
+__all__ = ["FitResult", "Model", "encode", "fit", "load_model", "save_tensors"]
 
 
 @dataclass
@@ -42,68 +40,8 @@ class FitResult:
     summary: dict
 
 
-def _make_estimator(cfg: FitConfig):
-    if cfg.method == "rqkmeans":
-        from sidkit.quantizers.rqkmeans import RQKMeans
-
-        return RQKMeans(cfg.levels, cfg.codebook_size, niter=cfg.niter, train_sample=cfg.train_sample,
-                        balanced=cfg.balanced, random_state=cfg.seed)
-    from sidkit.quantizers.rqvae import RQVAE
-
-    return RQVAE(cfg.levels, cfg.codebook_size, latent_dim=cfg.latent_dim, hidden=tuple(cfg.hidden), beta=cfg.beta,
-                 epochs=cfg.epochs, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                 weight_decay=cfg.weight_decay, eval_every=cfg.eval_every, patience=cfg.patience,
-                 recon_guard=cfg.recon_guard, dead_code_every=cfg.dead_code_every, sinkhorn=cfg.sinkhorn,
-                 sinkhorn_eps=cfg.sinkhorn_eps, sinkhorn_iters=cfg.sinkhorn_iters, precision=cfg.precision, device=cfg.device,
-                 random_state=cfg.seed)
-
-
-def _estimator_from_state(method: str, params: dict, tensors: dict, model_dir: Path | None = None):
-    """The estimator of ``method`` from its params and tensors. When they do not fit each other
-    (an edited ``sidkit.json``, a tensor missing from ``model.safetensors``) the error is a
-    ModelError naming both files."""
-    try:
-        if method == "rqkmeans":
-            from sidkit.quantizers.rqkmeans import RQKMeans
-
-            return RQKMeans.from_state(params, tensors)
-        if method in RQVAE_METHODS:
-            from sidkit.quantizers.rqvae import RQVAE
-
-            return RQVAE.from_state(params, tensors)
-        if method == "kae":
-            from sidkit.kae.model import KAE
-
-            return KAE.from_state(params, tensors)
-    except ModelError:
-        raise
-    except KeyError as e:
-        where = f"{model_dir}/" if model_dir is not None else ""
-        raise ModelError(f"{where}model.safetensors: tensor or field {e} that {where}sidkit.json's estimator needs is missing; re-run 'sidkit fit'") from None
-    except (ValueError, TypeError, RuntimeError, IndexError, AttributeError) as e:
-        where = f"{model_dir}/" if model_dir is not None else ""
-        detail = " ".join(str(e).split())[:160]
-        raise ModelError(f"{where}sidkit.json: estimator.params do not fit {where}model.safetensors ({detail}); re-run 'sidkit fit'") from None
-    raise ModelError(f"model method '{method}' is not supported by this sidkit version ({__version__}); upgrade sidkit")
-
-
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def save_tensors(tensors: dict[str, np.ndarray], method: str) -> tuple[bytes, str]:
-    """Serialise tensors as safetensors bytes and fingerprint them.
-
-    The fingerprint hashes names, dtypes, shapes and values in sorted order, so it depends on the
-    weights alone. The file carries one metadata key (several keys come out of safetensors in
-    varying order, which would make equal models differ byte for byte).
-    """
-    from safetensors.numpy import save as st_save
-
-    from sidkit.io.modelfiles import tensor_fingerprint
-
-    meta = json.dumps({"sidkit_version": __version__, "method": method}, sort_keys=True)
-    return st_save(tensors, metadata={"sidkit": meta}), tensor_fingerprint(tensors)
 
 
 def build_report(codes: np.ndarray, sizes: list[int], *, item_ids=None, X: np.ndarray | None = None,
@@ -130,14 +68,6 @@ def reconstruction_block(mse: float, X: np.ndarray) -> dict:
     return {"mse": mse, "relative_error": float(mse * X.shape[1] / max(1e-12, float((X * X).sum(1).mean())))}
 
 
-def _write_html(report: dict, path: Path) -> None:
-    try:
-        from sidkit.report.html import render_html
-    except ImportError:  # pragma: no cover - report module always ships
-        return
-    render_html(report, path)
-
-
 def fit(
     items: str | os.PathLike,
     *,
@@ -156,84 +86,55 @@ def fit(
     progress : optional callback ``(stage, done, total, info)``.
     **options : any :class:`~sidkit.config.FitConfig` field (method, levels, codebook_size, seed, ...).
     """
+    from sidkit import methods
+
     t0 = time.perf_counter()
     cfg = resolve(options, config)
     out = prepare_out(out, cfg.method, {"ITEMS": items, "--interactions": cfg.interactions, "--config": config,
                                         "--plan": cfg.plan})
-    if cfg.method == "kae":  # keyword-aligned encoding: sidkit.kae writes the model directory
-        from sidkit.kae.model import fit_kae
-
-        return fit_kae(items, cfg, out, progress, t0)
     catalog = read_catalog(items, id_col=cfg.id_col, embedding_cols=cfg.embedding)
     spec = make_spec(catalog.embeddings, cfg.embedding_weights)
     X = fuse(catalog.embeddings, spec, source=str(catalog.path))
-    sizes = cfg.codebook_sizes()
-    check_catalog_size(len(X), sizes, catalog.path)
-    regs, reg_meta, warnings = _make_regularizers(cfg, catalog)
-    warnings += degenerate_warnings(X, str(catalog.path))
-    est = _make_estimator(cfg)
+    sizes = methods.fit_sizes(cfg)
+    if sizes:
+        check_catalog_size(len(X), sizes, catalog.path)
+    built = methods.build(cfg, catalog)
+    tok = built.tokenizer
+    warnings = built.warnings + degenerate_warnings(X, str(catalog.path))
+    items_ = Items(X, _columns(catalog, tok), finite=True)
     t_fit = time.perf_counter()
-    if cfg.method == "rqkmeans":
-        est.fit(X, progress=(lambda s, d, t: progress(s, d, t, {})) if progress else None)
-    elif regs:
-        est.fit(X, progress=progress, regularizers=regs)
-    else:
-        est.fit(X, progress=progress)
+    tok.fit(items_, progress=progress)
     fit_seconds = time.perf_counter() - t_fit
-    codes = est.encode(X)
+    blob, fingerprint = save_tensors(tok.state_dict(), cfg.method)
     ids = catalog.ids_numpy
-    suffix = assign_suffix(codes, ids)
-    if cfg.method in RQVAE_METHODS:
-        recon_mse = est.reconstruction_mse(X)
-    else:
-        recon = est.decode(codes)
-        recon_mse = float(((recon - X) ** 2).mean())
-    report = build_report(codes, sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed)
-    report["reconstruction"] = reconstruction_block(recon_mse, X)
-    tensors = {k: np.ascontiguousarray(v) for k, v in est.state_dict().items()}
-    blob, fingerprint = save_tensors(tensors, cfg.method)
-    x_hash = _sha(X.tobytes())[:16]
-    training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "reconstruction_mse": recon_mse}
-    if reg_meta:
-        training["regularizer"] = reg_meta
-    if cfg.method in RQVAE_METHODS:
-        training.update({"steps": est.n_steps_, "best_step": est.best_step_, "history": est.history_})
-    else:
-        training.update({"inertia_per_level": est.inertia_per_level_})
-    meta = {
-        "sidkit_version": __version__,
-        "format_version": FORMAT_VERSION,
-        "method": cfg.method,
-        "n_levels": len(sizes),
-        "codebook_sizes": sizes,
-        "model_fingerprint": fingerprint,
-        "config": cfg.to_dict(),
-        "estimator": {"class": type(est).__name__, "params": est.params()},
-        "fusion": spec.to_dict(),
-        "input": {"path": str(Path(items).resolve()), "rows": len(X), "id_col": cfg.id_col,
-                  "schema_hash": catalog.schema_hash, "embedding_sha256": x_hash},
-        "training": training,
-    }
-    codes_meta = {"method": cfg.method, "codebook_sizes": sizes, "model_fingerprint": fingerprint, "n_levels": len(sizes)}
-    counts = [np.bincount(codes[:, l], minlength=k) for l, k in enumerate(sizes)]
-    books = est.codebooks_
     ensure_parent(out)
-    with model_lock(out), atomic_dir(out, locked=True) as tmp:
+    with model_lock(out):  # bind-slot waits; what users added to the model being replaced carries over
         prepare_out(out, cfg.method, {})  # a bind-slot may have run meanwhile
-        (tmp / "model.safetensors").write_bytes(blob)
-        write_json_atomic(tmp / "sidkit.json", meta)
-        pq.write_table(codes_table(catalog.ids, codes, suffix, codes_meta), tmp / "codes.parquet")
-        pq.write_table(_codebooks_table(books, counts), tmp / "codebooks.parquet")
-        write_json_atomic(tmp / "report.json", report)
-        if getattr(est, "history_", None):
-            pq.write_table(rows_table(est.history_), tmp / "train_log.parquet")
-        _write_html(report, tmp / "report.html")
+        tok.carry_over(out if (out / "sidkit.json").is_file() else None, items_)
+        codes = tok.encode(items_)
+        suffix = assign_suffix(codes, ids)
+        report = build_report(codes, tok.codebook_sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed)
+        recon_mse = tok.reconstruction_mse(items_, codes)
+        if recon_mse is not None:
+            report["reconstruction"] = reconstruction_block(recon_mse, X)
+        report.update(tok.report_blocks(codes))
+        training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "reconstruction_mse": recon_mse, **tok.training_summary()}
+        if built.regularizer:
+            training["regularizer"] = built.regularizer
+        meta = model_meta(method=cfg.method, tokenizer=tok, fingerprint=fingerprint, config=cfg.to_dict(), fusion=spec,
+                          input_info={"path": str(Path(items).resolve()), "rows": len(X), "id_col": cfg.id_col,
+                                      "schema_hash": catalog.schema_hash, "embedding_sha256": _sha(X.tobytes())[:16]},
+                          training=training)
+        write_model_dir(out, blob=blob, meta=meta, item_ids=catalog.ids, codes=codes, suffix=suffix,
+                        codebooks=tok.codebooks_table(codes), report=report, extra=tok.extra_files(fingerprint),
+                        codes_metadata=tok.codes_metadata())
+    notes, more = tok.fit_messages()
     col = report["collision"]
     summary = {
         "model_dir": str(out),
         "method": cfg.method,
         "n_items": len(X),
-        "codebook_sizes": sizes,
+        "codebook_sizes": meta["codebook_sizes"],
         "collision_rate": col["collision_rate"],
         "unique_sid_ratio": col["unique_sid_ratio"],
         "max_bucket_size": col["max_bucket_size"],
@@ -242,12 +143,24 @@ def fit(
         "reconstruction_mse": recon_mse,
         "fit_seconds": round(fit_seconds, 3),
         "total_seconds": round(time.perf_counter() - t0, 3),
+        **tok.summary_blocks(),
     }
-    if reg_meta:
-        summary["regularizer"] = reg_meta["name"]
-    if warnings:
-        summary["warnings"] = warnings
+    if built.regularizer:
+        summary["regularizer"] = built.regularizer["name"]
+    if built.notes + notes:
+        summary["notes"] = built.notes + notes
+    if warnings + more:
+        summary["warnings"] = warnings + more
     return FitResult(out, ids, codes, suffix, report, summary)
+
+
+def _columns(catalog, tok) -> dict:
+    """The catalog columns the tokenizer reads (Arrow arrays)."""
+    need = tok.attribute_columns
+    if not need:
+        return {}
+    t = catalog.arrow_columns(need)
+    return {c: t.column(c) for c in t.column_names}
 
 
 def check_catalog_size(n: int, sizes: list[int], path) -> None:
@@ -279,137 +192,10 @@ def prepare_out(out, method: str, inputs: Mapping[str, Any]) -> Path:
     if out.is_dir() and any(out.iterdir()) and not (out / "sidkit.json").exists():
         raise InputFileError(f"{given}: exists and is not a sidkit model directory; choose an empty or new --out")
     check_output(out, "--out", inputs, directory=True, allowed=[out / "kae.toml"])
-    reg = old_registry(out)  # a damaged registry stops the fit now, not after training
-    if method != "kae":
-        if reg and reg.get("bindings"):
-            raise ConfigError(f"--out {given}: holds a KAE model with {len(reg['bindings'])} slot binding(s) that a {method} "
-                              "model cannot keep; write the new model to another --out (or remove the old model first)")
+    from sidkit.methods import check_replaceable
+
+    check_replaceable(out, method)
     return out
-
-
-def old_registry(out: Path) -> dict | None:
-    """The slot registry of the KAE model at ``out`` (None when there is none), for a refit."""
-    from sidkit.io.modelfiles import read_json
-
-    mj = out / "sidkit.json"
-    if not mj.is_file() or not (out / "slots.json").is_file():
-        return None
-    try:
-        meta = read_json(mj)
-    except ModelError:
-        return None
-    if not isinstance(meta, dict) or meta.get("method") != "kae":
-        return None
-    from sidkit.kae.slots import read_registry
-
-    try:
-        return read_registry(out / "slots.json")
-    except ModelError as e:
-        raise ModelError(f"{e}; the refit would lose its bindings, so repair or remove {out / 'slots.json'} first") from None
-
-
-def _make_regularizers(cfg: FitConfig, catalog) -> tuple[list, dict | None, list[str]]:
-    """The collision-aware regularizer of ``cfg`` (none for plain methods), its metadata and
-    warnings. Reads and validates ``cfg.interactions`` (training part only) before any training."""
-    name = cfg.regularizer_name()
-    warnings: list[str] = []
-    if name is None:
-        if cfg.interactions:
-            warnings.append(f"--interactions is only used by quasid/adasid; ignored for --method {cfg.method}")
-        return [], None, warnings
-    from sidkit.regularizers import make_regularizer
-
-    ti = None
-    if cfg.interactions:
-        from sidkit.regularizers.align import read_train_interactions
-
-        ti = read_train_interactions(cfg.interactions, catalog.ids)
-        if ti.n_rows_train == 0:
-            raise DataError(f"{cfg.interactions}: no training interactions (split == 'train' or all but the last two per user); check the file")
-    elif cfg.align.get("enabled", True) and (cfg.align.get("weight", 0) > 0 if name == "quasid" else cfg.adasid.get("lambda_align_max", 0) > 0):
-        warnings.append(f"{name}: no --interactions given, so the collaborative alignment term is off")
-    attrs = catalog.attributes
-    parts = [attrs[c] for c in ("title", "description") if c in attrs]
-    texts = None
-    if parts:
-        texts = [" ".join(str(v) for v in vals if v) or None for vals in zip(*parts)]
-    info = {"texts": texts, "groups": attrs.get(cfg.quasid["group_col"]), "leaf": attrs.get(cfg.adasid["leaf_col"])}
-    reg = make_regularizer(name, {b: getattr(cfg, b) for b in ("mining", "align", "quasid", "adasid")},
-                           catalog_info=info, interactions=ti)
-    meta = {"name": name, "alignment": ti is not None and bool(cfg.align.get("enabled", True)),
-            "interactions": ti.summary() if ti is not None else None,
-            "mask_inputs": {"text": texts is not None, "group": info["groups"] is not None}}
-    return [reg], meta, warnings
-
-
-def _codebooks_table(books: list[np.ndarray], counts: list[np.ndarray]) -> pa.Table:
-    levels, code, vecs, cnt = [], [], [], []
-    for l, (C, c) in enumerate(zip(books, counts)):
-        k, d = C.shape
-        levels.append(np.full(k, l, np.int32))
-        code.append(np.arange(k, dtype=np.int32))
-        vecs.append(C.astype(np.float32))
-        cnt.append(c.astype(np.int64))
-    flat = np.concatenate([v.reshape(-1) for v in vecs])
-    d = books[0].shape[1]
-    return pa.table({
-        "level": np.concatenate(levels),
-        "code": np.concatenate(code),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), d),
-        "count": np.concatenate(cnt),
-    })
-
-
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class Model:
-    """A fitted model directory loaded for encoding."""
-
-    path: Path
-    meta: dict
-    estimator: Any
-    fusion: FusionSpec
-    files: Any = None  # sidkit.io.modelfiles.ModelDir: the directory as it was when loaded
-
-    @property
-    def codebook_sizes(self) -> list[int]:
-        return list(self.meta["codebook_sizes"])
-
-    def encode_matrix(self, embeddings: Mapping[str, np.ndarray], source: str = "input") -> np.ndarray:
-        return self.estimator.encode(fuse(embeddings, self.fusion, source=source))
-
-
-def load_model(model_dir: str | os.PathLike) -> Model:
-    """Load a model directory written by :func:`fit` (safetensors + JSON only; no pickles).
-
-    Every file is checked against the others (:mod:`sidkit.io.modelfiles`): a mismatch is a
-    :class:`~sidkit.errors.ModelError` naming the file and the field."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load as st_load
-
-    from sidkit.io.artifacts import recover_dir
-    from sidkit.io.modelfiles import ModelDir, check_estimator, check_meta, check_tensors
-
-    p = Path(model_dir)
-    if not p.exists():
-        recover_dir(p)  # a fit killed in the fallback swap left the model aside
-    if not p.is_dir():
-        raise ModelError(f"{p}: model directory not found; pass the --out directory of 'sidkit fit'")
-    d = ModelDir(p)
-    if not d.exists("sidkit.json"):
-        raise ModelError(f"{p}: not a sidkit model directory (sidkit.json is missing); pass the --out directory of 'sidkit fit'")
-    meta = check_meta(d.read_json("sidkit.json"), p / "sidkit.json")
-    raw = d.read_bytes("model.safetensors")
-    try:
-        tensors = st_load(raw)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{p / 'model.safetensors'}: unreadable ({str(e).splitlines()[0]}); re-run 'sidkit fit'") from None
-    check_tensors(tensors, meta, p)
-    est = _estimator_from_state(meta["method"], meta["estimator"]["params"], tensors, p)
-    if meta["method"] == "kae":  # the slot registry of the directory
-        est.attach_registry(d, meta)
-    check_estimator(est, meta, p)
-    return Model(p, meta, est, FusionSpec.from_dict(meta["fusion"]), d)
 
 
 def _id_hash(ids: pa.Array) -> np.ndarray:
@@ -468,17 +254,14 @@ def encode(
     n_zero = 0
     with atomic_path(out) as tmp_final, stage_path(out) as stage:
         writer = None
-        extra = getattr(model.estimator, "attribute_columns", None) or None  # KAE reads attribute columns too
-        for ids, emb, offset, *cols in iter_catalog_batches(items, id_col=id_col, embedding_cols=list(model.fusion.columns),
-                                                            batch_size=batch_size, dims=None, extra_cols=extra):
+        tok = model.tokenizer
+        for ids, emb, offset, cols in iter_catalog_batches(items, id_col=id_col, embedding_cols=list(model.fusion.columns),
+                                                           batch_size=batch_size, dims=None, extra_cols=tok.attribute_columns):
             for c, d in dims.items():
                 if emb[c].shape[1] != d:
                     raise DataError(f"{items}: column '{c}' has embedding width {emb[c].shape[1]}, the model expects {d}; encode with embeddings from the same embedding model")
             n_zero += zero_rows(emb)
-            if extra is not None:
-                codes = model.estimator.encode_batch(fuse(emb, model.fusion, source=str(items)), cols[0])
-            else:
-                codes = model.encode_matrix(emb, source=str(items))
+            codes = tok.encode(Items(fuse(emb, model.fusion, source=str(items)), cols, finite=True))
             keys = pack_keys(codes, sizes)
             suf = np.full(len(keys), -1, np.int32)
             ids_cmp = ids.cast(m_ids_arr.type) if ids.type != m_ids_arr.type and len(m_ids_arr) else ids

@@ -73,7 +73,7 @@ def test_rqkmeans_train_sample_and_bad_params():
     assert m.encode(X).shape == (3000, 2)
     with pytest.raises(DataError, match="fewer than"):
         RQKMeans(2, 64).fit(X[:10])
-    with pytest.raises(ConfigError, match="codebook-size"):
+    with pytest.raises(ConfigError, match="codebook_size lists 3 sizes"):  # Python callers see keyword names
         RQKMeans(2, [8, 8, 8]).fit(X)
 
 

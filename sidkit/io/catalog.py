@@ -148,7 +148,9 @@ class Catalog:
     path : Path
     ids : pa.Array of the id column (strings or integers), unique and non-null
     embeddings : dict column name -> float32 array (n, d), finite
-    attributes : dict column name -> list of values (str, list[str] or None)
+    columns : dict column name -> Arrow array of the attribute columns read (string or
+        list<string>)
+    attributes : the same columns as Python lists (str, list[str] or None), made on first use
     schema_hash : str, a hash of the file's Arrow schema (for model fingerprints)
     """
 
@@ -156,8 +158,7 @@ class Catalog:
     id_col: str
     ids: pa.Array
     embeddings: dict[str, np.ndarray]
-    attributes: dict[str, list] = field(default_factory=dict)
-    titles: list | None = None
+    columns: dict[str, pa.ChunkedArray] = field(default_factory=dict)
     schema_hash: str = ""
 
     def __len__(self) -> int:
@@ -166,6 +167,30 @@ class Catalog:
     @property
     def ids_numpy(self) -> np.ndarray:
         return self.ids.to_numpy(zero_copy_only=False)
+
+    @property
+    def attributes(self) -> dict[str, list]:
+        if not hasattr(self, "_attributes"):
+            self._attributes = {k: v.to_pylist() for k, v in self.columns.items()}
+        return self._attributes
+
+    @property
+    def titles(self) -> list | None:
+        return self.attributes.get("title") if "title" in self.columns else None
+
+    def arrow_columns(self, names) -> pa.Table:
+        """The named columns as one Arrow table: those already read, the others read from the
+        file (names the file lacks are left out)."""
+        names = list(dict.fromkeys(names))
+        rest = [c for c in names if c not in self.columns]
+        extra = {}
+        if rest:
+            pf = open_parquet(self.path)
+            rest = [c for c in rest if c in pf.schema_arrow.names]
+            if rest:
+                t = pf.read(columns=rest)
+                extra = {c: t.column(c) for c in rest}
+        return pa.table({c: self.columns[c] if c in self.columns else extra[c] for c in names if c in self.columns or c in extra})
 
 
 def schema_hash(schema: pa.Schema) -> str:
@@ -216,9 +241,8 @@ def read_catalog(
     check_ids(ids, p, id_col)
     check_unique_ids(ids, p, id_col)
     embeddings = {c: embedding_to_numpy(table.column(c), p, c) for c in cols}
-    attributes = {a: table.column(a).to_pylist() for a in attribute_cols if a in table.column_names}
-    titles = attributes.get("title")
-    return Catalog(p, id_col, ids, embeddings, attributes, titles, schema_hash(schema))
+    columns = {a: table.column(a) for a in attribute_cols if a in table.column_names}
+    return Catalog(p, id_col, ids, embeddings, columns, schema_hash(schema))
 
 
 def iter_catalog_batches(

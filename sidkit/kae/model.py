@@ -1,23 +1,22 @@
 """The KAE estimator and ``fit --method kae`` (METHODS.md §5.4-5.5 and the KAE scope note).
 
 A KAE code is G attribute positions (one per plan group, in plan order), optionally followed by
-residual levels learned by another sidkit method on the fused embeddings; ``codes.parquet``'s
-suffix makes ``sid + [suffix]`` unique. State: probe rows, the routing reservoir and the
-residual estimator's tensors in ``model.safetensors``; vocabulary and plan in ``sidkit.json``;
-bindings in ``slots.json`` (read at encode time).
+residual levels from another tokenizer (composition: ``KAE(plan, residual=RQKMeans(...))``) on
+the fused embeddings; ``codes.parquet``'s suffix makes ``sid + [suffix]`` unique. State: probe
+rows, the routing reservoir and the residual tokenizer's tensors in ``model.safetensors``;
+vocabulary and plan in ``sidkit.json``; bindings in ``slots.json`` (read at encode time, carried
+over by a refit).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from sidkit.errors import DataError
+from sidkit.quantizers.base import Items, Tokenizer, as_items, check_codes, items_matrix
 from sidkit.kae.codebook import NULL, OTHER, Binding, GroupCodebook, encode_group, text_matches
 from sidkit.kae.plan import CategorySpec, CategoryWords, Plan, extract_words, group_vocabulary, reserved_count
 from sidkit.kae.route import GroupScorer, NeighbourFeatures, fit_scorer
@@ -25,7 +24,7 @@ from sidkit.kae.route import GroupScorer, NeighbourFeatures, fit_scorer
 SLOTS_FILE = "slots.json"
 
 
-class KAE:
+class KAE(Tokenizer):
     """Keyword-aligned encoder: attribute codebooks with NULL / OTHER / kept-word / reserved slots.
 
     Parameters
@@ -36,10 +35,14 @@ class KAE:
         the neighbour bank of the routing features.
     route_neighbours : k of the neighbour-centred routing features (0: the embeddings alone).
     random_state : seed.
+    residual : an unfitted tokenizer for trailing semantic levels (fitted on the same items).
+    residual_method : the method name of ``residual`` (recorded in the model).
     """
 
+    class_name = "KAE"
+
     def __init__(self, plan: Plan, *, route: bool = True, reservoir: int = 8192, route_neighbours: int = 10,
-                 random_state: int = 0):
+                 random_state: int = 0, residual: Tokenizer | None = None, residual_method: str | None = None):
         self.plan = plan
         self.route = route
         self.reservoir = reservoir
@@ -48,9 +51,12 @@ class KAE:
         self.books_: list[GroupCodebook] = []
         self.scorers_: list[GroupScorer | None] = []
         self.route_stats_: list[dict] = []
+        self.residual = residual
         self.residual_ = None
-        self.residual_method_: str | None = None
+        self.residual_method_: str | None = residual_method if residual is not None else None
         self.bindings_: list[Binding] = []
+        self.registry_: dict | None = None
+        self.carried_: dict = {"kept": [], "dropped": [], "active": []}
         self._res_X = np.zeros((0, 0), np.float32)
         self._res_slots = np.zeros((0, 0), np.int32)
         self._features: NeighbourFeatures | None = None
@@ -108,10 +114,13 @@ class KAE:
         return sizes
 
     # -- fitting
-    def fit(self, X: np.ndarray, words: Mapping[str, CategoryWords], *, residual=None, residual_method: str | None = None,
-            residual_fit=None, progress=None) -> "KAE":
-        X = np.asarray(X, np.float32)
+    def fit(self, items, *, progress=None) -> "KAE":
+        """Fit on :class:`~sidkit.quantizers.base.Items`: fused embeddings and the plan's
+        attribute columns (absent columns count as no words), then the residual tokenizer."""
+        items = as_items(items)
+        X = items_matrix(items)
         n = len(X)
+        words = self.words_from_columns(items.columns, n)
         plan = self.plan
         excl = plan.excluded()
         names = [s.name for s in self.category_specs]
@@ -144,11 +153,11 @@ class KAE:
             self.route_stats_.append(st)
         if progress:
             progress("kae routing", len(self.books_), len(self.books_), {})
-        if residual is not None:
-            (residual_fit or residual.fit)(X)
-            self.residual_ = residual
-            self.residual_method_ = residual_method
+        if self.residual is not None:
+            self.residual.fit(items, progress=progress)
+            self.residual_ = self.residual
         self.det_codes_ = det
+        self.n_features_in_ = X.shape[1]
         return self
 
     # -- encoding
@@ -183,20 +192,29 @@ class KAE:
                 out[missing, g] = sc.route(F[pos[missing]], extra)
         return out
 
-    def encode_batch(self, X: np.ndarray, columns: Mapping[str, Any] | None) -> np.ndarray:
-        """Codes of a batch: fused embeddings X and the attribute columns (dict name -> Arrow array)."""
-        X = np.asarray(X, np.float32)
-        words = self.words_from_columns(columns or {}, len(X))
-        codes = self.encode_attributes(X, words, texts=self.texts_from_columns(columns or {}, len(X)))
+    def encode(self, items) -> np.ndarray:
+        """Codes of items: the attribute positions from the items' columns (with the bindings;
+        an item lacking a group's attributes gets a bound word its text names, else content
+        routing), then the residual levels. A plain array encodes with every attribute missing."""
+        self._require_fitted("encode")
+        items = as_items(items)
+        X = items_matrix(items, n_features=self.n_features_in_, min_rows=0)
+        columns = items.columns or {}
+        words = self.words_from_columns(columns, len(X))
+        codes = self.encode_attributes(X, words, texts=self.texts_from_columns(columns, len(X)))
         if self.residual_ is not None:
-            codes = np.concatenate([codes, np.asarray(self.residual_.encode(X), np.int32)], axis=1)
+            codes = np.concatenate([codes, np.asarray(self.residual_.encode(Items(X, finite=True)), np.int32)], axis=1)
         return codes
 
-    def encode(self, X: np.ndarray) -> np.ndarray:
-        """Codes from embeddings only (every attribute missing, so every group is routed)."""
-        return self.encode_batch(X, None)
+    def decode(self, codes: np.ndarray) -> np.ndarray | None:
+        """The residual levels' reconstruction of the embeddings (None without residual levels)."""
+        self._require_fitted("decode")
+        if self.residual_ is None:
+            return None
+        codes = check_codes(codes, self.codebook_sizes)
+        return self.residual_.decode(codes[:, self.n_groups:])
 
-    def decode(self, codes: np.ndarray) -> list[list[str | None]]:
+    def words_of(self, codes: np.ndarray) -> list[list[str | None]]:
         """The word (or 'NULL' / 'OTHER' / None for a free slot) at each attribute position."""
         out = []
         for row in np.asarray(codes):
@@ -206,6 +224,74 @@ class KAE:
                 words.append(w if w is not None else {"null": "NULL", "other": "OTHER"}.get(kind))
             out.append(words)
         return out
+
+    def reconstruction_mse(self, items, codes: np.ndarray | None = None) -> float | None:
+        if self.residual_ is None:
+            return None
+        return self.residual_.reconstruction_mse(items, None if codes is None else codes[:, self.n_groups:])
+
+    def training_summary(self) -> dict:
+        return {"routing": self.route_stats_}
+
+    # -- what a refit keeps, and the files of the model directory
+    def carry_over(self, previous: Path | None, items) -> None:
+        """Carry the slot bindings of the KAE model at ``previous`` over to this fit (see
+        :func:`sidkit.kae.slots.carry_registry`)."""
+        from sidkit.kae.slots import carry_registry, old_registry, registry_bindings
+        from sidkit.quantizers.base import items_matrix as _m
+
+        items = as_items(items)
+        old = old_registry(previous) if previous is not None else None
+        X = _m(items, n_features=self.n_features_in_)
+        self.registry_, self.carried_ = carry_registry(old, self, self.words_from_columns(items.columns, len(X)), X, "")
+        self.bindings_ = registry_bindings(self.registry_)
+
+    def extra_files(self, fingerprint: str) -> dict:
+        from sidkit.kae.plan import plan_to_toml
+        from sidkit.kae.slots import new_registry
+
+        reg = dict(self.registry_) if self.registry_ is not None else new_registry(self, fingerprint)
+        reg["model_fingerprint"] = fingerprint
+        files = {SLOTS_FILE: reg, "kae.toml": plan_to_toml(self.plan)}
+        if self.residual_ is not None:
+            files.update(self.residual_.extra_files(fingerprint))
+        return files
+
+    def report_blocks(self, codes: np.ndarray) -> dict:
+        G = self.n_groups
+        det = self.det_codes_
+        routed = (det == NULL) & (codes[:, :G] != NULL)
+        return {"kae": {
+            "groups": [{"name": b.name, "position": g, "categories": b.categories, "kept_words": b.n_active,
+                        "reserved": b.n_reserved, "capacity": b.size,
+                        "null_rate": float((codes[:, g] == NULL).mean()), "other_rate": float((codes[:, g] == OTHER).mean()),
+                        "routed_rate": float(routed[:, g].mean()), "routing": self.route_stats_[g]}
+                       for g, b in enumerate(self.books_)],
+            "residual_levels": len(self.codebook_sizes) - G, "residual_method": self.residual_method_,
+            "carried_bindings": self.carried_,
+        }}
+
+    def summary_blocks(self) -> dict:
+        c = self.carried_
+        return {"kae": {"groups": [{"name": b.name, "categories": b.categories, "kept_words": b.n_active,
+                                    "reserved": b.n_reserved, "capacity": b.size} for b in self.books_],
+                        "residual_levels": len(self.codebook_sizes) - self.n_groups,
+                        "bindings_kept": len(c["kept"]), "bindings_dropped": c["dropped"],
+                        "bindings_now_active": len(c["active"])}}
+
+    def codes_metadata(self) -> dict:
+        return {"kae_groups": self.n_groups}
+
+    def fit_messages(self) -> tuple[list[str], list[str]]:
+        """(notes, warnings) about the carried bindings, for the fit summary."""
+        c = self.carried_
+        warnings = [f"refit: binding {d['category']}:{d['word']} could not be kept: {d['reason']}" for d in c["dropped"]]
+        warnings += [f"refit: binding {k['category']}:{k['word']} kept at slot {k['slot']}, but {k['note']}" for k in c["kept"] if k.get("note")]
+        notes = []
+        if c["kept"] or c["active"]:
+            notes.append(f"refit: kept {len(c['kept'])} slot binding(s) of the previous model"
+                         + (f"; {len(c['active'])} bound word(s) are now kept words with active slots" if c["active"] else ""))
+        return notes, warnings
 
     # -- state
     def params(self) -> dict:
@@ -229,7 +315,9 @@ class KAE:
         return t
 
     @classmethod
-    def from_state(cls, params: Mapping, tensors: Mapping[str, np.ndarray]) -> "KAE":
+    def from_state(cls, params: Mapping, tensors: Mapping[str, np.ndarray], *, load=None) -> "KAE":
+        """``load(class_name, params, tensors)`` builds the residual tokenizer (the method
+        registry's :func:`sidkit.methods.load_tokenizer`)."""
         plan = Plan.from_dict(params["plan"])
         est = cls(plan, route=bool(params.get("route", True)), reservoir=int(params.get("reservoir", 8192)),
                   route_neighbours=int(params.get("route_neighbours", 0)), random_state=int(params.get("random_state", 0)))
@@ -252,18 +340,19 @@ class KAE:
                 raise ValueError(f"routing scorer of group {g} names slots outside the group's {est.books_[g].size}")
         res = params.get("residual")
         if res:
-            from sidkit.pipeline import _estimator_from_state
-
-            method = params.get("residual_method") or "rqkmeans"
+            if load is None:
+                raise ValueError("a KAE model with residual levels is loaded through sidkit.methods.load_tokenizer")
             sub = {k[len("residual."):]: v for k, v in tensors.items() if k.startswith("residual.")}
-            est.residual_ = _estimator_from_state(method, res["params"], sub)
-            est.residual_method_ = method
+            est.residual_ = load(res["class"], res["params"], sub)
+            est.residual = est.residual_
+            est.residual_method_ = params.get("residual_method") or "rqkmeans"
             rd = getattr(est.residual_, "n_features_in_", d)
             if d and rd != d:
                 raise ValueError(f"the residual levels take inputs of width {rd}, the reservoir has {d}")
+        est.n_features_in_ = d
         return est
 
-    def attach_registry(self, files, meta: dict) -> "KAE":
+    def attach(self, files, meta: dict) -> "KAE":
         """Load and check the bindings of a model directory's slot registry (``slots.json``);
         ``files`` is the :class:`~sidkit.io.modelfiles.ModelDir` the model was read from."""
         from sidkit.errors import ModelError
@@ -323,160 +412,3 @@ def string_columns(path) -> list[str]:
         elif (pa.types.is_list(t) or pa.types.is_large_list(t)) and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)):
             out.append(f.name)
     return out
-
-
-def fit_kae(items, cfg, out: Path, progress=None, t0: float | None = None):
-    """``fit --method kae``: plan (given or made on the fly), attribute codebooks, routing,
-    optional residual levels, suffix; writes the model directory atomically."""
-    import pyarrow.parquet as pq
-
-    from sidkit import __version__
-    from sidkit.features import fuse, make_spec
-    from sidkit.io.artifacts import atomic_dir, ensure_parent, model_lock, rows_table, write_json_atomic, write_text_atomic
-    from sidkit.io.catalog import read_catalog
-    from sidkit.io.codes import assign_suffix, codes_table
-    from sidkit.kae.plan import make_plan, plan_to_toml, read_plan
-    from sidkit.kae.slots import carry_registry, registry_bindings
-    from sidkit import pipeline as P
-
-    t0 = time.perf_counter() if t0 is None else t0
-    catalog = read_catalog(items, id_col=cfg.id_col, embedding_cols=cfg.embedding)
-    spec = make_spec(catalog.embeddings, cfg.embedding_weights)
-    X = fuse(catalog.embeddings, spec, source=str(catalog.path))
-    notes: list[str] = []
-    attrs = cfg.attributes
-    if isinstance(attrs, str):
-        attrs = [a.strip() for a in attrs.split(",") if a.strip()]
-    if cfg.plan:
-        plan = read_plan(cfg.plan)
-        if attrs:
-            notes.append("kae: --plan given, so --attributes is ignored (the plan lists the categories)")
-    else:
-        cols = string_columns(catalog.path)
-        cols = [c for c in cols if c != cfg.id_col]
-        if attrs:
-            from sidkit.kae.plan import CategorySpec as _CS
-
-            cols = list(dict.fromkeys(_CS.parse(a).column for a in attrs))
-        table = read_attribute_table(catalog.path, cols)
-        plan, notes_p = make_plan(table, attrs or None, groups=cfg.groups, seed=cfg.seed, exclude_columns=[cfg.id_col])
-        notes += notes_p
-    specs = [CategorySpec.parse(c) for c in plan.categories]
-    table = read_attribute_table(catalog.path, list(dict.fromkeys([*(s.column for s in specs), *plan.text_columns])))
-    missing = [s.column for s in specs if s.column not in table.column_names]
-    if missing:
-        raise DataError(f"{catalog.path}: the KAE plan uses column(s) {', '.join(missing)} that the catalog lacks; fix the plan or the catalog")
-    est = KAE(plan, route_neighbours=plan.route_neighbours, random_state=cfg.seed)
-    words = est.words_from_columns({c: table.column(c) for c in table.column_names}, len(X))
-    residual = None
-    residual_fit = None
-    reg_meta = None
-    warnings: list[str] = []
-    if cfg.residual_levels:
-        rcfg = dataclasses.replace(cfg, method=cfg.residual_method, levels=cfg.residual_levels)
-        if isinstance(rcfg.codebook_size, list) and len(rcfg.codebook_size) != rcfg.levels:
-            rcfg = dataclasses.replace(rcfg, codebook_size=rcfg.codebook_size[0])
-        residual = P._make_estimator(rcfg)
-        P.check_catalog_size(len(X), rcfg.codebook_sizes(), catalog.path)
-        regs, reg_meta, warnings = P._make_regularizers(rcfg, catalog)
-        cb = (lambda s, d, t: progress(s, d, t, {})) if progress else None
-        if rcfg.method == "rqkmeans":
-            residual_fit = lambda Z: residual.fit(Z, progress=cb)  # noqa: E731
-        elif regs:
-            residual_fit = lambda Z: residual.fit(Z, progress=progress, regularizers=regs)  # noqa: E731
-        else:
-            residual_fit = lambda Z: residual.fit(Z, progress=progress)  # noqa: E731
-    from sidkit.features import degenerate_warnings
-
-    warnings += degenerate_warnings(X, str(catalog.path))
-    t_fit = time.perf_counter()
-    est.fit(X, words, residual=residual, residual_method=cfg.residual_method if residual is not None else None,
-            residual_fit=residual_fit, progress=progress)
-    fit_seconds = time.perf_counter() - t_fit
-    tensors = {k: np.ascontiguousarray(v) for k, v in est.state_dict().items()}
-    blob, fingerprint = P.save_tensors(tensors, "kae")
-    ids = catalog.ids_numpy
-    G = est.n_groups
-    det = est.det_codes_
-    texts = est.texts_from_columns({c: table.column(c) for c in table.column_names}, len(X))
-    res_codes = np.asarray(est.residual_.encode(X), np.int32) if est.residual_ is not None else None
-    ensure_parent(out)
-    with model_lock(out):  # bind-slot waits; the bindings of the model being replaced carry over
-        registry, carried = carry_registry(P.old_registry(out), est, words, X, fingerprint)
-        est.bindings_ = registry_bindings(registry)
-        codes = est.encode_attributes(X, words, bindings=est.bindings_, texts=texts if est.bindings_ else None)
-        if res_codes is not None:
-            codes = np.concatenate([codes, res_codes], axis=1)
-        suffix = assign_suffix(codes, ids)
-        sizes = est.codebook_sizes
-        report = P.build_report(codes, sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed)
-        routed = (det == NULL) & (codes[:, :G] != NULL)
-        report["kae"] = {
-            "groups": [{"name": b.name, "position": g, "categories": b.categories, "kept_words": b.n_active,
-                        "reserved": b.n_reserved, "capacity": b.size,
-                        "null_rate": float((codes[:, g] == NULL).mean()), "other_rate": float((codes[:, g] == OTHER).mean()),
-                        "routed_rate": float(routed[:, g].mean()), "routing": est.route_stats_[g]}
-                       for g, b in enumerate(est.books_)],
-            "residual_levels": int(cfg.residual_levels or 0), "residual_method": est.residual_method_,
-            "carried_bindings": carried,
-        }
-        recon_mse = None
-        if est.residual_ is not None:
-            if hasattr(est.residual_, "reconstruction_mse"):
-                recon_mse = float(est.residual_.reconstruction_mse(X))
-            else:
-                recon_mse = float(((est.residual_.decode(codes[:, G:]) - X) ** 2).mean())
-            report["reconstruction"] = P.reconstruction_block(recon_mse, X)
-        training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "routing": est.route_stats_}
-        if reg_meta:
-            training["regularizer"] = reg_meta
-        meta = {
-            "sidkit_version": __version__, "format_version": P.FORMAT_VERSION, "method": "kae",
-            "n_levels": len(sizes), "codebook_sizes": sizes, "model_fingerprint": fingerprint,
-            "config": cfg.to_dict(), "estimator": {"class": "KAE", "params": est.params()},
-            "fusion": spec.to_dict(),
-            "input": {"path": str(Path(items).resolve()), "rows": len(X), "id_col": cfg.id_col,
-                      "schema_hash": catalog.schema_hash, "embedding_sha256": P._sha(X.tobytes())[:16]},
-            "training": training,
-        }
-        codes_meta = {"method": "kae", "codebook_sizes": sizes, "model_fingerprint": fingerprint, "n_levels": len(sizes),
-                      "kae_groups": G}
-        with atomic_dir(out, locked=True) as tmp:
-            (tmp / "model.safetensors").write_bytes(blob)
-            write_json_atomic(tmp / "sidkit.json", meta)
-            pq.write_table(codes_table(catalog.ids, codes, suffix, codes_meta), tmp / "codes.parquet")
-            pq.write_table(est.codebooks_table(codes), tmp / "codebooks.parquet")
-            write_json_atomic(tmp / "report.json", report)
-            write_json_atomic(tmp / SLOTS_FILE, registry)
-            write_text_atomic(tmp / "kae.toml", plan_to_toml(plan))
-            if getattr(est.residual_, "history_", None):
-                pq.write_table(rows_table(est.residual_.history_), tmp / "train_log.parquet")
-            P._write_html(report, tmp / "report.html")
-    for d in carried["dropped"]:
-        warnings.append(f"refit: binding {d['category']}:{d['word']} could not be kept: {d['reason']}")
-    for k in carried["kept"]:
-        if k.get("note"):
-            warnings.append(f"refit: binding {k['category']}:{k['word']} kept at slot {k['slot']}, but {k['note']}")
-    if carried["kept"] or carried["active"]:
-        notes.append(f"refit: kept {len(carried['kept'])} slot binding(s) of the previous model"
-                     + (f"; {len(carried['active'])} bound word(s) are now kept words with active slots" if carried["active"] else ""))
-    col = report["collision"]
-    summary = {
-        "model_dir": str(out), "method": "kae", "n_items": len(X), "codebook_sizes": sizes,
-        "collision_rate": col["collision_rate"], "unique_sid_ratio": col["unique_sid_ratio"],
-        "max_bucket_size": col["max_bucket_size"],
-        "utilization": [lv["utilization"] for lv in report["levels"]],
-        "normalized_perplexity": [lv["normalized_perplexity"] for lv in report["levels"]],
-        "reconstruction_mse": recon_mse, "fit_seconds": round(fit_seconds, 3),
-        "total_seconds": round(time.perf_counter() - t0, 3),
-        "kae": {"groups": [{"name": g["name"], "categories": g["categories"], "kept_words": g["kept_words"],
-                            "reserved": g["reserved"], "capacity": g["capacity"]} for g in report["kae"]["groups"]],
-                "residual_levels": int(cfg.residual_levels or 0),
-                "bindings_kept": len(carried["kept"]), "bindings_dropped": carried["dropped"],
-                "bindings_now_active": len(carried["active"])},
-    }
-    if notes:
-        summary["notes"] = notes
-    if warnings:
-        summary["warnings"] = warnings
-    return P.FitResult(out, ids, codes, suffix, report, summary)

@@ -140,6 +140,28 @@ def read_registry(path: str | Path, books: Sequence[GroupCodebook] | None = None
     return check_registry(reg, p, books, scorer_dims, fingerprint)
 
 
+def old_registry(model_dir) -> dict | None:
+    """The slot registry of the KAE model at ``model_dir`` (None when there is no KAE model
+    with a registry there), for a refit. A damaged registry is a ModelError: a refit would lose
+    its bindings."""
+    from sidkit.io.modelfiles import read_json
+
+    d = Path(model_dir)
+    mj = d / "sidkit.json"
+    if not mj.is_file() or not (d / SLOTS_FILE).is_file():
+        return None
+    try:
+        meta = read_json(mj)
+    except ModelError:
+        return None
+    if not isinstance(meta, dict) or meta.get("method") != "kae":
+        return None
+    try:
+        return read_registry(d / SLOTS_FILE)
+    except ModelError as e:
+        raise ModelError(f"{e}; the refit would lose its bindings, so repair or remove {d / SLOTS_FILE} first") from None
+
+
 def registry_bindings(reg: dict) -> list[Binding]:
     out = []
     for b in reg.get("bindings", []):

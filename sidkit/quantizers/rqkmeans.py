@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from sidkit.errors import ConfigError, DataError
+from sidkit.errors import ConfigError, DataError, opt
+from sidkit.quantizers.base import Progress, Tokenizer, check_codes, items_matrix, resolve_sizes as _sizes
 from sidkit.quantizers.rq import capacity_assign, decode_codes, kmeans, residual_encode
 
 
-def _sizes(codebook_size: int | Sequence[int], n_levels: int) -> list[int]:
-    if isinstance(codebook_size, (int, np.integer)):
-        sizes = [int(codebook_size)] * n_levels
-    else:
-        sizes = [int(k) for k in codebook_size]
-        if len(sizes) != n_levels:
-            raise ConfigError(f"--codebook-size lists {len(sizes)} sizes for {n_levels} levels; give one size or one per level")
-    if n_levels < 1:
-        raise ConfigError("--levels must be at least 1")
-    if any(k < 2 for k in sizes):
-        raise ConfigError(f"--codebook-size must be at least 2 (got {sizes})")
-    return sizes
-
-
-class RQKMeans:
+class RQKMeans(Tokenizer):
     """Residual k-means tokenizer.
 
     Parameters
@@ -45,6 +32,8 @@ class RQKMeans:
     inertia_per_level_ : mean squared residual after each level, on the training rows.
     """
 
+    class_name = "RQKMeans"
+
     def __init__(self, n_levels: int = 3, codebook_size: int | Sequence[int] = 256, *, niter: int = 25,
                  train_sample: int | None = None, balanced: bool = False, balance_slack: float = 0.05,
                  balance_iters: int = 5, random_state: int = 0):
@@ -57,16 +46,18 @@ class RQKMeans:
         self.balance_iters = balance_iters
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, progress: Callable[[str, int, int], None] | None = None) -> "RQKMeans":
-        X = np.ascontiguousarray(X, dtype=np.float32)
+    def fit(self, items, progress: Progress | None = None) -> "RQKMeans":
+        """Fit on items (or an (n, d) array); ``progress(stage, done, total, info)``."""
+        X = items_matrix(items)
         sizes = _sizes(self.codebook_size, self.n_levels)
         n = X.shape[0]
         if n < max(sizes):
-            raise DataError(f"the catalog has {n} items, fewer than the {max(sizes)} codes per level; use a smaller --codebook-size (at most {n})")
+            raise DataError(f"there are {n} items to fit, fewer than the {max(sizes)} codes per level; "
+                            f"use a smaller {opt('codebook_size')} (at most {n})")
         rng = np.random.default_rng(self.random_state)
         sample = self.train_sample
         if sample is not None and sample < max(sizes):
-            raise ConfigError(f"--train-sample {sample} is smaller than the codebook size {max(sizes)}")
+            raise ConfigError(f"{opt('train_sample')} {sample} is smaller than the codebook size {max(sizes)}")
         R = X if sample is None or sample >= n else X[np.sort(rng.choice(n, sample, replace=False))]
         R = R.copy()
         self.codebooks_, self.inertia_per_level_ = [], []
@@ -90,7 +81,7 @@ class RQKMeans:
             self.codebooks_.append(C)
             self.inertia_per_level_.append(float((R * R).sum(1).mean()))
             if progress:
-                progress("k-means", l + 1, len(sizes))
+                progress("k-means", l + 1, len(sizes), {})
         self.fit_seconds_ = time.perf_counter() - t0
         self.n_features_in_ = X.shape[1]
         return self
@@ -99,15 +90,26 @@ class RQKMeans:
     def codebook_sizes_(self) -> list[int]:
         return [int(c.shape[0]) for c in self.codebooks_]
 
-    def encode(self, X: np.ndarray) -> np.ndarray:
+    @property
+    def codebook_sizes(self) -> list[int]:
+        self._require_fitted("codebook_sizes")
+        return self.codebook_sizes_
+
+    def encode(self, items) -> np.ndarray:
         """Greedy residual codes (n, L) int32 (capacity caps apply only during fit)."""
-        return residual_encode(X, self.codebooks_)
+        self._require_fitted("encode")
+        return residual_encode(items_matrix(items, n_features=self.n_features_in_, min_rows=0), self.codebooks_)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        return decode_codes(codes, self.codebooks_)
+        self._require_fitted("decode")
+        return decode_codes(check_codes(codes, self.codebook_sizes_), self.codebooks_)
+
+    def training_summary(self) -> dict:
+        return {"inertia_per_level": self.inertia_per_level_}
 
     # --- persistence -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
+        self._require_fitted("state_dict")
         return {f"rq.codebook.{l}": c for l, c in enumerate(self.codebooks_)}
 
     def params(self) -> dict:
@@ -116,7 +118,7 @@ class RQKMeans:
                 "balance_iters": self.balance_iters, "random_state": self.random_state}
 
     @classmethod
-    def from_state(cls, params: dict, tensors: dict[str, np.ndarray]) -> "RQKMeans":
+    def from_state(cls, params: dict, tensors: dict[str, np.ndarray], **kw) -> "RQKMeans":
         m = cls(**params)
         m.codebooks_ = [np.ascontiguousarray(tensors[f"rq.codebook.{l}"], dtype=np.float32) for l in range(params["n_levels"])]
         m.n_features_in_ = m.codebooks_[0].shape[1]

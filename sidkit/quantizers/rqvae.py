@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from sidkit.errors import ConfigError, DataError
+from sidkit.errors import ConfigError, DataError, opt
+from sidkit.quantizers.base import Progress, Tokenizer, check_codes, items_matrix, resolve_sizes as _sizes
 from sidkit.quantizers.rq import CHUNK, decode_codes, kmeans, residual_encode
-from sidkit.quantizers.rqkmeans import _sizes
 from sidkit.quantizers.sinkhorn import sinkhorn_assign
 
 
@@ -189,7 +189,7 @@ class Checkpoint:
     conflicts: int = 0
 
 
-class RQVAE:
+class RQVAE(Tokenizer):
     """RQ-VAE tokenizer with a scikit-learn style API.
 
     Parameters
@@ -210,14 +210,18 @@ class RQVAE:
     sinkhorn : Sinkhorn assignment on the last level during training (LC-Rec).
     device : "cpu" or "cuda".
     random_state : seed.
+    regularizers : :class:`Regularizer` plug-ins used by :meth:`fit` (QuaSID, AdaSID); not saved.
     """
+
+    class_name = "RQVAE"
 
     def __init__(self, n_levels: int = 3, codebook_size: int | Sequence[int] = 256, *, latent_dim: int = 32,
                  hidden: Sequence[int] = (512, 256, 128), beta: float = 0.25, epochs: int = 300,
                  max_steps: int = 2000, batch_size: int = 1024, lr: float = 1e-3, weight_decay: float = 1e-4,
                  eval_every: int = 50, patience: int = 10, recon_guard: float = 0.1, dead_code_every: int = 50,
                  kmeans_init_sample: int = 50000, sinkhorn: bool = False, sinkhorn_eps: float = 0.003,
-                 sinkhorn_iters: int = 50, precision: str = "fp32", device: str = "cpu", random_state: int = 0):
+                 sinkhorn_iters: int = 50, precision: str = "fp32", device: str = "cpu", random_state: int = 0,
+                 regularizers: Sequence["Regularizer"] = ()):
         self.n_levels = n_levels
         self.codebook_size = codebook_size
         self.latent_dim = latent_dim
@@ -239,29 +243,31 @@ class RQVAE:
         self.precision = precision
         self.device = device
         self.random_state = random_state
+        self.regularizers = list(regularizers)
 
     # ------------------------------------------------------------------------------------------
     def _check(self, n: int) -> list[int]:
         if self.precision not in ("fp32", "bf16", "auto"):
-            raise ConfigError(f"--precision '{self.precision}' is not known; use fp32, bf16 or auto")
+            raise ConfigError(f"{opt('precision')} '{self.precision}' is not known; use fp32, bf16 or auto")
         sizes = _sizes(self.codebook_size, self.n_levels)
         for name in ("latent_dim", "epochs", "max_steps", "batch_size", "eval_every"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer (got {v!r})")
+                raise ConfigError(f"{opt(name)} must be a positive integer (got {v!r})")
         if not (self.lr > 0):
-            raise ConfigError(f"--lr must be positive (got {self.lr!r})")
+            raise ConfigError(f"{opt('lr')} must be positive (got {self.lr!r})")
         if n < max(sizes):
-            raise DataError(f"the catalog has {n} items, fewer than the {max(sizes)} codes per level; use a smaller --codebook-size (at most {n})")
+            raise DataError(f"there are {n} items to fit, fewer than the {max(sizes)} codes per level; "
+                            f"use a smaller {opt('codebook_size')} (at most {n})")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError("--device cuda was given but no CUDA device is available; use --device cpu")
+            raise ConfigError(f"{opt('device')} cuda was given but no CUDA device is available; use {opt('device')} cpu")
         return sizes
 
-    def fit(self, X: np.ndarray, progress: Callable[[str, int, int, dict], None] | None = None,
-            regularizers: Sequence[Regularizer] = ()) -> "RQVAE":
-        """Train on X (n, d). ``regularizers`` add loss terms, batch sampling and logging
-        through the :class:`Regularizer` hooks."""
-        X = np.ascontiguousarray(X, dtype=np.float32)
+    def fit(self, items, progress: Progress | None = None,
+            regularizers: Sequence[Regularizer] | None = None) -> "RQVAE":
+        """Train on items (or an (n, d) array). ``regularizers`` (default: the constructor's)
+        add loss terms, batch sampling and logging through the :class:`Regularizer` hooks."""
+        X = items_matrix(items)
         n, d = X.shape
         sizes = self._check(n)
         torch.manual_seed(self.random_state)
@@ -286,7 +292,7 @@ class RQVAE:
         best_cr, since_best = math.inf, 0
         step = 0
         eval_idx = None if n <= 200_000 else np.sort(rng.choice(n, 200_000, replace=False))
-        regs = list(regularizers)
+        regs = list(self.regularizers if regularizers is None else regularizers)
         for reg in regs:
             reg.setup(X, model, total_steps=total, batch_size=bs, seed=self.random_state, device=dev)
 
@@ -447,25 +453,46 @@ class RQVAE:
     def codebook_sizes_(self) -> list[int]:
         return [int(vq.codebook.shape[0]) for vq in self.module_.rq.levels]
 
-    def latents(self, X: np.ndarray) -> np.ndarray:
-        """Encoder outputs z (n, latent_dim) before quantization."""
-        return self._latents_with(self.module_, np.asarray(X, dtype=np.float32))
+    @property
+    def codebook_sizes(self) -> list[int]:
+        self._require_fitted("codebook_sizes")
+        return self.codebook_sizes_
 
-    def encode(self, X: np.ndarray) -> np.ndarray:
+    def latents(self, items) -> np.ndarray:
+        """Encoder outputs z (n, latent_dim) before quantization."""
+        self._require_fitted("latents")
+        return self._latents_with(self.module_, items_matrix(items, n_features=self.n_features_in_, min_rows=0))
+
+    def encode(self, items) -> np.ndarray:
         """Codes (n, L) int32: encoder, then greedy residual nearest codes."""
-        return self._encode_with(self.module_, np.asarray(X, dtype=np.float32))
+        self._require_fitted("encode")
+        return self._encode_with(self.module_, items_matrix(items, n_features=self.n_features_in_, min_rows=0))
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Reconstruct inputs from codes: decoder(sum of codewords)."""
-        zq = torch.from_numpy(decode_codes(codes, self.codebooks_))
+        self._require_fitted("decode")
+        zq = torch.from_numpy(decode_codes(check_codes(codes, self.codebook_sizes_), self.codebooks_))
         with torch.inference_mode():
             return self.module_.decoder(zq).numpy()
 
-    def reconstruction_mse(self, X: np.ndarray) -> float:
-        return self._encode_with(self.module_, np.asarray(X, np.float32), with_mse=True)[1]
+    def reconstruction_mse(self, items, codes: np.ndarray | None = None) -> float:
+        """Mean squared error of decoder(quantized encoder(X)) against X (one encoder pass;
+        ``codes`` is accepted for the protocol and not needed)."""
+        self._require_fitted("reconstruction_mse")
+        X = items_matrix(items, n_features=self.n_features_in_, min_rows=0)
+        return self._encode_with(self.module_, X, with_mse=True)[1]
+
+    def training_summary(self) -> dict:
+        return {"steps": self.n_steps_, "best_step": self.best_step_, "history": self.history_} if hasattr(self, "n_steps_") else {}
+
+    def extra_files(self, fingerprint: str) -> dict:
+        from sidkit.io.artifacts import rows_table
+
+        return {"train_log.parquet": rows_table(self.history_)} if getattr(self, "history_", None) else {}
 
     # --- persistence -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
+        self._require_fitted("state_dict")
         out = {}
         for k, v in self.module_.state_dict().items():
             m = re.fullmatch(r"rq\.levels\.(\d+)\.codebook", k)
@@ -482,7 +509,7 @@ class RQVAE:
                 "precision": self.precision, "device": self.device, "random_state": self.random_state}
 
     @classmethod
-    def from_state(cls, params: dict, tensors: dict[str, np.ndarray]) -> "RQVAE":
+    def from_state(cls, params: dict, tensors: dict[str, np.ndarray], **kw) -> "RQVAE":
         m = cls(**params)
         m.device = "cpu"
         in_dim = tensors["encoder.0.weight"].shape[1]

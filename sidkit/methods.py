@@ -1,0 +1,197 @@
+"""The method registry: method names -> tokenizer classes, for fitting and for loading.
+
+``build(cfg, catalog)`` turns a resolved :class:`~sidkit.config.FitConfig` into an unfitted
+tokenizer (with its regularizers, KAE plan and residual levels); ``load_tokenizer(class_name,
+params, tensors)`` rebuilds a fitted one from a model directory. Adding a method means one entry
+in :data:`METHODS` and, where it needs one, a builder here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from sidkit.errors import ConfigError, DataError, ModelError
+
+#: class name -> module of every tokenizer class a model directory can name
+CLASSES = {"RQKMeans": "sidkit.quantizers.rqkmeans", "RQVAE": "sidkit.quantizers.rqvae", "KAE": "sidkit.kae.model"}
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    class_name: str
+    regularizer: str | None  # the RQ-VAE regularizer the method implies
+    summary: str
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("rqkmeans", "RQKMeans", None, "faiss k-means per level on residuals"),
+    Method("rqvae", "RQVAE", None, "TIGER-style RQ-VAE"),
+    Method("quasid", "RQVAE", "quasid", "RQ-VAE with QuaSID's collision-aware regularizer"),
+    Method("adasid", "RQVAE", "adasid", "RQ-VAE with AdaSID's collision-aware regularizer"),
+    Method("kae", "KAE", None, "keyword-aligned attribute positions (+ optional residual levels)"),
+)}
+
+
+def method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        from sidkit import __version__
+
+        raise ModelError(f"model method {name!r} is not supported by this sidkit version ({__version__}); upgrade sidkit") from None
+
+
+def tokenizer_class(class_name: str):
+    """The tokenizer class a model directory names (``sidkit.json`` ``estimator.class``)."""
+    mod = CLASSES.get(class_name)
+    if mod is None:
+        raise ModelError(f"tokenizer class {class_name!r} is not known to this sidkit version; upgrade sidkit")
+    return getattr(importlib.import_module(mod), class_name)
+
+
+def load_tokenizer(class_name: str, params: Mapping, tensors: Mapping):
+    """A fitted tokenizer from its params and tensors (nested tokenizers load the same way)."""
+    return tokenizer_class(class_name).from_state(params, tensors, load=load_tokenizer)
+
+
+# ---------------------------------------------------------------------------------------------
+# building tokenizers from a fit config
+
+@dataclass
+class Built:
+    """An unfitted tokenizer and what building it found out."""
+
+    tokenizer: Any
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    regularizer: dict | None = None  # metadata of the collision-aware regularizer, if any
+
+
+def build(cfg, catalog) -> Built:
+    """The unfitted tokenizer of ``cfg.method`` for ``catalog`` (a :class:`~sidkit.io.catalog.Catalog`)."""
+    return _BUILDERS[cfg.method](cfg, catalog)
+
+
+def _build_rqkmeans(cfg, catalog) -> Built:
+    from sidkit.quantizers.rqkmeans import RQKMeans
+
+    b = Built(RQKMeans(cfg.levels, cfg.codebook_size, niter=cfg.niter, train_sample=cfg.train_sample,
+                       balanced=cfg.balanced, random_state=cfg.seed))
+    if cfg.interactions:
+        b.warnings.append(f"--interactions is only used by quasid/adasid; ignored for --method {cfg.method}")
+    return b
+
+
+def _build_rqvae(cfg, catalog) -> Built:
+    from sidkit.quantizers.rqvae import RQVAE
+
+    regs, meta, warnings = _regularizers(cfg, catalog)
+    est = RQVAE(cfg.levels, cfg.codebook_size, latent_dim=cfg.latent_dim, hidden=tuple(cfg.hidden), beta=cfg.beta,
+                epochs=cfg.epochs, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                weight_decay=cfg.weight_decay, eval_every=cfg.eval_every, patience=cfg.patience,
+                recon_guard=cfg.recon_guard, dead_code_every=cfg.dead_code_every, sinkhorn=cfg.sinkhorn,
+                sinkhorn_eps=cfg.sinkhorn_eps, sinkhorn_iters=cfg.sinkhorn_iters, precision=cfg.precision,
+                device=cfg.device, random_state=cfg.seed, regularizers=regs)
+    return Built(est, warnings=warnings, regularizer=meta)
+
+
+def _regularizers(cfg, catalog) -> tuple[list, dict | None, list[str]]:
+    """The collision-aware regularizer of ``cfg`` (none for plain RQ-VAE), its metadata and
+    warnings. Reads and validates ``cfg.interactions`` (training part only) before any training."""
+    name = cfg.regularizer_name()
+    warnings: list[str] = []
+    if name is None:
+        if cfg.interactions:
+            warnings.append(f"--interactions is only used by quasid/adasid; ignored for --method {cfg.method}")
+        return [], None, warnings
+    from sidkit.regularizers import make_regularizer
+
+    ti = None
+    if cfg.interactions:
+        from sidkit.regularizers.align import read_train_interactions
+
+        ti = read_train_interactions(cfg.interactions, catalog.ids)
+        if ti.n_rows_train == 0:
+            raise DataError(f"{cfg.interactions}: no training interactions (split == 'train' or all but the last two per user); check the file")
+    elif cfg.align.get("enabled", True) and (cfg.align.get("weight", 0) > 0 if name == "quasid" else cfg.adasid.get("lambda_align_max", 0) > 0):
+        warnings.append(f"{name}: no --interactions given, so the collaborative alignment term is off")
+    attrs = catalog.attributes
+    parts = [attrs[c] for c in ("title", "description") if c in attrs]
+    texts = None
+    if parts:
+        texts = [" ".join(str(v) for v in vals if v) or None for vals in zip(*parts)]
+    info = {"texts": texts, "groups": attrs.get(cfg.quasid["group_col"]), "leaf": attrs.get(cfg.adasid["leaf_col"])}
+    reg = make_regularizer(name, {b: getattr(cfg, b) for b in ("mining", "align", "quasid", "adasid")},
+                           catalog_info=info, interactions=ti)
+    meta = {"name": name, "alignment": ti is not None and bool(cfg.align.get("enabled", True)),
+            "interactions": ti.summary() if ti is not None else None,
+            "mask_inputs": {"text": texts is not None, "group": info["groups"] is not None}}
+    return [reg], meta, warnings
+
+
+def _build_kae(cfg, catalog) -> Built:
+    from sidkit.kae.model import KAE, string_columns
+    from sidkit.kae.plan import CategorySpec, make_plan, read_plan
+
+    notes: list[str] = []
+    attrs = cfg.attributes
+    if isinstance(attrs, str):
+        attrs = [a.strip() for a in attrs.split(",") if a.strip()]
+    if cfg.plan:
+        plan = read_plan(cfg.plan)
+        if attrs:
+            notes.append("kae: --plan given, so --attributes is ignored (the plan lists the categories)")
+    else:
+        cols = [c for c in string_columns(catalog.path) if c != cfg.id_col]
+        if attrs:
+            cols = list(dict.fromkeys(CategorySpec.parse(a).column for a in attrs))
+        plan, more = make_plan(catalog.arrow_columns(cols), attrs or None, groups=cfg.groups, seed=cfg.seed,
+                               exclude_columns=[cfg.id_col])
+        notes += more
+    needed = list(dict.fromkeys(CategorySpec.parse(c).column for c in plan.categories))
+    have = set(catalog.arrow_columns(needed).column_names)
+    missing = [c for c in needed if c not in have]
+    if missing:
+        raise DataError(f"{catalog.path}: the KAE plan uses column(s) {', '.join(missing)} that the catalog lacks; fix the plan or the catalog")
+    residual, b = None, Built(None, notes=notes)
+    if cfg.residual_levels:
+        rcfg = dataclasses.replace(cfg, method=cfg.residual_method, levels=cfg.residual_levels)
+        if isinstance(rcfg.codebook_size, list) and len(rcfg.codebook_size) != rcfg.levels:
+            rcfg = dataclasses.replace(rcfg, codebook_size=rcfg.codebook_size[0])
+        sub = build(rcfg, catalog)
+        residual = sub.tokenizer
+        b.warnings += sub.warnings
+        b.regularizer = sub.regularizer
+    b.tokenizer = KAE(plan, route_neighbours=plan.route_neighbours, random_state=cfg.seed, residual=residual,
+                      residual_method=cfg.residual_method if residual is not None else None)
+    return b
+
+
+_BUILDERS: dict[str, Callable] = {"rqkmeans": _build_rqkmeans, "rqvae": _build_rqvae, "quasid": _build_rqvae,
+                                  "adasid": _build_rqvae, "kae": _build_kae}
+
+
+def fit_sizes(cfg) -> list[int]:
+    """The codebook sizes a fit of ``cfg`` trains (for KAE: its residual levels')."""
+    if cfg.method != "kae":
+        return cfg.codebook_sizes()
+    if not cfg.residual_levels:
+        return []
+    rcfg = dataclasses.replace(cfg, levels=cfg.residual_levels)
+    if isinstance(rcfg.codebook_size, list) and len(rcfg.codebook_size) != rcfg.levels:
+        rcfg = dataclasses.replace(rcfg, codebook_size=rcfg.codebook_size[0])
+    return rcfg.codebook_sizes()
+
+
+def check_replaceable(out, method_name: str) -> None:
+    """Refuse to replace a KAE model that has slot bindings with a model of another method."""
+    from sidkit.kae.slots import old_registry
+
+    reg = old_registry(out)  # a damaged registry stops the fit now, not after training
+    if method_name != "kae" and reg and reg.get("bindings"):
+        raise ConfigError(f"--out {out}: holds a KAE model with {len(reg['bindings'])} slot binding(s) that a {method_name} "
+                          "model cannot keep; write the new model to another --out (or remove the old model first)")

@@ -1,0 +1,177 @@
+"""The model directory: the one place that writes, loads and validates it.
+
+| file | written from |
+|---|---|
+| ``model.safetensors`` | the tokenizer's ``state_dict()`` (fingerprinted: :func:`save_tensors`) |
+| ``sidkit.json`` | :func:`model_meta`: version, format, method, config, estimator class + params, fusion, input, training |
+| ``codes.parquet`` | the fitted codes and suffixes (metadata: method, sizes, fingerprint) |
+| ``codebooks.parquet`` | the tokenizer's ``codebooks_table(codes)`` |
+| ``report.json``, ``report.html`` | the audit of the fitted codes |
+| more | the tokenizer's ``extra_files()`` (``train_log.parquet``; KAE ``slots.json``, ``kae.toml``) |
+
+Loading checks every file against the others (:mod:`sidkit.io.modelfiles`), reads them through
+one directory handle, and rebuilds the tokenizer through the method registry
+(:mod:`sidkit.methods`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from sidkit.errors import ModelError
+from sidkit.features import FusionSpec
+from sidkit.io.modelfiles import FORMAT_VERSION, tensor_fingerprint
+
+__all__ = ["FORMAT_VERSION", "Model", "load_model", "model_meta", "save_tensors", "write_model_dir"]
+
+
+def save_tensors(tensors: Mapping[str, np.ndarray], method: str) -> tuple[bytes, str]:
+    """Serialise tensors as safetensors bytes and fingerprint them.
+
+    The fingerprint hashes names, dtypes, shapes and values in sorted order, so it depends on the
+    weights alone. The file carries one metadata key (several keys come out of safetensors in
+    varying order, which would make equal models differ byte for byte).
+    """
+    from safetensors.numpy import save as st_save
+
+    from sidkit import __version__
+
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    meta = json.dumps({"sidkit_version": __version__, "method": method}, sort_keys=True)
+    return st_save(tensors, metadata={"sidkit": meta}), tensor_fingerprint(tensors)
+
+
+def model_meta(*, method: str, tokenizer, fingerprint: str, config: dict, fusion: FusionSpec, input_info: dict,
+               training: dict) -> dict:
+    """The content of ``sidkit.json``."""
+    from sidkit import __version__
+
+    sizes = list(tokenizer.codebook_sizes)
+    return {
+        "sidkit_version": __version__,
+        "format_version": FORMAT_VERSION,
+        "method": method,
+        "n_levels": len(sizes),
+        "codebook_sizes": sizes,
+        "model_fingerprint": fingerprint,
+        "config": config,
+        "estimator": {"class": tokenizer.class_name, "params": tokenizer.params()},
+        "fusion": fusion.to_dict(),
+        "input": input_info,
+        "training": training,
+    }
+
+
+def write_model_dir(out: Path, *, blob: bytes, meta: dict, item_ids, codes: np.ndarray, suffix: np.ndarray,
+                    codebooks, report: dict, extra: Mapping[str, Any], codes_metadata: Mapping | None = None) -> None:
+    """Write a complete model directory to ``out`` atomically (the caller holds the model lock)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sidkit.io.artifacts import atomic_dir, write_json_atomic, write_text_atomic
+    from sidkit.io.codes import codes_table
+
+    codes_meta = {"method": meta["method"], "codebook_sizes": meta["codebook_sizes"],
+                  "model_fingerprint": meta["model_fingerprint"], "n_levels": meta["n_levels"], **(codes_metadata or {})}
+    with atomic_dir(out, locked=True) as tmp:
+        (tmp / "model.safetensors").write_bytes(blob)
+        write_json_atomic(tmp / "sidkit.json", meta)
+        pq.write_table(codes_table(item_ids, codes, suffix, codes_meta), tmp / "codes.parquet")
+        pq.write_table(codebooks, tmp / "codebooks.parquet")
+        write_json_atomic(tmp / "report.json", report)
+        for name, content in extra.items():
+            if isinstance(content, pa.Table):
+                pq.write_table(content, tmp / name)
+            elif isinstance(content, str):
+                write_text_atomic(tmp / name, content)
+            else:
+                write_json_atomic(tmp / name, content)
+        from sidkit.report.html import render_html
+
+        render_html(report, tmp / "report.html")
+
+
+@dataclass
+class Model:
+    """A fitted model directory loaded for encoding."""
+
+    path: Path
+    meta: dict
+    estimator: Any  # the tokenizer
+    fusion: FusionSpec
+    files: Any = None  # sidkit.io.modelfiles.ModelDir: the directory as it was when loaded
+
+    @property
+    def tokenizer(self):
+        return self.estimator
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        return list(self.meta["codebook_sizes"])
+
+    def encode_matrix(self, embeddings: Mapping[str, np.ndarray], source: str = "input") -> np.ndarray:
+        from sidkit.features import fuse
+
+        return self.estimator.encode(fuse(embeddings, self.fusion, source=source))
+
+
+def load_model(model_dir: str | os.PathLike) -> Model:
+    """Load a model directory written by ``sidkit fit`` (safetensors + JSON only; no pickles).
+
+    Every file is checked against the others: a mismatch is a
+    :class:`~sidkit.errors.ModelError` naming the file and the field."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    from sidkit import methods
+    from sidkit.io.artifacts import recover_dir
+    from sidkit.io.modelfiles import ModelDir, check_estimator, check_meta, check_tensors
+
+    p = Path(model_dir)
+    if not p.exists():
+        recover_dir(p)  # a fit killed in the fallback swap left the model aside
+    if not p.is_dir():
+        raise ModelError(f"{p}: model directory not found; pass the --out directory of 'sidkit fit'")
+    d = ModelDir(p)
+    if not d.exists("sidkit.json"):
+        raise ModelError(f"{p}: not a sidkit model directory (sidkit.json is missing); pass the --out directory of 'sidkit fit'")
+    meta = check_meta(d.read_json("sidkit.json"), p / "sidkit.json")
+    m = methods.method(meta["method"])
+    cls = meta["estimator"].get("class", m.class_name)
+    if cls != m.class_name:
+        raise ModelError(f"{p / 'sidkit.json'}: field 'estimator.class' is {cls!r}, but method '{m.name}' is fitted by "
+                         f"{m.class_name}; restore the file or re-run 'sidkit fit' to rebuild the model")
+    raw = d.read_bytes("model.safetensors")
+    try:
+        tensors = st_load(raw)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{p / 'model.safetensors'}: unreadable ({str(e).splitlines()[0]}); re-run 'sidkit fit'") from None
+    check_tensors(tensors, meta, p)
+    tok = _load(m.class_name, meta["estimator"]["params"], tensors, p)
+    tok.attach(d, meta)  # KAE: the slot registry
+    check_estimator(tok, meta, p)
+    return Model(p, meta, tok, FusionSpec.from_dict(meta["fusion"]), d)
+
+
+def _load(class_name: str, params: Mapping, tensors: Mapping, model_dir: Path):
+    """The tokenizer from its params and tensors; when they do not fit each other (an edited
+    ``sidkit.json``, a tensor missing from ``model.safetensors``) a ModelError naming both files."""
+    from sidkit import methods
+
+    try:
+        return methods.load_tokenizer(class_name, params, tensors)
+    except ModelError:
+        raise
+    except KeyError as e:
+        raise ModelError(f"{model_dir}/model.safetensors: tensor or field {e} that {model_dir}/sidkit.json's estimator needs "
+                         "is missing; re-run 'sidkit fit'") from None
+    except (ValueError, TypeError, RuntimeError, IndexError, AttributeError) as e:
+        detail = " ".join(str(e).split())[:160]
+        raise ModelError(f"{model_dir}/sidkit.json: estimator.params do not fit {model_dir}/model.safetensors ({detail}); "
+                         "re-run 'sidkit fit'") from None

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from sidkit.errors import ConfigError, DataError, GateFailed
+from sidkit.errors import ConfigError, DataError, GateFailed, opt
 
 _GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(%?)\s*$")
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
@@ -42,7 +42,7 @@ def parse_gate(expr: str) -> Gate:
     m = _GATE.match(expr or "")
     if not m:
         raise ConfigError(
-            f"--fail-on {expr!r}: expected KEY OP NUMBER with OP one of > >= < <= "
+            f"{opt('fail_on')} {expr!r}: expected KEY OP NUMBER with OP one of > >= < <= "
             "(e.g. 'collision.collision_rate>0.02' or 'levels.0.utilization<0.9')"
         )
     key, op, num, pct = m.groups()
@@ -80,10 +80,10 @@ def resolve_key(report: dict, key: str) -> tuple[str, float]:
                         if isinstance(v, (int, float)) and not isinstance(v, bool)
                         and p and p[0] in ("collision", "diversity", "hamming", "semantic", "collaborative", "compare")
                         and not any(x.isdigit() for x in p)})
-        raise ConfigError(f"--fail-on: unknown report key {key!r}; use a numeric key such as {', '.join(known[:8])} or levels.0.utilization")
+        raise ConfigError(f"{opt('fail_on')}: unknown report key {key!r}; use a numeric key such as {', '.join(known[:8])} or levels.0.utilization")
     if len(matches) > 1:
         names = ", ".join(".".join(p) for p, _ in matches[:5])
-        raise ConfigError(f"--fail-on: key {key!r} is ambiguous ({names}{', ...' if len(matches) > 5 else ''}); give the dotted path")
+        raise ConfigError(f"{opt('fail_on')}: key {key!r} is ambiguous ({names}{', ...' if len(matches) > 5 else ''}); give the dotted path")
     p, v = matches[0]
     return ".".join(p), float(v)
 
@@ -183,13 +183,13 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
 
     from sidkit.io.artifacts import check_output
 
-    check_output(html, "--html", {"CODES": codes_path, "--items": items, "--interactions": interactions, "--baseline": baseline})
+    check_output(html, opt("html"), {"CODES": codes_path, opt("items"): items, opt("interactions"): interactions, opt("baseline"): baseline})
     gates = [parse_gate(g) for g in ([fail_on] if isinstance(fail_on, str) else (fail_on or []))]
     ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
     if sizes is None:
         sizes = [int(m) + 1 for m in codes.max(axis=0)]
         warnings.append(f"codebook sizes unknown: using the largest code + 1 per level ({','.join(map(str, sizes))}), "
-                        "so utilization is a guess; pass --codebook-size")
+                        f"so utilization is a guess; pass {opt('codebook_size')}")
     kw: dict[str, Any] = {}
     if interactions is not None:
         kw["interactions"] = _read_interactions(interactions)
@@ -205,7 +205,7 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
 
         keep, X, leaf, titles, attrs = _load_items(items, ids, id_col)
         if keep.size == 0:
-            raise DataError(f"{items}: none of the SID table's item ids are in the catalog; check --id-col and the files")
+            raise DataError(f"{items}: none of the SID table's item ids are in the catalog; check {opt('id_col')} and the files")
         if keep.size < len(ids):
             warnings.append(f"{len(ids) - keep.size} items of the SID table are not in {Path(items).name}; the semantic block uses the other {keep.size}")
         rep["semantic"] = semantic_metrics(codes[keep], X, leaf=leaf, attributes=attrs, titles=titles,

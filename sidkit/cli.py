@@ -9,6 +9,7 @@ import typer
 
 from sidkit import __version__
 from sidkit._clitools import OneLineErrors, emit_json, fail, fmt, safe, visible
+from sidkit.config import help_for
 from sidkit.errors import SidkitError
 
 app = typer.Typer(
@@ -39,44 +40,44 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 @app.command()
 def fit(
     items: Path = typer.Argument(..., help="Catalog Parquet file: an id column and one or more float-list embedding columns."),
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="Tokenizer: rqvae, rqkmeans, quasid or adasid (an RQ-VAE with that collision-aware regularizer), or kae (keyword-aligned attribute positions). [default: rqvae]"),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help=help_for("method")),
     out: Path = typer.Option(Path("sidkit-model"), "--out", "-o", help="Model directory to write (replaced atomically)."),
-    id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column. [default: item_id]"),
-    embedding: Optional[List[str]] = typer.Option(None, "--embedding", "-e", help="Embedding column (repeatable). [default: every float-list column]"),
-    embedding_weights: Optional[str] = typer.Option(None, "--embedding-weights", help="Comma list of weights, one per --embedding column, for fusion."),
-    levels: Optional[int] = typer.Option(None, "--levels", "-L", help="Number of levels (SID length). [default: 3]"),
-    codebook_size: Optional[str] = typer.Option(None, "--codebook-size", "-K", help="Codes per level: one int or a comma list per level. [default: 256]"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="rqvae: training epochs (capped by --max-steps). [default: 300]"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="rqvae: optimizer step budget. [default: 2000]"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="rqvae: batch size. [default: 1024]"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="rqvae: AdamW learning rate. [default: 0.001]"),
-    train_sample: Optional[int] = typer.Option(None, "--train-sample", help="rqkmeans: fit k-means on at most this many sampled rows."),
-    balanced: Optional[bool] = typer.Option(None, "--balanced/--no-balanced", help="rqkmeans: capacity-capped (balanced) k-means."),
-    sinkhorn: Optional[bool] = typer.Option(None, "--sinkhorn/--no-sinkhorn", help="rqvae: Sinkhorn assignment on the last level during training (LC-Rec)."),
-    device: Optional[str] = typer.Option(None, "--device", help="rqvae: cpu or cuda. [default: cpu]"),
-    precision: Optional[str] = typer.Option(None, "--precision", help="rqvae: encoder/decoder precision while training: fp32, bf16 (mixed precision; about 1.6x faster on CPUs with AVX512-BF16 or AMX) or auto (bf16 where the hardware has it). [default: fp32]"),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="Random seed (0 to 2^32-1); same seed and inputs give identical codes. [default: 0]"),
-    regularizer: Optional[str] = typer.Option(None, "--regularizer", help="quasid or adasid on top of --method rqvae (also with --sinkhorn)."),
-    interactions: Optional[Path] = typer.Option(None, "--interactions", help="quasid/adasid: interactions Parquet (user_id, item_id, split and/or timestamp/position) for the alignment term; only the training part is used."),
-    lambda_hmr: Optional[float] = typer.Option(None, "--lambda-hmr", help="quasid: margin-repulsion weight. [default: 0.1]"),
-    lambda_rep: Optional[float] = typer.Option(None, "--lambda-rep", help="adasid: maximum repulsion weight. [default: 0.3]"),
-    lambda_align: Optional[float] = typer.Option(None, "--lambda-align", help="quasid/adasid: (maximum) alignment weight. [default: 0.0001]"),
-    alpha_m: Optional[float] = typer.Option(None, "--alpha-m", help="quasid/adasid: margin = alpha_m x median distance to the nearest item with another SID. [default: 1.0]"),
-    h_max: Optional[int] = typer.Option(None, "--h-max", help="quasid/adasid: largest Hamming distance of a repelled overlap. [default: 1]"),
-    collision_batch_frac: Optional[float] = typer.Option(None, "--collision-batch-frac", help="quasid/adasid: share of each batch drawn from collision buckets. [default: 0.5]"),
-    refresh_every: Optional[int] = typer.Option(None, "--refresh-every", help="quasid/adasid: steps between SID-table refreshes. [default: one epoch, at least 50 steps]"),
-    align_mode: Optional[str] = typer.Option(None, "--align-mode", help="quasid/adasid: user2item or item2item. [default: user2item]"),
-    kernel: Optional[str] = typer.Option(None, "--kernel", help="adasid: repulsion kernel, margin or soft_overlap. [default: margin]"),
-    no_mask: bool = typer.Option(False, "--no-mask", help="quasid ablation: no conflict-aware pair masking."),
-    no_severity: bool = typer.Option(False, "--no-severity", help="quasid ablation: the same margin for every Hamming distance."),
-    no_align: bool = typer.Option(False, "--no-align", help="quasid/adasid ablation: no alignment term."),
-    no_relax: bool = typer.Option(False, "--no-relax", help="adasid ablation: no semantic relaxation (rho = 1)."),
-    no_load: bool = typer.Option(False, "--no-load", help="adasid ablation: no load adaptation (gamma_l = 0)."),
-    constant_schedule: bool = typer.Option(False, "--constant-schedule", help="adasid ablation: constant weights instead of the progress schedule."),
-    attributes: Optional[str] = typer.Option(None, "--attributes", help="kae: comma list of attribute categories (columns or list levels such as categories[2]). [default: repeating string columns]"),
-    plan: Optional[Path] = typer.Option(None, "--plan", help="kae: a plan from 'sidkit kae-plan' (made on the fly when not given)."),
-    residual_levels: Optional[int] = typer.Option(None, "--residual-levels", help="kae: trailing semantic levels after the attribute positions. [default: 0]"),
-    residual_method: Optional[str] = typer.Option(None, "--residual-method", help="kae: method of the residual levels: rqkmeans, rqvae, quasid or adasid. [default: rqkmeans]"),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help=help_for("id_col")),
+    embedding: Optional[List[str]] = typer.Option(None, "--embedding", "-e", help=help_for("embedding")),
+    embedding_weights: Optional[str] = typer.Option(None, "--embedding-weights", help=help_for("embedding_weights")),
+    levels: Optional[int] = typer.Option(None, "--levels", "-L", help=help_for("levels")),
+    codebook_size: Optional[str] = typer.Option(None, "--codebook-size", "-K", help=help_for("codebook_size")),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=help_for("epochs")),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help=help_for("max_steps")),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=help_for("batch_size")),
+    lr: Optional[float] = typer.Option(None, "--lr", help=help_for("lr")),
+    train_sample: Optional[int] = typer.Option(None, "--train-sample", help=help_for("train_sample")),
+    balanced: Optional[bool] = typer.Option(None, "--balanced/--no-balanced", help=help_for("balanced")),
+    sinkhorn: Optional[bool] = typer.Option(None, "--sinkhorn/--no-sinkhorn", help=help_for("sinkhorn")),
+    device: Optional[str] = typer.Option(None, "--device", help=help_for("device")),
+    precision: Optional[str] = typer.Option(None, "--precision", help=help_for("precision")),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1, help=help_for("seed")),
+    regularizer: Optional[str] = typer.Option(None, "--regularizer", help=help_for("regularizer")),
+    interactions: Optional[Path] = typer.Option(None, "--interactions", help=help_for("interactions")),
+    lambda_hmr: Optional[float] = typer.Option(None, "--lambda-hmr", help=help_for("lambda_hmr")),
+    lambda_rep: Optional[float] = typer.Option(None, "--lambda-rep", help=help_for("lambda_rep")),
+    lambda_align: Optional[float] = typer.Option(None, "--lambda-align", help=help_for("lambda_align")),
+    alpha_m: Optional[float] = typer.Option(None, "--alpha-m", help=help_for("alpha_m")),
+    h_max: Optional[int] = typer.Option(None, "--h-max", help=help_for("h_max")),
+    collision_batch_frac: Optional[float] = typer.Option(None, "--collision-batch-frac", help=help_for("collision_batch_frac")),
+    refresh_every: Optional[int] = typer.Option(None, "--refresh-every", help=help_for("refresh_every")),
+    align_mode: Optional[str] = typer.Option(None, "--align-mode", help=help_for("align_mode")),
+    kernel: Optional[str] = typer.Option(None, "--kernel", help=help_for("kernel")),
+    no_mask: bool = typer.Option(False, "--no-mask", help=help_for("no_mask")),
+    no_severity: bool = typer.Option(False, "--no-severity", help=help_for("no_severity")),
+    no_align: bool = typer.Option(False, "--no-align", help=help_for("no_align")),
+    no_relax: bool = typer.Option(False, "--no-relax", help=help_for("no_relax")),
+    no_load: bool = typer.Option(False, "--no-load", help=help_for("no_load")),
+    constant_schedule: bool = typer.Option(False, "--constant-schedule", help=help_for("constant_schedule")),
+    attributes: Optional[str] = typer.Option(None, "--attributes", help=help_for("attributes")),
+    plan: Optional[Path] = typer.Option(None, "--plan", help=help_for("plan")),
+    residual_levels: Optional[int] = typer.Option(None, "--residual-levels", help=help_for("residual_levels")),
+    residual_method: Optional[str] = typer.Option(None, "--residual-method", help=help_for("residual_method")),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with fit options (tables fit, fit.mining, fit.align, fit.quasid, fit.adasid); command-line flags win."),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
@@ -98,12 +99,11 @@ def fit(
                        sinkhorn=sinkhorn, device=device, precision=precision, seed=seed, regularizer=regularizer,
                        interactions=str(interactions) if interactions is not None else None,
                        attributes=attributes, plan=str(plan) if plan is not None else None,
-                       residual_levels=residual_levels, residual_method=residual_method)
-        options.update(_regularizer_blocks(lambda_hmr=lambda_hmr, lambda_rep=lambda_rep, lambda_align=lambda_align,
-                                           alpha_m=alpha_m, h_max=h_max, collision_batch_frac=collision_batch_frac,
-                                           refresh_every=refresh_every, align_mode=align_mode, kernel=kernel,
-                                           no_mask=no_mask, no_severity=no_severity, no_align=no_align,
-                                           no_relax=no_relax, no_load=no_load, constant_schedule=constant_schedule))
+                       residual_levels=residual_levels, residual_method=residual_method,
+                       lambda_hmr=lambda_hmr, lambda_rep=lambda_rep, lambda_align=lambda_align, alpha_m=alpha_m,
+                       h_max=h_max, collision_batch_frac=collision_batch_frac, refresh_every=refresh_every,
+                       align_mode=align_mode, kernel=kernel, no_mask=no_mask, no_severity=no_severity,
+                       no_align=no_align, no_relax=no_relax, no_load=no_load, constant_schedule=constant_schedule)
         with progress_bar(not (quiet or as_json)) as cb:
             result = fit_fn(items, out=out, config=config, progress=cb, **options)
     except SidkitError as e:
@@ -117,33 +117,6 @@ def fit(
             typer.echo(f"warning: {visible(w)}", err=True)
         if not quiet:
             _print_fit_summary(result.summary)
-
-
-def _regularizer_blocks(**f) -> dict:
-    """Regularizer flags -> nested config blocks (only the flags given)."""
-    b: dict = {"mining": {}, "align": {}, "quasid": {}, "adasid": {}}
-    b["quasid"]["lambda_hmr"] = f["lambda_hmr"]
-    b["adasid"]["lambda_rep_max"] = f["lambda_rep"]
-    b["align"]["weight"] = f["lambda_align"]
-    b["adasid"]["lambda_align_max"] = f["lambda_align"]
-    b["quasid"]["alpha_m"] = b["adasid"]["alpha_m"] = f["alpha_m"]
-    b["mining"]["h_max"] = f["h_max"]
-    b["mining"]["collision_batch_frac"] = f["collision_batch_frac"]
-    b["mining"]["refresh_every"] = f["refresh_every"]
-    b["align"]["mode"] = f["align_mode"]
-    b["adasid"]["kernel"] = f["kernel"]
-    for flag, (blk, key, val) in {"no_mask": ("quasid", "mask", False), "no_severity": ("quasid", "severity", False),
-                                  "no_align": ("align", "enabled", False), "no_relax": ("adasid", "relax", False),
-                                  "no_load": ("adasid", "load", False),
-                                  "constant_schedule": ("adasid", "schedule", "constant")}.items():
-        if f[flag]:
-            b[blk][key] = val
-    out = {}
-    for blk, d in b.items():
-        d = {k: v for k, v in d.items() if v is not None}
-        if d:
-            out[blk] = d
-    return out
 
 
 def _print_fit_summary(s: dict) -> None:

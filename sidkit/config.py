@@ -7,6 +7,7 @@ names with ``-`` or ``_``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import tomllib
@@ -14,11 +15,179 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from sidkit.errors import ConfigError
+from sidkit.errors import ConfigError, opt
+
+# ---------------------------------------------------------------------------------------------
+# The collision-aware regularizers' blocks (METHODS.md §8): defaults and bounds
+
+REGULARIZERS = ("quasid", "adasid")
+
+BLOCK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mining": {
+        "refresh_every": "auto",       # "auto" (one epoch but at least 50 steps), "epoch", or a number of steps; at most 1000
+        "h_max": 1,                    # largest Hamming distance of a mined overlap
+        "cap_per_bucket": 64,          # pairs sampled per bucket when pairs are enumerated
+        "max_pairs": 8192,             # batch pairs per step; more are subsampled uniformly (early, collapsed codes)
+        "collision_batch_frac": 0.5,   # psi: share of each batch drawn from collision buckets
+        "members_per_bucket": 8,       # members taken from each sampled bucket
+        "knn_k": 20,                   # frozen-input kNN list length
+        "rnn_k": 10,                   # latent kNN depth searched for r_nn (nearest item with another SID)
+        "checkpoint": "conflicts",     # checkpoint selection: fewest unrelated exact collisions, then collision rate | "collision_rate"
+    },
+    "align": {
+        "mode": "user2item",           # user2item | item2item
+        "weight": 1e-4,                # lambda_DT (QuaSID; METHODS.md says 0.01, which wrecked locality and MSE here); AdaSID uses adasid.lambda_align_max
+        "tau": 0.07,
+        "hist_len": 20,
+        "window": 3,                   # item2item co-engagement window
+        "proj_dim": 64,
+        "hidden": 128,
+        "lr": 1e-3,                    # the towers' own Adam learning rate
+        "batch": 256,                  # training examples per step (positives are batch items)
+        "enabled": True,
+    },
+    "quasid": {
+        "lambda_hmr": 0.1,
+        "warmup": [0.05, 0.10],        # lambda_HMR: 0 until warmup[0], linear ramp to warmup[1]
+        "alpha_m": 1.0,                # m_max = alpha_m * median r_nn
+        "margin_fallback": 0.1,        # m_max before the first refresh
+        "gamma_s": 1.0,
+        "severity": True,              # ablation switch: False gives every overlap the full margin
+        "severity_weight": False,
+        "normalize": "valid",          # valid: mean over qualified pairs (METHODS.md §3.3) | active: over pairs inside their margin
+        "semantic_weight": 10.0,       # gamma_c: pair weight 1 + gamma_c * (1 - cos(x_i, x_j)); 0 = METHODS.md §3.3
+        "mask": True,                  # ablation switch: False disables every CAVPM rule
+        "dup_content": 0.98,           # cosine threshold, or false
+        "dup_text_hash": True,
+        "same_group": True,
+        "group_col": "group_id",
+        "degenerate_input": 0.99,      # cosine to the default vector, or false
+        "cf_equivalent": None,         # not available (no CF vectors input yet)
+        "kernel": "margin",            # margin (METHODS.md §3.3) | code_switch (sidkit variant)
+        "switch_margin": 0.05,         # code_switch: relative margin past the code boundary
+    },
+    "adasid": {
+        "lambda_rep_max": 0.3,         # METHODS.md says 0.1; 0.3 left fewer conflict items on Scientific
+        "lambda_align_max": 1e-4,      # METHODS.md says 0.01; see align.weight
+        "relax": True,                 # ablation switch: False gives rho = 1
+        "k_c": 10,
+        "T_k": 0.02,
+        "hard": False,
+        "taxonomy_gate": False,
+        "leaf_col": "category_leaf",
+        "load": True,                  # ablation switch: False is gamma_l = 0
+        "eta": 0.25,
+        "gamma_l": 1.0,
+        "schedule": "progress",        # progress | constant (ablation)
+        "progress": "max_steps_collision",   # max_steps_collision | steps
+        "warm": [0.05, 0.15],
+        "decay_start": 0.5,
+        "floor": 0.2,
+        "align_floor": 0.1,
+        "align_ramp_end": 0.7,
+        "kernel": "margin",            # margin | soft_overlap | code_switch
+        "switch_margin": 0.05,
+        "semantic_weight": 0.0,        # gamma_c as in quasid, budget-preserving (0: off)
+        "alpha_m": 1.0,
+        "margin_fallback": 0.1,
+    },
+}
+
+_CHOICES = {
+    ("align", "mode"): ("user2item", "item2item"),
+    ("adasid", "schedule"): ("progress", "constant"),
+    ("adasid", "progress"): ("max_steps_collision", "steps"),
+    ("adasid", "kernel"): ("margin", "soft_overlap", "code_switch"),
+    ("quasid", "kernel"): ("margin", "code_switch"),
+    ("quasid", "normalize"): ("valid", "active"),
+    ("mining", "checkpoint"): ("conflicts", "collision_rate"),
+}
+_POS_INT = {("mining", "h_max"): 0, ("mining", "cap_per_bucket"): 1, ("mining", "max_pairs"): 1, ("mining", "members_per_bucket"): 2,
+            ("mining", "knn_k"): 1, ("mining", "rnn_k"): 1, ("align", "hist_len"): 1, ("align", "window"): 1,
+            ("align", "proj_dim"): 1, ("align", "hidden"): 1, ("align", "batch"): 2, ("adasid", "k_c"): 1}
+_NONNEG = {("align", "weight"), ("quasid", "lambda_hmr"), ("quasid", "semantic_weight"), ("adasid", "semantic_weight"), ("quasid", "alpha_m"), ("quasid", "margin_fallback"),
+           ("quasid", "gamma_s"), ("quasid", "switch_margin"), ("adasid", "switch_margin"), ("adasid", "lambda_rep_max"), ("adasid", "lambda_align_max"), ("adasid", "eta"),
+           ("adasid", "gamma_l"), ("adasid", "alpha_m"), ("adasid", "margin_fallback")}
+_POS = {("align", "tau"), ("align", "lr"), ("adasid", "T_k")}
+_UNIT = {("mining", "collision_batch_frac"), ("adasid", "decay_start"), ("adasid", "floor"),
+         ("adasid", "align_floor"), ("adasid", "align_ramp_end")}
+_RANGE2 = {("quasid", "warmup"), ("adasid", "warm")}
+_THRESH = {("quasid", "dup_content"), ("quasid", "degenerate_input"), ("quasid", "cf_equivalent")}
+_BOOL = {("align", "enabled"), ("quasid", "severity"), ("quasid", "severity_weight"), ("quasid", "mask"),
+         ("quasid", "dup_text_hash"), ("quasid", "same_group"), ("adasid", "relax"), ("adasid", "hard"),
+         ("adasid", "taxonomy_gate"), ("adasid", "load")}
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check(block: str, key: str, v: Any) -> Any:
+    where = f"{block}.{key}"
+    k = (block, key)
+    if k in _CHOICES:
+        if v not in _CHOICES[k]:
+            raise ConfigError(f"{where} '{v}' is not known; choose one of {', '.join(_CHOICES[k])}")
+    elif k in _POS_INT:
+        if not isinstance(v, int) or isinstance(v, bool) or v < _POS_INT[k]:
+            raise ConfigError(f"{where} must be an integer >= {_POS_INT[k]} (got {v!r})")
+    elif k in _NONNEG:
+        if not _num(v) or v < 0 or v != v:
+            raise ConfigError(f"{where} must be a non-negative number (got {v!r})")
+    elif k in _POS:
+        if not _num(v) or not v > 0:
+            raise ConfigError(f"{where} must be a positive number (got {v!r})")
+    elif k in _UNIT:
+        if not _num(v) or not 0 <= v <= 1:
+            raise ConfigError(f"{where} must be a number in [0, 1] (got {v!r})")
+    elif k in _RANGE2:
+        if (not isinstance(v, (list, tuple)) or len(v) != 2 or not all(_num(a) for a in v)
+                or not 0 <= v[0] <= v[1] <= 1):
+            raise ConfigError(f"{where} must be two numbers 0 <= a <= b <= 1 (got {v!r})")
+        v = [float(v[0]), float(v[1])]
+    elif k in _THRESH:
+        if v is False or v is None:
+            return None
+        if not _num(v) or not -1 <= v <= 1:
+            raise ConfigError(f"{where} must be a cosine threshold in [-1, 1] or false (got {v!r})")
+    elif k in _BOOL:
+        if not isinstance(v, bool):
+            raise ConfigError(f"{where} must be true or false (got {v!r})")
+    elif k == ("mining", "refresh_every"):
+        if v not in ("epoch", "auto") and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ConfigError(f"{where} must be 'auto', 'epoch' or a positive number of steps (got {v!r})")
+    elif k in (("quasid", "group_col"), ("adasid", "leaf_col")):
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"{where} must be a column name (got {v!r})")
+    return v
+
+
+def resolve_blocks(values: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Defaults merged with ``values`` ({block: {key: value}}); unknown keys and bad values raise
+    :class:`~sidkit.errors.ConfigError`."""
+    out = copy.deepcopy(BLOCK_DEFAULTS)
+    for block, given in (values or {}).items():
+        if block not in BLOCK_DEFAULTS:
+            raise ConfigError(f"unknown config block '{block}'; known blocks: {', '.join(BLOCK_DEFAULTS)}")
+        if given is None:
+            continue
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"config block '{block}' must be a table of options (got {given!r})")
+        for key, v in given.items():
+            key_n = key.replace("-", "_")
+            if key_n not in BLOCK_DEFAULTS[block]:
+                raise ConfigError(f"unknown option '{block}.{key}'; known: {', '.join(BLOCK_DEFAULTS[block])}")
+            out[block][key_n] = _check(block, key_n, v)
+    return out
+
+
+
+# ---------------------------------------------------------------------------------------------
+# FitConfig
 
 METHODS = ("rqkmeans", "rqvae", "quasid", "adasid", "kae")
 RQVAE_METHODS = ("rqvae", "quasid", "adasid")  # quasid/adasid: an RQ-VAE with that regularizer
-BLOCKS = ("mining", "align", "quasid", "adasid")  # nested tables, see sidkit.regularizers.DEFAULTS
+BLOCKS = ("mining", "align", "quasid", "adasid")  # nested tables, see BLOCK_DEFAULTS
 
 
 @dataclass
@@ -79,41 +248,39 @@ class FitConfig:
         cs = self.codebook_size
         sizes = [int(cs)] * self.levels if isinstance(cs, int) else [int(k) for k in cs]
         if len(sizes) != self.levels:
-            raise ConfigError(f"--codebook-size lists {len(sizes)} sizes for --levels {self.levels}; give one size or one per level")
+            raise ConfigError(f"{opt('codebook_size')} lists {len(sizes)} sizes for {opt('levels')} {self.levels}; give one size or one per level")
         return sizes
 
     def validate(self) -> "FitConfig":
         if self.method not in METHODS:
-            raise ConfigError(f"--method '{self.method}' is not known; choose one of {', '.join(METHODS)}")
+            raise ConfigError(f"{opt('method')} '{self.method}' is not known; choose one of {', '.join(METHODS)}")
         if self.method == "kae" and (self.residual_method not in METHODS[:4] or not isinstance(self.residual_levels, int) or self.residual_levels < 0 or self.groups < 1):
-            raise ConfigError(f"kae: --residual-method must be one of {', '.join(METHODS[:4])}, --residual-levels >= 0, --groups >= 1")
+            raise ConfigError(f"kae: {opt('residual_method')} must be one of {', '.join(METHODS[:4])}, {opt('residual_levels')} >= 0, {opt('groups')} >= 1")
         positive = ["levels", "niter", "epochs", "max_steps", "batch_size", "latent_dim", "eval_every", "sinkhorn_iters"]
         for name in positive:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer (got {v!r})")
+                raise ConfigError(f"{opt(name)} must be a positive integer (got {v!r})")
         for name in ("lr", "sinkhorn_eps", "beta"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive number (got {v!r})")
+                raise ConfigError(f"{opt(name)} must be a positive number (got {v!r})")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
-            raise ConfigError(f"--seed must be an integer from 0 to 2^32-1 (got {self.seed!r})")
+            raise ConfigError(f"{opt('seed')} must be an integer from 0 to 2^32-1 (got {self.seed!r})")
         if self.train_sample is not None and self.train_sample < 1:
-            raise ConfigError(f"--train-sample must be a positive integer (got {self.train_sample!r})")
+            raise ConfigError(f"{opt('train_sample')} must be a positive integer (got {self.train_sample!r})")
         sizes = self.codebook_sizes()
         if any(k < 2 or k > 65536 for k in sizes):
-            raise ConfigError(f"--codebook-size values must be between 2 and 65536 (got {sizes})")
+            raise ConfigError(f"{opt('codebook_size')} values must be between 2 and 65536 (got {sizes})")
         if self.precision not in ("fp32", "bf16", "auto"):
-            raise ConfigError(f"--precision '{self.precision}' is not known; use fp32, bf16 or auto")
+            raise ConfigError(f"{opt('precision')} '{self.precision}' is not known; use fp32, bf16 or auto")
         if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ConfigError(f"--device '{self.device}' is not known; use cpu or cuda")
+            raise ConfigError(f"{opt('device')} '{self.device}' is not known; use cpu or cuda")
         if self.regularizer is not None:
             if self.regularizer not in ("quasid", "adasid"):
-                raise ConfigError(f"--regularizer '{self.regularizer}' is not known; choose quasid or adasid")
+                raise ConfigError(f"{opt('regularizer')} '{self.regularizer}' is not known; choose quasid or adasid")
             if self.method != "rqvae" and self.method != self.regularizer:
-                raise ConfigError(f"--regularizer needs --method rqvae (got --method {self.method})")
-        from sidkit.regularizers import resolve_blocks
-
+                raise ConfigError(f"{opt('regularizer')} needs {opt('method')} rqvae (got {opt('method')} {self.method})")
         blocks = resolve_blocks({b: getattr(self, b) for b in BLOCKS})
         for b in BLOCKS:
             setattr(self, b, blocks[b])
@@ -122,18 +289,141 @@ class FitConfig:
 
 _FIELDS = {f.name for f in dataclasses.fields(FitConfig)}
 
+# ---------------------------------------------------------------------------------------------
+# The one table of fit options: what each means (the CLI's help text, with the default taken from
+# the dataclass or the regularizer blocks), and the shortcut options that set regularizer-block
+# keys. The CLI flags, the TOML keys of --config and the keyword arguments of sidkit.fit() all use
+# these names (flags with '-' for '_').
 
-def parse_int_list(text: str | int | list, option: str) -> int | list[int]:
-    """'256' -> 256, '256,128,64' -> [256, 128, 64]."""
-    if isinstance(text, (int, list)):
+HELP: dict[str, str] = {
+    "method": "Tokenizer: rqvae, rqkmeans, quasid or adasid (an RQ-VAE with that collision-aware regularizer), or kae (keyword-aligned attribute positions).",
+    "id_col": "Id column.",
+    "embedding": "Embedding column (repeatable). [default: every float-list column]",
+    "embedding_weights": "Comma list of weights, one per --embedding column, for fusion.",
+    "levels": "Number of levels (SID length).",
+    "codebook_size": "Codes per level: one int or a comma list per level.",
+    "epochs": "rqvae: training epochs (capped by --max-steps).",
+    "max_steps": "rqvae: optimizer step budget.",
+    "batch_size": "rqvae: batch size.",
+    "lr": "rqvae: AdamW learning rate.",
+    "train_sample": "rqkmeans: fit k-means on at most this many sampled rows. [default: all rows]",
+    "balanced": "rqkmeans: capacity-capped (balanced) k-means.",
+    "sinkhorn": "rqvae: Sinkhorn assignment on the last level during training (LC-Rec).",
+    "device": "rqvae: cpu or cuda.",
+    "precision": "rqvae: encoder/decoder precision while training: fp32, bf16 (mixed precision; about 1.6x faster on CPUs with AVX512-BF16 or AMX) or auto (bf16 where the hardware has it).",
+    "seed": "Random seed (0 to 2^32-1); same seed and inputs give identical codes.",
+    "regularizer": "quasid or adasid on top of --method rqvae (also with --sinkhorn).",
+    "interactions": "quasid/adasid: interactions Parquet (user_id, item_id, split and/or timestamp/position) for the alignment term; only the training part is used.",
+    "attributes": "kae: comma list of attribute categories (columns or list levels such as categories[2]). [default: repeating string columns]",
+    "plan": "kae: a plan from 'sidkit kae-plan' (made on the fly when not given).",
+    "residual_levels": "kae: trailing semantic levels after the attribute positions.",
+    "residual_method": "kae: method of the residual levels: rqkmeans, rqvae, quasid or adasid.",
+    # shortcuts into the regularizer blocks
+    "lambda_hmr": "quasid: margin-repulsion weight.",
+    "lambda_rep": "adasid: maximum repulsion weight.",
+    "lambda_align": "quasid/adasid: (maximum) alignment weight.",
+    "alpha_m": "quasid/adasid: margin = alpha_m x median distance to the nearest item with another SID.",
+    "h_max": "quasid/adasid: largest Hamming distance of a repelled overlap.",
+    "collision_batch_frac": "quasid/adasid: share of each batch drawn from collision buckets.",
+    "refresh_every": "quasid/adasid: steps between SID-table refreshes (auto: one epoch, at least 50 steps).",
+    "align_mode": "quasid/adasid: user2item or item2item.",
+    "kernel": "adasid: repulsion kernel, margin or soft_overlap.",
+    "no_mask": "quasid ablation: no conflict-aware pair masking.",
+    "no_severity": "quasid ablation: the same margin for every Hamming distance.",
+    "no_align": "quasid/adasid ablation: no alignment term.",
+    "no_relax": "adasid ablation: no semantic relaxation (rho = 1).",
+    "no_load": "adasid ablation: no load adaptation (gamma_l = 0).",
+    "constant_schedule": "adasid ablation: constant weights instead of the progress schedule.",
+}
+
+#: shortcut option -> the regularizer-block keys it sets
+SHORTCUTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "lambda_hmr": (("quasid", "lambda_hmr"),),
+    "lambda_rep": (("adasid", "lambda_rep_max"),),
+    "lambda_align": (("align", "weight"), ("adasid", "lambda_align_max")),
+    "alpha_m": (("quasid", "alpha_m"), ("adasid", "alpha_m")),
+    "h_max": (("mining", "h_max"),),
+    "collision_batch_frac": (("mining", "collision_batch_frac"),),
+    "refresh_every": (("mining", "refresh_every"),),
+    "align_mode": (("align", "mode"),),
+    "kernel": (("adasid", "kernel"),),
+}
+#: ablation switch -> (block, key, value it sets when true)
+SWITCHES: dict[str, tuple[str, str, Any]] = {
+    "no_mask": ("quasid", "mask", False), "no_severity": ("quasid", "severity", False),
+    "no_align": ("align", "enabled", False), "no_relax": ("adasid", "relax", False),
+    "no_load": ("adasid", "load", False), "constant_schedule": ("adasid", "schedule", "constant"),
+}
+_NO_DEFAULT = {"embedding", "embedding_weights", "train_sample", "attributes", "plan", "interactions", "regularizer"}
+
+
+def default_of(name: str) -> Any:
+    """The default of a fit option (a FitConfig field or a shortcut), for help texts."""
+    if name in SHORTCUTS:
+        block, key = SHORTCUTS[name][0]
+        return BLOCK_DEFAULTS[block][key]
+    f = next((f for f in dataclasses.fields(FitConfig) if f.name == name), None)
+    if f is None:
+        return None
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def help_for(name: str) -> str:
+    """The help text of a fit option with its default (from the one place defaults live)."""
+    text = HELP[name]
+    if name in SWITCHES or name in _NO_DEFAULT or "[default:" in text:
         return text
-    try:
-        parts = [int(p) for p in str(text).split(",") if p.strip()]
-    except ValueError:
-        raise ConfigError(f"{option} '{text}' is not an integer or a comma list of integers (e.g. 256 or 256,256,128)") from None
-    if not parts:
-        raise ConfigError(f"{option} is empty; give an integer or a comma list of integers")
-    return parts[0] if len(parts) == 1 else parts
+    d = default_of(name)
+    if isinstance(d, bool):
+        d = "on" if d else "off"
+    return f"{text} [default: {d}]"
+
+
+def expand_shortcuts(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with shortcut options and ablation switches moved into their blocks (a
+    shortcut wins over the same key given in a block)."""
+    out = dict(values)
+    for name, targets in SHORTCUTS.items():
+        v = out.pop(name, None)
+        if v is None:
+            continue
+        for block, key in targets:
+            out[block] = {**(out.get(block) or {}), key: v}
+    for name, (block, key, val) in SWITCHES.items():
+        v = out.pop(name, None)
+        if v is None or v is False:
+            continue
+        if v is not True:
+            raise ConfigError(f"{opt(name)} is a switch: give true or false (got {v!r})")
+        out[block] = {**(out.get(block) or {}), key: val}
+    return out
+
+
+def parse_codebook_size(value) -> int | list[int] | None:
+    """The one parser of codebook sizes: ``256`` / ``"256"`` / ``"256,256,512"`` / ``[256, 256]``
+    -> an int or a list of ints (each >= 1; a fit asks for 2..65536, see FitConfig.validate)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        vals = None
+    elif isinstance(value, int):
+        vals = [value]
+    elif isinstance(value, str):
+        try:
+            vals = [int(v) for v in value.replace(" ", "").split(",") if v != ""]
+        except ValueError:
+            vals = None
+    else:
+        try:
+            vals = [int(v) for v in value if not isinstance(v, bool) and int(v) == v]
+            vals = vals if len(vals) == len(list(value)) else None
+        except (TypeError, ValueError):
+            vals = None
+    if not vals:
+        raise ConfigError(f"{opt('codebook_size')} {value!r}: give one integer or a comma list like 256,256,256")
+    if any(v < 1 for v in vals):
+        raise ConfigError(f"{opt('codebook_size')} {value!r}: sizes must be positive integers")
+    return vals[0] if len(vals) == 1 and not isinstance(value, (list, tuple)) else vals
 
 
 def read_toml(path: str | os.PathLike, *, missing: str, what: str = "file") -> dict[str, Any]:
@@ -156,8 +446,8 @@ def load_toml(path: str | os.PathLike, table: str = "fit") -> dict[str, Any]:
     out = {}
     for k, v in data.items():
         key = k.replace("-", "_")
-        if key not in _FIELDS:
-            raise ConfigError(f"{p}: unknown option '{k}'; known options: {', '.join(sorted(_FIELDS))}")
+        if key not in _FIELDS and key not in SHORTCUTS and key not in SWITCHES:
+            raise ConfigError(f"{p}: unknown option '{k}'; known options: {', '.join(sorted(_FIELDS | set(SHORTCUTS) | set(SWITCHES)))}")
         out[key] = v
     return out
 
@@ -166,10 +456,8 @@ def resolve(cli: Mapping[str, Any], config_path: str | os.PathLike | None = None
     """Merge defaults < TOML file < command-line values (None means 'not given')."""
     values: dict[str, Any] = {}
     if config_path is not None:
-        values.update(load_toml(config_path))
-    for k, v in cli.items():
-        if v is None:
-            continue
+        values.update(expand_shortcuts(load_toml(config_path)))
+    for k, v in expand_shortcuts({k: v for k, v in cli.items() if v is not None}).items():
         if k in BLOCKS and isinstance(v, Mapping) and isinstance(values.get(k), Mapping):
             values[k] = {**values[k], **{a: b for a, b in v.items() if b is not None}}  # flags win per key
         else:
@@ -178,7 +466,7 @@ def resolve(cli: Mapping[str, Any], config_path: str | os.PathLike | None = None
     if unknown:
         raise ConfigError(f"unknown fit options: {', '.join(sorted(unknown))}")
     if "codebook_size" in values:
-        values["codebook_size"] = parse_int_list(values["codebook_size"], "--codebook-size")
+        values["codebook_size"] = parse_codebook_size(values["codebook_size"])
     if isinstance(values.get("embedding"), str):
         values["embedding"] = [values["embedding"]]
     try:

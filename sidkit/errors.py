@@ -13,10 +13,13 @@ from typing import Iterator
 _STYLE = ["python"]
 
 
-def opt(name: str) -> str:
+def opt(name: str, flag: str | None = None) -> str:
     """How an error message names the option ``name``: the keyword (``codebook_size``) for
-    Python callers, the flag (``--codebook-size``) inside the CLI (:func:`cli_style`)."""
-    return f"--{name.replace('_', '-')}" if _STYLE[-1] == "cli" else name
+    Python callers, the flag (``--codebook-size``, or ``flag`` when it is spelled otherwise)
+    inside the CLI (:func:`cli_style`)."""
+    if _STYLE[-1] == "cli":
+        return flag or f"--{name.replace('_', '-')}"
+    return name
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sidkit.errors import ConfigError
+from sidkit.errors import ConfigError, opt
 
 FORMATS = ("tokens", "index-json", "csv")
 
@@ -77,8 +77,8 @@ def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = Non
     from sidkit.io.sidtable import read_sid_table
 
     if fmt not in FORMATS:
-        raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
-    check_output(out, "-o", {"CODES": codes_path})
+        raise ConfigError(f"{opt('fmt', '--format')} {fmt!r}: use one of {', '.join(FORMATS)}")
+    check_output(out, opt("out", "-o"), {"CODES": codes_path})
     ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, suffix=suffix)
     text = render_export(ids, codes, sfx, fmt, raw=raw)
     info = {"format": fmt, "path": None if out is None else str(out), "n_items": int(codes.shape[0]),
@@ -92,38 +92,20 @@ def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = Non
     return Path(out), info
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(text: str) -> str:
-    """A string cell that spreadsheets will not run as a formula (OWASP's advice): a leading
-    ``'`` before a cell that begins with ``= + - @``, tab or CR, and before a cell that begins
-    with ``'`` followed by one of those or another ``'`` (so :func:`csv_uncell` inverts it
-    exactly)."""
-    if text.startswith(FORMULA_START) or (text[:1] == "'" and text[1:2] in (*FORMULA_START, "'")):
-        return "'" + text
-    return text
-
-
-def csv_uncell(text: str) -> str:
-    """The inverse of :func:`csv_cell` (used when sidkit reads a CSV SID table back)."""
-    if text[:1] == "'" and text[1:2] in (*FORMULA_START, "'"):
-        return text[1:]
-    return text
-
-
 def render_export(ids, codes: np.ndarray, suffix: np.ndarray | None, fmt: str, *, raw: bool = False) -> str:
     """The export text for in-memory ids/codes/suffix (``raw``: string ids verbatim in CSV)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     if fmt not in FORMATS:
-        raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"{opt('fmt', '--format')} {fmt!r}: use one of {', '.join(FORMATS)}")
     ids_list = [_id_str(v) for v in np.asarray(ids)] if np.asarray(ids).dtype == object else np.asarray(ids).tolist()
     if fmt == "index-json":
         rows = token_rows(codes, suffix)
         return json.dumps({_id_str(i): t for i, t in zip(ids_list, rows)}, ensure_ascii=False) + "\n"
     if not raw and ids_list and isinstance(ids_list[0], str):
+        from sidkit.io.sidtable import csv_cell
+
         ids_list = [csv_cell(i) for i in ids_list]
     if fmt == "tokens":
         rows = token_rows(codes, suffix)

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from sidkit.errors import ConfigError, DataError
+from sidkit.errors import ConfigError, DataError, opt
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,9 @@ def make_spec(embeddings: Mapping[str, np.ndarray], weights: Sequence[float] | N
     if weights is None:
         weights = [1.0] * len(cols)
     if len(weights) != len(cols):
-        raise ConfigError(f"--embedding-weights has {len(weights)} values for {len(cols)} embedding columns ({', '.join(cols)}); give one weight per column")
+        raise ConfigError(f"{opt('embedding_weights')} has {len(weights)} values for {len(cols)} embedding columns ({', '.join(cols)}); give one weight per column")
     if any((not np.isfinite(w)) or w <= 0 for w in weights):
-        raise ConfigError("--embedding-weights must be positive numbers")
+        raise ConfigError(f"{opt('embedding_weights')} must be positive numbers")
     return FusionSpec(cols, tuple(int(embeddings[c].shape[1]) for c in cols), tuple(float(w) for w in weights), normalize)
 
 
@@ -92,7 +92,7 @@ def fuse(embeddings: Mapping[str, np.ndarray], spec: FusionSpec, *, source: str 
     total = float(sum(spec.weights))
     for col, d, w in zip(spec.columns, spec.dims, spec.weights):
         if col not in embeddings:
-            raise DataError(f"{source}: embedding column '{col}' that the model was fitted on is missing; add it or pass --embedding {col}")
+            raise DataError(f"{source}: embedding column '{col}' that the model was fitted on is missing; add it or pass {opt('embedding')} {col}")
         x = np.asarray(embeddings[col], dtype=np.float32)
         if x.shape[1] != d:
             raise DataError(f"{source}: column '{col}' has embedding width {x.shape[1]}, the model expects {d}; encode with embeddings from the same embedding model")

@@ -13,7 +13,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from sidkit.errors import ConfigError, DataError, ModelError
+from sidkit.errors import ConfigError, DataError, ModelError, opt
 
 #: class name -> module of every tokenizer class a model directory can name
 CLASSES = {"RQKMeans": "sidkit.quantizers.rqkmeans", "RQVAE": "sidkit.quantizers.rqvae", "KAE": "sidkit.kae.model"}
@@ -82,7 +82,7 @@ def _build_rqkmeans(cfg, catalog) -> Built:
     b = Built(RQKMeans(cfg.levels, cfg.codebook_size, niter=cfg.niter, train_sample=cfg.train_sample,
                        balanced=cfg.balanced, random_state=cfg.seed))
     if cfg.interactions:
-        b.warnings.append(f"--interactions is only used by quasid/adasid; ignored for --method {cfg.method}")
+        b.warnings.append(f"{opt('interactions')} is only used by quasid/adasid; ignored for {opt('method')} {cfg.method}")
     return b
 
 
@@ -106,7 +106,7 @@ def _regularizers(cfg, catalog) -> tuple[list, dict | None, list[str]]:
     warnings: list[str] = []
     if name is None:
         if cfg.interactions:
-            warnings.append(f"--interactions is only used by quasid/adasid; ignored for --method {cfg.method}")
+            warnings.append(f"{opt('interactions')} is only used by quasid/adasid; ignored for {opt('method')} {cfg.method}")
         return [], None, warnings
     from sidkit.regularizers import make_regularizer
 
@@ -118,7 +118,7 @@ def _regularizers(cfg, catalog) -> tuple[list, dict | None, list[str]]:
         if ti.n_rows_train == 0:
             raise DataError(f"{cfg.interactions}: no training interactions (split == 'train' or all but the last two per user); check the file")
     elif cfg.align.get("enabled", True) and (cfg.align.get("weight", 0) > 0 if name == "quasid" else cfg.adasid.get("lambda_align_max", 0) > 0):
-        warnings.append(f"{name}: no --interactions given, so the collaborative alignment term is off")
+        warnings.append(f"{name}: no {opt('interactions')} given, so the collaborative alignment term is off")
     attrs = catalog.attributes
     parts = [attrs[c] for c in ("title", "description") if c in attrs]
     texts = None
@@ -144,7 +144,7 @@ def _build_kae(cfg, catalog) -> Built:
     if cfg.plan:
         plan = read_plan(cfg.plan)
         if attrs:
-            notes.append("kae: --plan given, so --attributes is ignored (the plan lists the categories)")
+            notes.append(f"kae: {opt('plan')} given, so {opt('attributes')} is ignored (the plan lists the categories)")
     else:
         cols = [c for c in string_columns(catalog.path) if c != cfg.id_col]
         if attrs:
@@ -193,5 +193,5 @@ def check_replaceable(out, method_name: str) -> None:
 
     reg = old_registry(out)  # a damaged registry stops the fit now, not after training
     if method_name != "kae" and reg and reg.get("bindings"):
-        raise ConfigError(f"--out {out}: holds a KAE model with {len(reg['bindings'])} slot binding(s) that a {method_name} "
-                          "model cannot keep; write the new model to another --out (or remove the old model first)")
+        raise ConfigError(f"{opt('out')} {out}: holds a KAE model with {len(reg['bindings'])} slot binding(s) that a {method_name} "
+                          f"model cannot keep; write the new model to another {opt('out')} (or remove the old model first)")

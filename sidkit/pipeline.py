@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sidkit.config import resolve
-from sidkit.errors import DataError, InputFileError, ModelError
+from sidkit.errors import DataError, InputFileError, ModelError, opt
 from sidkit.features import degenerate_warnings, fuse, make_spec, zero_rows
 from sidkit.io.artifacts import atomic_path, ensure_parent, model_lock, stage_path
 from sidkit.io.catalog import iter_catalog_batches, open_parquet, read_catalog
@@ -90,8 +90,8 @@ def fit(
 
     t0 = time.perf_counter()
     cfg = resolve(options, config)
-    out = prepare_out(out, cfg.method, {"ITEMS": items, "--interactions": cfg.interactions, "--config": config,
-                                        "--plan": cfg.plan})
+    out = prepare_out(out, cfg.method, {"ITEMS": items, opt("interactions"): cfg.interactions, opt("config"): config,
+                                        opt("plan"): cfg.plan})
     catalog = read_catalog(items, id_col=cfg.id_col, embedding_cols=cfg.embedding)
     spec = make_spec(catalog.embeddings, cfg.embedding_weights)
     X = fuse(catalog.embeddings, spec, source=str(catalog.path))
@@ -169,7 +169,7 @@ def check_catalog_size(n: int, sizes: list[int], path) -> None:
         raise DataError(f"{path}: the catalog has {n} item; fitting needs at least 2 items (codebooks have at least 2 codes)")
     if n < max(sizes):
         raise DataError(f"{path}: the catalog has {n} items, fewer than the {max(sizes)} codes per level; "
-                        f"use --codebook-size {max(2, min(n, max(2, n // 4)))} or fewer")
+                        f"use {opt('codebook_size')} {max(2, min(n, max(2, n // 4)))} or fewer")
 
 
 def prepare_out(out, method: str, inputs: Mapping[str, Any]) -> Path:
@@ -183,15 +183,15 @@ def prepare_out(out, method: str, inputs: Mapping[str, Any]) -> Path:
     given = Path(out)
     out = resolve_out_dir(given)
     if out.parent == out:
-        raise ConfigError(f"--out {given}: is the file-system root; choose a model directory")
+        raise ConfigError(f"{opt('out')} {given}: is the file-system root; choose a model directory")
     if out.exists() and not out.is_dir():
-        raise InputFileError(f"{given}: exists and is not a directory; choose another --out")
+        raise InputFileError(f"{given}: exists and is not a directory; choose another {opt('out')}")
     if stale_temps(out):
         with model_lock(out):
             clean_stale(out)
     if out.is_dir() and any(out.iterdir()) and not (out / "sidkit.json").exists():
-        raise InputFileError(f"{given}: exists and is not a sidkit model directory; choose an empty or new --out")
-    check_output(out, "--out", inputs, directory=True, allowed=[out / "kae.toml"])
+        raise InputFileError(f"{given}: exists and is not a sidkit model directory; choose an empty or new {opt('out')}")
+    check_output(out, opt("out"), inputs, directory=True, allowed=[out / "kae.toml"])
     from sidkit.methods import check_replaceable
 
     check_replaceable(out, method)
@@ -224,7 +224,7 @@ def encode(
     from sidkit.io.artifacts import check_output
 
     out = Path(out)
-    check_output(out, "-o", {"ITEMS": items, "MODEL": model_dir})
+    check_output(out, opt("out", "-o"), {"ITEMS": items, "MODEL": model_dir})
     if out.is_dir():
         raise InputFileError(f"{out}: is a directory; pass a file path for -o")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():

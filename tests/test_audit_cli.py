@@ -11,6 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from sidkit._clitools import OneLineErrors
 from sidkit.audit import audit, check_gates, parse_gate
 from sidkit.cli_audit import audit_command, export_command
 from sidkit.errors import ConfigError, GateFailed
@@ -18,7 +19,7 @@ from sidkit.export import level_letter
 from sidkit.io.codes import assign_suffix, write_codes
 from sidkit.io.sidtable import read_sid_table
 
-app = typer.Typer()
+app = typer.Typer(cls=OneLineErrors)  # the sidkit app's group: errors name command-line flags
 app.command("audit")(audit_command)
 app.command("export")(export_command)
 runner = CliRunner()

@@ -22,7 +22,9 @@ from sidkit.eval.split import load_split, split_arrays
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 
-app = typer.Typer()
+from sidkit._clitools import OneLineErrors  # noqa: E402
+
+app = typer.Typer(cls=OneLineErrors)  # the sidkit app's group: errors name command-line flags
 app.command("eval")(eval_command)
 app.command("noop")(lambda: None)  # keep 'eval' a sub-command
 runner = CliRunner()

@@ -136,9 +136,9 @@ def test_bad_parquet_and_sizes(tmp_path):
     assert "code 9" in str(e.value) and "row 1" in str(e.value) and "codebook size 8" in str(e.value)
     with pytest.raises(DataError, match="3 codebook sizes"):
         read_sid_table(p, codebook_size=[4, 8, 8])
-    with pytest.raises(SidkitError, match="codebook-size"):
+    with pytest.raises(SidkitError, match="codebook_size"):
         read_sid_table(p, codebook_size="abc")
-    with pytest.raises(SchemaError, match="--id-col"):
+    with pytest.raises(SchemaError, match="pass id_col"):
         read_sid_table(p, id_col="nope")
     p = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"item_id": pa.array([], pa.string()), "sid": pa.array([], pa.list_(pa.int32()))}), p)

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from sidkit.errors import ConfigError, DataError
+from sidkit.errors import ConfigError, DataError, opt
 from sidkit.eval.metrics import KS, recall_at_k, summarize
 
 MODELS = ("sasrec-sid", "tiger")
@@ -106,7 +106,7 @@ def evaluate(
     """
     t_start = time.perf_counter()
     if model not in MODELS:
-        raise ConfigError(f"--model '{model}' is not known; choose one of {', '.join(MODELS)}")
+        raise ConfigError(f"{opt('model')} '{model}' is not known; choose one of {', '.join(MODELS)}")
     codes_paths = list(codes_paths)
     if not codes_paths:
         raise ConfigError("give at least one SID table")
@@ -114,12 +114,12 @@ def evaluate(
         names = [_default_name(p) for p in codes_paths]
     names = list(names)
     if len(names) != len(codes_paths):
-        raise ConfigError(f"got {len(names)} --name values for {len(codes_paths)} SID tables; give one per table or none")
+        raise ConfigError(f"got {len(names)} {opt('names', '--name')} values for {len(codes_paths)} SID tables; give one per table or none")
     if len(set(names)) != len(names):
         names = [f"{n}#{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
     seeds = [int(s) for s in seeds]
     if not seeds:
-        raise ConfigError("--seeds must be at least 1")
+        raise ConfigError(f"{opt('seeds')} must be at least 1")
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
         raise ConfigError(f"baseline {bad[0]!r} is not known; choose from {', '.join(BASELINES)}")
@@ -128,7 +128,7 @@ def evaluate(
     cfg = train_config or TrainConfig()
     if epochs is not None:
         if int(epochs) < 1:
-            raise ConfigError(f"--epochs {epochs}: must be >= 1")
+            raise ConfigError(f"{opt('epochs')} {epochs}: must be >= 1")
         cfg.epochs = int(epochs)
 
     tables, warnings = _read_tables(codes_paths, names, id_col=id_col, codebook_size=codebook_size, suffix=suffix)

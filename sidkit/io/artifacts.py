@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from sidkit.errors import opt
+
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: temp litter is never removed automatically
@@ -426,7 +428,7 @@ def swap_in(tmp: Path, path: Path) -> None:
     if not path.is_dir() or path.is_symlink():
         from sidkit.errors import InputFileError
 
-        raise InputFileError(f"{path}: exists and is not a directory; choose another --out")
+        raise InputFileError(f"{path}: exists and is not a directory; choose another {opt('out')}")
     back = _cwd_below(path)
     try:
         _exchange(tmp, path)
@@ -475,7 +477,7 @@ def ensure_parent(path: Path) -> None:
     except OSError as e:
         from sidkit.errors import InputFileError
 
-        raise InputFileError(f"{path.parent}: cannot create the output folder ({e.strerror}); choose another --out") from None
+        raise InputFileError(f"{path.parent}: cannot create the output folder ({e.strerror}); choose another {opt('out')}") from None
 
 
 @contextlib.contextmanager

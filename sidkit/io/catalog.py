@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sidkit.errors import DataError, InputFileError, SchemaError
+from sidkit.errors import DataError, InputFileError, SchemaError, opt
 
 _FLOAT_TYPES = (pa.float32(), pa.float64(), pa.float16())
 
@@ -56,7 +56,7 @@ def resolve_columns(schema: pa.Schema, path: Path, id_col: str, embedding_cols: 
     """Check the id column and the embedding columns exist with usable types; return embedding cols."""
     names = schema.names
     if id_col not in names:
-        raise SchemaError(f"{path}: no id column '{id_col}' (columns: {', '.join(names[:12])}); pass --id-col NAME")
+        raise SchemaError(f"{path}: no id column '{id_col}' (columns: {', '.join(names[:12])}); pass {opt('id_col')} NAME")
     idt = schema.field(id_col).type
     if not (pa.types.is_integer(idt) or pa.types.is_string(idt) or pa.types.is_large_string(idt)):
         raise SchemaError(f"{path}: id column '{id_col}' has type {idt}; ids must be strings or integers")
@@ -64,11 +64,11 @@ def resolve_columns(schema: pa.Schema, path: Path, id_col: str, embedding_cols: 
         cols = list(dict.fromkeys(embedding_cols))
         for c in cols:
             if c not in names:
-                raise SchemaError(f"{path}: no embedding column '{c}' (columns: {', '.join(names[:12])}); check --embedding")
+                raise SchemaError(f"{path}: no embedding column '{c}' (columns: {', '.join(names[:12])}); check {opt('embedding')}")
             t = schema.field(c).type
             if not is_embedding_type(t):
                 kind = f"a list of {t.value_type}" if _is_list_type(t) else str(t)
-                raise SchemaError(f"{path}: embedding column '{c}' is {kind}, not a list of floats; pass a float-list column with --embedding")
+                raise SchemaError(f"{path}: embedding column '{c}' is {kind}, not a list of floats; pass a float-list column with {opt('embedding')}")
         return cols
     cols = [f.name for f in schema if f.name != id_col and is_embedding_type(f.type)]
     if not cols:
@@ -77,7 +77,7 @@ def resolve_columns(schema: pa.Schema, path: Path, id_col: str, embedding_cols: 
             f = near[0]
             kind = f"a list of {f.type.value_type}" if _is_list_type(f.type) else str(f.type)
             raise SchemaError(f"{path}: column '{f.name}' is {kind}, not a list of floats, and there is no other embedding column; store embeddings as list<float32> or fixed_size_list<float32>")
-        raise SchemaError(f"{path}: no embedding column (a list<float> or fixed_size_list<float> column); add one or pass --embedding COL")
+        raise SchemaError(f"{path}: no embedding column (a list<float> or fixed_size_list<float> column); add one or pass {opt('embedding')} COL")
     return cols
 
 
@@ -232,7 +232,7 @@ def read_catalog(
     else:
         for a in attribute_cols:
             if a not in schema.names:
-                raise SchemaError(f"{p}: no attribute column '{a}' (columns: {', '.join(schema.names[:12])}); check --attributes")
+                raise SchemaError(f"{p}: no attribute column '{a}' (columns: {', '.join(schema.names[:12])}); check {opt('attributes')}")
     try:
         table = pf.read(columns=[id_col, *cols, *[a for a in attribute_cols if a not in cols and a != id_col]])
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:

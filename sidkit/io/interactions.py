@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sidkit.errors import DataError, InputFileError, SchemaError
+from sidkit.errors import DataError, InputFileError, SchemaError, opt
 
 SPLIT_CODES = {"train": 0, "valid": 1, "val": 1, "validation": 1, "test": 2}
 TRAIN = 0
@@ -26,11 +26,11 @@ def read_interactions(path: str | os.PathLike) -> dict:
 
     p = Path(path)
     if not p.is_file():
-        raise InputFileError(f"{p}: interactions file not found; check --interactions")
+        raise InputFileError(f"{p}: interactions file not found; check {opt('interactions')}")
     try:
         pf = pq.ParquetFile(p)
     except (pa.ArrowInvalid, OSError) as e:
-        raise InputFileError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]}); check --interactions") from None
+        raise InputFileError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]}); check {opt('interactions')}") from None
     names = pf.schema_arrow.names
     missing = [c for c in ("user_id", "item_id") if c not in names]
     if missing:

@@ -26,34 +26,32 @@ from pathlib import Path
 
 import numpy as np
 
-from sidkit.errors import DataError, InputFileError, SchemaError
+from sidkit.config import parse_codebook_size
+from sidkit.errors import DataError, InputFileError, SchemaError, opt
 
 _TOKEN = re.compile(r"<([A-Za-z]+)_(-?\d+)>")
 _LEVEL_COL = re.compile(r"^(sid_|sid|c|code_|code|level_|l)(\d+)$")
 _ID_NAMES = ("item_id", "id", "item", "itemid", "item_idx", "asin")
 
 
-def parse_codebook_size(value) -> list[int] | int | None:
-    """``256`` / ``"256"`` / ``"256,256,512"`` / ``[256, 256]`` -> int or list of ints."""
-    from sidkit.errors import ConfigError
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
-    if value is None:
-        return None
-    if isinstance(value, (int, np.integer)):
-        out: list[int] | int = int(value)
-        vals = [out]
-    elif isinstance(value, str):
-        try:
-            vals = [int(v) for v in value.replace(" ", "").split(",") if v != ""]
-        except ValueError:
-            raise ConfigError(f"--codebook-size {value!r}: give one integer or a comma list like 256,256,256") from None
-        out = vals[0] if len(vals) == 1 else vals
-    else:
-        vals = [int(v) for v in value]
-        out = vals
-    if not vals or any(v < 1 for v in vals):
-        raise ConfigError(f"--codebook-size {value!r}: sizes must be positive integers")
-    return out
+
+def csv_cell(text: str) -> str:
+    """A string cell that spreadsheets will not run as a formula (OWASP's advice): a leading
+    ``'`` before a cell that begins with ``= + - @``, tab or CR, and before a cell that begins
+    with ``'`` followed by one of those or another ``'`` (so :func:`csv_uncell` inverts it
+    exactly)."""
+    if text.startswith(FORMULA_START) or (text[:1] == "'" and text[1:2] in (*FORMULA_START, "'")):
+        return "'" + text
+    return text
+
+
+def csv_uncell(text: str) -> str:
+    """The inverse of :func:`csv_cell` (applied when a CSV SID table is read back)."""
+    if text[:1] == "'" and text[1:2] in (*FORMULA_START, "'"):
+        return text[1:]
+    return text
 
 
 def read_sid_table(path, *, id_col: str | None = None, codebook_size=None, suffix: str = "auto"):
@@ -102,8 +100,6 @@ def read_sid_table(path, *, id_col: str | None = None, codebook_size=None, suffi
         table, sizes_meta = _read_table(p, kind, id_col)
         ids, codes, sfx, token_cols, ids_arrow = _table_codes(table, p, id_col)
         if kind in ("csv", "tsv") and ids.dtype == object and any(isinstance(v, str) and v[:1] == "'" for v in ids):
-            from sidkit.export import csv_uncell  # ids that 'sidkit export' guarded against formula injection
-
             ids = np.array([csv_uncell(v) for v in ids], dtype=object)
             ids_arrow = None
     n = len(ids)
@@ -120,7 +116,7 @@ def read_sid_table(path, *, id_col: str | None = None, codebook_size=None, suffi
             if suffix == "auto":
                 warnings.append(
                     f"{p.name}: the last token numbers the items that share the first {codes.shape[1]} tokens, so it is "
-                    "read as the de-duplication suffix and left out of the core metrics (pass --suffix none to keep it as a level)"
+                    f"read as the de-duplication suffix and left out of the core metrics (pass {opt('suffix')} none to keep it as a level)"
                 )
     sizes = parse_codebook_size(codebook_size)
     if sizes is None and sizes_meta is not None:
@@ -129,7 +125,7 @@ def read_sid_table(path, *, id_col: str | None = None, codebook_size=None, suffi
     if isinstance(sizes, int):
         sizes = [sizes] * L
     if sizes is not None and len(sizes) != L:
-        src = "--codebook-size" if codebook_size is not None else "the file metadata"
+        src = opt("codebook_size") if codebook_size is not None else "the file metadata"
         raise DataError(f"{path}: {len(sizes)} codebook sizes from {src} but the SIDs have {L} levels; give one size or one per level")
     _check_values(codes, sizes, p, token_cols)
     if sfx is not None:
@@ -202,7 +198,7 @@ def _table_codes(table, p: Path, id_col: str | None):
     if table.num_rows == 0:
         raise DataError(f"{p}: the SID table has no rows; give at least one item")
     if id_col is not None and id_col not in names:
-        raise SchemaError(f"{p}: id column {id_col!r} not found (columns: {', '.join(names)}); pass --id-col")
+        raise SchemaError(f"{p}: id column {id_col!r} not found (columns: {', '.join(names)}); pass {opt('id_col')}")
     lower = {c.lower(): c for c in names}
     idc = id_col or next((lower[n] for n in _ID_NAMES if n in lower), None)
     level_cols: dict[int, str] = {}
@@ -240,7 +236,7 @@ def _table_codes(table, p: Path, id_col: str | None):
         used = {sfx_name} | set(level_cols.values()) | ({list_col} if code_kind != "levels" else set())
         rest = [c for c in names if c not in used]
         if not rest:
-            raise SchemaError(f"{p}: no id column found (columns: {', '.join(names)}); add an 'item_id' column or pass --id-col")
+            raise SchemaError(f"{p}: no id column found (columns: {', '.join(names)}); add an 'item_id' column or pass {opt('id_col')}")
         idc = rest[0]
     idarr = table.column(idc).combine_chunks()
     if idarr.null_count:
@@ -431,7 +427,7 @@ def _check_values(codes: np.ndarray, sizes, p: Path, token_cols) -> None:
                 row = int(np.flatnonzero(codes[:, l] >= sizes[l])[0])
                 raise DataError(
                     f"{p}: code {int(codes[row, l])} in {token_cols[l]} at row {row} is >= the codebook size {sizes[l]}; "
-                    "fix the codes or pass the right --codebook-size"
+                    f"fix the codes or pass the right {opt('codebook_size')}"
                 )
 
 

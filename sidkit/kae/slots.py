@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sidkit.errors import ConfigError, DataError, ModelError, SidkitError
+from sidkit.errors import ConfigError, DataError, ModelError, SidkitError, opt
 from sidkit.kae.codebook import Binding, GroupCodebook
 from sidkit.kae.plan import CategorySpec, CategoryWords, normalize_word
 
@@ -201,10 +201,10 @@ class _KaeDir:
         if not self.path.exists():
             recover_dir(self.path)
         if not self.path.is_dir():
-            raise ModelError(f"{d}: model directory not found; pass --model DIR, set $SIDKIT_MODEL or run inside a model directory")
+            raise ModelError(f"{d}: model directory not found; pass {opt('model_dir', '--model')} DIR, set $SIDKIT_MODEL or run inside a model directory")
         mj = self.path / "sidkit.json"
         if not mj.is_file():
-            raise ModelError(f"{d}: not a sidkit model directory (sidkit.json is missing); pass --model DIR or set $SIDKIT_MODEL")
+            raise ModelError(f"{d}: not a sidkit model directory (sidkit.json is missing); pass {opt('model_dir', '--model')} DIR or set $SIDKIT_MODEL")
         self.meta = check_meta(read_json(mj), mj)
         if self.meta.get("method") != "kae":
             raise ModelError(f"{d}: a '{self.meta.get('method')}' model has no attribute slots; fit one with 'sidkit fit ITEMS --method kae'")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.errors import DataError
+from sidkit.errors import DataError, opt
 
 #: largest key space counted with a dense bincount is ``max(DENSE_MIN, DENSE_FACTOR * n)``.
 DENSE_MIN = 1 << 22
@@ -75,7 +75,7 @@ def check_codes(codes, codebook_sizes=None, *, name: str = "codes") -> tuple[np.
             row = int(np.flatnonzero(col >= sizes[l])[0])
             raise DataError(
                 f"{name}: code {int(codes[row, l])} at row {row}, level {l} is >= the codebook size {sizes[l]}; "
-                "fix the codes or pass the right --codebook-size"
+                f"fix the codes or pass the right {opt('codebook_size')}"
             )
     return codes, sizes
 

@@ -16,7 +16,7 @@ def compare_metrics(codes, item_ids, baseline, *, codebook_sizes=None, report: d
     core SID changed), ``per_level_changed_fraction``, ``collision_rate_delta`` (current minus
     baseline) and deltas of the other headline numbers, plus item counts.
     """
-    from sidkit.metrics import core_report
+    from sidkit.metrics.core import core_report
     from sidkit.io.ids import map_ids
 
     codes, sizes = check_codes(codes, codebook_sizes)

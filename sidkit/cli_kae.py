@@ -15,7 +15,7 @@ from sidkit._clitools import emit_json as _emit
 from sidkit._clitools import fail as _fail
 from sidkit._clitools import safe, visible
 from sidkit.errors import SidkitError
-from sidkit.kae.slots import MAX_ROUTE_SHARE
+from sidkit.config import MAX_ROUTE_SHARE
 
 ModelOpt = typer.Option(None, "--model", "-m", help="KAE model directory. [default: $SIDKIT_MODEL, else the current directory]")
 

@@ -182,6 +182,9 @@ def resolve_blocks(values: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
 
 
 
+#: bind-slot's default cap on the share of attribute-less fit items routed to a new slot
+MAX_ROUTE_SHARE = 0.01
+
 # ---------------------------------------------------------------------------------------------
 # FitConfig
 

@@ -23,7 +23,7 @@ from sidkit.io.artifacts import atomic_path, ensure_parent, model_lock, stage_pa
 from sidkit.io.catalog import iter_catalog_batches, open_parquet, read_catalog
 from sidkit.io.codes import assign_suffix, codes_table, pack_keys
 from sidkit.modeldir import Model, load_model, model_meta, save_tensors, write_model_dir
-from sidkit.quantizers.base import Items, Progress
+from sidkit.quantizers.base import Items, Progress, check_enough_items
 
 __all__ = ["FitResult", "Model", "encode", "fit", "load_model", "save_tensors"]
 
@@ -97,7 +97,7 @@ def fit(
     X = fuse(catalog.embeddings, spec, source=str(catalog.path))
     sizes = methods.fit_sizes(cfg)
     if sizes:
-        check_catalog_size(len(X), sizes, catalog.path)
+        check_enough_items(len(X), sizes, str(catalog.path))
     built = methods.build(cfg, catalog)
     tok = built.tokenizer
     warnings = built.warnings + degenerate_warnings(X, str(catalog.path))
@@ -161,15 +161,6 @@ def _columns(catalog, tok) -> dict:
         return {}
     t = catalog.arrow_columns(need)
     return {c: t.column(c) for c in t.column_names}
-
-
-def check_catalog_size(n: int, sizes: list[int], path) -> None:
-    """A catalog needs at least as many items as the largest codebook has codes."""
-    if n < 2:
-        raise DataError(f"{path}: the catalog has {n} item; fitting needs at least 2 items (codebooks have at least 2 codes)")
-    if n < max(sizes):
-        raise DataError(f"{path}: the catalog has {n} items, fewer than the {max(sizes)} codes per level; "
-                        f"use {opt('codebook_size')} {max(2, min(n, max(2, n // 4)))} or fewer")
 
 
 def prepare_out(out, method: str, inputs: Mapping[str, Any]) -> Path:

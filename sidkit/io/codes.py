@@ -16,26 +16,57 @@ from sidkit.io.artifacts import atomic_path
 META_KEY = b"sidkit"
 
 
-def pack_keys(codes: np.ndarray, codebook_sizes: list[int] | None = None) -> np.ndarray:
-    """Pack each row of ``codes`` (n, L) into one integer key (int64 when it fits, else bytes rows).
+KEY_SPACE_MAX = 2**62  # the largest product of codebook sizes packed into one int64 key
 
-    Rows with equal keys have equal codes. With ``codebook_sizes`` the packing is mixed-radix;
-    without, each level takes the bits of its largest code.
-    """
+
+def key_space(codebook_sizes) -> int | None:
+    """The number of possible SIDs (product of the sizes) when an int64 key can hold them, else None."""
+    total = 1
+    for k in codebook_sizes:
+        total *= max(1, int(k))
+        if total >= KEY_SPACE_MAX:
+            return None
+    return total
+
+
+def pack_keys(codes: np.ndarray, codebook_sizes: list[int] | None = None) -> np.ndarray:
+    """The one SID key: each row of ``codes`` (n, L) as a mixed-radix int64 (over
+    ``codebook_sizes``, default the largest code + 1 per level), or, when the key space does not
+    fit in an int64, as one opaque bytes scalar per row. Equal keys <=> equal rows, and keys sort
+    like the rows (lexicographically), so keys of different calls compare."""
     codes = np.asarray(codes)
     n, L = codes.shape
     if codebook_sizes is None:
         codebook_sizes = [int(codes[:, l].max()) + 1 if n else 1 for l in range(L)]
-    bits = [max(1, int(np.ceil(np.log2(max(k, 2))))) for k in codebook_sizes]
-    if sum(bits) <= 63:
+    if key_space(codebook_sizes) is not None:
         key = np.zeros(n, dtype=np.int64)
         for l in range(L):
-            key <<= bits[l]
-            key |= codes[:, l].astype(np.int64)
+            key *= int(codebook_sizes[l])
+            key += codes[:, l].astype(np.int64)
         return key
-    # Too wide for one int64: view each row as one opaque void scalar.
-    c = np.ascontiguousarray(codes.astype(np.int32))
+    c = np.ascontiguousarray(codes.astype(">i4"))  # big-endian: bytes order like the codes
     return c.view(np.dtype((np.void, 4 * L))).ravel()
+
+
+def table_keys(codes: np.ndarray, codebook_sizes: list[int]) -> tuple[np.ndarray, int, bool]:
+    """Int64 keys of a whole table (``key``, ``space``, ``packed``): the mixed-radix key when it
+    fits (``packed``), else dense ranks of the distinct rows (exact, but only comparable within
+    this table). Keys sort like the rows either way."""
+    codes = np.asarray(codes)
+    n = codes.shape[0]
+    space = key_space(codebook_sizes)
+    if space is not None:
+        return pack_keys(codes, codebook_sizes), space, True
+    key = np.zeros(n, dtype=np.int64)
+    space = 1
+    for l in range(codes.shape[1]):
+        if space * int(codebook_sizes[l]) >= KEY_SPACE_MAX:
+            _, inv = np.unique(key, return_inverse=True)
+            key = inv.ravel().astype(np.int64)
+            space = int(key.max()) + 1 if n else 1
+        key = key * int(codebook_sizes[l]) + codes[:, l].astype(np.int64)
+        space *= int(codebook_sizes[l])
+    return key, space, False
 
 
 def assign_suffix(codes: np.ndarray, item_ids: np.ndarray | list) -> np.ndarray:

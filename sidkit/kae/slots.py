@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from sidkit.config import MAX_ROUTE_SHARE
 from sidkit.errors import ConfigError, DataError, ModelError, SidkitError, opt
 from sidkit.kae.codebook import Binding, GroupCodebook
 from sidkit.kae.plan import CategorySpec, CategoryWords, normalize_word
@@ -264,7 +265,6 @@ def group_of(books: Sequence[GroupCodebook], category: str) -> int:
     raise SlotError(f"unknown category {category!r}; this model's categories are: {', '.join(known)}")
 
 
-MAX_ROUTE_SHARE = 0.01  # default cap on attribute-less items routed to a new slot
 
 
 def _check_word(word: str) -> str:

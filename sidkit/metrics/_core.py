@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sidkit.errors import DataError, opt
+from sidkit.io.codes import table_keys
 
 #: largest key space counted with a dense bincount is ``max(DENSE_MIN, DENSE_FACTOR * n)``.
 DENSE_MIN = 1 << 22
@@ -210,7 +211,7 @@ class Buckets:
                     out.append(np.zeros(0, np.int64))
         else:
             for l in range(1, L):
-                pkey, pspace = _compact_key(self._codes[:, :l], self.sizes[:l])
+                pkey, pspace, _ = table_keys(self._codes[:, :l], self.sizes[:l])
                 out.append(group_counts(pkey, pspace))
         return out
 
@@ -276,7 +277,7 @@ class Buckets:
                     space *= s
             return group_counts(kw, space, weights=self.counts)
         cols = [l for l in range(L) if l != level]
-        key, space = _compact_key(self._codes[:, cols], [self.sizes[l] for l in cols])
+        key, space, _ = table_keys(self._codes[:, cols], [self.sizes[l] for l in cols])
         return group_counts(key, space)
 
 
@@ -313,40 +314,15 @@ def _pairs_from_float_counts(bc: np.ndarray) -> int:
     return int((c * (c - 1) // 2).sum())
 
 
-def _compact_key(codes: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, int]:
-    """Dense per-row ids for tables whose mixed-radix key would overflow int64."""
-    n = codes.shape[0]
-    key = np.zeros(n, dtype=np.int64)
-    space = 1
-    for l in range(codes.shape[1]):
-        if space * sizes[l] >= 2**62:
-            _, inv = np.unique(key, return_inverse=True)
-            key = inv.ravel().astype(np.int64)
-            space = int(key.max()) + 1 if n else 1
-        key = key * sizes[l] + codes[:, l].astype(np.int64)
-        space *= sizes[l]
-    return key, space
-
-
 def build_buckets(codes: np.ndarray, sizes: list[int]) -> Buckets:
     """Count the distinct core SIDs of ``codes`` (validated) in one pass."""
     n, L = codes.shape
-    total = 1
-    for s in sizes:
-        total *= s
-    packed = total < 2**62
+    key, space, packed = table_keys(codes, sizes)
+    mults = []
     if packed:
         mults = [1] * L
         for l in range(L - 2, -1, -1):
             mults[l] = mults[l + 1] * sizes[l + 1]
-        key = codes[:, 0].astype(np.int64)
-        for l in range(1, L):
-            key *= sizes[l]
-            key += codes[:, l]
-        space = total
-    else:
-        mults = []
-        key, space = _compact_key(codes, sizes)
     if packed and _dense_ok(space, n):
         dense = np.bincount(key, minlength=space)
         return Buckets(n, L, sizes, key, packed, mults, dense=dense)

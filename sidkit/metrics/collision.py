@@ -32,6 +32,21 @@ def gini_from_hist(hist: np.ndarray) -> float:
     return num / (n * tot)
 
 
+def rate(n: int, n_distinct: int) -> float:
+    """The collision rate (N - U) / N of N items with U distinct SIDs (0 for no items)."""
+    return (n - n_distinct) / n if n else 0.0
+
+
+def collision_rate(codes, codebook_sizes=None) -> float:
+    """The collision rate (N - U) / N of ``codes`` (n, L): the one definition (LC-Rec/LETTER)."""
+    from sidkit.io.codes import pack_keys
+
+    codes = np.asarray(codes)
+    if len(codes) == 0:
+        return 0.0
+    return rate(len(codes), len(np.unique(pack_keys(codes, codebook_sizes))))
+
+
 def collision_metrics(codes=None, codebook_sizes=None, *, item_ids=None, top_k: int = 10,
                       max_members: int = 20, buckets: Buckets | None = None) -> dict:
     """Collision metrics of a code table.
@@ -62,7 +77,7 @@ def collision_metrics(codes=None, codebook_sizes=None, *, item_ids=None, top_k: 
     n_coll = int(hist[2:].sum())
     items_coll = int((np.arange(hist.size)[2:] * hist[2:]).sum())
     out = {
-        "collision_rate": (n - U) / n,
+        "collision_rate": rate(n, U),
         "unique_sid_ratio": U / n,
         "collided_item_fraction": items_coll / n,
         "n_colliding_buckets": n_coll,

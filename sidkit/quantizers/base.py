@@ -102,6 +102,19 @@ def resolve_sizes(codebook_size, n_levels: int) -> list[int]:
     return sizes
 
 
+def check_enough_items(n: int, sizes: list[int], where: str | None = None) -> None:
+    """Fitting needs at least 2 items and at least as many as the largest codebook has codes
+    (the one check and the one suggested fix for ``fit`` and every tokenizer)."""
+    from sidkit.errors import opt
+
+    head = f"{where}: the catalog has" if where else "there are"
+    if n < 2:
+        raise DataError(f"{head} {n} item{'s' if n != 1 else ''} to fit; fitting needs at least 2 items (codebooks have at least 2 codes)")
+    if n < max(sizes):
+        raise DataError(f"{head} {n} items to fit, fewer than the {max(sizes)} codes per level; "
+                        f"use {opt('codebook_size')} {max(2, min(n, n // 4))} or fewer")
+
+
 def check_codes(codes, sizes: list[int], name: str = "codes") -> np.ndarray:
     """``codes`` as an ``(n, L)`` int array within the codebooks ``sizes``, or a DataError."""
     C = np.asarray(codes)

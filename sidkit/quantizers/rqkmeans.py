@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from sidkit.errors import ConfigError, DataError, opt
-from sidkit.quantizers.base import Progress, Tokenizer, check_codes, items_matrix, resolve_sizes as _sizes
+from sidkit.errors import ConfigError, opt
+from sidkit.quantizers.base import Progress, Tokenizer, check_codes, check_enough_items, items_matrix, resolve_sizes as _sizes
 from sidkit.quantizers.rq import capacity_assign, decode_codes, kmeans, residual_encode
 
 
@@ -51,9 +51,7 @@ class RQKMeans(Tokenizer):
         X = items_matrix(items)
         sizes = _sizes(self.codebook_size, self.n_levels)
         n = X.shape[0]
-        if n < max(sizes):
-            raise DataError(f"there are {n} items to fit, fewer than the {max(sizes)} codes per level; "
-                            f"use a smaller {opt('codebook_size')} (at most {n})")
+        check_enough_items(n, sizes)
         rng = np.random.default_rng(self.random_state)
         sample = self.train_sample
         if sample is not None and sample < max(sizes):

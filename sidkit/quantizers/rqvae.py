@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from sidkit.errors import ConfigError, DataError, opt
-from sidkit.quantizers.base import Progress, Tokenizer, check_codes, items_matrix, resolve_sizes as _sizes
+from sidkit.errors import ConfigError, opt
+from sidkit.metrics.collision import collision_rate
+from sidkit.quantizers.base import Progress, Tokenizer, check_codes, check_enough_items, items_matrix, resolve_sizes as _sizes
 from sidkit.quantizers.rq import CHUNK, decode_codes, kmeans, residual_encode
 from sidkit.quantizers.sinkhorn import sinkhorn_assign
 
@@ -172,14 +173,6 @@ def _resolve_precision(precision: str, dev: torch.device) -> torch.dtype | None:
     return None
 
 
-def _collision_rate(codes: np.ndarray) -> float:
-    if len(codes) == 0:
-        return 0.0
-    from sidkit.io.codes import pack_keys
-
-    return 1.0 - len(np.unique(pack_keys(codes))) / len(codes)
-
-
 @dataclass
 class Checkpoint:
     step: int
@@ -256,9 +249,7 @@ class RQVAE(Tokenizer):
                 raise ConfigError(f"{opt(name)} must be a positive integer (got {v!r})")
         if not (self.lr > 0):
             raise ConfigError(f"{opt('lr')} must be positive (got {self.lr!r})")
-        if n < max(sizes):
-            raise DataError(f"there are {n} items to fit, fewer than the {max(sizes)} codes per level; "
-                            f"use a smaller {opt('codebook_size')} (at most {n})")
+        check_enough_items(n, sizes)
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"{opt('device')} cuda was given but no CUDA device is available; use {opt('device')} cpu")
         return sizes
@@ -408,7 +399,7 @@ class RQVAE(Tokenizer):
         model.eval()
         Xe = X if sel is None else X[sel]
         codes, mse = self._encode_with(model, Xe, with_mse=True)
-        return _collision_rate(codes), mse, codes
+        return collision_rate(codes), mse, codes
 
     @staticmethod
     def _latents_with(model: RQVAEModule, X: np.ndarray) -> np.ndarray:

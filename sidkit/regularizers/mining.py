@@ -19,31 +19,24 @@ from sidkit.quantizers.rqvae import Regularizer
 
 
 def _packable(sizes: Sequence[int]) -> bool:
-    """Whether a mixed-radix key over codebooks of these sizes fits in an int64."""
-    return sum(math.log2(max(2, int(k))) for k in sizes) <= 62
+    """Whether the SID key over codebooks of these sizes is one int64."""
+    from sidkit.io.codes import key_space
+
+    return key_space(sizes) is not None
 
 
 def _pack(codes: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
-    """Mixed-radix int64 key per row (falls back to a hash of the row when it does not fit)."""
-    codes = np.asarray(codes, dtype=np.int64)
-    n, L = codes.shape
-    if L == 0:
-        return np.zeros(n, np.int64)
-    if _packable(sizes):
-        key = np.zeros(n, np.int64)
-        for l in range(L):
-            key = key * int(sizes[l]) + codes[:, l]
-        return key
-    # wide tables: FNV-style hash of the row (collisions astronomically unlikely for our sizes)
-    key = np.full(n, np.int64(-3750763034362895579), dtype=np.int64)
-    with np.errstate(over="ignore"):
-        for l in range(L):
-            key = (key ^ codes[:, l]) * np.int64(1099511628211)
-    return key
+    """Exact int64 key per row (sidkit.io.codes.table_keys)."""
+    from sidkit.io.codes import table_keys
+
+    codes = np.asarray(codes)
+    if codes.shape[1] == 0:
+        return np.zeros(codes.shape[0], np.int64)
+    return table_keys(codes, [int(k) for k in sizes])[0]
 
 
 @dataclass
-class Buckets:
+class KeyGroups:
     """Items grouped by key: ``inv`` (bucket id per item), ``sizes`` (n_b), ``order`` (items sorted
     by bucket) and ``starts`` (offset of each bucket in ``order``)."""
 
@@ -53,7 +46,7 @@ class Buckets:
     starts: np.ndarray
 
     @classmethod
-    def from_keys(cls, key: np.ndarray) -> "Buckets":
+    def from_keys(cls, key: np.ndarray) -> "KeyGroups":
         t = torch.from_numpy(np.ascontiguousarray(key))
         _, inv, cnt = torch.unique(t, return_inverse=True, return_counts=True)
         inv = inv.numpy().astype(np.int64)
@@ -79,11 +72,11 @@ class SIDTable:
         self.sizes = [int(k) for k in sizes]
         n, L = self.codes.shape
         self.L = L
-        self.b0 = Buckets.from_keys(_pack(self.codes, self.sizes))
+        self.b0 = KeyGroups.from_keys(_pack(self.codes, self.sizes))
         self.b1 = []
         for l in range(L):
             keep = [m for m in range(L) if m != l]
-            self.b1.append(Buckets.from_keys(_pack(self.codes[:, keep], [self.sizes[m] for m in keep])))
+            self.b1.append(KeyGroups.from_keys(_pack(self.codes[:, keep], [self.sizes[m] for m in keep])))
 
     # --- exact counts (no enumeration) -----------------------------------------------------
     def pair_counts(self) -> tuple[int, int]:
@@ -93,8 +86,9 @@ class SIDTable:
         return h0, s1 - (self.L - 1) * h0
 
     def collision_rate(self) -> float:
-        n = len(self.codes)
-        return 0.0 if n == 0 else 1.0 - len(self.b0.sizes) / n
+        from sidkit.metrics.collision import rate
+
+        return rate(len(self.codes), len(self.b0.sizes))
 
     def n0(self) -> np.ndarray:
         """Size of each item's full-SID bucket."""
@@ -112,7 +106,7 @@ class SIDTable:
         rng = rng or np.random.default_rng(0)
         I, J, H = [], [], []
 
-        def from_buckets(bk: Buckets, level: int | None):
+        def from_buckets(bk: KeyGroups, level: int | None):
             for b in np.flatnonzero(bk.sizes >= 2):
                 m = bk.members(b)
                 s = len(m)

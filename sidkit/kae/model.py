@@ -209,9 +209,9 @@ class KAE(Tokenizer):
     def decode(self, codes: np.ndarray) -> np.ndarray | None:
         """The residual levels' reconstruction of the embeddings (None without residual levels)."""
         self._require_fitted("decode")
+        codes = check_codes(codes, self.codebook_sizes)
         if self.residual_ is None:
             return None
-        codes = check_codes(codes, self.codebook_sizes)
         return self.residual_.decode(codes[:, self.n_groups:])
 
     def words_of(self, codes: np.ndarray) -> list[list[str | None]]:

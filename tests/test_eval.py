@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -375,6 +376,16 @@ def test_evaluate_tiger_runs(tmp_path):
                    train_config=tiny_cfg(epochs=1, valid_users=200))
     row = res["rows"][0]
     assert row["model"] == "tiger" and 0.0 <= row["recall@10"] <= row["recall@20"] <= 1.0
+
+
+def test_evaluate_leaves_the_train_config_alone(tmp_path):
+    good = _category_sids(tmp_path / "good.parquet")
+    small = _first_users(tmp_path / "small.parquet", 40)
+    cfg = tiny_cfg(epochs=3, valid_users=50)
+    before = dataclasses.asdict(cfg)
+    res = evaluate([good], small, seeds=(0,), epochs=1, baselines=(), n_bootstrap=100, train_config=cfg)
+    assert dataclasses.asdict(cfg) == before
+    assert res["protocol"]["train_config"]["epochs"] == 1 and res["rows"][0]["best_epochs"] == [1]
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -386,6 +390,18 @@ def test_evaluate_leaves_the_train_config_alone(tmp_path):
     res = evaluate([good], small, seeds=(0,), epochs=1, baselines=(), n_bootstrap=100, train_config=cfg)
     assert dataclasses.asdict(cfg) == before
     assert res["protocol"]["train_config"]["epochs"] == 1 and res["rows"][0]["best_epochs"] == [1]
+
+
+def test_evaluate_signature_without_torch():
+    import sidkit.eval
+    import sidkit.eval.run
+
+    assert inspect.signature(sidkit.eval.evaluate) == inspect.signature(sidkit.eval.run.evaluate)
+    assert "interactions" in inspect.signature(sidkit.eval.evaluate).parameters
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    code = "import sys, sidkit.eval; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 
 
 # ----------------------------------------------------------------------------- CLI

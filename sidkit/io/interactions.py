@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -15,11 +16,20 @@ SPLIT_CODES = {"train": 0, "valid": 1, "val": 1, "validation": 1, "test": 2}
 TRAIN = 0
 
 
-def read_interactions(path: str | os.PathLike) -> dict:
+def read_interactions(path: str | os.PathLike, *, for_split: bool = True,
+                      order_cols: Sequence[str] = ("timestamp", "position")) -> dict:
     """Read and check an interactions Parquet file.
 
-    Returns ``{"user_id", "item_id", "order", "split", "order_col", "path"}`` as numpy arrays
-    (``order``/``split`` may be None; ``split`` coded 0/1/2).
+    ``order_cols``: the first of these columns that the file has orders the rows inside a user.
+    With ``for_split`` (``eval``, the alignment of ``fit``) the ``split`` column is read too, and
+    the file needs it or an order column for the leave-one-out split; without it (``audit``)
+    ``split`` is not read and no order column is required (rows then keep their file order).
+
+    Returns ``{"user_id", "item_id", "order", "split", "order_col", "path"}``: ``user_id`` and
+    ``order`` (float64) as numpy arrays, ``item_id`` as a pyarrow array; ``order``/``split`` may
+    be None, ``split`` is coded 0/1/2.
+
+    Raises InputFileError, SchemaError or DataError with one line that names the file.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -36,9 +46,9 @@ def read_interactions(path: str | os.PathLike) -> dict:
     if missing:
         raise SchemaError(f"{p}: interactions need columns user_id and item_id (missing: {', '.join(missing)}; "
                           f"columns: {', '.join(names[:12])})")
-    order_col = next((c for c in ("timestamp", "position") if c in names), None)
-    has_split = "split" in names
-    if not has_split and order_col is None:
+    order_col = next((c for c in order_cols if c in names), None)
+    has_split = for_split and "split" in names
+    if for_split and not has_split and order_col is None:
         raise SchemaError(f"{p}: interactions need a 'split' column or a 'timestamp'/'position' column for the leave-one-out split")
     cols = ["user_id", "item_id"] + (["split"] if has_split else []) + ([order_col] if order_col else [])
     try:

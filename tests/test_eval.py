@@ -105,6 +105,44 @@ def test_split_by_position_from_file(tmp_path):
     assert [t.tolist() for t in s.train] == [[0], [0]]
 
 
+def test_split_interactions_parts():
+    from sidkit.io.interactions import TEST, TRAIN, VALID, split_interactions
+
+    users = ["d", "a", "c", "b", "d", "c", "d", "b", "d", "c"]  # a: 1 row, b: 2, c: 3, d: 4
+    order = [4, 0, 2, 1, 1, 0, 3, 0, 2, 1]
+    perm, user, part = split_interactions(users, order=order)
+    rows = [(users[i], order[i]) for i in perm]
+    assert rows == [("a", 0), ("b", 0), ("b", 1), ("c", 0), ("c", 1), ("c", 2), ("d", 1), ("d", 2), ("d", 3), ("d", 4)]
+    assert user.tolist() == [0, 1, 1, 2, 2, 2, 3, 3, 3, 3]
+    # fewer than 3 interactions: all training, no target
+    assert part.tolist() == [TRAIN, TRAIN, TRAIN, TRAIN, VALID, TEST, TRAIN, TRAIN, VALID, TEST]
+    codes = np.array([TEST, TRAIN, VALID, TRAIN, TRAIN, TRAIN, TRAIN, TEST, TRAIN, TRAIN])
+    perm2, _, part2 = split_interactions(users, order=order, split=codes)  # a split column decides
+    assert perm2.tolist() == perm.tolist() and part2.tolist() == codes[perm].tolist()
+    perm3, _, part3 = split_interactions(["x", "x", "x"])  # no order: file order
+    assert perm3.tolist() == [0, 1, 2] and part3.tolist() == [TRAIN, VALID, TEST]
+
+
+def test_alignment_trains_on_the_eval_training_part(tmp_path):
+    """QuaSID/AdaSID align on exactly the interactions eval trains its downstream models on."""
+    from sidkit.regularizers.align import read_train_interactions
+
+    rng = np.random.default_rng(3)
+    catalog = [f"i{k}" for k in range(25)]
+    lengths = [1, 2, 3, 4, 7, 2, 1, 5]
+    users = [f"u{u}" for u, n in enumerate(lengths) for _ in range(n)]
+    p = tmp_path / "inter.parquet"
+    pq.write_table(pa.table({"user_id": users, "item_id": [catalog[k] for k in rng.integers(0, 25, len(users))],
+                             "timestamp": rng.permutation(len(users)).astype(np.int64)}), p)
+    s = load_split(p, catalog)
+    ti = read_train_interactions(p, catalog)
+    assert ti.n_rows_total == len(users) and ti.n_rows_train == sum(len(t) for t in s.train) == sum(
+        n if n < 3 else n - 2 for n in lengths)
+    for u, train in enumerate(s.train):
+        assert ti.items[ti.users == u].tolist() == train.tolist()
+    assert s.info["n_users_too_short"] == 4 and (s.test >= 0).sum() == 4
+
+
 # ----------------------------------------------------------------------------- bootstrap
 def test_bootstrap_identical_tables_zero_delta():
     rng = np.random.default_rng(0)

@@ -1,6 +1,7 @@
 """Read and check interaction logs (``user_id``, ``item_id``, and ``split`` and/or
-``timestamp``/``position``), shared by ``eval``, the collaborative alignment of QuaSID/AdaSID
-and anything else that takes ``--interactions``."""
+``timestamp``/``position``) and split them into train / valid / test, shared by ``eval``, the
+collaborative alignment of QuaSID/AdaSID, ``audit`` and anything else that takes
+``--interactions``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 from sidkit.errors import DataError, InputFileError, SchemaError
 
 SPLIT_CODES = {"train": 0, "valid": 1, "val": 1, "validation": 1, "test": 2}
-TRAIN = 0
+TRAIN, VALID, TEST = 0, 1, 2
+MIN_LEAVE_ONE_OUT = 3  # a user needs a training, a validation and a test interaction
 
 
 def read_interactions(path: str | os.PathLike, *, for_split: bool = True,
@@ -85,3 +87,41 @@ def read_interactions(path: str | os.PathLike, *, for_split: bool = True,
     else:
         out["split"] = None
     return out
+
+
+def split_interactions(users, *, order=None, split=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort interactions by user and time and say which part each one is in (METHODS.md §6.2).
+
+    ``users``: the user of each row (any values; object arrays are compared as strings);
+    ``order``: a sort key inside each user (timestamp or position), None for the given order;
+    ``split``: codes ``TRAIN``/``VALID``/``TEST`` (a ``split`` column), or None for leave-one-out:
+    each user's last interaction is the test target, the second-to-last the validation target,
+    the rest is training. A user with fewer than 3 interactions has no target: all of theirs are
+    training.
+
+    Returns ``(perm, user, part)``: ``perm`` sorts the rows by user (ascending ids), then
+    ``order``, then row; ``user[k]`` (0 .. n_users - 1) and ``part[k]`` (int8) belong to row
+    ``perm[k]``. ``eval`` and the collaborative alignment of QuaSID/AdaSID both take their
+    training part from here.
+    """
+    uvals = np.asarray(users)
+    n = len(uvals)
+    if uvals.dtype == object:
+        uvals = uvals.astype(str)
+    _, uinv = np.unique(uvals, return_inverse=True)
+    uinv = uinv.reshape(-1).astype(np.int64)
+    ordv = np.arange(n, dtype=np.float64) if order is None else np.asarray(order, np.float64)
+    perm = np.lexsort((np.arange(n), ordv, uinv))
+    uinv = uinv[perm]
+    if split is not None:
+        return perm, uinv, np.asarray(split, np.int8)[perm]
+    cnt = np.bincount(uinv)[uinv] if n else np.zeros(0, np.int64)
+    first = np.concatenate(([True], uinv[1:] != uinv[:-1])) if n else np.zeros(0, bool)
+    starts = np.flatnonzero(first)
+    rank = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+    from_end = cnt - rank  # 1 for the last interaction of a user
+    part = np.full(n, TRAIN, np.int8)
+    loo = cnt >= MIN_LEAVE_ONE_OUT
+    part[loo & (from_end == 1)] = TEST
+    part[loo & (from_end == 2)] = VALID
+    return perm, uinv, part

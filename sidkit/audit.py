@@ -135,23 +135,16 @@ def _load_items(path, code_ids, id_col: str | None):
     return keep, np.asarray(X)[r], leaf, titles, attrs
 
 
-def _read_interactions(path):
-    from sidkit.errors import InputFileError, SchemaError
+def _read_interactions(path) -> dict:
+    """The columns :func:`sidkit.metrics.collaborative.collaborative_metrics` uses: ``user_id``,
+    ``item_id`` and the order column (``position``, else ``timestamp``, else file order)."""
+    from sidkit.io.interactions import read_interactions
 
-    p = Path(path)
-    if not p.exists():
-        raise InputFileError(f"{p}: file not found; check the path of the interactions")
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        schema = pq.read_schema(p)
-        cols = [c for c in ("user_id", "item_id", "position", "timestamp") if c in schema.names]
-        if "user_id" not in cols or "item_id" not in cols:
-            raise SchemaError(f"{p}: interactions need columns user_id and item_id (found: {', '.join(schema.names[:10])})")
-        return pq.read_table(p, columns=cols)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
-        raise InputFileError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]}); give interactions.parquet") from None
+    d = read_interactions(path, for_split=False, order_cols=("position", "timestamp"))
+    out = {"user_id": d["user_id"], "item_id": d["item_id"].to_numpy(zero_copy_only=False)}
+    if d["order_col"] is not None:
+        out[d["order_col"]] = d["order"]
+    return out
 
 
 def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_size=None, html=None,

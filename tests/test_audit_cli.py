@@ -205,3 +205,47 @@ def test_export_bad_input(files):
     assert r.exit_code == 2 and r.stderr.startswith("error: ") and not out.exists()
     r = runner.invoke(app, ["export", str(files["codes"]), "--format", "yaml", "-o", str(out)])
     assert r.exit_code == 2 and "--format" in r.stderr and not out.exists()
+
+
+def test_audit_interactions_order_without_split(files):
+    """audit reads interactions with the shared reader: ``position`` (else ``timestamp``, else
+    file order) orders each user's rows; no split column is needed and one is not read."""
+    d = files["dir"]
+    base = pq.read_table(files["inter"])  # 30 users x 4 rows, position 0..3 in file order
+    want = audit(files["codes"], interactions=files["inter"])["collaborative"]
+    assert want["n_pairs"] > 0
+    pq.write_table(base.select(["user_id", "item_id"]), d / "plain.parquet")  # eval would refuse this file
+    assert audit(files["codes"], interactions=d / "plain.parquet")["collaborative"] == want
+    perm = np.random.default_rng(0).permutation(base.num_rows)
+    shuffled = base.take(pa.array(perm))
+    stamps = pa.array(np.random.default_rng(1).permutation(base.num_rows).astype(np.int64))
+    pq.write_table(shuffled.append_column("timestamp", stamps).append_column("split", pa.array(["?"] * base.num_rows)),
+                   d / "shuffled.parquet")
+    assert audit(files["codes"], interactions=d / "shuffled.parquet")["collaborative"] == want
+    pq.write_table(shuffled.drop(["position"]).append_column("timestamp", stamps), d / "by_time.parquet")
+    assert audit(files["codes"], interactions=d / "by_time.parquet")["collaborative"] != want
+
+
+@pytest.mark.parametrize("case,fragment", [("missing", "not found"), ("not_parquet", "not a readable Parquet file"),
+                                           ("no_item_id", "item_id"), ("null_user", "null"),
+                                           ("empty", "no interactions"), ("text_position", "numeric")])
+def test_audit_bad_interactions_one_line_naming_the_file(files, case, fragment):
+    d = files["dir"]
+    p = d / f"inter_{case}.parquet"
+    if case == "not_parquet":
+        p.write_text("user_id,item_id\nu,p1\n")
+    elif case == "no_item_id":
+        pq.write_table(pa.table({"user_id": ["u"], "item": ["p1"]}), p)
+    elif case == "null_user":
+        pq.write_table(pa.table({"user_id": ["u", None], "item_id": ["p1", "p2"]}), p)
+    elif case == "empty":
+        pq.write_table(pa.table({"user_id": pa.array([], pa.string()), "item_id": pa.array([], pa.string())}), p)
+    elif case == "text_position":
+        pq.write_table(pa.table({"user_id": ["u", "u"], "item_id": ["p1", "p2"], "position": ["first", "second"]}), p)
+    html = d / "out.html"
+    r = runner.invoke(app, ["audit", str(files["codes"]), "--interactions", str(p), "--html", str(html), "--json"])
+    assert r.exit_code == 2, r.output
+    assert r.stdout == "" and "Traceback" not in r.output
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(p) in err[0] and fragment in err[0], err
+    assert not html.exists()

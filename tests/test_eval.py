@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +107,44 @@ def test_split_by_position_from_file(tmp_path):
     assert [t.tolist() for t in s.train] == [[0], [0]]
 
 
+def test_split_interactions_parts():
+    from sidkit.io.interactions import TEST, TRAIN, VALID, split_interactions
+
+    users = ["d", "a", "c", "b", "d", "c", "d", "b", "d", "c"]  # a: 1 row, b: 2, c: 3, d: 4
+    order = [4, 0, 2, 1, 1, 0, 3, 0, 2, 1]
+    perm, user, part = split_interactions(users, order=order)
+    rows = [(users[i], order[i]) for i in perm]
+    assert rows == [("a", 0), ("b", 0), ("b", 1), ("c", 0), ("c", 1), ("c", 2), ("d", 1), ("d", 2), ("d", 3), ("d", 4)]
+    assert user.tolist() == [0, 1, 1, 2, 2, 2, 3, 3, 3, 3]
+    # fewer than 3 interactions: all training, no target
+    assert part.tolist() == [TRAIN, TRAIN, TRAIN, TRAIN, VALID, TEST, TRAIN, TRAIN, VALID, TEST]
+    codes = np.array([TEST, TRAIN, VALID, TRAIN, TRAIN, TRAIN, TRAIN, TEST, TRAIN, TRAIN])
+    perm2, _, part2 = split_interactions(users, order=order, split=codes)  # a split column decides
+    assert perm2.tolist() == perm.tolist() and part2.tolist() == codes[perm].tolist()
+    perm3, _, part3 = split_interactions(["x", "x", "x"])  # no order: file order
+    assert perm3.tolist() == [0, 1, 2] and part3.tolist() == [TRAIN, VALID, TEST]
+
+
+def test_alignment_trains_on_the_eval_training_part(tmp_path):
+    """QuaSID/AdaSID align on exactly the interactions eval trains its downstream models on."""
+    from sidkit.regularizers.align import read_train_interactions
+
+    rng = np.random.default_rng(3)
+    catalog = [f"i{k}" for k in range(25)]
+    lengths = [1, 2, 3, 4, 7, 2, 1, 5]
+    users = [f"u{u}" for u, n in enumerate(lengths) for _ in range(n)]
+    p = tmp_path / "inter.parquet"
+    pq.write_table(pa.table({"user_id": users, "item_id": [catalog[k] for k in rng.integers(0, 25, len(users))],
+                             "timestamp": rng.permutation(len(users)).astype(np.int64)}), p)
+    s = load_split(p, catalog)
+    ti = read_train_interactions(p, catalog)
+    assert ti.n_rows_total == len(users) and ti.n_rows_train == sum(len(t) for t in s.train) == sum(
+        n if n < 3 else n - 2 for n in lengths)
+    for u, train in enumerate(s.train):
+        assert ti.items[ti.users == u].tolist() == train.tolist()
+    assert s.info["n_users_too_short"] == 4 and (s.test >= 0).sum() == 4
+
+
 # ----------------------------------------------------------------------------- bootstrap
 def test_bootstrap_identical_tables_zero_delta():
     rng = np.random.default_rng(0)
@@ -137,6 +180,176 @@ def test_trie_only_decodes_valid_sids():
     assert np.all(np.diff(scores[0][np.isfinite(scores[0])]) <= 1e-6)  # beams in score order
     r = ranks_from_beams(items, [items[0, 3], 10**6])
     assert r[0] == 4 and np.isinf(r[1])
+
+
+# ----------------------------------------------------------------------------- training loop
+@pytest.fixture
+def one_thread():
+    """One torch thread, as ``evaluate`` trains (small models run slower on more)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _toy_split(n_users: int, n_items: int = 30, seed: int = 0):
+    """Random sequences of 4..8 items per user, leave-one-out in file order."""
+    rng = np.random.default_rng(seed)
+    users, items = [], []
+    for u in range(n_users):
+        n = int(rng.integers(4, 9))
+        users += [f"u{u:03d}"] * n
+        items += rng.integers(0, n_items, n).tolist()
+    return split_arrays(users, items, split=None, n_items=n_items)
+
+
+def _reference_fit(model, opt, epoch_batches, batch_loss, validate, cfg, clip_norm=None):
+    """The downstream training loop written out by hand: epochs, early stopping, best state."""
+    best, best_state, best_epoch, bad, epoch, calls = -1.0, None, 0, 0, 0, []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        for idx in epoch_batches():
+            loss = batch_loss(idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_norm is not None:
+                import torch
+
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+            opt.step()
+        score = validate()
+        if score > best:
+            best, best_epoch, bad = score, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+        calls.append(score)
+        if bad >= cfg.patience and epoch >= cfg.min_epochs:
+            break
+    model.load_state_dict(best_state)
+    return {"best_epoch": best_epoch, "epochs_run": epoch, "valid_recall@10": best}, calls
+
+
+def _same_state(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(__import__("torch").equal(sa[k], sb[k]) for k in sa)
+
+
+def test_train_sasrec_matches_hand_written_loop(one_thread):
+    import torch
+    import torch.nn.functional as F
+
+    from sidkit.eval import models as M
+
+    split = _toy_split(40)
+    cfg = tiny_cfg(d=16, epochs=5, patience=1, min_epochs=2, valid_users=25, batch_size=8, lr=3e-3)
+    calls = []
+    M._set_seed(3)
+    net, info = M.train_sasrec(split, M.IdItemEmbedding(split.n_items, cfg.d), seed=3, cfg=cfg,
+                               progress=lambda *a: calls.append(a))
+
+    M._set_seed(3)
+    emb = M.IdItemEmbedding(split.n_items, cfg.d)
+    gen = M._set_seed(3)
+    T = split.max_history
+    ref = M.SASRec(emb, cfg.d, T, cfg.n_layers, cfg.n_heads, cfg.dropout)
+    opt = torch.optim.Adam(ref.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    X, Y = M._sasrec_training_arrays(split, T)
+    vu, vh, vt = split.histories("valid")
+    sel = np.sort(np.random.default_rng(3).choice(len(vu), cfg.valid_users, replace=False))
+    vh, vt = vh[sel], vt[sel]
+    Xt, Yt, lengths = torch.as_tensor(X), torch.as_tensor(Y), torch.as_tensor((X >= 0).sum(1))
+
+    def loss(idx):
+        t = int(lengths[idx].max())
+        x, y = Xt[idx, T - t:], Yt[idx, T - t:]
+        Mi = ref.items()
+        h = ref.states(x, Mi)
+        return F.cross_entropy(h[y >= 0] @ Mi.T, y[y >= 0])
+
+    want, scores = _reference_fit(
+        ref, opt, lambda: M._length_batches(lengths, cfg.batch_size, gen), loss,
+        lambda: float(recall_at_k(M.sasrec_ranks(ref, vh, vt, tie_order=M._tie_order(split.n_items)), 10).mean()), cfg)
+    assert {k: info[k] for k in want} == want
+    assert want["best_epoch"] < want["epochs_run"] < cfg.epochs  # stopped early, best state restored
+    assert _same_state(net, ref)
+    assert [c[3] for c in calls] == [{"valid_recall@10": s} for s in scores] + [{"valid_recall@10": want["valid_recall@10"]}]
+    assert [c[1:3] for c in calls] == [(e, cfg.epochs) for e in range(1, len(scores) + 1)] + [(cfg.epochs, cfg.epochs)]
+
+
+def test_train_tiger_matches_hand_written_loop(one_thread):
+    import torch
+
+    from sidkit.eval import models as M
+
+    split = _toy_split(120)
+    codes = np.random.default_rng(1).integers(0, 3, size=(split.n_items, 2))
+    sid_full, sizes = M.full_sids(codes, None, [3, 3])
+    cfg = tiny_cfg(d=16, epochs=3, patience=1, min_epochs=1, lr=3e-3)
+    calls = []
+    net, trie, info = M.train_tiger(split, sid_full, sizes, seed=5, cfg=cfg, beam=5, progress=lambda *a: calls.append(a))
+
+    gen = M._set_seed(5)
+    ref = M.TIGER(sid_full, sizes, max_items=split.max_history, d=cfg.d, n_layers=cfg.n_layers, dropout=0.1)
+    opt = torch.optim.AdamW(ref.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    X, tgt = M._tiger_training_arrays(split, split.max_history)
+    Xt, St = torch.as_tensor(X), torch.as_tensor(sid_full[tgt])
+    assert len(Xt) > 256  # more than one batch per epoch
+    _, vh, vt = split.histories("valid")
+    losses = []
+
+    def batches():
+        perm = torch.randperm(len(Xt), generator=gen)
+        return [perm[a:a + 256] for a in range(0, len(perm), 256)]
+
+    def loss(idx):
+        out = ref.loss(Xt[idx], St[idx])
+        losses.append(float(out.detach()))
+        return out
+
+    def validate():
+        items, _ = M.tiger_beam_search(ref, M.SidTrie(sid_full, sizes), vh, beam=5)
+        return float(recall_at_k(M.ranks_from_beams(items, vt), 10).mean())
+
+    want, scores = _reference_fit(ref, opt, batches, loss, validate, cfg, clip_norm=1.0)
+    assert {k: info[k] for k in want} == want
+    assert want["best_epoch"] < want["epochs_run"] < cfg.epochs  # stopped early, best state restored
+    assert _same_state(net, ref)
+    per_epoch = -(-len(Xt) // 256)
+    assert [c[3] for c in calls[:-1]] == [{"valid_recall@10": s, "loss": losses[(e + 1) * per_epoch - 1]}
+                                          for e, s in enumerate(scores)]
+    assert calls[-1][3] == {"valid_recall@10": want["valid_recall@10"]}
+
+
+def test_training_without_batches_only_validates(one_thread):
+    """Every training sequence is one item long: no batch at all, the initial model is kept."""
+    from sidkit.eval import models as M
+
+    users = [u for u in "abcdefgh" for _ in range(3)]
+    items = [(3 * i + j) % 9 for i in range(8) for j in range(3)]
+    split = split_arrays(users, items, split=None, n_items=9)
+    assert all(len(t) == 1 for t in split.train)
+    cfg = tiny_cfg(d=16, epochs=2, min_epochs=1, patience=5)
+    sid_full, sizes = M.full_sids(np.arange(9)[:, None] % 3, None, [3])
+    for name in ("sasrec", "tiger"):
+        calls = []
+        if name == "sasrec":
+            M._set_seed(0)
+            net, info = M.train_sasrec(split, M.IdItemEmbedding(9, cfg.d), seed=0, cfg=cfg, progress=lambda *a: calls.append(a))
+            M._set_seed(0)
+            emb = M.IdItemEmbedding(9, cfg.d)
+            M._set_seed(0)
+            fresh = M.SASRec(emb, cfg.d, split.max_history, cfg.n_layers, cfg.n_heads, cfg.dropout)
+        else:
+            net, _, info = M.train_tiger(split, sid_full, sizes, seed=0, cfg=cfg, beam=4, progress=lambda *a: calls.append(a))
+            M._set_seed(0)
+            fresh = M.TIGER(sid_full, sizes, max_items=split.max_history, d=cfg.d, n_layers=cfg.n_layers, dropout=0.1)
+        assert _same_state(net, fresh), name
+        assert info["epochs_run"] == 2 and info["best_epoch"] == 1, name
+        assert 0.0 <= info["valid_recall@10"] <= 1.0
+        assert [c[1] for c in calls] == [1, 2, 2] and all(set(c[3]) == {"valid_recall@10"} for c in calls), name
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -207,6 +420,28 @@ def test_evaluate_tiger_runs(tmp_path):
                    train_config=tiny_cfg(epochs=1, valid_users=200))
     row = res["rows"][0]
     assert row["model"] == "tiger" and 0.0 <= row["recall@10"] <= row["recall@20"] <= 1.0
+
+
+def test_evaluate_leaves_the_train_config_alone(tmp_path):
+    good = _category_sids(tmp_path / "good.parquet")
+    small = _first_users(tmp_path / "small.parquet", 40)
+    cfg = tiny_cfg(epochs=3, valid_users=50)
+    before = dataclasses.asdict(cfg)
+    res = evaluate([good], small, seeds=(0,), epochs=1, baselines=(), n_bootstrap=100, train_config=cfg)
+    assert dataclasses.asdict(cfg) == before
+    assert res["protocol"]["train_config"]["epochs"] == 1 and res["rows"][0]["best_epochs"] == [1]
+
+
+def test_evaluate_signature_without_torch():
+    import sidkit.eval
+    import sidkit.eval.run
+
+    assert inspect.signature(sidkit.eval.evaluate) == inspect.signature(sidkit.eval.run.evaluate)
+    assert "interactions" in inspect.signature(sidkit.eval.evaluate).parameters
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    code = "import sys, sidkit.eval; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 
 
 # ----------------------------------------------------------------------------- CLI

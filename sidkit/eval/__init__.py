@@ -7,14 +7,6 @@ from __future__ import annotations
 
 from sidkit.eval.bootstrap import paired_bootstrap
 from sidkit.eval.metrics import ndcg_at_k, recall_at_k
-
-
-def evaluate(*args, **kwargs):
-    from sidkit.eval.run import evaluate as _evaluate
-
-    return _evaluate(*args, **kwargs)
-
-
-evaluate.__doc__ = "See :func:`sidkit.eval.run.evaluate`."
+from sidkit.eval.run import evaluate
 
 __all__ = ["evaluate", "recall_at_k", "ndcg_at_k", "paired_bootstrap"]

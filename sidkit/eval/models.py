@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -139,6 +140,8 @@ def _sasrec_training_arrays(split: Split, T: int) -> tuple[np.ndarray, np.ndarra
 
 def _length_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
     """Shuffled batches of rows with similar lengths (sort by length + jitter, shuffle the batches)."""
+    if len(lengths) == 0:
+        return []
     key = lengths.double() + 3.0 * torch.rand(len(lengths), generator=gen, dtype=torch.float64)
     order = torch.argsort(key)
     batches = list(order.split(batch_size))
@@ -178,46 +181,62 @@ class TrainConfig:
     threads: int = 1
 
 
-def train_sasrec(split: Split, item_embedding: nn.Module, *, seed: int, cfg: TrainConfig, progress=None,
-                 stage: str = "sasrec") -> tuple[SASRec, dict]:
-    """Train SASRec with full softmax cross-entropy on next-item prediction over the training part;
-    early stopping on validation Recall@10 (checked every epoch, best state restored)."""
-    gen = _set_seed(seed)
-    T = split.max_history
-    model = SASRec(item_embedding, cfg.d, T, cfg.n_layers, cfg.n_heads, cfg.dropout)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    X, Y = _sasrec_training_arrays(split, T)
+def _valid_subset(split: Split, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validation histories and targets, at most ``n`` users (a seeded sample, in user order)."""
     vu, vh, vt = split.histories("valid")
-    if len(vu) > cfg.valid_users:
-        sel = np.sort(np.random.default_rng(seed).choice(len(vu), cfg.valid_users, replace=False))
+    if len(vu) > n:
+        sel = np.sort(np.random.default_rng(seed).choice(len(vu), n, replace=False))
         vh, vt = vh[sel], vt[sel]
-    tie = _tie_order(split.n_items)
-    Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y)
-    lengths = torch.as_tensor((X >= 0).sum(1))
-    best, best_state, best_epoch, bad = -1.0, None, 0, 0
+    return vh, vt
+
+
+def _train_loop(build: Callable[[], nn.Module], optimizer: type, batches: Callable[[torch.Generator], Iterable],
+                batch_loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+                validate: Callable[[nn.Module], float], *, seed: int, cfg: TrainConfig, progress=None,
+                stage: str, clip_norm: float | None = None, report_loss: bool = False) -> tuple[nn.Module, dict]:
+    """The training loop shared by the downstream models.
+
+    Seeds torch and numpy with ``seed`` and calls ``build()`` (so the initialisation depends on the
+    seed only), then runs up to ``cfg.epochs`` epochs: ``batches(gen)`` gives the epoch's batches
+    (``gen`` is the seeded generator for shuffling), ``batch_loss(model, batch)`` their loss, one
+    ``optimizer`` step per batch (gradient norm clipped to ``clip_norm`` when given). After every
+    epoch ``validate(model)`` scores the model (higher is better); training stops early after
+    ``cfg.patience`` epochs without improvement, but not before ``cfg.min_epochs``, and the best
+    state is restored. An epoch without batches (no training examples) only validates.
+
+    ``progress(stage, epoch, cfg.epochs, {"valid_recall@10": score})`` is called after every epoch
+    (with ``"loss"``, the epoch's last batch loss, when ``report_loss`` and the epoch had a batch)
+    and once at the end with the best score.
+
+    Returns the model and ``{"best_epoch", "epochs_run", "valid_recall@10", "train_seconds"}``.
+    """
+    gen = _set_seed(seed)
+    model = build()
+    opt = optimizer(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    best, best_state, best_epoch, bad, epoch = -1.0, None, 0, 0, 0
     t0 = time.perf_counter()
-    epoch = 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        for idx in _length_batches(lengths, cfg.batch_size, gen):
-            t = int(lengths[idx].max())  # left-padded: drop the all-padding columns
-            x, y = Xt[idx, T - t:], Yt[idx, T - t:]
-            M = model.items()
-            h = model.states(x, M)
-            m = y >= 0
-            logits = h[m] @ M.T
-            loss = F.cross_entropy(logits, y[m])
+        last_loss = None
+        for batch in batches(gen):
+            loss = batch_loss(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if clip_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             opt.step()
-        score = float(recall_at_k(sasrec_ranks(model, vh, vt, tie_order=tie), 10).mean()) if len(vt) else 0.0
+            last_loss = loss.detach()
+        score = validate(model)
         if score > best:
             best, best_epoch, bad = score, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad += 1
         if progress is not None:
-            progress(stage, epoch, cfg.epochs, {"valid_recall@10": score})
+            info = {"valid_recall@10": score}
+            if report_loss and last_loss is not None:
+                info["loss"] = float(last_loss)
+            progress(stage, epoch, cfg.epochs, info)
         if bad >= cfg.patience and epoch >= cfg.min_epochs:
             break
     if best_state is not None:
@@ -226,6 +245,34 @@ def train_sasrec(split: Split, item_embedding: nn.Module, *, seed: int, cfg: Tra
         progress(stage, cfg.epochs, cfg.epochs, {"valid_recall@10": best})
     return model, {"best_epoch": best_epoch, "epochs_run": epoch, "valid_recall@10": best,
                    "train_seconds": time.perf_counter() - t0}
+
+
+def train_sasrec(split: Split, item_embedding: nn.Module, *, seed: int, cfg: TrainConfig, progress=None,
+                 stage: str = "sasrec") -> tuple[SASRec, dict]:
+    """Train SASRec with full softmax cross-entropy on next-item prediction over the training part;
+    early stopping on validation Recall@10 (checked every epoch, best state restored; see
+    :func:`_train_loop`)."""
+    T = split.max_history
+    X, Y = _sasrec_training_arrays(split, T)
+    vh, vt = _valid_subset(split, cfg.valid_users, seed)
+    tie = _tie_order(split.n_items)
+    Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y)
+    lengths = torch.as_tensor((X >= 0).sum(1))
+
+    def batch_loss(model: SASRec, idx: torch.Tensor) -> torch.Tensor:
+        t = int(lengths[idx].max())  # left-padded: drop the all-padding columns
+        x, y = Xt[idx, T - t:], Yt[idx, T - t:]
+        M = model.items()
+        h = model.states(x, M)
+        m = y >= 0
+        return F.cross_entropy(h[m] @ M.T, y[m])
+
+    def validate(model: SASRec) -> float:
+        return float(recall_at_k(sasrec_ranks(model, vh, vt, tie_order=tie), 10).mean()) if len(vt) else 0.0
+
+    return _train_loop(lambda: SASRec(item_embedding, cfg.d, T, cfg.n_layers, cfg.n_heads, cfg.dropout),
+                       torch.optim.Adam, lambda gen: _length_batches(lengths, cfg.batch_size, gen), batch_loss,
+                       validate, seed=seed, cfg=cfg, progress=progress, stage=stage)
 
 
 # ----------------------------------------------------------------------------- most popular
@@ -405,46 +452,24 @@ def _tiger_training_arrays(split: Split, H: int):
 def train_tiger(split: Split, sid_full: np.ndarray, sizes: list[int], *, seed: int, cfg: TrainConfig,
                 beam: int = 20, progress=None, stage: str = "tiger") -> tuple[TIGER, SidTrie, dict]:
     """Teacher-forced training on every (prefix -> next item) pair of the training part; early
-    stopping on the validation Recall@10 of trie-constrained beam search (a subsample of users)."""
-    gen = _set_seed(seed)
+    stopping on the validation Recall@10 of trie-constrained beam search (a subsample of users;
+    see :func:`_train_loop`)."""
     H = split.max_history
-    model = TIGER(sid_full, sizes, max_items=H, d=cfg.d, n_layers=cfg.n_layers, dropout=0.1)
     trie = SidTrie(sid_full, sizes)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     X, tgt = _tiger_training_arrays(split, H)
     Xt, St = torch.as_tensor(X), torch.as_tensor(sid_full[tgt])
-    vu, vh, vt = split.histories("valid")
-    n_val = min(len(vu), max(200, cfg.valid_users // 4))
-    if len(vu) > n_val:
-        sel = np.sort(np.random.default_rng(seed).choice(len(vu), n_val, replace=False))
-        vh, vt = vh[sel], vt[sel]
-    best, best_state, best_epoch, bad, epoch = -1.0, None, 0, 0, 0
-    t0 = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
+    vh, vt = _valid_subset(split, max(200, cfg.valid_users // 4), seed)
+    bs = max(cfg.batch_size, 256)
+
+    def batches(gen: torch.Generator) -> list[torch.Tensor]:
         perm = torch.randperm(len(Xt), generator=gen)
-        bs = max(cfg.batch_size, 256)
-        for a in range(0, len(perm), bs):
-            idx = perm[a:a + bs]
-            loss = model.loss(Xt[idx], St[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+        return [perm[a:a + bs] for a in range(0, len(perm), bs)]
+
+    def validate(model: TIGER) -> float:
         items, _ = tiger_beam_search(model, trie, vh, beam=beam)
-        score = float(recall_at_k(ranks_from_beams(items, vt), 10).mean()) if len(vt) else 0.0
-        if score > best:
-            best, best_epoch, bad = score, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-        if progress is not None:
-            progress(stage, epoch, cfg.epochs, {"valid_recall@10": score, "loss": float(loss)})
-        if bad >= cfg.patience and epoch >= cfg.min_epochs:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    if progress is not None:
-        progress(stage, cfg.epochs, cfg.epochs, {"valid_recall@10": best})
-    return model, trie, {"best_epoch": best_epoch, "epochs_run": epoch, "valid_recall@10": best,
-                         "train_seconds": time.perf_counter() - t0}
+        return float(recall_at_k(ranks_from_beams(items, vt), 10).mean()) if len(vt) else 0.0
+
+    model, info = _train_loop(lambda: TIGER(sid_full, sizes, max_items=H, d=cfg.d, n_layers=cfg.n_layers, dropout=0.1),
+                              torch.optim.AdamW, batches, lambda model, idx: model.loss(Xt[idx], St[idx]), validate,
+                              seed=seed, cfg=cfg, progress=progress, stage=stage, clip_norm=1.0, report_loss=True)
+    return model, trie, info

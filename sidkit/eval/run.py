@@ -8,14 +8,18 @@ every SID table; interactions with other items are dropped (a warning says how m
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from sidkit.errors import ConfigError, DataError, opt
 from sidkit.eval.metrics import KS, recall_at_k, summarize
+
+if TYPE_CHECKING:  # torch loads only when evaluate runs
+    from sidkit.eval.models import TrainConfig
 
 MODELS = ("sasrec-sid", "tiger")
 BASELINES = ("most-popular", "sasrec-id")
@@ -74,7 +78,7 @@ def evaluate(
     suffix: str = "auto",
     n_bootstrap: int = 10000,
     beam: int = 20,
-    train_config=None,
+    train_config: TrainConfig | None = None,
     progress: Callable | None = None,
 ) -> dict:
     """Train a downstream recommender on each SID table and report full-ranking Recall@K / NDCG@K.
@@ -93,7 +97,11 @@ def evaluate(
     seeds : downstream training seeds; metrics are means over seeds, with ``*_std`` spreads.
     epochs : maximum epochs (default 30; early stopping on validation Recall@10, patience 3).
     baselines : any of ``most-popular``, ``sasrec-id`` (default both).
+    id_col, codebook_size, suffix : passed to :func:`sidkit.io.sidtable.read_sid_table` for every table.
     n_bootstrap : paired bootstrap resamples over test users.
+    beam : beam width of ``tiger`` (validation and test).
+    train_config : :class:`sidkit.eval.models.TrainConfig` of the downstream models (default
+        ``TrainConfig()``); it is not modified (``epochs`` overrides a copy).
     progress : callback ``(stage, done, total, info)``.
 
     Returns
@@ -125,7 +133,7 @@ def evaluate(
         raise ConfigError(f"baseline {bad[0]!r} is not known; choose from {', '.join(BASELINES)}")
     from sidkit.eval.models import TrainConfig
 
-    cfg = train_config or TrainConfig()
+    cfg = dataclasses.replace(train_config or TrainConfig())  # a copy: the caller's config stays as it was
     if epochs is not None:
         if int(epochs) < 1:
             raise ConfigError(f"{opt('epochs')} {epochs}: must be >= 1")

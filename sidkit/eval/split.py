@@ -7,7 +7,9 @@ Rules
   ``position``, else file order.
 * Without one, each user's rows are ordered by ``timestamp`` (else ``position``): the last item is
   the test target, the second-to-last the validation target, the rest is training. Users with
-  fewer than 3 interactions keep all of them for training and are not evaluated.
+  fewer than 3 interactions keep all of them for training and are not evaluated. The same rule
+  gives QuaSID/AdaSID their training interactions
+  (:func:`sidkit.io.interactions.split_interactions`).
 * The model input ("history") is the last ``max_history`` (20) items before the target: the
   training items for validation, the training items plus the validation item for test.
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sidkit.errors import DataError
+from sidkit.io.interactions import MIN_LEAVE_ONE_OUT, TEST, TRAIN, VALID, split_interactions
 from sidkit.io.interactions import read_interactions  # noqa: F401  (re-exported)
 
 MAX_HISTORY = 20
@@ -91,41 +94,22 @@ def split_arrays(users: np.ndarray, items: np.ndarray, *, order: np.ndarray | No
     2 test, or None for leave-one-out by ``order``.
     """
     n = len(users)
-    uvals = np.asarray(users)
-    if uvals.dtype == object:
-        uvals = uvals.astype(str)
-    _, uinv = np.unique(uvals, return_inverse=True)
-    uinv = uinv.reshape(-1).astype(np.int64)
-    items = np.asarray(items, np.int64)
-    ordv = np.arange(n, dtype=np.float64) if order is None else np.asarray(order, np.float64)
-    perm = np.lexsort((np.arange(n), ordv, uinv))
-    uinv, items = uinv[perm], items[perm]
+    perm, uinv, part = split_interactions(users, order=order, split=split)
+    items = np.asarray(items, np.int64)[perm]
     n_users = int(uinv.max()) + 1 if n else 0
     starts = np.searchsorted(uinv, np.arange(n_users + 1))
     valid = np.full(n_users, -1, np.int64)
     test = np.full(n_users, -1, np.int64)
     train: list[np.ndarray] = []
-    n_short = 0
-    if split is not None:
-        sp = np.asarray(split)[perm]
-        for u in range(n_users):
-            a, b = starts[u], starts[u + 1]
-            s, it = sp[a:b], items[a:b]
-            train.append(it[s == 0])
-            v, t = it[s == 1], it[s == 2]
-            if len(v):
-                valid[u] = v[-1]
-            if len(t):
-                test[u] = t[-1]
-    else:
-        for u in range(n_users):
-            it = items[starts[u]:starts[u + 1]]
-            if len(it) < 3:
-                train.append(it)
-                n_short += 1
-                continue
-            train.append(it[:-2])
-            valid[u], test[u] = it[-2], it[-1]
+    for u in range(n_users):
+        it, pt = items[starts[u]:starts[u + 1]], part[starts[u]:starts[u + 1]]
+        train.append(it[pt == TRAIN])
+        v, t = it[pt == VALID], it[pt == TEST]
+        if len(v):
+            valid[u] = v[-1]
+        if len(t):
+            test[u] = t[-1]
+    n_short = 0 if split is not None else int((np.diff(starts) < MIN_LEAVE_ONE_OUT).sum())
     info = {"n_users": n_users, "n_interactions": int(n), "n_valid_targets": int((valid >= 0).sum()),
             "n_test_targets": int((test >= 0).sum()), "n_users_too_short": n_short,
             "split_by": "split column" if split is not None else "leave-one-out by order"}

@@ -1,25 +1,37 @@
 """Read and check interaction logs (``user_id``, ``item_id``, and ``split`` and/or
-``timestamp``/``position``), shared by ``eval``, the collaborative alignment of QuaSID/AdaSID
-and anything else that takes ``--interactions``."""
+``timestamp``/``position``) and split them into train / valid / test, shared by ``eval``, the
+collaborative alignment of QuaSID/AdaSID, ``audit`` and anything else that takes
+``--interactions``."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from sidkit.errors import DataError, InputFileError, SchemaError, opt
 
 SPLIT_CODES = {"train": 0, "valid": 1, "val": 1, "validation": 1, "test": 2}
-TRAIN = 0
+TRAIN, VALID, TEST = 0, 1, 2
+MIN_LEAVE_ONE_OUT = 3  # a user needs a training, a validation and a test interaction
 
 
-def read_interactions(path: str | os.PathLike) -> dict:
+def read_interactions(path: str | os.PathLike, *, for_split: bool = True,
+                      order_cols: Sequence[str] = ("timestamp", "position")) -> dict:
     """Read and check an interactions Parquet file.
 
-    Returns ``{"user_id", "item_id", "order", "split", "order_col", "path"}`` as numpy arrays
-    (``order``/``split`` may be None; ``split`` coded 0/1/2).
+    ``order_cols``: the first of these columns that the file has orders the rows inside a user.
+    With ``for_split`` (``eval``, the alignment of ``fit``) the ``split`` column is read too, and
+    the file needs it or an order column for the leave-one-out split; without it (``audit``)
+    ``split`` is not read and no order column is required (rows then keep their file order).
+
+    Returns ``{"user_id", "item_id", "order", "split", "order_col", "path"}``: ``user_id`` and
+    ``order`` (float64) as numpy arrays, ``item_id`` as a pyarrow array; ``order``/``split`` may
+    be None, ``split`` is coded 0/1/2.
+
+    Raises InputFileError, SchemaError or DataError with one line that names the file.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -36,9 +48,9 @@ def read_interactions(path: str | os.PathLike) -> dict:
     if missing:
         raise SchemaError(f"{p}: interactions need columns user_id and item_id (missing: {', '.join(missing)}; "
                           f"columns: {', '.join(names[:12])})")
-    order_col = next((c for c in ("timestamp", "position") if c in names), None)
-    has_split = "split" in names
-    if not has_split and order_col is None:
+    order_col = next((c for c in order_cols if c in names), None)
+    has_split = for_split and "split" in names
+    if for_split and not has_split and order_col is None:
         raise SchemaError(f"{p}: interactions need a 'split' column or a 'timestamp'/'position' column for the leave-one-out split")
     cols = ["user_id", "item_id"] + (["split"] if has_split else []) + ([order_col] if order_col else [])
     try:
@@ -75,3 +87,41 @@ def read_interactions(path: str | os.PathLike) -> dict:
     else:
         out["split"] = None
     return out
+
+
+def split_interactions(users, *, order=None, split=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort interactions by user and time and say which part each one is in (METHODS.md §6.2).
+
+    ``users``: the user of each row (any values; object arrays are compared as strings);
+    ``order``: a sort key inside each user (timestamp or position), None for the given order;
+    ``split``: codes ``TRAIN``/``VALID``/``TEST`` (a ``split`` column), or None for leave-one-out:
+    each user's last interaction is the test target, the second-to-last the validation target,
+    the rest is training. A user with fewer than 3 interactions has no target: all of theirs are
+    training.
+
+    Returns ``(perm, user, part)``: ``perm`` sorts the rows by user (ascending ids), then
+    ``order``, then row; ``user[k]`` (0 .. n_users - 1) and ``part[k]`` (int8) belong to row
+    ``perm[k]``. ``eval`` and the collaborative alignment of QuaSID/AdaSID both take their
+    training part from here.
+    """
+    uvals = np.asarray(users)
+    n = len(uvals)
+    if uvals.dtype == object:
+        uvals = uvals.astype(str)
+    _, uinv = np.unique(uvals, return_inverse=True)
+    uinv = uinv.reshape(-1).astype(np.int64)
+    ordv = np.arange(n, dtype=np.float64) if order is None else np.asarray(order, np.float64)
+    perm = np.lexsort((np.arange(n), ordv, uinv))
+    uinv = uinv[perm]
+    if split is not None:
+        return perm, uinv, np.asarray(split, np.int8)[perm]
+    cnt = np.bincount(uinv)[uinv] if n else np.zeros(0, np.int64)
+    first = np.concatenate(([True], uinv[1:] != uinv[:-1])) if n else np.zeros(0, bool)
+    starts = np.flatnonzero(first)
+    rank = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+    from_end = cnt - rank  # 1 for the last interaction of a user
+    part = np.full(n, TRAIN, np.int8)
+    loo = cnt >= MIN_LEAVE_ONE_OUT
+    part[loo & (from_end == 1)] = TEST
+    part[loo & (from_end == 2)] = VALID
+    return perm, uinv, part

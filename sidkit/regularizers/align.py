@@ -40,13 +40,15 @@ class TrainInteractions:
 
 def read_train_interactions(path: str | os.PathLike, catalog_ids) -> TrainInteractions:
     """Read ``user_id``, ``item_id`` and ``split`` and/or ``timestamp``/``position``; keep the
-    training part (rows with split == "train"; without a split column, all but the last two
-    interactions of each user by timestamp, else position). Item ids must all be in the catalog."""
+    training part, as ``eval`` splits it (:func:`sidkit.io.interactions.split_interactions`):
+    rows with split == "train"; without a split column, all but the last two interactions of each
+    user by timestamp, else position, and all interactions of a user with fewer than 3. Item ids
+    must all be in the catalog."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from sidkit.io.ids import map_ids
-    from sidkit.io.interactions import TRAIN, read_interactions
+    from sidkit.io.interactions import TRAIN, read_interactions, split_interactions
 
     d = read_interactions(path)
     p = Path(d["path"])
@@ -58,24 +60,9 @@ def read_train_interactions(path: str | os.PathLike, catalog_ids) -> TrainIntera
         ex = ", ".join(repr(b) for b in bad[:3])
         raise DataError(f"{p}: {int(unknown.sum())} interaction rows ({len(bad)} distinct item ids) are not in the catalog, e.g. {ex}; "
                         "interactions must use the catalog's item ids")
-    uvals = d["user_id"]
-    if uvals.dtype == object:
-        uvals = uvals.astype(str)
-    _, uinv = np.unique(uvals, return_inverse=True)
-    uinv = uinv.astype(np.int64)
-    ordv = d["order"] if d["order"] is not None else np.arange(n_total, dtype=np.float64)
-    order = np.lexsort((np.arange(n_total), ordv, uinv))
-    uinv, items = uinv[order], items[order]
-    if d["split"] is not None:
-        keep = d["split"][order] == TRAIN
-    else:
-        # all but the last two interactions of each user
-        cnt = np.bincount(uinv)
-        first = np.concatenate(([True], uinv[1:] != uinv[:-1]))
-        starts = np.flatnonzero(first)
-        rank = np.arange(n_total) - np.repeat(starts, np.diff(np.append(starts, n_total)))
-        keep = rank < cnt[uinv] - 2
-    return TrainInteractions(uinv[keep], items[keep], n_total, int(keep.sum()), str(p))
+    perm, users, part = split_interactions(d["user_id"], order=d["order"], split=d["split"])
+    keep = part == TRAIN
+    return TrainInteractions(users[keep], items[perm][keep], n_total, int(keep.sum()), str(p))
 
 
 def _examples(ti: TrainInteractions, hist_len: int):

@@ -154,7 +154,7 @@ def evaluate(
 
     import torch
 
-    from sidkit.eval import models as M
+    import sidkit.eval.models as M
 
     n_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cfg.threads)))
@@ -176,7 +176,9 @@ def evaluate(
             warnings.append(f"{t['name']}: no suffix; a de-dup suffix was computed (0, 1, ... inside each collision group)")
         if len(np.unique(sid_full, axis=0)) != len(sid_full):
             raise DataError(f"{t['path']}: the SIDs with their suffix are not unique; give a table whose sid + suffix identify one item")
-        n_unique_core = len(np.unique(t["codes"], axis=0))
+        from sidkit.metrics.collision import collision_rate
+
+        cr = collision_rate(t["codes"])
         ranks_by_seed, infos = [], []
         for s in seeds:
             stage = f"{t['name']} seed {s}"
@@ -193,7 +195,7 @@ def evaluate(
             ranks_by_seed.append(ranks)
             infos.append(info)
         finish({"name": t["name"], "model": model, "seeds": seeds, "levels": int(t["codes"].shape[1]),
-                "collision_rate": float(1 - n_unique_core / len(t["codes"]))}, ranks_by_seed, infos)
+                "collision_rate": float(cr)}, ranks_by_seed, infos)
 
     if "most-popular" in baselines:
         ranks = M.most_popular_ranks(split, test_tgt)

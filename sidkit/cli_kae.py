@@ -15,7 +15,7 @@ from sidkit._clitools import emit_json as _emit
 from sidkit._clitools import fail as _fail
 from sidkit._clitools import safe, visible
 from sidkit.errors import SidkitError
-from sidkit.config import MAX_ROUTE_SHARE
+from sidkit.config import MAX_ROUTE_SHARE, PLAN_DEFAULTS
 
 ModelOpt = typer.Option(None, "--model", "-m", help="KAE model directory. [default: $SIDKIT_MODEL, else the current directory]")
 
@@ -23,11 +23,11 @@ ModelOpt = typer.Option(None, "--model", "-m", help="KAE model directory. [defau
 def kae_plan_command(
     items: Path = typer.Argument(..., help="Catalog Parquet file with attribute columns (string or list<string>)."),
     attributes: Optional[str] = typer.Option(None, "--attributes", "-a", help="Comma list of categories: columns, or list-column levels such as categories[2]. [default: repeating string columns]"),
-    groups: int = typer.Option(6, "--groups", "-g", help="Number of codebook groups (fewer when there are fewer categories).", min=1),
+    groups: int = typer.Option(PLAN_DEFAULTS["groups"], "--groups", "-g", help="Number of codebook groups (fewer when there are fewer categories).", min=1),
     out: Path = typer.Option(Path("kae.toml"), "--out", "-o", help="Plan file to write (TOML, editable)."),
     id_col: str = typer.Option("item_id", "--id-col", help="Id column (never used as an attribute)."),
-    reserved_min: Optional[int] = typer.Option(None, "--reserved-min", help="Minimum reserved slots per group. [default: 32]"),
-    reserved_ratio: Optional[float] = typer.Option(None, "--reserved-ratio", help="Reserved slots as a share of kept words. [default: 0.05]"),
+    reserved_min: Optional[int] = typer.Option(None, "--reserved-min", help=f"Minimum reserved slots per group. [default: {PLAN_DEFAULTS['reserved_min']}]"),
+    reserved_ratio: Optional[float] = typer.Option(None, "--reserved-ratio", help=f"Reserved slots as a share of kept words. [default: {PLAN_DEFAULTS['reserved_ratio']}]"),
     seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed of the item sample (catalogs over 2M items)."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as one JSON document."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),

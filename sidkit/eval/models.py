@@ -16,6 +16,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from sidkit.config import EVAL_EPOCHS
 from sidkit.eval.metrics import ranks_from_scores, recall_at_k
 from sidkit.eval.split import Split
 
@@ -174,7 +175,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 256
-    epochs: int = 30
+    epochs: int = EVAL_EPOCHS
     patience: int = 3
     min_epochs: int = 10  # no early stop before this (the validation curve is flat at the start)
     valid_users: int = 2000

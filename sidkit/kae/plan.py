@@ -20,12 +20,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sidkit.config import PLAN_DEFAULTS as DEFAULTS  # the plan's defaults live with the other options
 from sidkit.errors import ConfigError, SchemaError
 
 PLAN_VERSION = 1
-DEFAULTS = {"groups": 6, "mu_bal": 0.1, "k_max": 16384, "refine_passes": 3, "eps": 0.01, "f_min": 5,
-            "reserved_ratio": 0.05, "reserved_min": 32, "sample": 2_000_000, "route_min_precision": 0.5,
-            "route_neighbours": 10}
 _LEVEL = re.compile(r"^(?P<col>.+)\[(?P<lvl>\d+|\*)\]$")
 
 

@@ -123,7 +123,7 @@ def _load_items(path, code_ids, id_col: str | None):
         if id_col in open_parquet(path).schema_arrow.names:
             cat_id = id_col
     cat = read_catalog(path, id_col=cat_id)
-    X = cat.embeddings[next(iter(cat.embeddings))] if len(cat.embeddings) == 1 else fuse(cat.embeddings, make_spec(cat.embeddings))
+    X = fuse(cat.embeddings, make_spec(cat.embeddings))  # as fit fuses them: both reports see the same vectors
     rows = map_ids(code_ids, cat.ids_numpy)
     keep = np.flatnonzero(rows >= 0)
     r = rows[keep]

@@ -52,14 +52,12 @@ def build_report(codes: np.ndarray, sizes: list[int], *, item_ids=None, X: np.nd
     kwargs: dict[str, Any] = {"item_ids": item_ids, "seed": seed}
     if X is not None:
         kwargs["embeddings"] = X
-        if catalog is not None:
+        if catalog is not None:  # the inputs 'audit --items' gives the semantic block, so both reports agree
             from sidkit.metrics.semantic import leaf_column
 
-            leaf = leaf_column(catalog.attributes)
-            if leaf is not None:
-                kwargs["leaf"] = leaf
-            if catalog.titles is not None:
-                kwargs["titles"] = catalog.titles
+            kwargs["attributes"] = catalog.attributes
+            kwargs["leaf"] = leaf_column(catalog.attributes)
+            kwargs["titles"] = catalog.titles
     return sid_report(codes, sizes, **kwargs)
 
 

@@ -155,3 +155,16 @@ def test_import_is_cheap():
     code = "import sys, sidkit; print(int(any(m in sys.modules for m in ('torch', 'faiss', 'polars'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "0"
+
+
+def test_fit_report_and_audit_items_agree(tmp_path):
+    """fit's report.json and 'audit MODEL --items CATALOG' compute the same semantic block."""
+    from sidkit.datasets import make_catalog
+
+    t = make_catalog(400, 8, seed=4)
+    pq.write_table(t, tmp_path / "items.parquet")
+    sidkit.fit(tmp_path / "items.parquet", out=tmp_path / "m", method="rqkmeans", levels=2, codebook_size=8)
+    fitted = json.loads((tmp_path / "m" / "report.json").read_text())
+    audited = sidkit.audit(tmp_path / "m", items=tmp_path / "items.parquet")
+    assert fitted["semantic"] == json.loads(json.dumps(audited["semantic"]))
+    assert "attribute_purity" in fitted["semantic"]

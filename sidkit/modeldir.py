@@ -115,11 +115,6 @@ class Model:
     def codebook_sizes(self) -> list[int]:
         return list(self.meta["codebook_sizes"])
 
-    def encode_matrix(self, embeddings: Mapping[str, np.ndarray], source: str = "input") -> np.ndarray:
-        from sidkit.features import fuse
-
-        return self.estimator.encode(fuse(embeddings, self.fusion, source=source))
-
 
 def load_model(model_dir: str | os.PathLike) -> Model:
     """Load a model directory written by ``sidkit fit`` (safetensors + JSON only; no pickles).

@@ -238,11 +238,10 @@ class KAE(Tokenizer):
         """Carry the slot bindings of the KAE model at ``previous`` over to this fit (see
         :func:`sidkit.kae.slots.carry_registry`)."""
         from sidkit.kae.slots import carry_registry, old_registry, registry_bindings
-        from sidkit.quantizers.base import items_matrix as _m
 
         items = as_items(items)
         old = old_registry(previous) if previous is not None else None
-        X = _m(items, n_features=self.n_features_in_)
+        X = items_matrix(items, n_features=self.n_features_in_)
         self.registry_, self.carried_ = carry_registry(old, self, self.words_from_columns(items.columns, len(X)), X, "")
         self.bindings_ = registry_bindings(self.registry_)
 

@@ -79,11 +79,15 @@ def build(cfg, catalog) -> Built:
 def _build_rqkmeans(cfg, catalog) -> Built:
     from sidkit.quantizers.rqkmeans import RQKMeans
 
-    b = Built(RQKMeans(cfg.levels, cfg.codebook_size, niter=cfg.niter, train_sample=cfg.train_sample,
-                       balanced=cfg.balanced, random_state=cfg.seed))
-    if cfg.interactions:
-        b.warnings.append(f"{opt('interactions')} is only used by quasid/adasid; ignored for {opt('method')} {cfg.method}")
-    return b
+    return Built(RQKMeans(cfg.levels, cfg.codebook_size, niter=cfg.niter, train_sample=cfg.train_sample,
+                          balanced=cfg.balanced, random_state=cfg.seed), warnings=_unused_interactions(cfg))
+
+
+def _unused_interactions(cfg) -> list[str]:
+    """The warning for --interactions given to a method without a collaborative term."""
+    if not cfg.interactions:
+        return []
+    return [f"{opt('interactions')} is only used by quasid/adasid; ignored for {opt('method')} {cfg.method}"]
 
 
 def _build_rqvae(cfg, catalog) -> Built:
@@ -105,9 +109,7 @@ def _regularizers(cfg, catalog) -> tuple[list, dict | None, list[str]]:
     name = cfg.regularizer_name()
     warnings: list[str] = []
     if name is None:
-        if cfg.interactions:
-            warnings.append(f"{opt('interactions')} is only used by quasid/adasid; ignored for {opt('method')} {cfg.method}")
-        return [], None, warnings
+        return [], None, _unused_interactions(cfg)
     from sidkit.regularizers import make_regularizer
 
     ti = None
@@ -159,10 +161,7 @@ def _build_kae(cfg, catalog) -> Built:
         raise DataError(f"{catalog.path}: the KAE plan uses column(s) {', '.join(missing)} that the catalog lacks; fix the plan or the catalog")
     residual, b = None, Built(None, notes=notes)
     if cfg.residual_levels:
-        rcfg = dataclasses.replace(cfg, method=cfg.residual_method, levels=cfg.residual_levels)
-        if isinstance(rcfg.codebook_size, list) and len(rcfg.codebook_size) != rcfg.levels:
-            rcfg = dataclasses.replace(rcfg, codebook_size=rcfg.codebook_size[0])
-        sub = build(rcfg, catalog)
+        sub = build(_residual_config(cfg), catalog)
         residual = sub.tokenizer
         b.warnings += sub.warnings
         b.regularizer = sub.regularizer
@@ -181,10 +180,16 @@ def fit_sizes(cfg) -> list[int]:
         return cfg.codebook_sizes()
     if not cfg.residual_levels:
         return []
-    rcfg = dataclasses.replace(cfg, levels=cfg.residual_levels)
+    return _residual_config(cfg).codebook_sizes()
+
+
+def _residual_config(cfg):
+    """The config of a KAE fit's residual levels (a per-level size list that does not match the
+    residual levels falls back to its first size)."""
+    rcfg = dataclasses.replace(cfg, method=cfg.residual_method, levels=cfg.residual_levels)
     if isinstance(rcfg.codebook_size, list) and len(rcfg.codebook_size) != rcfg.levels:
         rcfg = dataclasses.replace(rcfg, codebook_size=rcfg.codebook_size[0])
-    return rcfg.codebook_sizes()
+    return rcfg
 
 
 def check_replaceable(out, method_name: str) -> None:

@@ -40,8 +40,9 @@ class FitResult:
     summary: dict
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _sha(data) -> str:
+    """sha256 of bytes or of a C-contiguous array's buffer (no copy of a catalog-sized matrix)."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(data)).cast("B") if isinstance(data, np.ndarray) else data).hexdigest()
 
 
 def build_report(codes: np.ndarray, sizes: list[int], *, item_ids=None, X: np.ndarray | None = None,
@@ -121,7 +122,7 @@ def fit(
             training["regularizer"] = built.regularizer
         meta = model_meta(method=cfg.method, tokenizer=tok, fingerprint=fingerprint, config=cfg.to_dict(), fusion=spec,
                           input_info={"path": str(Path(items).resolve()), "rows": len(X), "id_col": cfg.id_col,
-                                      "schema_hash": catalog.schema_hash, "embedding_sha256": _sha(X.tobytes())[:16]},
+                                      "schema_hash": catalog.schema_hash, "embedding_sha256": _sha(X)[:16]},
                           training=training)
         write_model_dir(out, blob=blob, meta=meta, item_ids=catalog.ids, codes=codes, suffix=suffix,
                         codebooks=tok.codebooks_table(codes), report=report, extra=tok.extra_files(fingerprint),
@@ -167,7 +168,8 @@ def prepare_out(out, method: str, inputs: Mapping[str, Any]) -> Path:
     bindings that a model of another method would lose. Removes what killed fits left there.
     Returns the resolved directory."""
     from sidkit.errors import ConfigError
-    from sidkit.io.artifacts import check_output, clean_stale, model_lock, resolve_out_dir, stale_temps
+    from sidkit.io.artifacts import check_output, clean_stale, resolve_out_dir, stale_temps
+    from sidkit.methods import check_replaceable
 
     given = Path(out)
     out = resolve_out_dir(given)
@@ -181,8 +183,6 @@ def prepare_out(out, method: str, inputs: Mapping[str, Any]) -> Path:
     if out.is_dir() and any(out.iterdir()) and not (out / "sidkit.json").exists():
         raise InputFileError(f"{given}: exists and is not a sidkit model directory; choose an empty or new {opt('out')}")
     check_output(out, opt("out"), inputs, directory=True, allowed=[out / "kae.toml"])
-    from sidkit.methods import check_replaceable
-
     check_replaceable(out, method)
     return out
 

@@ -112,7 +112,7 @@ def check_enough_items(n: int, sizes: list[int], where: str | None = None) -> No
         raise DataError(f"{head} {n} item{'s' if n != 1 else ''} to fit; fitting needs at least 2 items (codebooks have at least 2 codes)")
     if n < max(sizes):
         raise DataError(f"{head} {n} items to fit, fewer than the {max(sizes)} codes per level; "
-                        f"use {opt('codebook_size')} {max(2, min(n, n // 4))} or fewer")
+                        f"use {opt('codebook_size')} {max(2, n // 4)} or fewer")
 
 
 def check_codes(codes, sizes: list[int], name: str = "codes") -> np.ndarray:

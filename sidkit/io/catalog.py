@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sidkit.errors import DataError, InputFileError, SchemaError, opt
+from sidkit.io.source import ParquetSource, open_source
 
 _FLOAT_TYPES = (pa.float32(), pa.float64(), pa.float16())
 
@@ -160,6 +161,7 @@ class Catalog:
     embeddings: dict[str, np.ndarray]
     columns: dict[str, pa.ChunkedArray] = field(default_factory=dict)
     schema_hash: str = ""
+    source: "ParquetSource | None" = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -185,10 +187,10 @@ class Catalog:
         rest = [c for c in names if c not in self.columns]
         extra = {}
         if rest:
-            pf = open_parquet(self.path)
-            rest = [c for c in rest if c in pf.schema_arrow.names]
+            src = self.source if self.source is not None else open_source(self.path)
+            rest = [c for c in rest if c in src.names]
             if rest:
-                t = pf.read(columns=rest)
+                t = src.read(rest)
                 extra = {c: t.column(c) for c in rest}
         return pa.table({c: self.columns[c] if c in self.columns else extra[c] for c in names if c in self.columns or c in extra})
 
@@ -211,16 +213,16 @@ def read_catalog(
 
     Parameters
     ----------
-    path : the Parquet file.
+    path : a Parquet file, a directory of Parquet shards or a glob (:func:`~sidkit.io.source.open_source`).
     id_col : the id column (unique, non-null, string or integer).
     embedding_cols : embedding columns to read; default every float-list column.
     attribute_cols : string or list<string> columns to keep as attributes; default all of them.
     """
-    p = Path(path)
-    pf = open_parquet(p)
-    schema = pf.schema_arrow
+    src = open_source(path)
+    p = src.path
+    schema = src.schema_arrow
     cols = resolve_columns(schema, p, id_col, embedding_cols)
-    if pf.metadata.num_rows == 0:
+    if src.num_rows == 0:
         raise DataError(f"{p}: the catalog has zero rows; it needs at least one item")
     if attribute_cols is None:
         attribute_cols = [
@@ -233,16 +235,32 @@ def read_catalog(
         for a in attribute_cols:
             if a not in schema.names:
                 raise SchemaError(f"{p}: no attribute column '{a}' (columns: {', '.join(schema.names[:12])}); check {opt('attributes')}")
-    try:
-        table = pf.read(columns=[id_col, *cols, *[a for a in attribute_cols if a not in cols and a != id_col]])
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
-        raise InputFileError(f"{p}: could not read the data ({str(e).splitlines()[0]}); the file may be truncated, re-export it") from None
-    ids = table.column(id_col).combine_chunks()
-    check_ids(ids, p, id_col)
+    read_cols = [id_col, *cols, *[a for a in attribute_cols if a not in cols and a != id_col]]
+    if not src.is_sharded:
+        table = src.read(read_cols)
+        ids = table.column(id_col).combine_chunks()
+        check_ids(ids, p, id_col)
+        embeddings = {c: embedding_to_numpy(table.column(c), p, c) for c in cols}
+    else:  # check each shard's rows, so that a message names the shard and the row inside it
+        id_parts, emb_parts, attr_parts = [], {c: [] for c in cols}, []
+        for i, shard in enumerate(src.shards):
+            with src.open(i) as pf:
+                try:
+                    t = pf.read(columns=read_cols)
+                except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
+                    raise InputFileError(f"{shard}: could not read the data ({str(e).splitlines()[0]}); the file may be truncated, re-export it") from None
+            check_ids(t.column(id_col), shard, id_col)
+            dims = {c: emb_parts[c][0].shape[1] for c in cols if emb_parts[c]}
+            for c in cols:
+                emb_parts[c].append(embedding_to_numpy(t.column(c), shard, c, 0, dims.get(c)))
+            id_parts.append(t.column(id_col))
+            attr_parts.append(t.select([a for a in read_cols if a != id_col and a not in cols]).replace_schema_metadata(None))
+        ids = pa.chunked_array([c for part in id_parts for c in part.chunks], type=schema.field(id_col).type).combine_chunks()
+        embeddings = {c: np.concatenate(v) for c, v in emb_parts.items()}
+        table = pa.concat_tables(attr_parts)
     check_unique_ids(ids, p, id_col)
-    embeddings = {c: embedding_to_numpy(table.column(c), p, c) for c in cols}
     columns = {a: table.column(a) for a in attribute_cols if a in table.column_names}
-    return Catalog(p, id_col, ids, embeddings, columns, schema_hash(schema))
+    return Catalog(p, id_col, ids, embeddings, columns, schema_hash(schema), src)
 
 
 def iter_catalog_batches(
@@ -260,23 +278,22 @@ def iter_catalog_batches(
 
     Duplicate ids across batches are not checked here (the caller can, with bounded memory).
     """
-    p = Path(path)
-    pf = open_parquet(p)
-    cols = resolve_columns(pf.schema_arrow, p, id_col, embedding_cols)
-    if pf.metadata.num_rows == 0:
+    src = open_source(path)
+    p = src.path
+    cols = resolve_columns(src.schema_arrow, p, id_col, embedding_cols)
+    if src.num_rows == 0:
         raise DataError(f"{p}: the catalog has zero rows; it needs at least one item")
-    offset = 0
-    try:
-        extra = [c for c in dict.fromkeys(extra_cols or []) if c in pf.schema_arrow.names and c != id_col and c not in cols]
-        batches = pf.iter_batches(batch_size=batch_size, columns=[id_col, *cols, *extra])
-        for batch in batches:
-            ids = batch.column(id_col)
-            check_ids(ids, p, id_col, offset)
-            emb = {c: embedding_to_numpy(batch.column(c), p, c, offset, (dims or {}).get(c)) for c in cols}
-            if extra_cols is not None:
-                yield ids, emb, offset, {c: batch.column(c) for c in extra}
-            else:
-                yield ids, emb, offset
-            offset += batch.num_rows
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
-        raise InputFileError(f"{p}: could not read the data near row {offset} ({str(e).splitlines()[0]}); the file may be truncated, re-export it") from None
+    names = src.schema_arrow.names
+    extra = [c for c in dict.fromkeys(extra_cols or []) if c in names and c != id_col and c not in cols]
+    dims = dict(dims or {})
+    for b in src.iter_batches(batch_size=batch_size, columns=[id_col, *cols, *extra]):
+        batch = b.data
+        ids = batch.column(id_col)
+        check_ids(ids, b.shard, id_col, b.local)
+        emb = {c: embedding_to_numpy(batch.column(c), b.shard, c, b.local, dims.get(c)) for c in cols}
+        for c in cols:  # later batches and shards must agree with the first rows' widths
+            dims.setdefault(c, emb[c].shape[1])
+        if extra_cols is not None:
+            yield ids, emb, b.offset, {c: batch.column(c) for c in extra}
+        else:
+            yield ids, emb, b.offset

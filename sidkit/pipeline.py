@@ -25,7 +25,7 @@ from sidkit.io.codes import assign_suffix, codes_table, pack_keys
 from sidkit.modeldir import Model, load_model, model_meta, save_tensors, write_model_dir
 from sidkit.quantizers.base import Items, Progress, check_enough_items
 
-__all__ = ["FitResult", "Model", "encode", "fit", "load_model", "save_tensors"]
+__all__ = ["FitResult", "Model", "encode", "encode_batch", "fit", "load_model", "save_tensors"]
 
 
 @dataclass
@@ -193,6 +193,42 @@ def _id_hash(ids: pa.Array) -> np.ndarray:
     return pl.Series(ids.cast(pa.large_string()) if not pa.types.is_integer(ids.type) else ids).hash(seed=0).to_numpy()
 
 
+def _encode_codes(model: Model, emb: dict, cols: dict, source: str) -> np.ndarray:
+    """Codes of one batch of checked embeddings (and the attribute columns the tokenizer reads)."""
+    for c, d in zip(model.fusion.columns, model.fusion.dims):
+        if emb[c].shape[1] != d:
+            raise DataError(f"{source}: column '{c}' has embedding width {emb[c].shape[1]}, the model expects {d}; "
+                            f"encode with embeddings from the same embedding model")
+    return model.tokenizer.encode(Items(fuse(emb, model.fusion, source=source), cols, finite=True))
+
+
+def encode_batch(model: Model, batch: pa.RecordBatch | pa.Table, *, id_col: str | None = None,
+                 source: str = "batch") -> pa.Table:
+    """Encode one Arrow batch of catalog rows: the map step of a distributed encode.
+
+    ``batch`` holds the id column, the model's embedding columns and any attribute column the
+    tokenizer reads (KAE). Returns a table ``item_id`` (as given) and ``sid`` (list<int32>, the
+    core SID), row for row. Suffixes are not assigned here: they need every row of a core SID
+    bucket (see :func:`encode`). This is the function to call from Ray's ``map_batches`` or
+    Spark's ``mapInArrow``; ``source`` names the input in error messages.
+    """
+    from sidkit.io.catalog import check_ids, embedding_to_numpy
+
+    id_col = id_col or model.meta.get("input", {}).get("id_col", "item_id")
+    names = batch.schema.names
+    for c in [id_col, *model.fusion.columns]:
+        if c not in names:
+            raise DataError(f"{source}: no column '{c}' (columns: {', '.join(names[:12])}); the model reads {id_col} and "
+                            f"{', '.join(model.fusion.columns)}")
+    ids = batch.column(id_col)
+    check_ids(ids, Path(source), id_col)
+    emb = {c: embedding_to_numpy(batch.column(c), Path(source), c) for c in model.fusion.columns}
+    cols = {c: batch.column(c) for c in model.tokenizer.attribute_columns if c in names}
+    codes = _encode_codes(model, emb, cols, source)
+    t = codes_table(ids, codes, np.zeros(len(codes), np.int32))
+    return t.select(["item_id", "sid"])
+
+
 def encode(
     model_dir: str | os.PathLike,
     items: str | os.PathLike,
@@ -235,7 +271,6 @@ def encode(
             kind = lambda t: "integer" if pa.types.is_integer(t) else "string"  # noqa: E731
             raise DataError(f"{items}: id column '{id_col}' holds {kind(t_in)} ids but the model's items have {kind(t_model)} ids; "
                             f"give the ids the same type as in the catalog the model was fitted on")
-    dims = dict(zip(model.fusion.columns, model.fusion.dims))
     keys_parts, suffix_parts, hash_parts = [], [], []
     n_done = 0
     meta = {"method": model.meta["method"], "codebook_sizes": sizes,
@@ -246,11 +281,8 @@ def encode(
         tok = model.tokenizer
         for ids, emb, offset, cols in iter_catalog_batches(items, id_col=id_col, embedding_cols=list(model.fusion.columns),
                                                            batch_size=batch_size, dims=None, extra_cols=tok.attribute_columns):
-            for c, d in dims.items():
-                if emb[c].shape[1] != d:
-                    raise DataError(f"{items}: column '{c}' has embedding width {emb[c].shape[1]}, the model expects {d}; encode with embeddings from the same embedding model")
             n_zero += zero_rows(emb)
-            codes = tok.encode(Items(fuse(emb, model.fusion, source=str(items)), cols, finite=True))
+            codes = _encode_codes(model, emb, cols, str(items))
             keys = pack_keys(codes, sizes)
             suf = np.full(len(keys), -1, np.int32)
             ids_cmp = ids.cast(m_ids_arr.type) if ids.type != m_ids_arr.type and len(m_ids_arr) else ids

@@ -401,10 +401,12 @@ def read_attribute_table(path, columns: Sequence[str]) -> pa.Table:
 
 
 def string_columns(path) -> list[str]:
-    from sidkit.io.catalog import open_parquet
+    """The string and list<string> columns of a catalog (a path, a directory of shards, a glob
+    or a :class:`~sidkit.io.source.ParquetSource`)."""
+    from sidkit.io.source import open_source
 
     out = []
-    for f in open_parquet(path).schema_arrow:
+    for f in open_source(path).schema_arrow:
         t = f.type
         if pa.types.is_string(t) or pa.types.is_large_string(t):
             out.append(f.name)

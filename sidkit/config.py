@@ -197,6 +197,14 @@ EVAL_EPOCHS = 30
 # FitConfig
 
 METHODS = ("rqkmeans", "rqvae", "quasid", "adasid", "kae")
+#: rows a fit trains on when --train-sample is not given (a seeded sample of bigger catalogs; every
+#: row is encoded). One cap for every method: RQ-VAE-family training sees max_steps x batch_size
+#: samples (2M at the defaults), so more rows add memory, not signal; faiss k-means trains each
+#: level on at most 256 x K points (65,536 at K = 256), so 1M rows cover K up to 4,096 and leave
+#: the rest to the residuals; KAE's vocabulary (f_min = 5) and routing scorers (at most 1,000 rows
+#: per class) are stable well below 1M. The sample's fused matrix costs 1M x d x 4 bytes
+#: (0.5 GB at d = 128, 1.5 GB at d = 384).
+TRAIN_SAMPLE_DEFAULT = 1_000_000
 RQVAE_METHODS = ("rqvae", "quasid", "adasid")  # quasid/adasid: an RQ-VAE with that regularizer
 BLOCKS = ("mining", "align", "quasid", "adasid")  # nested tables, see BLOCK_DEFAULTS
 
@@ -248,6 +256,12 @@ class FitConfig:
     residual_levels: int = 0
     residual_method: str = "rqkmeans"
 
+    def train_rows(self, n_rows: int) -> int:
+        """How many of a catalog's ``n_rows`` rows the fit trains on (``train_sample``, default
+        :data:`TRAIN_SAMPLE_DEFAULT`, at most all of them)."""
+        cap = self.train_sample if self.train_sample is not None else TRAIN_SAMPLE_DEFAULT
+        return min(int(n_rows), int(cap))
+
     def regularizer_name(self) -> str | None:
         """'quasid' or 'adasid' when training runs with that regularizer, else None."""
         return self.method if self.method in ("quasid", "adasid") else self.regularizer
@@ -278,8 +292,9 @@ class FitConfig:
                 raise ConfigError(f"{opt(name)} must be a positive number (got {v!r})")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
             raise ConfigError(f"{opt('seed')} must be an integer from 0 to 2^32-1 (got {self.seed!r})")
-        if self.train_sample is not None and self.train_sample < 1:
-            raise ConfigError(f"{opt('train_sample')} must be a positive integer (got {self.train_sample!r})")
+        if self.train_sample is not None and (not isinstance(self.train_sample, int) or isinstance(self.train_sample, bool)
+                                              or self.train_sample < 2):
+            raise ConfigError(f"{opt('train_sample')} must be an integer of at least 2 (got {self.train_sample!r})")
         sizes = self.codebook_sizes()
         if any(k < 2 or k > 65536 for k in sizes):
             raise ConfigError(f"{opt('codebook_size')} values must be between 2 and 65536 (got {sizes})")
@@ -317,7 +332,7 @@ HELP: dict[str, str] = {
     "max_steps": "rqvae: optimizer step budget.",
     "batch_size": "rqvae: batch size.",
     "lr": "rqvae: AdamW learning rate.",
-    "train_sample": "rqkmeans: fit k-means on at most this many sampled rows. [default: all rows]",
+    "train_sample": "Train on a seeded sample (--seed) of at most this many rows; every row is still encoded. [default: all rows up to 1,000,000]",
     "balanced": "rqkmeans: capacity-capped (balanced) k-means.",
     "sinkhorn": "rqvae: Sinkhorn assignment on the last level during training (LC-Rec).",
     "device": "rqvae: cpu or cuda.",

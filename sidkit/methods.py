@@ -116,8 +116,16 @@ def _regularizers(cfg, catalog) -> tuple[list, dict | None, list[str]]:
     if cfg.interactions:
         from sidkit.regularizers.align import read_train_interactions
 
-        ti = read_train_interactions(cfg.interactions, catalog.ids)
+        in_catalog = None
+        if getattr(catalog, "rows", None) is not None:  # a training sample: check ids against the whole catalog
+            from sidkit.io.catalog import ids_in_source
+
+            in_catalog = lambda q: ids_in_source(catalog.source, catalog.id_col, q)  # noqa: E731
+        ti = read_train_interactions(cfg.interactions, catalog.ids, in_catalog=in_catalog)
         if ti.n_rows_train == 0:
+            if in_catalog is not None and ti.n_rows_outside_sample:
+                raise DataError(f"{cfg.interactions}: no training interactions of items in the training sample ({len(catalog)} rows); "
+                                f"raise {opt('train_sample')}")
             raise DataError(f"{cfg.interactions}: no training interactions (split == 'train' or all but the last two per user); check the file")
     elif cfg.align.get("enabled", True) and (cfg.align.get("weight", 0) > 0 if name == "quasid" else cfg.adasid.get("lambda_align_max", 0) > 0):
         warnings.append(f"{name}: no {opt('interactions')} given, so the collaborative alignment term is off")
@@ -148,7 +156,7 @@ def _build_kae(cfg, catalog) -> Built:
         if attrs:
             notes.append(f"kae: {opt('plan')} given, so {opt('attributes')} is ignored (the plan lists the categories)")
     else:
-        cols = [c for c in string_columns(catalog.path) if c != cfg.id_col]
+        cols = [c for c in string_columns(catalog.source if catalog.source is not None else catalog.path) if c != cfg.id_col]
         if attrs:
             cols = list(dict.fromkeys(CategorySpec.parse(a).column for a in attrs))
         plan, more = make_plan(catalog.arrow_columns(cols), attrs or None, groups=cfg.groups, seed=cfg.seed,

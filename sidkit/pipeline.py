@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import pyarrow as pa
 
 from sidkit.config import resolve
 from sidkit.errors import InputFileError, opt
-from sidkit.features import degenerate_warnings, fuse, make_spec
+from sidkit.features import degenerate_warnings, fuse, make_spec, zero_rows
 from sidkit.io.artifacts import ensure_parent, model_lock
-from sidkit.io.catalog import read_catalog
-from sidkit.io.codes import assign_suffix
+from sidkit.io.catalog import iter_catalog_batches, read_catalog, read_catalog_sample
+from sidkit.io.codes import assign_suffix, pack_keys
 from sidkit.modeldir import Model, load_model, model_meta, save_tensors, write_model_dir
 from sidkit.quantizers.base import Items, Progress, check_enough_items
 
@@ -42,10 +43,20 @@ def _sha(data) -> str:
 
 
 def build_report(codes: np.ndarray, sizes: list[int], *, item_ids=None, X: np.ndarray | None = None,
-                 catalog=None, seed: int = 0) -> dict:
-    """The audit report of freshly fitted codes (core blocks, plus semantic when X is given)."""
+                 catalog=None, seed: int = 0, sample_codes: np.ndarray | None = None) -> dict:
+    """The audit report of freshly fitted codes (core blocks, plus semantic when X is given).
+
+    ``sample_codes``: when the fit trained on a sample (``catalog.rows``), the sample's codes;
+    ``X`` and ``catalog`` are then the sample's, the core blocks cover every row of ``codes``
+    and the semantic block the sample (marked with its size)."""
     from sidkit.metrics import sid_report
 
+    if sample_codes is not None:
+        rep = sid_report(codes, sizes, item_ids=item_ids, seed=seed)
+        if X is not None:
+            sem = build_report(sample_codes, sizes, item_ids=catalog.ids_numpy, X=X, catalog=catalog, seed=seed)["semantic"]
+            rep["semantic"] = {"computed_on": "training_sample", "sample_size": int(len(X)), **sem}
+        return rep
     kwargs: dict[str, Any] = {"item_ids": item_ids, "seed": seed}
     if X is not None:
         kwargs["embeddings"] = X
@@ -75,52 +86,82 @@ def fit(
 
     Parameters
     ----------
-    items : catalog Parquet file (DESIGN.md §3).
+    items : catalog: a Parquet file, a directory of shards or a glob (DESIGN.md §3). Training
+        uses a seeded sample of at most ``train_sample`` rows (default
+        :data:`~sidkit.config.TRAIN_SAMPLE_DEFAULT`; all rows of smaller catalogs); every row is
+        encoded, in record batches when the catalog is bigger than the sample.
     out : model directory to write (replaced atomically; an existing one is untouched on error).
     config : optional TOML file with fit options; keyword ``options`` win over it.
     progress : optional callback ``(stage, done, total, info)``.
     **options : any :class:`~sidkit.config.FitConfig` field (method, levels, codebook_size, seed, ...).
     """
     from sidkit import methods
+    from sidkit.io.source import open_source
 
     t0 = time.perf_counter()
     cfg = resolve(options, config)
     out = prepare_out(out, cfg.method, {"ITEMS": items, opt("interactions"): cfg.interactions, opt("config"): config,
                                         opt("plan"): cfg.plan})
-    catalog = read_catalog(items, id_col=cfg.id_col, embedding_cols=cfg.embedding)
+    sizes = methods.fit_sizes(cfg)
+    src = open_source(items)
+    n_rows = src.num_rows
+    n_train = cfg.train_rows(n_rows)
+    sampled = n_train < n_rows
+    if sampled and sizes and n_train < max(sizes):
+        from sidkit.errors import ConfigError
+
+        raise ConfigError(f"{opt('train_sample')} {n_train} is smaller than the codebook size {max(sizes)}; "
+                          f"use {opt('train_sample')} {max(sizes)} or more")
+    if sampled:  # train on a seeded sample; every row is checked now and encoded after training
+        catalog = read_catalog_sample(src, n_train, cfg.seed, id_col=cfg.id_col, embedding_cols=cfg.embedding)
+    else:
+        catalog = read_catalog(src, id_col=cfg.id_col, embedding_cols=cfg.embedding)
     spec = make_spec(catalog.embeddings, cfg.embedding_weights)
     X = fuse(catalog.embeddings, spec, source=str(catalog.path))
-    sizes = methods.fit_sizes(cfg)
+    catalog.embeddings = {}  # the fused matrix is all that is needed from here on
     if sizes:
         check_enough_items(len(X), sizes, str(catalog.path))
     built = methods.build(cfg, catalog)
     tok = built.tokenizer
-    warnings = built.warnings + degenerate_warnings(X, str(catalog.path))
+    warnings = built.warnings + ([] if sampled else degenerate_warnings(X, str(catalog.path)))
     items_ = Items(X, _columns(catalog, tok), finite=True)
     t_fit = time.perf_counter()
     tok.fit(items_, progress=progress)
     fit_seconds = time.perf_counter() - t_fit
     blob, fingerprint = save_tensors(tok.state_dict(), cfg.method)
-    ids = catalog.ids_numpy
     ensure_parent(out)
     with model_lock(out):  # bind-slot waits; what users added to the model being replaced carries over
         prepare_out(out, cfg.method, {})  # a bind-slot may have run meanwhile
         tok.carry_over(out if (out / "sidkit.json").is_file() else None, items_)
-        codes = tok.encode(items_)
-        suffix = assign_suffix(codes, ids)
-        report = build_report(codes, tok.codebook_sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed)
-        recon_mse = tok.reconstruction_mse(items_, codes)
+        if sampled:
+            ids_arr, codes, sample_codes, emb_sha, more_warnings = _encode_catalog(src, cfg, spec, tok, catalog.rows, progress)
+            warnings += more_warnings
+            suffix = _suffixes(codes, ids_arr)
+            ids = ids_arr.to_numpy(zero_copy_only=False)
+        else:
+            ids_arr = catalog.ids
+            ids = catalog.ids_numpy
+            codes = sample_codes = tok.encode(items_)
+            emb_sha = _sha(X)
+            suffix = assign_suffix(codes, ids)
+        report = build_report(codes, tok.codebook_sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed,
+                              sample_codes=sample_codes if sampled else None)
+        recon_mse = tok.reconstruction_mse(items_, sample_codes)
         if recon_mse is not None:
             report["reconstruction"] = reconstruction_block(recon_mse, X)
-        report.update(tok.report_blocks(codes))
-        training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "reconstruction_mse": recon_mse, **tok.training_summary()}
+            if sampled:
+                report["reconstruction"]["sample_size"] = n_train
+        report.update(tok.report_blocks(sample_codes))  # blocks of the rows the tokenizer was fitted on
+        training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "reconstruction_mse": recon_mse, **tok.training_summary(),
+                                    "train_rows": n_train, "catalog_rows": n_rows, "sample_seed": cfg.seed if sampled else None}
         if built.regularizer:
             training["regularizer"] = built.regularizer
         meta = model_meta(method=cfg.method, tokenizer=tok, fingerprint=fingerprint, config=cfg.to_dict(), fusion=spec,
-                          input_info={"path": str(Path(items).resolve()), "rows": len(X), "id_col": cfg.id_col,
-                                      "schema_hash": catalog.schema_hash, "embedding_sha256": _sha(X)[:16]},
+                          input_info={"path": str(Path(items).resolve()), "rows": n_rows, "id_col": cfg.id_col,
+                                      "schema_hash": catalog.schema_hash, "embedding_sha256": emb_sha[:16],
+                                      "train_rows": n_train},
                           training=training)
-        write_model_dir(out, blob=blob, meta=meta, item_ids=catalog.ids, codes=codes, suffix=suffix,
+        write_model_dir(out, blob=blob, meta=meta, item_ids=ids_arr, codes=codes, suffix=suffix,
                         codebooks=tok.codebooks_table(codes), report=report, extra=tok.extra_files(fingerprint),
                         codes_metadata=tok.codes_metadata())
     notes, more = tok.fit_messages()
@@ -128,7 +169,8 @@ def fit(
     summary = {
         "model_dir": str(out),
         "method": cfg.method,
-        "n_items": len(X),
+        "n_items": n_rows,
+        "train_rows": n_train,
         "codebook_sizes": meta["codebook_sizes"],
         "collision_rate": col["collision_rate"],
         "unique_sid_ratio": col["unique_sid_ratio"],
@@ -142,11 +184,70 @@ def fit(
     }
     if built.regularizer:
         summary["regularizer"] = built.regularizer["name"]
+    if sampled:
+        notes = [f"trained on a seeded sample of {n_train:,} of the catalog's {n_rows:,} rows ({opt('train_sample')}, "
+                 f"{opt('seed')} {cfg.seed}); every row was encoded"] + notes
     if built.notes + notes:
         summary["notes"] = built.notes + notes
     if warnings + more:
         summary["warnings"] = warnings + more
     return FitResult(out, ids, codes, suffix, report, summary)
+
+
+def _encode_catalog(src, cfg, spec, tok, sample_rows: np.ndarray, progress, batch_size: int = 65536):
+    """Encode every row of a catalog in record batches with a fitted tokenizer. Returns the ids
+    (one Arrow array), the codes (n, L) int32, the codes of the sampled rows, the sha256 of the
+    fused matrix (streamed: the same digest as hashing the whole matrix at once) and the
+    degenerate-input warnings of the whole catalog."""
+    sha = hashlib.sha256()
+    id_parts, code_parts = [], []
+    n_zero, first, all_same, done = 0, None, True, 0
+    dims = dict(zip(spec.columns, spec.dims))
+    for ids, emb, offset, cols in iter_catalog_batches(src, id_col=cfg.id_col, embedding_cols=list(spec.columns),
+                                                       batch_size=batch_size, dims=dims, extra_cols=tok.attribute_columns):
+        Xb = fuse(emb, spec, source=str(src.path))
+        del emb
+        sha.update(memoryview(Xb).cast("B"))
+        n_zero += zero_rows({"x": Xb})
+        if first is None:
+            first = Xb[0].copy()
+        all_same = all_same and bool((Xb == first).all())
+        code_parts.append(np.asarray(tok.encode(Items(Xb, cols, finite=True)), np.int32))
+        id_parts.append(ids)
+        done += len(Xb)
+        if progress:
+            progress("encode", done, src.num_rows, {})
+    codes = np.concatenate(code_parts)
+    del code_parts
+    ids = pa.chunked_array(id_parts).combine_chunks()
+    n, where = len(codes), str(src.path)
+    warnings = []
+    if n_zero:
+        warnings.append(f"{where}: {n_zero} of {n} rows have an all-zero embedding; they carry no information and all get the same core SID")
+    if n > 1 and n_zero < n and all_same:
+        warnings.append(f"{where}: all {n} rows have the same embedding, so every item gets the same core SID; check the embedding column")
+    return ids, codes, codes[sample_rows], sha.hexdigest(), warnings
+
+
+def _suffixes(codes: np.ndarray, ids: pa.Array) -> np.ndarray:
+    """:func:`~sidkit.io.codes.assign_suffix` of a whole catalog, converting only the ids of
+    rows whose core SID collides (a suffix depends only on the ids inside its bucket)."""
+    key = pack_keys(codes)
+    if key.dtype != np.int64:
+        return assign_suffix(codes, ids.to_numpy(zero_copy_only=False))
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    same = np.zeros(len(sk), bool)
+    if len(sk) > 1:
+        eq = sk[1:] == sk[:-1]
+        same[1:] |= eq
+        same[:-1] |= eq
+    rows = np.sort(order[same])
+    del order, sk, same
+    suffix = np.zeros(len(codes), np.int32)
+    if len(rows):
+        suffix[rows] = assign_suffix(codes[rows], ids.take(pa.array(rows)).to_numpy(zero_copy_only=False))
+    return suffix
 
 
 def _columns(catalog, tok) -> dict:

@@ -3,7 +3,6 @@ the same result for each."""
 
 import json
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner

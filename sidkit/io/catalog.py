@@ -153,6 +153,8 @@ class Catalog:
         list<string>)
     attributes : the same columns as Python lists (str, list[str] or None), made on first use
     schema_hash : str, a hash of the file's Arrow schema (for model fingerprints)
+    rows : for a sample (:func:`read_catalog_sample`), the source rows it holds (sorted); None
+        when the catalog holds every row
     """
 
     path: Path
@@ -162,6 +164,7 @@ class Catalog:
     columns: dict[str, pa.ChunkedArray] = field(default_factory=dict)
     schema_hash: str = ""
     source: "ParquetSource | None" = None
+    rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -190,7 +193,7 @@ class Catalog:
             src = self.source if self.source is not None else open_source(self.path)
             rest = [c for c in rest if c in src.names]
             if rest:
-                t = src.read(rest)
+                t = src.read(rest) if self.rows is None else src.take_rows(self.rows, rest)
                 extra = {c: t.column(c) for c in rest}
         return pa.table({c: self.columns[c] if c in self.columns else extra[c] for c in names if c in self.columns or c in extra})
 
@@ -200,6 +203,23 @@ def schema_hash(schema: pa.Schema) -> str:
 
     text = ";".join(f"{f.name}:{f.type}" for f in schema)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _attribute_columns(schema: pa.Schema, p: Path, id_col: str, cols: Sequence[str],
+                       attribute_cols: Sequence[str] | None) -> list[str]:
+    """The attribute columns to read: the given ones (checked), default every string or
+    list<string> column."""
+    if attribute_cols is None:
+        return [
+            f.name for f in schema
+            if f.name not in cols and f.name != id_col
+            and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                 or (_is_list_type(f.type) and pa.types.is_string(f.type.value_type)))
+        ]
+    for a in attribute_cols:
+        if a not in schema.names:
+            raise SchemaError(f"{p}: no attribute column '{a}' (columns: {', '.join(schema.names[:12])}); check {opt('attributes')}")
+    return list(attribute_cols)
 
 
 def read_catalog(
@@ -224,17 +244,7 @@ def read_catalog(
     cols = resolve_columns(schema, p, id_col, embedding_cols)
     if src.num_rows == 0:
         raise DataError(f"{p}: the catalog has zero rows; it needs at least one item")
-    if attribute_cols is None:
-        attribute_cols = [
-            f.name for f in schema
-            if f.name not in cols and f.name != id_col
-            and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-                 or (_is_list_type(f.type) and pa.types.is_string(f.type.value_type)))
-        ]
-    else:
-        for a in attribute_cols:
-            if a not in schema.names:
-                raise SchemaError(f"{p}: no attribute column '{a}' (columns: {', '.join(schema.names[:12])}); check {opt('attributes')}")
+    attribute_cols = _attribute_columns(schema, p, id_col, cols, attribute_cols)
     read_cols = [id_col, *cols, *[a for a in attribute_cols if a not in cols and a != id_col]]
     if not src.is_sharded:
         table = src.read(read_cols)
@@ -297,3 +307,122 @@ def iter_catalog_batches(
             yield ids, emb, b.offset, {c: batch.column(c) for c in extra}
         else:
             yield ids, emb, b.offset
+
+
+# ---------------------------------------------------------------------------------------------
+# catalogs bigger than memory: a seeded sample, ids checked over every row
+
+def hash_ids(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """64-bit hashes (uint64) of ids: integers as int64, strings as large strings, so that the
+    same id hashes the same in every batch and shard."""
+    import polars as pl
+
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    ids = ids.cast(pa.int64()) if pa.types.is_integer(ids.type) else ids.cast(pa.large_string())
+    return pl.Series(ids).hash(seed=0).to_numpy()
+
+
+def check_unique_hashed(src: ParquetSource, id_col: str, hashes: np.ndarray, batch_size: int = 65536) -> None:
+    """Raise the duplicated-ids DataError when ids of ``src`` repeat, given the 64-bit hashes of
+    every row's id (:func:`hash_ids`, in source order). Memory: a sorted copy of the hashes
+    (8 bytes a row). Equal hashes are only candidates: the real ids of those rows are read back
+    (id column only) and compared, so a hash collision of two different ids is not an error."""
+    h = np.sort(hashes)
+    cand = np.unique(h[1:][h[1:] == h[:-1]])
+    del h
+    if not len(cand):
+        return
+    parts, where = [], []
+    for b in src.iter_batches(batch_size=batch_size, columns=[id_col]):
+        col = b.data.column(0)
+        hit = np.flatnonzero(np.isin(hash_ids(col), cand))
+        if len(hit):
+            parts.append(col.take(pa.array(hit)))
+            where += [(b.shard, b.local + int(i)) for i in hit]
+    ids = pa.chunked_array(parts).combine_chunks()
+    vc = pc.value_counts(ids)
+    counts = vc.field("counts").to_numpy(zero_copy_only=False)
+    dup = counts > 1
+    if not dup.any():
+        return  # different ids with equal hashes
+    values = vc.field("values").filter(pa.array(dup)).to_pylist()
+    first = values[0]
+    at = [where[i] for i in np.flatnonzero(pc.equal(ids, pa.scalar(first, ids.type)).to_numpy(zero_copy_only=False))][:3]
+    rows = " and ".join(f"row {r} of {s}" if src.is_sharded else f"row {r}" for s, r in at)
+    raise DataError(f"{src.path}: id column '{id_col}' has {int(dup.sum())} duplicated ids ({int(counts[dup].sum())} rows), "
+                    f"e.g. {_examples(values)} ({first!r} at {rows}); ids must be unique")
+
+
+def read_catalog_sample(
+    path: str | os.PathLike,
+    n: int,
+    seed: int,
+    *,
+    id_col: str = "item_id",
+    embedding_cols: Sequence[str] | None = None,
+    attribute_cols: Sequence[str] | None = None,
+    batch_size: int = 65536,
+) -> Catalog:
+    """A seeded sample of ``n`` rows of a catalog (:func:`~sidkit.io.source.sample_rows`), with
+    every row of the catalog validated as :func:`read_catalog` does (null and unique ids,
+    embedding widths, NaN/inf), in one streaming pass: memory is the sample plus 8 bytes a row
+    for the id hashes of the uniqueness check (:func:`check_unique_hashed`). The result's
+    ``rows`` are the sampled source rows (sorted); its other columns read only those rows.
+
+    Every row group is read anyway when the sample touches it, which a uniform sample of more
+    rows than there are row groups does; so the pass streams the whole source in record batches
+    and keeps the sampled rows of each, which also checks every row before any training.
+    """
+    from sidkit.io.source import sample_rows
+
+    src = open_source(path)
+    p = src.path
+    schema = src.schema_arrow
+    cols = resolve_columns(schema, p, id_col, embedding_cols)
+    if src.num_rows == 0:
+        raise DataError(f"{p}: the catalog has zero rows; it needs at least one item")
+    attribute_cols = _attribute_columns(schema, p, id_col, cols, attribute_cols)
+    attrs = [a for a in attribute_cols if a not in cols and a != id_col]
+    rows = sample_rows(src.num_rows, n, seed)
+    hashes = np.empty(src.num_rows, np.uint64)
+    id_parts, emb_parts, attr_parts = [], {c: [] for c in cols}, {a: [] for a in attrs}
+    dims: dict[str, int] = {}
+    for b in src.iter_batches(batch_size=batch_size, columns=[id_col, *cols, *attrs]):
+        batch, m = b.data, b.data.num_rows
+        ids = batch.column(id_col)
+        check_ids(ids, b.shard, id_col, b.local)
+        hashes[b.offset:b.offset + m] = hash_ids(ids)
+        lo, hi = np.searchsorted(rows, [b.offset, b.offset + m])
+        take = rows[lo:hi] - b.offset
+        for c in cols:
+            x = embedding_to_numpy(batch.column(c), b.shard, c, b.local, dims.get(c))
+            dims.setdefault(c, x.shape[1])
+            emb_parts[c].append(x[take])
+        if len(take):
+            sel = pa.array(take)
+            id_parts.append(ids.take(sel))
+            for a in attrs:
+                attr_parts[a].append(batch.column(a).take(sel))
+    check_unique_hashed(src, id_col, hashes, batch_size)
+    del hashes
+    ids = pa.chunked_array(id_parts, type=schema.field(id_col).type).combine_chunks()
+    embeddings = {c: np.concatenate(v) for c, v in emb_parts.items()}
+    columns = {a: pa.chunked_array(v, type=schema.field(a).type) for a, v in attr_parts.items()}
+    return Catalog(p, id_col, ids, embeddings, columns, schema_hash(schema), src, rows=rows)
+
+
+def ids_in_source(src: ParquetSource, id_col: str, query: pa.Array, batch_size: int = 1 << 20) -> np.ndarray:
+    """Which of the distinct ids ``query`` occur in ``src``'s id column (bool per query id),
+    streaming the id column only. Ids of different types are compared as strings."""
+    query = query.combine_chunks() if isinstance(query, pa.ChunkedArray) else query
+    found = np.zeros(len(query), bool)
+    for b in src.iter_batches(batch_size=batch_size, columns=[id_col]):
+        col = b.data.column(0)
+        q = query
+        if q.type != col.type:
+            q, col = q.cast(pa.string()), col.cast(pa.string())
+        found[pc.drop_null(pc.index_in(col, value_set=q)).to_numpy(zero_copy_only=False).astype(np.int64)] = True
+        if found.all():
+            break
+    return found

@@ -401,6 +401,8 @@ def read_attribute_table(path, columns: Sequence[str]) -> pa.Table:
 
 
 def string_columns(path) -> list[str]:
+    """The string and list<string> columns of a catalog (a path, a directory of shards, a glob
+    or a :class:`~sidkit.io.source.ParquetSource`)."""
     from sidkit.io.source import open_source
 
     out = []

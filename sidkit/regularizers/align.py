@@ -32,18 +32,27 @@ class TrainInteractions:
     n_rows_total: int
     n_rows_train: int
     source: str = ""
+    n_rows_outside_sample: int | None = None  # training rows of items outside a fit's training sample (dropped)
 
     def summary(self) -> dict:
-        return {"path": self.source, "rows": self.n_rows_total, "train_rows": self.n_rows_train,
-                "users": int(len(np.unique(self.users))) if len(self.users) else 0}
+        out = {"path": self.source, "rows": self.n_rows_total, "train_rows": self.n_rows_train,
+               "users": int(len(np.unique(self.users))) if len(self.users) else 0}
+        if self.n_rows_outside_sample is not None:
+            out["train_rows_outside_sample"] = self.n_rows_outside_sample
+        return out
 
 
-def read_train_interactions(path: str | os.PathLike, catalog_ids) -> TrainInteractions:
+def read_train_interactions(path: str | os.PathLike, catalog_ids, in_catalog=None) -> TrainInteractions:
     """Read ``user_id``, ``item_id`` and ``split`` and/or ``timestamp``/``position``; keep the
     training part, as ``eval`` splits it (:func:`sidkit.io.interactions.split_interactions`):
     rows with split == "train"; without a split column, all but the last two interactions of each
     user by timestamp, else position, and all interactions of a user with fewer than 3. Item ids
-    must all be in the catalog."""
+    must all be in the catalog.
+
+    ``in_catalog``: when ``catalog_ids`` are a fit's training sample, a function that tells which
+    of some distinct ids are in the whole catalog (:func:`sidkit.io.catalog.ids_in_source`):
+    ids in neither are an error; training rows of items outside the sample are dropped (the
+    split is made first, on the whole log, so every user's held-out rows stay the same)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -55,6 +64,10 @@ def read_train_interactions(path: str | os.PathLike, catalog_ids) -> TrainIntera
     n_total = len(d["user_id"])
     items = map_ids(d["item_id"], catalog_ids)
     unknown = items < 0
+    if unknown.any() and in_catalog is not None:
+        outside = pc.unique(d["item_id"].filter(pa.array(unknown)))
+        known = pc.is_in(d["item_id"], value_set=outside.filter(pa.array(in_catalog(outside)))).to_numpy(zero_copy_only=False)
+        unknown &= ~known
     if unknown.any():
         bad = pc.unique(d["item_id"].filter(pa.array(unknown))).to_pylist()
         ex = ", ".join(repr(b) for b in bad[:3])
@@ -62,7 +75,12 @@ def read_train_interactions(path: str | os.PathLike, catalog_ids) -> TrainIntera
                         "interactions must use the catalog's item ids")
     perm, users, part = split_interactions(d["user_id"], order=d["order"], split=d["split"])
     keep = part == TRAIN
-    return TrainInteractions(users[keep], items[perm][keep], n_total, int(keep.sum()), str(p))
+    if in_catalog is None:
+        return TrainInteractions(users[keep], items[perm][keep], n_total, int(keep.sum()), str(p))
+    inside = items[perm] >= 0
+    outside_rows = int((keep & ~inside).sum())
+    keep &= inside
+    return TrainInteractions(users[keep], items[perm][keep], n_total, int(keep.sum()), str(p), outside_rows)
 
 
 def _examples(ti: TrainInteractions, hist_len: int):

@@ -1,0 +1,411 @@
+"""The map stage of ``sidkit encode --engine ray``: core SIDs of every input shard, on Ray Data.
+
+An encode has two stages (DESIGN.md §6): a *map* stage that turns every catalog row into its core
+SID, which is embarrassingly parallel, and a *finish* stage (the global suffix pass and the final
+atomic write, :func:`sidkit.pipeline.finish_encode`), which needs every row of a core SID bucket.
+This module runs the map stage on a Ray cluster and writes the same *staged* files as the local
+engine's map stage:
+
+- one Parquet file per input shard, ``stage_dir/part-{i:05d}.parquet``, ``i`` being the shard's
+  index in :attr:`ParquetSource.shards <sidkit.io.source.ParquetSource.shards>` (sorted paths);
+- each holds the shard's rows in the shard's row order, columns ``item_id`` (the input id column's
+  values and type) and ``sid`` (``list<int32>``): what :func:`sidkit.pipeline.encode_batch` returns.
+
+Design. The Ray Dataset is the list of shard paths (``from_items``), not the rows: one
+``map_batches`` call per shard, on a pool of actors that each load the model once, from its
+directory (safetensors + JSON, no pickles; the model object never travels through Ray's object
+store). An actor streams its shard with pyarrow in record batches, encodes them and writes the
+staged file atomically (temp name, then ``os.replace``), so a retried task rewrites the same file
+and a killed one leaves only a hidden temp. Row order inside a shard is therefore exact whatever
+Ray's scheduling, and the driver checks that every shard came back once with its row count.
+
+The unit of parallelism is the input shard: give the cluster more shards than workers (a 10^9-row
+catalog in 1,000 shards of 1M rows keeps 100 workers busy). The model directory, the catalog and
+the stage directory must be on storage that every node sees under the same path (a shared file
+system or a mount of the same bucket); on one machine any local path works.
+
+``ray`` is imported only inside :func:`ray_map_stage`: ``import sidkit`` never needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sidkit.errors import ConfigError, InputFileError, SidkitError, opt
+
+__all__ = ["RAY_MISSING", "encode_ray", "encode_shard", "ray_map_stage", "staged_name"]
+
+RAY_MISSING = "--engine ray needs Ray: pip install 'sidkit[ray]'"
+
+
+def staged_name(i: int) -> str:
+    """File name of input shard ``i``'s staged codes."""
+    return f"part-{i:05d}.parquet"
+
+
+def _read_columns(model, names: Sequence[str], id_col: str) -> list[str]:
+    cols = [id_col, *model.fusion.columns]
+    cols += [c for c in model.tokenizer.attribute_columns if c in names and c not in cols]
+    return cols
+
+
+def encode_shard(model, shard: str | os.PathLike, dest: str | os.PathLike, *, id_col: str,
+                 batch_size: int = 65536) -> int:
+    """Encode one Parquet shard into the staged file ``dest`` (atomically); return its row count.
+
+    The shard is streamed in record batches of ``batch_size`` rows through
+    :func:`sidkit.pipeline.encode_batch`; ``dest`` gets columns ``item_id`` and ``sid`` in the
+    shard's row order. A failure leaves no ``dest`` (and no temp file). Errors name the shard.
+    """
+    from sidkit.pipeline import encode_batch
+
+    shard, dest = Path(shard), Path(dest)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+    n = 0
+    writer = None
+    try:
+        try:
+            pf = pq.ParquetFile(shard, pre_buffer=False, buffer_size=1 << 20)
+            cols = _read_columns(model, pf.schema_arrow.names, id_col)
+            missing = [c for c in cols if c not in pf.schema_arrow.names]
+            if missing:
+                raise InputFileError(f"{shard}: no column '{missing[0]}' (columns: {', '.join(pf.schema_arrow.names[:12])}); "
+                                     f"the model reads {', '.join(cols)}")
+            id_type = pf.schema_arrow.field(id_col).type
+            batches = pf.iter_batches(batch_size=batch_size, columns=cols)
+            for b in batches:
+                t = encode_batch(model, b, id_col=id_col, source=f"{shard} (rows from {n})")
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, t.schema)
+                writer.write_table(t)
+                n += t.num_rows
+        except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputFileError(f"{shard}: could not read the data near row {n} ({msg}); the file may be "
+                                 f"truncated, re-export it") from None
+        if writer is None:  # an empty shard still gets its (empty) staged file
+            schema = pa.schema([("item_id", id_type), ("sid", pa.list_(pa.int32()))])
+            pq.write_table(schema.empty_table(), tmp)
+        else:
+            writer.close()
+            writer = None
+        os.replace(tmp, dest)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
+    return n
+
+
+class _ShardEncoder:
+    """A Ray Data actor: loads the model once, then encodes whole shards named by the batches it
+    is given (one ``{"index", "path"}`` row per call). Errors come back as data (class name and
+    message) so that the driver re-raises the same one-line :class:`SidkitError`."""
+
+    def __init__(self, model_dir: str, stage_dir: str, id_col: str, batch_size: int) -> None:
+        self.stage_dir = Path(stage_dir)
+        self.id_col = id_col
+        self.batch_size = batch_size
+        self.node = socket.gethostname()
+        self.error: tuple[str, str] | None = None
+        try:
+            from sidkit.modeldir import load_model
+
+            self.model = load_model(model_dir)
+        except SidkitError as e:
+            self.error = (type(e).__name__, str(e))
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        out: dict[str, list] = {"index": [], "rows": [], "path": [], "node": [], "error_class": [], "error": []}
+        for index, path in zip(batch["index"], batch["path"]):
+            index = int(index)
+            dest = self.stage_dir / staged_name(index)
+            err, rows = self.error, -1
+            if err is None:
+                try:
+                    rows = encode_shard(self.model, str(path), dest, id_col=self.id_col, batch_size=self.batch_size)
+                except SidkitError as e:
+                    err = (type(e).__name__, str(e))
+                except OSError as e:  # the stage directory is not writable from this node
+                    err = ("InputFileError", f"{dest}: could not write the staged codes on node {self.node} "
+                                             f"({e.strerror or e}); the stage directory must be writable from every node")
+            out["index"].append(index)
+            out["rows"].append(rows)
+            out["path"].append(str(dest))
+            out["node"].append(self.node)
+            out["error_class"].append(err[0] if err else "")
+            out["error"].append(err[1] if err else "")
+        return out
+
+
+def _raise_worker_error(cls_name: str, message: str) -> None:
+    from sidkit import errors
+
+    cls = getattr(errors, cls_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, SidkitError)):
+        cls = SidkitError
+    raise cls(message)
+
+
+def _cluster_cpus(ray) -> float:
+    return float(ray.cluster_resources().get("CPU", 1.0))
+
+
+def ray_map_stage(model_dir: str | os.PathLike, source, stage_dir: str | os.PathLike, *, id_col: str,
+                  address: str | None = None, workers: int = 1, batch_size: int = 65536,
+                  cpus_per_worker: float | None = None, progress=None) -> list[Path]:
+    """Run the map stage of an encode on Ray Data; return the staged files in shard order.
+
+    Parameters
+    ----------
+    model_dir : the model directory (each actor loads it once; every node must see it).
+    source : the catalog, a :class:`~sidkit.io.source.ParquetSource` (or a path for one).
+    stage_dir : an existing directory for the staged files (every node must be able to write it).
+    id_col : the catalog's id column.
+    address : the Ray cluster to join (``"auto"``: the one this node belongs to; ``"ray://host:10001"``:
+        a remote one via Ray Client). ``None``: an already initialised Ray, else a local cluster
+        started for this call and stopped afterwards.
+    workers : actors in the pool (each loads the model once and encodes whole shards).
+    batch_size : rows per record batch inside an actor.
+    cpus_per_worker : CPUs each actor reserves (and the threads torch uses in it). Default: the
+        cluster's CPUs divided by ``workers``, so the pool always fits and uses the whole cluster.
+    progress : optional callback ``(stage, done_rows, total_rows, info)``, called as shards finish.
+
+    Staged files of shards that finished are left in ``stage_dir`` when a later shard fails; the
+    caller owns (and removes) the directory.
+    """
+    from sidkit.io.source import open_source
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"{opt('workers')} must be a whole number >= 1, got {workers!r}")
+    if cpus_per_worker is not None and not (cpus_per_worker > 0):
+        raise ConfigError(f"{opt('cpus_per_worker')} must be > 0, got {cpus_per_worker!r}")
+    source = open_source(source)
+    stage_dir = Path(stage_dir).resolve()
+    if not stage_dir.is_dir():
+        raise InputFileError(f"{stage_dir}: the stage directory does not exist; create it first")
+    model_dir = Path(model_dir).resolve()
+    try:
+        import ray
+        import ray.data  # noqa: F401  (ray without the [data] extra has no ray.data)
+    except ImportError:
+        raise ConfigError(RAY_MISSING) from None
+
+    started = False
+    if not ray.is_initialized():
+        try:
+            kw = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+            ray.init(address=address, **kw) if address else ray.init(**kw)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            msg = " ".join(str(e).split())[:160]
+            raise ConfigError(f"{opt('address')} {address or '(local)'}: could not start or join a Ray cluster ({msg}); "
+                              f"start one with 'ray start --head' or pass {opt('address')} auto on a cluster node") from None
+        started = True
+    # sidkit reports progress itself: keep Ray Data's bars and per-run log lines off stdout.
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.enable_progress_bars, ctx.print_on_execution_start)
+    ctx.enable_progress_bars, ctx.print_on_execution_start = False, False
+    data_log = logging.getLogger("ray.data")
+    saved_level = data_log.level
+    data_log.setLevel(logging.WARNING)
+    try:
+        total_cpus = _cluster_cpus(ray)
+        if cpus_per_worker is None:
+            # Share the cluster's CPUs among the actors (torch in an actor uses that many threads),
+            # but never ask for more than exists, or the pool waits forever.
+            cpus_per_worker = max(total_cpus / workers, 0.01)
+        elif cpus_per_worker * workers > total_cpus + 1e-9:
+            raise ConfigError(f"{opt('workers')} {workers} x {cpus_per_worker:g} CPUs per worker is more than the "
+                              f"cluster's {total_cpus:g} CPUs; lower {opt('workers')}")
+        items = [{"index": i, "path": str(Path(s).resolve())} for i, s in enumerate(source.shards)]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ds.map_batches(
+            _ShardEncoder,
+            fn_constructor_kwargs={"model_dir": str(model_dir), "stage_dir": str(stage_dir), "id_col": id_col,
+                                   "batch_size": int(batch_size)},
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=cpus_per_worker,
+        )
+        done: dict[int, tuple[int, str, str]] = {}
+        n_rows = 0
+        for row in ds.iter_rows():
+            i = int(row["index"])
+            if row["error_class"]:
+                _raise_worker_error(str(row["error_class"]), str(row["error"]))
+            done[i] = (int(row["rows"]), str(row["path"]), str(row["node"]))
+            n_rows += int(row["rows"])
+            if progress:
+                progress("encode", n_rows, source.num_rows, {"shards": f"{len(done)}/{len(items)}"})
+    finally:
+        ctx.enable_progress_bars, ctx.print_on_execution_start = saved
+        data_log.setLevel(saved_level)
+        if started:
+            ray.shutdown()
+    return _check_staged(source, stage_dir, done)
+
+
+def _check_staged(source, stage_dir: Path, done: dict[int, tuple[int, str, str]]) -> list[Path]:
+    """Every shard came back once, with its row count, in a file this process can see."""
+    files = []
+    for i, shard in enumerate(source.shards):
+        if i not in done:
+            raise SidkitError(f"{shard}: the Ray map stage returned no result for this shard; re-run the encode")
+        rows, path, node = done[i]
+        p = Path(path)
+        if not p.exists():
+            raise InputFileError(f"{p}: staged codes written on node {node} are not visible on this node; the stage "
+                                 f"directory (and the model and catalog) must be on storage every node sees")
+        if rows != source.shard_rows[i]:
+            raise InputFileError(f"{shard}: the map stage encoded {rows} rows but the shard has {source.shard_rows[i]}; "
+                                 f"the file changed during the encode, re-run it")
+        files.append(p)
+    return files
+
+
+@contextlib.contextmanager
+def stage_dir_beside(out: str | os.PathLike) -> Iterator[Path]:
+    """A held, hidden scratch folder beside ``out`` (``.NAME.XXXXXXXX.tmp``: on the same storage
+    as the output, so shared when the output is), removed afterwards; a killed run's folder is
+    removed by the next writer of ``out`` (:func:`sidkit.io.artifacts.clean_stale`)."""
+    from sidkit.io.artifacts import _new_temp_dir, _release
+
+    tmp, fd = _new_temp_dir(Path(out))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _release(fd)
+
+
+def encode_ray(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os.PathLike, *,
+               id_col: str | None = None, address: str | None = None, workers: int = 1,
+               batch_size: int = 65536, cpus_per_worker: float | None = None, progress=None) -> dict:
+    """:func:`sidkit.pipeline.encode` with the map stage on Ray (:func:`ray_map_stage`), then the
+    same finish stage as the local engine: codes and suffixes are identical to a local encode of
+    the same input. Returns the same summary dict, with ``engine``, ``workers`` and
+    ``map_seconds`` added."""
+    import time
+
+    from sidkit import pipeline
+    from sidkit.io.artifacts import check_output
+    from sidkit.io.source import open_source
+    from sidkit.modeldir import load_model
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    check_output(out, opt("out", "-o"), {"ITEMS": items, "MODEL": model_dir})
+    model = load_model(model_dir)
+    id_col = id_col or model.meta.get("input", {}).get("id_col", "item_id")
+    source = open_source(items)
+    for c in [id_col, *model.fusion.columns]:
+        if c not in source.names:
+            raise InputFileError(f"{source.shards[0]}: no column '{c}' (columns: {', '.join(source.names[:12])}); "
+                                 f"the model reads {id_col} and {', '.join(model.fusion.columns)}")
+    finish = getattr(pipeline, "finish_encode", None) or _finish_encode_adapter
+    if finish is _finish_encode_adapter:
+        _check_file_out(out)
+    with stage_dir_beside(out) as stage:
+        staged = ray_map_stage(model.path, source, stage, id_col=id_col, address=address, workers=workers,
+                               batch_size=batch_size, cpus_per_worker=cpus_per_worker, progress=progress)
+        t_map = time.perf_counter() - t0
+        summary = finish(model, source, staged, out, id_col=id_col, batch_size=batch_size, progress=progress)
+    summary.update({"engine": "ray", "workers": workers, "map_seconds": round(t_map, 3),
+                    "seconds": round(time.perf_counter() - t0, 3)})
+    return summary
+
+
+# --- ADAPTER: remove once sidkit.pipeline.finish_encode lands on main --------------------------
+# The finish stage (global suffix pass + final atomic write) belongs to sidkit.pipeline. Until it
+# exists there, this reproduces the current local ``encode``'s finish, in memory, over the staged
+# files, and writes one Parquet file at ``out`` exactly as ``sidkit.pipeline.encode`` does.
+
+
+def _check_file_out(out: Path) -> None:
+    if out.is_dir():
+        raise InputFileError(f"{out}: is a directory; pass a file path for -o")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise InputFileError(f"{out}: the folder {out.parent} does not exist; create it or write elsewhere")
+
+
+def _finish_encode_adapter(model, source, staged_files: Sequence[Path], out: Path, *, id_col: str,
+                           batch_size: int = 65536, progress=None) -> dict:
+    import json
+
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from sidkit.errors import DataError
+    from sidkit.io.artifacts import atomic_path
+    from sidkit.io.codes import pack_keys
+    from sidkit.pipeline import _fill_suffixes, _id_hash, _model_codes
+
+    sizes = model.codebook_sizes
+    if model.files.exists("codes.parquet"):
+        m_ids_arr, m_keys, m_suffix = _model_codes(model, sizes)
+    else:
+        m_ids_arr, m_keys, m_suffix = pa.array([], pa.string()), np.zeros(0, np.int64), np.zeros(0, np.int32)
+    t_in = source.schema_arrow.field(id_col).type
+    if len(m_ids_arr) and pa.types.is_integer(t_in) != pa.types.is_integer(m_ids_arr.type):
+        kind = lambda t: "integer" if pa.types.is_integer(t) else "string"  # noqa: E731
+        raise DataError(f"{source.path}: id column '{id_col}' holds {kind(t_in)} ids but the model's items have "
+                        f"{kind(m_ids_arr.type)} ids; give the ids the same type as in the catalog the model was fitted on")
+    keys_parts, suffix_parts, hash_parts = [], [], []
+    for f in staged_files:
+        for b in pq.ParquetFile(f).iter_batches(batch_size=batch_size):
+            ids, sid = b.column(0), b.column(1)
+            codes = sid.flatten().to_numpy().reshape(len(sid), len(sizes)) if len(sid) else np.zeros((0, len(sizes)), np.int32)
+            keys = pack_keys(codes, sizes)
+            suf = np.full(len(keys), -1, np.int32)
+            if len(m_ids_arr):
+                ids_cmp = ids.cast(m_ids_arr.type) if ids.type != m_ids_arr.type else ids
+                pos = pc.fill_null(pc.index_in(ids_cmp, value_set=m_ids_arr), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+                found = pos >= 0
+                same = np.zeros(len(keys), bool)
+                same[found] = m_keys[pos[found]] == keys[found]
+                suf[same] = m_suffix[pos[same]]
+            keys_parts.append(keys)
+            suffix_parts.append(suf)
+            hash_parts.append(_id_hash(ids))
+    n_done = sum(map(len, keys_parts))
+    hashes = np.concatenate(hash_parts) if hash_parts else np.zeros(0, np.uint64)
+    uh, cnt = np.unique(hashes, return_counts=True)
+    if (cnt > 1).any():
+        dup_rows = np.flatnonzero(np.isin(hashes, uh[cnt > 1]))
+        ids_all = pa.concat_tables([pq.read_table(f, columns=["item_id"]) for f in staged_files]).column("item_id")
+        ex = ids_all.take(pa.array(dup_rows[:3])).to_pylist()
+        raise DataError(f"{source.path}: id column '{id_col}' has duplicated ids ({len(dup_rows)} rows), e.g. "
+                        f"{', '.join(map(repr, ex))}; ids must be unique")
+    keys = np.concatenate(keys_parts) if keys_parts else np.zeros(0, np.int64)
+    suffix0 = np.concatenate(suffix_parts) if suffix_parts else np.zeros(0, np.int32)
+    suffix = _fill_suffixes(keys, suffix0, m_keys, m_suffix)
+    n_new = int((suffix0 < 0).sum())
+    meta = {"method": model.meta["method"], "codebook_sizes": sizes,
+            "model_fingerprint": model.meta.get("model_fingerprint"), "n_levels": len(sizes)}
+    schema = pa.schema([pq.read_schema(staged_files[0]).field("item_id"), ("sid", pa.list_(pa.int32())),
+                        ("suffix", pa.int32())], metadata={b"sidkit": json.dumps(meta).encode()})
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema) as w:
+        start = 0
+        for f in staged_files:
+            for b in pq.ParquetFile(f).iter_batches(batch_size=batch_size):
+                arrays = [b.column(0), b.column(1), pa.array(suffix[start:start + b.num_rows], pa.int32())]
+                w.write_table(pa.Table.from_arrays(arrays, schema=schema))
+                start += b.num_rows
+    summary = {"output": str(out), "n_items": int(n_done), "n_new_or_changed": n_new, "n_kept": int(n_done - n_new)}
+    if not len(m_ids_arr):
+        summary["warnings"] = [f"{model.path}: the model has no codes.parquet, so no item keeps a suffix from the fit; "
+                               "every suffix is counted from 0 in input order"]
+    return summary
+# --- end of ADAPTER ----------------------------------------------------------------------------

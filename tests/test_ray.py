@@ -1,0 +1,195 @@
+"""``sidkit encode --engine ray``: the Ray map stage writes the same staged files as
+``encode_batch`` per shard, and the whole encode gives the local engine's codes and suffixes.
+
+One local Ray cluster (2 CPUs) serves the whole module; CI installs the ``ray`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import sidkit
+from sidkit.errors import ConfigError, DataError
+from sidkit.io.source import open_source
+from sidkit.pipeline import encode_batch, load_model
+
+REPO = Path(__file__).resolve().parents[1]
+N_ROWS, N_SHARDS, DIM = 20_000, 8, 16
+
+
+def read_out(p: Path) -> pa.Table:
+    """A codes output, one file or a directory of shards, as one table (metadata dropped)."""
+    return open_source(p, "codes").read().replace_schema_metadata(None)
+
+
+@pytest.fixture(scope="module")
+def ray():
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A 20k-row catalog in 8 shards with different row-group sizes (and the same rows in one
+    file); a model fitted on 3,000 of its items, 300 of them with moved embeddings (so they
+    change SID), and a copy of the model without codes.parquet."""
+    from sidkit.datasets import write_large_catalog
+
+    d = tmp_path_factory.mktemp("raydata")
+    one = write_large_catalog(d / "catalog.parquet", N_ROWS, DIM, n_clusters=32, batch_size=4096, seed=1)
+    t = pq.read_table(one)
+    t = t.set_column(0, "item_id", pa.array([f"it{i:06d}" for i in range(N_ROWS)]))  # string ids
+    pq.write_table(t, one)
+    shards = d / "shards"
+    shards.mkdir()
+    bounds = np.linspace(0, N_ROWS, N_SHARDS + 1).astype(int)
+    for i in range(N_SHARDS):
+        pq.write_table(t.slice(bounds[i], bounds[i + 1] - bounds[i]), shards / f"s{i}.parquet",
+                       row_group_size=300 + 250 * i)
+    fit_t = t.slice(0, 3000)
+    emb = fit_t.column("embedding").combine_chunks()
+    X = emb.flatten().to_numpy().reshape(-1, DIM).copy()
+    X[:300] = X[::-1][:300]  # 300 fitted items whose embedding moves in the catalog
+    fit_t = fit_t.set_column(1, "embedding", pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), DIM))
+    pq.write_table(fit_t, d / "fit.parquet")
+    sidkit.fit(d / "fit.parquet", out=d / "m", method="rqkmeans", levels=2, codebook_size=16, seed=0)
+    import shutil
+
+    shutil.copytree(d / "m", d / "m_nocodes")
+    (d / "m_nocodes" / "codes.parquet").unlink()
+    return {"dir": d, "one": one, "shards": shards, "model": d / "m", "model_nocodes": d / "m_nocodes"}
+
+
+def test_staged_files_equal_encode_batch_per_shard(ray, data, tmp_path):
+    from sidkit.ray_engine import ray_map_stage
+
+    src = open_source(data["shards"])
+    seen = []
+    files = ray_map_stage(data["model"], src, tmp_path, id_col="item_id", workers=1, batch_size=1000,
+                          progress=lambda stage, done, total, info: seen.append((done, total)))
+    assert [f.name for f in files] == [f"part-{i:05d}.parquet" for i in range(N_SHARDS)]
+    assert sorted(os.listdir(tmp_path)) == [f.name for f in files]  # no temp left
+    model = load_model(data["model"])
+    for i, f in enumerate(files):
+        want = encode_batch(model, pq.read_table(src.shards[i]), id_col="item_id")
+        got = pq.read_table(f)
+        assert got.schema.names == ["item_id", "sid"] and got.schema.field("sid").type == pa.list_(pa.int32())
+        assert got.replace_schema_metadata(None).equals(want), f"shard {i}"
+    assert seen[-1] == (N_ROWS, N_ROWS) and len(seen) == N_SHARDS
+
+
+@pytest.mark.parametrize("which", ["model", "model_nocodes"])
+def test_codes_and_suffixes_equal_local_engine_and_rerun_does_not_duplicate(ray, data, tmp_path, which):
+    from sidkit.ray_engine import encode_ray
+
+    local = sidkit.encode(data[which], data["one"], tmp_path / "local.parquet")
+    out = tmp_path / "ray_out.parquet"
+    s = encode_ray(data[which], data["shards"], out, workers=1, batch_size=2048)
+    want, got = read_out(tmp_path / "local.parquet"), read_out(out)
+    assert got.equals(want)
+    assert got.num_rows == N_ROWS
+    assert (s["n_kept"], s["n_new_or_changed"]) == (local["n_kept"], local["n_new_or_changed"])
+    if which == "model":  # the fitted items that did not move keep their SID
+        assert 0 < s["n_kept"] <= 3000 and s["n_new_or_changed"] >= N_ROWS - 3000
+    else:
+        assert s["n_kept"] == 0
+    # heavy buckets: suffixes really are in play, and sid + [suffix] is unique
+    full = {(tuple(a), b) for a, b in zip(got.column("sid").to_pylist(), got.column("suffix").to_pylist())}
+    assert len(full) == N_ROWS and max(got.column("suffix").to_pylist()) > 10
+    if which == "model_nocodes":
+        return
+    # a rerun into the same output replaces it: same rows, no duplicates, no temp left beside it
+    encode_ray(data[which], data["shards"], out, workers=1, batch_size=2048)
+    assert read_out(out).equals(want)
+    assert sorted(os.listdir(tmp_path)) == ["local.parquet", "ray_out.parquet"]
+
+
+def test_killed_run_leaves_the_old_output(ray, data, tmp_path):
+    """A driver killed (SIGKILL) after its first shard leaves the previous output untouched; the
+    next run removes the killed run's staging folder and writes the right result."""
+    from sidkit.ray_engine import encode_ray
+
+    out = tmp_path / "codes.parquet"
+    pq.write_table(pa.table({"item_id": ["old"], "sid": [[1, 2]], "suffix": [0]}), out)
+    before = out.read_bytes()
+    gcs = ray.get_runtime_context().gcs_address
+    script = textwrap.dedent(f"""
+        import os, signal
+        from sidkit.ray_engine import encode_ray
+        def die(stage, done, total, info):
+            os.kill(os.getpid(), signal.SIGKILL)
+        encode_ray({str(data['model'])!r}, {str(data['shards'])!r}, {str(out)!r}, address={gcs!r}, progress=die)
+    """)
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
+    assert r.returncode == -9, r.stderr.decode()[-2000:]
+    assert out.read_bytes() == before
+    assert any(n.endswith(".tmp") for n in os.listdir(tmp_path))  # the killed run's staging folder
+    encode_ray(data["model"], data["shards"], out, workers=1)
+    assert sorted(os.listdir(tmp_path)) == ["codes.parquet"]
+    assert read_out(out).equals(read_out(sidkit.encode(data["model"], data["one"], tmp_path / "l.parquet")["output"]))
+
+
+def test_worker_error_is_the_one_line_error_naming_the_shard(ray, data, tmp_path):
+    from sidkit.ray_engine import ray_map_stage
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i, width in enumerate([DIM, DIM - 1]):  # list<float> shards, the second one too narrow
+        X = np.ones((10, width), np.float32)
+        emb = pa.ListArray.from_arrays(pa.array(np.arange(0, X.size + 1, width, dtype=np.int32)), pa.array(X.ravel()))
+        pq.write_table(pa.table({"item_id": [f"x{i}_{j}" for j in range(10)], "embedding": emb}), shards / f"p{i}.parquet")
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    with pytest.raises(DataError, match=r"p1\.parquet.*embedding width 15, the model expects 16"):
+        ray_map_stage(data["model"], open_source(shards), stage, id_col="item_id")
+    assert not any(n.startswith(".") for n in os.listdir(stage))
+
+
+def test_cli_engine_ray(ray, data, tmp_path):
+    from typer.testing import CliRunner
+
+    from sidkit.cli import app
+
+    out = tmp_path / "cli.parquet"
+    r = CliRunner().invoke(app, ["encode", str(data["model"]), str(data["shards"]), "-o", str(out),
+                                 "--engine", "ray", "--workers", "1", "-q"])
+    assert r.exit_code == 0, r.output
+    assert read_out(out).num_rows == N_ROWS
+    r = CliRunner().invoke(app, ["encode", str(data["model"]), str(data["one"]), "-o", str(out), "--workers", "2"])
+    assert r.exit_code == 2 and "--workers needs --engine ray" in r.output
+    r = CliRunner().invoke(app, ["encode", str(data["model"]), str(data["one"]), "-o", str(out), "--engine", "spark"])
+    assert r.exit_code == 2 and "use 'local' or 'ray'" in r.output
+
+
+def test_without_ray_the_error_says_how_to_install(data, tmp_path, monkeypatch):
+    from sidkit.ray_engine import RAY_MISSING, ray_map_stage
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ConfigError) as e:
+        ray_map_stage(data["model"], open_source(data["shards"]), tmp_path, id_col="item_id")
+    assert str(e.value) == RAY_MISSING == "--engine ray needs Ray: pip install 'sidkit[ray]'"
+
+
+def test_spark_map_in_arrow_function_equals_encode_batch(data):
+    from sidkit.spark import encode_arrow_batches, spark_schema
+
+    t = pq.read_table(data["shards"] / "s3.parquet")
+    empty = pa.RecordBatch.from_arrays([pa.array([], f.type) for f in t.schema], schema=t.schema)
+    batches = t.to_batches(max_chunksize=777) + [empty]
+    got = pa.Table.from_batches(list(encode_arrow_batches(iter(batches), data["model"])))
+    assert got.equals(encode_batch(load_model(data["model"]), t, id_col="item_id"))
+    assert spark_schema("bigint") == "item_id bigint, sid array<int>"

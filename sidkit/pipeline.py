@@ -4,7 +4,6 @@ model. The CLI is a thin layer over these."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -12,16 +11,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from sidkit.config import resolve
-from sidkit.errors import DataError, InputFileError, ModelError, opt
-from sidkit.features import degenerate_warnings, fuse, make_spec, zero_rows
-from sidkit.io.artifacts import atomic_path, ensure_parent, model_lock, stage_path
-from sidkit.io.catalog import iter_catalog_batches, open_parquet, read_catalog
-from sidkit.io.codes import assign_suffix, codes_table, pack_keys
+from sidkit.errors import InputFileError, opt
+from sidkit.features import degenerate_warnings, fuse, make_spec
+from sidkit.io.artifacts import ensure_parent, model_lock
+from sidkit.io.catalog import read_catalog
+from sidkit.io.codes import assign_suffix
 from sidkit.modeldir import Model, load_model, model_meta, save_tensors, write_model_dir
 from sidkit.quantizers.base import Items, Progress, check_enough_items
 
@@ -187,209 +183,16 @@ def prepare_out(out, method: str, inputs: Mapping[str, Any]) -> Path:
     return out
 
 
-def _id_hash(ids: pa.Array) -> np.ndarray:
-    import polars as pl
+def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os.PathLike, **options) -> dict:
+    """Encode a catalog with a fitted model: see :func:`sidkit.encoding.encode` (this name stays
+    for the library API)."""
+    from sidkit.encoding import encode as _encode
 
-    return pl.Series(ids.cast(pa.large_string()) if not pa.types.is_integer(ids.type) else ids).hash(seed=0).to_numpy()
-
-
-def _encode_codes(model: Model, emb: dict, cols: dict, source: str) -> np.ndarray:
-    """Codes of one batch of checked embeddings (and the attribute columns the tokenizer reads)."""
-    for c, d in zip(model.fusion.columns, model.fusion.dims):
-        if emb[c].shape[1] != d:
-            raise DataError(f"{source}: column '{c}' has embedding width {emb[c].shape[1]}, the model expects {d}; "
-                            f"encode with embeddings from the same embedding model")
-    return model.tokenizer.encode(Items(fuse(emb, model.fusion, source=source), cols, finite=True))
+    return _encode(model_dir, items, out, **options)
 
 
-def encode_batch(model: Model, batch: pa.RecordBatch | pa.Table, *, id_col: str | None = None,
-                 source: str = "batch") -> pa.Table:
-    """Encode one Arrow batch of catalog rows: the map step of a distributed encode.
+def encode_batch(model: Model, batch, **options):
+    """Encode one Arrow batch: see :func:`sidkit.encoding.encode_batch`."""
+    from sidkit.encoding import encode_batch as _encode_batch
 
-    ``batch`` holds the id column, the model's embedding columns and any attribute column the
-    tokenizer reads (KAE). Returns a table ``item_id`` (as given) and ``sid`` (list<int32>, the
-    core SID), row for row. Suffixes are not assigned here: they need every row of a core SID
-    bucket (see :func:`encode`). This is the function to call from Ray's ``map_batches`` or
-    Spark's ``mapInArrow``; ``source`` names the input in error messages.
-    """
-    from sidkit.io.catalog import check_ids, embedding_to_numpy
-
-    id_col = id_col or model.meta.get("input", {}).get("id_col", "item_id")
-    names = batch.schema.names
-    for c in [id_col, *model.fusion.columns]:
-        if c not in names:
-            raise DataError(f"{source}: no column '{c}' (columns: {', '.join(names[:12])}); the model reads {id_col} and "
-                            f"{', '.join(model.fusion.columns)}")
-    ids = batch.column(id_col)
-    check_ids(ids, Path(source), id_col)
-    emb = {c: embedding_to_numpy(batch.column(c), Path(source), c) for c in model.fusion.columns}
-    cols = {c: batch.column(c) for c in model.tokenizer.attribute_columns if c in names}
-    codes = _encode_codes(model, emb, cols, source)
-    t = codes_table(ids, codes, np.zeros(len(codes), np.int32))
-    return t.select(["item_id", "sid"])
-
-
-def encode(
-    model_dir: str | os.PathLike,
-    items: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    id_col: str | None = None,
-    batch_size: int = 65536,
-    progress: Progress | None = None,
-) -> dict:
-    """Encode a catalog with a fitted model, streaming record batches; write a codes table.
-
-    Items already in the model's ``codes.parquet`` whose core SID is unchanged keep their suffix
-    (so refresh jobs give stable IDs). Other items get the next free suffix of their core SID
-    bucket, counted past the model's existing suffixes, in input order, so ``sid + [suffix]``
-    stays unique across the model's codes and the new output. Returns a summary dict.
-    """
-    t0 = time.perf_counter()
-    from sidkit.io.artifacts import check_output
-
-    out = Path(out)
-    check_output(out, opt("out", "-o"), {"ITEMS": items, "MODEL": model_dir})
-    if out.is_dir():
-        raise InputFileError(f"{out}: is a directory; pass a file path for -o")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise InputFileError(f"{out}: the folder {out.parent} does not exist; create it or write elsewhere")
-    model = load_model(model_dir)
-    sizes = model.codebook_sizes
-    id_col = id_col or model.meta.get("input", {}).get("id_col", "item_id")
-    items = Path(items)
-    pf = open_parquet(items)
-    n_rows = pf.metadata.num_rows
-    # The model's own codes: ids, packed keys and suffixes, for stable suffixes.
-    if model.files.exists("codes.parquet"):
-        m_ids_arr, m_keys, m_suffix = _model_codes(model, sizes)
-    else:
-        m_ids_arr, m_keys, m_suffix = pa.array([], pa.string()), np.zeros(0, np.int64), np.zeros(0, np.int32)
-    if len(m_ids_arr) and id_col in pf.schema_arrow.names:
-        t_in, t_model = pf.schema_arrow.field(id_col).type, m_ids_arr.type
-        if pa.types.is_integer(t_in) != pa.types.is_integer(t_model):
-            kind = lambda t: "integer" if pa.types.is_integer(t) else "string"  # noqa: E731
-            raise DataError(f"{items}: id column '{id_col}' holds {kind(t_in)} ids but the model's items have {kind(t_model)} ids; "
-                            f"give the ids the same type as in the catalog the model was fitted on")
-    keys_parts, suffix_parts, hash_parts = [], [], []
-    n_done = 0
-    meta = {"method": model.meta["method"], "codebook_sizes": sizes,
-            "model_fingerprint": model.meta.get("model_fingerprint"), "n_levels": len(sizes)}
-    n_zero = 0
-    with atomic_path(out) as tmp_final, stage_path(out) as stage:
-        writer = None
-        tok = model.tokenizer
-        for ids, emb, offset, cols in iter_catalog_batches(items, id_col=id_col, embedding_cols=list(model.fusion.columns),
-                                                           batch_size=batch_size, dims=None, extra_cols=tok.attribute_columns):
-            n_zero += zero_rows(emb)
-            codes = _encode_codes(model, emb, cols, str(items))
-            keys = pack_keys(codes, sizes)
-            suf = np.full(len(keys), -1, np.int32)
-            ids_cmp = ids.cast(m_ids_arr.type) if ids.type != m_ids_arr.type and len(m_ids_arr) else ids
-            if len(m_ids_arr):
-                pos = pc.fill_null(pc.index_in(ids_cmp, value_set=m_ids_arr), -1).to_numpy(zero_copy_only=False).astype(np.int64)
-                found = pos >= 0
-                same = np.zeros(len(keys), bool)
-                same[found] = m_keys[pos[found]] == keys[found]
-                suf[same] = m_suffix[pos[same]]
-            keys_parts.append(keys)
-            suffix_parts.append(suf)
-            hash_parts.append(_id_hash(ids))
-            batch_tbl = codes_table(ids, codes, np.zeros(len(keys), np.int32))
-            if writer is None:
-                writer = pq.ParquetWriter(stage, batch_tbl.schema)
-            writer.write_table(batch_tbl)
-            n_done += len(keys)
-            if progress:
-                progress("encode", n_done, n_rows, {})
-        if writer is not None:
-            writer.close()
-        hashes = np.concatenate(hash_parts)
-        uh, cnt = np.unique(hashes, return_counts=True)
-        if (cnt > 1).any():
-            dup_rows = np.flatnonzero(np.isin(hashes, uh[cnt > 1]))
-            ex = pq.read_table(stage, columns=["item_id"]).column("item_id").take(pa.array(dup_rows[:3])).to_pylist()
-            raise DataError(f"{items}: id column '{id_col}' has duplicated ids ({len(dup_rows)} rows), e.g. {', '.join(map(repr, ex))}; ids must be unique")
-        keys = np.concatenate(keys_parts)
-        suffix = np.concatenate(suffix_parts)
-        suffix = _fill_suffixes(keys, suffix, m_keys, m_suffix)
-        n_new = int((np.concatenate(suffix_parts) < 0).sum())
-        # Final pass: stream the staged table, add the suffix column and the metadata.
-        src = pq.ParquetFile(stage, pre_buffer=False, buffer_size=1 << 20)
-        schema = src.schema_arrow.with_metadata({b"sidkit": json.dumps(meta).encode()})
-        with pq.ParquetWriter(tmp_final, schema) as w:
-            start = 0
-            for b in src.iter_batches(batch_size=batch_size):
-                tbl = pa.Table.from_batches([b])
-                tbl = tbl.set_column(2, "suffix", pa.array(suffix[start:start + len(tbl)], pa.int32()))
-                w.write_table(tbl.replace_schema_metadata(schema.metadata))
-                start += len(tbl)
-    summary = {"output": str(out), "n_items": int(n_done), "n_new_or_changed": n_new,
-               "n_kept": int(n_done - n_new), "seconds": round(time.perf_counter() - t0, 3)}
-    warnings = []
-    if not len(m_ids_arr):
-        warnings.append(f"{model.path}: the model has no codes.parquet, so no item keeps a suffix from the fit; "
-                        "every suffix is counted from 0 in input order")
-    if n_zero:
-        warnings.append(f"{items}: {n_zero} of {n_done} rows have an all-zero embedding; they carry no "
-                        "information and all get the same core SID")
-    if warnings:
-        summary["warnings"] = warnings
-    return summary
-
-
-def _model_codes(model: Model, sizes: list[int]):
-    """(ids, packed keys, suffixes) of the model's ``codes.parquet``, checked against the model."""
-    from sidkit.io.codes import read_codes_metadata, table_to_codes
-    from sidkit.io.modelfiles import check_model_codes
-
-    mpath = model.path / "codes.parquet"
-    try:
-        with model.files.open("codes.parquet") as f:
-            pfile = pq.ParquetFile(f)
-            table = pfile.read()
-            md = read_codes_metadata(pfile.schema_arrow)
-        if "item_id" not in table.column_names or "sid" not in table.column_names:
-            raise ModelError(f"{mpath}: not a sidkit codes table (columns item_id, sid, suffix); re-run 'sidkit fit'")
-        m_ids, m_codes, m_suffix = table_to_codes(table, mpath)
-    except (pa.ArrowException, OSError, ValueError) as e:
-        if isinstance(e, ModelError):
-            raise
-        raise ModelError(f"{mpath}: the model's codes are unreadable ({' '.join(str(e).split())[:120]}); re-run 'sidkit fit'") from None
-    check_model_codes(m_ids, m_codes, m_suffix, md, model.meta, mpath)
-    m_ids_arr = table.column("item_id").combine_chunks()
-    return m_ids_arr, pack_keys(m_codes, sizes), m_suffix
-
-
-def _fill_suffixes(keys: np.ndarray, suffix: np.ndarray, m_keys: np.ndarray, m_suffix: np.ndarray) -> np.ndarray:
-    """Give every row with suffix -1 the next free suffix of its key: past the model's largest
-    suffix for that key (and past kept rows' suffixes), in input order."""
-    suffix = suffix.copy()
-    pending = np.flatnonzero(suffix < 0)
-    if not len(pending):
-        return suffix
-    # Largest suffix already taken per key, over the model's codes and the kept rows.
-    taken_keys = np.concatenate([m_keys, keys[suffix >= 0]])
-    taken_suf = np.concatenate([m_suffix, suffix[suffix >= 0]]).astype(np.int64)
-    if len(taken_keys):
-        order = np.argsort(taken_keys, kind="stable")
-        tk, ts = taken_keys[order], taken_suf[order]
-        uk, start = np.unique(tk, return_index=True)
-        mx = np.maximum.reduceat(ts, start)
-    else:
-        uk, mx = np.zeros(0, keys.dtype), np.zeros(0, np.int64)
-    pk = keys[pending]
-    i = np.searchsorted(uk, pk)
-    hit = (i < len(uk)) & (uk[np.minimum(i, max(len(uk) - 1, 0))] == pk) if len(uk) else np.zeros(len(pk), bool)
-    base = np.zeros(len(pk), np.int64)
-    base[hit] = mx[i[hit]] + 1
-    # Rank of each pending row among pending rows of the same key, in input order.
-    o = np.argsort(pk, kind="stable")
-    sk = pk[o]
-    first = np.ones(len(sk), bool)
-    first[1:] = sk[1:] != sk[:-1]
-    run_start = np.maximum.accumulate(np.where(first, np.arange(len(sk)), 0))
-    rank = np.empty(len(sk), np.int64)
-    rank[o] = np.arange(len(sk)) - run_start
-    suffix[pending] = (base + rank).astype(np.int32)
-    return suffix
+    return _encode_batch(model, batch, **options)

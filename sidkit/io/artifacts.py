@@ -93,10 +93,10 @@ def _new_temp_file(path: Path, kind: str = "tmp") -> tuple[Path, int | None]:
             return tmp, fd
 
 
-def _new_temp_dir(path: Path) -> tuple[Path, int | None]:
+def _new_temp_dir(path: Path, kind: str = "tmp") -> tuple[Path, int | None]:
     """Create an empty held temp folder beside ``path``."""
     while True:
-        tmp = _temp_name(path, "tmp")
+        tmp = _temp_name(path, kind)
         try:
             os.mkdir(tmp, 0o700)
         except FileExistsError:
@@ -308,6 +308,21 @@ def stage_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        _release(fd)
+
+
+@contextlib.contextmanager
+def scratch_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A held scratch folder beside ``path`` (``.NAME.XXXXXXXX.stage``), removed afterwards;
+    one a killed run left is removed by the next writer of ``path``."""
+    path = Path(path)
+    _parent(path)
+    clean_stale(path)
+    tmp, fd = _new_temp_dir(path, "stage")
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
         _release(fd)
 
 

@@ -143,8 +143,9 @@ def check_estimator(est, meta: dict, d: Path) -> None:
         raise _field(p, "fusion.dims", f"add up to {fdim} but the model's input width in model.safetensors is {dim}")
 
 
-def check_model_codes(ids, codes: np.ndarray, suffix: np.ndarray, md: dict | None, meta: dict, path: Path) -> None:
-    """The model's own ``codes.parquet`` against ``sidkit.json``."""
+def check_model_codes(ids, codes: np.ndarray, suffix: np.ndarray, md: dict | None, meta: dict, path: Path,
+                      row_offset: int = 0) -> None:
+    """The model's own ``codes.parquet`` (or a batch of it starting at ``row_offset``) against ``sidkit.json``."""
     sizes = list(meta["codebook_sizes"])
     fp = meta.get("model_fingerprint")
     if md is not None and fp is not None and md.get("model_fingerprint") not in (None, fp):
@@ -154,9 +155,9 @@ def check_model_codes(ids, codes: np.ndarray, suffix: np.ndarray, md: dict | Non
     if len(codes):
         bad = np.flatnonzero((codes < 0).any(axis=1) | (codes >= np.asarray(sizes)).any(axis=1))
         if bad.size:
-            raise ModelError(f"{path}: row {int(bad[0])} holds a code outside the model's codebooks {sizes}; {REFIT}")
+            raise ModelError(f"{path}: row {int(bad[0]) + row_offset} holds a code outside the model's codebooks {sizes}; {REFIT}")
         if (suffix < 0).any():
-            raise ModelError(f"{path}: column 'suffix' holds a negative value at row {int(np.flatnonzero(suffix < 0)[0])}; {REFIT}")
+            raise ModelError(f"{path}: column 'suffix' holds a negative value at row {int(np.flatnonzero(suffix < 0)[0]) + row_offset}; {REFIT}")
 
 
 class ModelDir:

@@ -142,31 +142,22 @@ def encode(
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column. [default: the model's]"),
     batch_size: int = typer.Option(65536, "--batch-size", help="Rows per record batch.", min=1),
     engine: str = typer.Option("local", "--engine", help="Where the map stage runs: 'local' (this process) or "
-                               "'ray' (a Ray Data actor pool; needs pip install 'sidkit[ray]')."),
+                               "'ray' (a Ray Data actor pool; needs pip install 'sidkit[ray]'). [default: local]"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to join with --engine ray ('auto' on "
                                           "a cluster node, 'ray://HOST:10001'). [default: a local one]"),
-    workers: int = typer.Option(1, "--workers", help="Ray actors, each loading the model once (--engine ray).", min=1),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Ray actors, each loading the model once "
+                                          "(--engine ray). [default: 1]", min=1),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Encode new or changed items with a fitted model; known items keep their SIDs and suffixes."""
     from sidkit._progress import progress_bar
-    from sidkit.errors import ConfigError
     from sidkit.pipeline import encode as encode_fn
 
     try:
-        if engine not in ("local", "ray"):
-            raise ConfigError(f"--engine {engine!r} is not an engine; use 'local' or 'ray'")
-        if engine == "local" and (address is not None or workers != 1):
-            raise ConfigError(f"{'--address' if address is not None else '--workers'} needs --engine ray")
         with progress_bar(not (quiet or as_json)) as cb:
-            if engine == "ray":
-                from sidkit.ray_engine import encode_ray
-
-                summary = encode_ray(model, items, output, id_col=id_col, batch_size=batch_size, address=address,
-                                     workers=workers, progress=cb)
-            else:
-                summary = encode_fn(model, items, output, id_col=id_col, batch_size=batch_size, progress=cb)
+            summary = encode_fn(model, items, output, id_col=id_col, batch_size=batch_size, progress=cb,
+                                engine=engine, address=address, workers=workers)
     except SidkitError as e:
         fail(e)
     if as_json:

@@ -572,6 +572,8 @@ def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os
         raise ConfigError(f"{opt('engine')} {engine!r}: use one of {', '.join(ENGINES)}")
     if workers is not None and workers < 1:
         raise ConfigError(f"{opt('workers')} must be at least 1 (got {workers})")
+    if engine == "local" and (address is not None or workers is not None):
+        raise ConfigError(f"{opt('address') if address is not None else opt('workers')} needs {opt('engine')} ray")
     given = os.fspath(out)
     as_dir = _wants_dir(out)
     out = Path(given)

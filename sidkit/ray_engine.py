@@ -2,7 +2,7 @@
 
 An encode has two stages (DESIGN.md §6): a *map* stage that turns every catalog row into its core
 SID, which is embarrassingly parallel, and a *finish* stage (the global suffix pass and the final
-atomic write, :func:`sidkit.pipeline.finish_encode`), which needs every row of a core SID bucket.
+atomic write, :func:`sidkit.encoding.finish_encode`), which needs every row of a core SID bucket.
 This module runs the map stage on a Ray cluster and writes the same *staged* files as the local
 engine's map stage:
 
@@ -29,28 +29,28 @@ system or a mount of the same bucket); on one machine any local path works.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
 import socket
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sidkit.errors import ConfigError, InputFileError, SidkitError, opt
 
-__all__ = ["RAY_MISSING", "encode_ray", "encode_shard", "ray_map_stage", "staged_name"]
+__all__ = ["RAY_MISSING", "encode_shard", "ray_map_stage", "staged_name"]
 
 RAY_MISSING = "--engine ray needs Ray: pip install 'sidkit[ray]'"
 
 
 def staged_name(i: int) -> str:
-    """File name of input shard ``i``'s staged codes."""
-    return f"part-{i:05d}.parquet"
+    """File name of input shard ``i``'s staged codes (the local engine's name)."""
+    from sidkit.encoding import _staged_name
+
+    return _staged_name(i)
 
 
 def _read_columns(model, names: Sequence[str], id_col: str) -> list[str]:
@@ -274,138 +274,3 @@ def _check_staged(source, stage_dir: Path, done: dict[int, tuple[int, str, str]]
         files.append(p)
     return files
 
-
-@contextlib.contextmanager
-def stage_dir_beside(out: str | os.PathLike) -> Iterator[Path]:
-    """A held, hidden scratch folder beside ``out`` (``.NAME.XXXXXXXX.tmp``: on the same storage
-    as the output, so shared when the output is), removed afterwards; a killed run's folder is
-    removed by the next writer of ``out`` (:func:`sidkit.io.artifacts.clean_stale`)."""
-    from sidkit.io.artifacts import _new_temp_dir, _release
-
-    tmp, fd = _new_temp_dir(Path(out))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _release(fd)
-
-
-def encode_ray(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os.PathLike, *,
-               id_col: str | None = None, address: str | None = None, workers: int = 1,
-               batch_size: int = 65536, cpus_per_worker: float | None = None, progress=None) -> dict:
-    """:func:`sidkit.pipeline.encode` with the map stage on Ray (:func:`ray_map_stage`), then the
-    same finish stage as the local engine: codes and suffixes are identical to a local encode of
-    the same input. Returns the same summary dict, with ``engine``, ``workers`` and
-    ``map_seconds`` added."""
-    import time
-
-    from sidkit import pipeline
-    from sidkit.io.artifacts import check_output
-    from sidkit.io.source import open_source
-    from sidkit.modeldir import load_model
-
-    t0 = time.perf_counter()
-    out = Path(out)
-    check_output(out, opt("out", "-o"), {"ITEMS": items, "MODEL": model_dir})
-    model = load_model(model_dir)
-    id_col = id_col or model.meta.get("input", {}).get("id_col", "item_id")
-    source = open_source(items)
-    for c in [id_col, *model.fusion.columns]:
-        if c not in source.names:
-            raise InputFileError(f"{source.shards[0]}: no column '{c}' (columns: {', '.join(source.names[:12])}); "
-                                 f"the model reads {id_col} and {', '.join(model.fusion.columns)}")
-    finish = getattr(pipeline, "finish_encode", None) or _finish_encode_adapter
-    if finish is _finish_encode_adapter:
-        _check_file_out(out)
-    with stage_dir_beside(out) as stage:
-        staged = ray_map_stage(model.path, source, stage, id_col=id_col, address=address, workers=workers,
-                               batch_size=batch_size, cpus_per_worker=cpus_per_worker, progress=progress)
-        t_map = time.perf_counter() - t0
-        summary = finish(model, source, staged, out, id_col=id_col, batch_size=batch_size, progress=progress)
-    summary.update({"engine": "ray", "workers": workers, "map_seconds": round(t_map, 3),
-                    "seconds": round(time.perf_counter() - t0, 3)})
-    return summary
-
-
-# --- ADAPTER: remove once sidkit.pipeline.finish_encode lands on main --------------------------
-# The finish stage (global suffix pass + final atomic write) belongs to sidkit.pipeline. Until it
-# exists there, this reproduces the current local ``encode``'s finish, in memory, over the staged
-# files, and writes one Parquet file at ``out`` exactly as ``sidkit.pipeline.encode`` does.
-
-
-def _check_file_out(out: Path) -> None:
-    if out.is_dir():
-        raise InputFileError(f"{out}: is a directory; pass a file path for -o")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise InputFileError(f"{out}: the folder {out.parent} does not exist; create it or write elsewhere")
-
-
-def _finish_encode_adapter(model, source, staged_files: Sequence[Path], out: Path, *, id_col: str,
-                           batch_size: int = 65536, progress=None) -> dict:
-    import json
-
-    import numpy as np
-    import pyarrow.compute as pc
-
-    from sidkit.errors import DataError
-    from sidkit.io.artifacts import atomic_path
-    from sidkit.io.codes import pack_keys
-    from sidkit.pipeline import _fill_suffixes, _id_hash, _model_codes
-
-    sizes = model.codebook_sizes
-    if model.files.exists("codes.parquet"):
-        m_ids_arr, m_keys, m_suffix = _model_codes(model, sizes)
-    else:
-        m_ids_arr, m_keys, m_suffix = pa.array([], pa.string()), np.zeros(0, np.int64), np.zeros(0, np.int32)
-    t_in = source.schema_arrow.field(id_col).type
-    if len(m_ids_arr) and pa.types.is_integer(t_in) != pa.types.is_integer(m_ids_arr.type):
-        kind = lambda t: "integer" if pa.types.is_integer(t) else "string"  # noqa: E731
-        raise DataError(f"{source.path}: id column '{id_col}' holds {kind(t_in)} ids but the model's items have "
-                        f"{kind(m_ids_arr.type)} ids; give the ids the same type as in the catalog the model was fitted on")
-    keys_parts, suffix_parts, hash_parts = [], [], []
-    for f in staged_files:
-        for b in pq.ParquetFile(f).iter_batches(batch_size=batch_size):
-            ids, sid = b.column(0), b.column(1)
-            codes = sid.flatten().to_numpy().reshape(len(sid), len(sizes)) if len(sid) else np.zeros((0, len(sizes)), np.int32)
-            keys = pack_keys(codes, sizes)
-            suf = np.full(len(keys), -1, np.int32)
-            if len(m_ids_arr):
-                ids_cmp = ids.cast(m_ids_arr.type) if ids.type != m_ids_arr.type else ids
-                pos = pc.fill_null(pc.index_in(ids_cmp, value_set=m_ids_arr), -1).to_numpy(zero_copy_only=False).astype(np.int64)
-                found = pos >= 0
-                same = np.zeros(len(keys), bool)
-                same[found] = m_keys[pos[found]] == keys[found]
-                suf[same] = m_suffix[pos[same]]
-            keys_parts.append(keys)
-            suffix_parts.append(suf)
-            hash_parts.append(_id_hash(ids))
-    n_done = sum(map(len, keys_parts))
-    hashes = np.concatenate(hash_parts) if hash_parts else np.zeros(0, np.uint64)
-    uh, cnt = np.unique(hashes, return_counts=True)
-    if (cnt > 1).any():
-        dup_rows = np.flatnonzero(np.isin(hashes, uh[cnt > 1]))
-        ids_all = pa.concat_tables([pq.read_table(f, columns=["item_id"]) for f in staged_files]).column("item_id")
-        ex = ids_all.take(pa.array(dup_rows[:3])).to_pylist()
-        raise DataError(f"{source.path}: id column '{id_col}' has duplicated ids ({len(dup_rows)} rows), e.g. "
-                        f"{', '.join(map(repr, ex))}; ids must be unique")
-    keys = np.concatenate(keys_parts) if keys_parts else np.zeros(0, np.int64)
-    suffix0 = np.concatenate(suffix_parts) if suffix_parts else np.zeros(0, np.int32)
-    suffix = _fill_suffixes(keys, suffix0, m_keys, m_suffix)
-    n_new = int((suffix0 < 0).sum())
-    meta = {"method": model.meta["method"], "codebook_sizes": sizes,
-            "model_fingerprint": model.meta.get("model_fingerprint"), "n_levels": len(sizes)}
-    schema = pa.schema([pq.read_schema(staged_files[0]).field("item_id"), ("sid", pa.list_(pa.int32())),
-                        ("suffix", pa.int32())], metadata={b"sidkit": json.dumps(meta).encode()})
-    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema) as w:
-        start = 0
-        for f in staged_files:
-            for b in pq.ParquetFile(f).iter_batches(batch_size=batch_size):
-                arrays = [b.column(0), b.column(1), pa.array(suffix[start:start + b.num_rows], pa.int32())]
-                w.write_table(pa.Table.from_arrays(arrays, schema=schema))
-                start += b.num_rows
-    summary = {"output": str(out), "n_items": int(n_done), "n_new_or_changed": n_new, "n_kept": int(n_done - n_new)}
-    if not len(m_ids_arr):
-        summary["warnings"] = [f"{model.path}: the model has no codes.parquet, so no item keeps a suffix from the fit; "
-                               "every suffix is counted from 0 in input order"]
-    return summary
-# --- end of ADAPTER ----------------------------------------------------------------------------

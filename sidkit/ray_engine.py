@@ -158,8 +158,25 @@ def _raise_worker_error(cls_name: str, message: str) -> None:
     raise cls(message)
 
 
-def _cluster_cpus(ray) -> float:
-    return float(ray.cluster_resources().get("CPU", 1.0))
+def _node_cpus(ray) -> list[float]:
+    """CPUs of every live node of the cluster."""
+    cpus = [float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive", True)]
+    return [c for c in cpus if c > 0] or [float(ray.cluster_resources().get("CPU", 1.0))]
+
+
+def _fits(node_cpus: Sequence[float], cpus: float, workers: int) -> bool:
+    return sum(int(c / cpus + 1e-9) for c in node_cpus) >= workers
+
+
+def worker_cpus(node_cpus: Sequence[float], workers: int) -> float:
+    """The most CPUs each of ``workers`` actors can reserve so that all of them fit on the nodes
+    at once (an actor lives on one node): the cluster's CPUs shared out, at most one node's worth.
+    Fewer than 1 CPU each when there are more workers than CPUs."""
+    cands = sorted({c / k for c in node_cpus for k in range(1, workers + 1)}, reverse=True)
+    for cand in cands:
+        if _fits(node_cpus, cand, workers):
+            return cand
+    return max(node_cpus) / workers  # pragma: no cover  (the k = workers candidate always fits)
 
 
 def ray_map_stage(model_dir: str | os.PathLike, source, stage_dir: str | os.PathLike, *, id_col: str,
@@ -178,8 +195,8 @@ def ray_map_stage(model_dir: str | os.PathLike, source, stage_dir: str | os.Path
         started for this call and stopped afterwards.
     workers : actors in the pool (each loads the model once and encodes whole shards).
     batch_size : rows per record batch inside an actor.
-    cpus_per_worker : CPUs each actor reserves (and the threads torch uses in it). Default: the
-        cluster's CPUs divided by ``workers``, so the pool always fits and uses the whole cluster.
+    cpus_per_worker : CPUs each actor reserves (and so the threads torch uses in it). Default:
+        :func:`worker_cpus`, the cluster's CPUs shared out so that every actor fits on a node.
     progress : optional callback ``(stage, done_rows, total_rows, info)``, called as shards finish.
 
     Staged files of shards that finished are left in ``stage_dir`` when a later shard fails; the
@@ -216,18 +233,19 @@ def ray_map_stage(model_dir: str | os.PathLike, source, stage_dir: str | os.Path
     ctx = ray.data.DataContext.get_current()
     saved = (ctx.enable_progress_bars, ctx.print_on_execution_start)
     ctx.enable_progress_bars, ctx.print_on_execution_start = False, False
-    data_log = logging.getLogger("ray.data")
-    saved_level = data_log.level
-    data_log.setLevel(logging.WARNING)
+    quiet = {"ray.data": logging.WARNING, "ray.data._internal.progress": logging.ERROR}  # "progress bars disabled"
+    saved_levels = {name: logging.getLogger(name).level for name in quiet}
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
     try:
-        total_cpus = _cluster_cpus(ray)
+        # Share the cluster's CPUs among the actors (torch in an actor uses that many threads), but
+        # never ask for more than the nodes hold, or the pool waits forever for its last actor.
+        node_cpus = _node_cpus(ray)
         if cpus_per_worker is None:
-            # Share the cluster's CPUs among the actors (torch in an actor uses that many threads),
-            # but never ask for more than exists, or the pool waits forever.
-            cpus_per_worker = max(total_cpus / workers, 0.01)
-        elif cpus_per_worker * workers > total_cpus + 1e-9:
-            raise ConfigError(f"{opt('workers')} {workers} x {cpus_per_worker:g} CPUs per worker is more than the "
-                              f"cluster's {total_cpus:g} CPUs; lower {opt('workers')}")
+            cpus_per_worker = worker_cpus(node_cpus, workers)
+        elif not _fits(node_cpus, cpus_per_worker, workers):
+            raise ConfigError(f"{opt('workers')} {workers} actors of {cpus_per_worker:g} CPUs do not fit on the "
+                              f"cluster's nodes ({', '.join(f'{c:g}' for c in node_cpus)} CPUs); lower {opt('workers')}")
         items = [{"index": i, "path": str(Path(s).resolve())} for i, s in enumerate(source.shards)]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(
@@ -251,7 +269,8 @@ def ray_map_stage(model_dir: str | os.PathLike, source, stage_dir: str | os.Path
                 progress("encode", n_rows, source.num_rows, {"shards": f"{len(done)}/{len(items)}"})
     finally:
         ctx.enable_progress_bars, ctx.print_on_execution_start = saved
-        data_log.setLevel(saved_level)
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
         if started:
             ray.shutdown()
     return _check_staged(source, stage_dir, done)

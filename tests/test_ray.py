@@ -200,3 +200,15 @@ def test_spark_map_in_arrow_function_equals_encode_batch(data):
     got = pa.Table.from_batches(list(encode_arrow_batches(iter(batches), data["model"])))
     assert got.equals(encode_batch(load_model(data["model"]), t, id_col="item_id"))
     assert spark_schema("bigint") == "item_id bigint, sid array<int>"
+
+
+def test_worker_cpus_share_the_cluster_and_every_actor_fits_on_a_node():
+    from sidkit.ray_engine import _fits, worker_cpus
+
+    assert worker_cpus([2], 1) == 2 and worker_cpus([2], 2) == 1 and worker_cpus([2], 4) == 0.5
+    assert worker_cpus([8, 8], 1) == 8  # one actor lives on one node: not 16
+    assert worker_cpus([8, 8], 3) == 4 and worker_cpus([16, 4], 2) == 8
+    for nodes in ([2], [8, 8], [16, 4, 4], [3, 5]):
+        for w in range(1, 12):
+            c = worker_cpus(nodes, w)
+            assert _fits(nodes, c, w) and not _fits(nodes, c * 1.01, w)

@@ -9,7 +9,7 @@ engine's map stage:
 - one Parquet file per input shard, ``stage_dir/part-{i:05d}.parquet``, ``i`` being the shard's
   index in :attr:`ParquetSource.shards <sidkit.io.source.ParquetSource.shards>` (sorted paths);
 - each holds the shard's rows in the shard's row order, columns ``item_id`` (the input id column's
-  values and type) and ``sid`` (``list<int32>``): what :func:`sidkit.pipeline.encode_batch` returns.
+  values and type) and ``sid`` (``list<int32>``): what :func:`sidkit.mapstep.encode_batch` returns.
 
 Design. The Ray Dataset is the list of shard paths (``from_items``), not the rows: one
 ``map_batches`` call per shard, on a pool of actors that each load the model once, from its
@@ -40,17 +40,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sidkit.errors import ConfigError, InputFileError, SidkitError, opt
+from sidkit.mapstep import encode_batch, staged_name
 
 __all__ = ["RAY_MISSING", "encode_shard", "ray_map_stage", "staged_name"]
 
 RAY_MISSING = "--engine ray needs Ray: pip install 'sidkit[ray]'"
-
-
-def staged_name(i: int) -> str:
-    """File name of input shard ``i``'s staged codes (the local engine's name)."""
-    from sidkit.encoding import _staged_name
-
-    return _staged_name(i)
 
 
 def _read_columns(model, names: Sequence[str], id_col: str) -> list[str]:
@@ -64,11 +58,9 @@ def encode_shard(model, shard: str | os.PathLike, dest: str | os.PathLike, *, id
     """Encode one Parquet shard into the staged file ``dest`` (atomically); return its row count.
 
     The shard is streamed in record batches of ``batch_size`` rows through
-    :func:`sidkit.pipeline.encode_batch`; ``dest`` gets columns ``item_id`` and ``sid`` in the
+    :func:`sidkit.mapstep.encode_batch`; ``dest`` gets columns ``item_id`` and ``sid`` in the
     shard's row order. A failure leaves no ``dest`` (and no temp file). Errors name the shard.
     """
-    from sidkit.pipeline import encode_batch
-
     shard, dest = Path(shard), Path(dest)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     n = 0

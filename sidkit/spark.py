@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
@@ -37,9 +37,11 @@ def _model(model_dir: str):
 
 
 def encode_arrow_batches(batches: Iterable[pa.RecordBatch], model_dir: str | os.PathLike, *,
-                         id_col: str | None = None) -> Iterator[pa.RecordBatch]:
+                         id_col: str | None = None, keep: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
     """Encode an iterator of Arrow record batches (what ``mapInArrow`` passes) into record
-    batches ``item_id`` (as given) and ``sid`` (``list<int32>``, the core SID), row for row.
+    batches ``item_id`` (as given) and ``sid`` (``list<int32>``, the core SID), row for row,
+    followed by the columns named in ``keep``, copied through (e.g. the input-order columns that
+    the suffix pass sorts by).
 
     Each batch must hold the id column (``id_col``, default the model's) and the model's
     embedding columns (plus any attribute column a KAE model reads). The model at ``model_dir``
@@ -47,16 +49,24 @@ def encode_arrow_batches(batches: Iterable[pa.RecordBatch], model_dir: str | os.
     nothing. The codes equal those of ``sidkit encode`` for the same rows
     (:func:`sidkit.pipeline.encode_batch`); suffixes are assigned afterwards, see the module doc.
     """
-    from sidkit.pipeline import encode_batch
+    from sidkit.errors import DataError
+    from sidkit.mapstep import encode_batch
 
     model = _model(os.fspath(os.path.abspath(model_dir)))
     for b in batches:
         if b.num_rows == 0:
             continue
-        yield from encode_batch(model, b, id_col=id_col, source=f"{model_dir} mapInArrow batch").to_batches()
+        t = encode_batch(model, b, id_col=id_col, source=f"{model_dir} mapInArrow batch")
+        for c in keep:
+            if c not in b.schema.names:
+                raise DataError(f"mapInArrow batch: no column '{c}' to keep (columns: {', '.join(b.schema.names[:12])}); "
+                                f"select it before mapInArrow")
+            t = t.append_column(c, b.column(c))
+        yield from t.to_batches()
 
 
-def spark_schema(id_type: str = "string") -> str:
+def spark_schema(id_type: str = "string", extra: str = "") -> str:
     """The DDL schema of :func:`encode_arrow_batches`'s output for ``mapInArrow``:
-    ``"item_id <id_type>, sid array<int>"`` (``id_type``: ``"string"``, ``"bigint"``, ...)."""
-    return f"item_id {id_type}, sid array<int>"
+    ``"item_id <id_type>, sid array<int>"`` (``id_type``: ``"string"``, ``"bigint"``, ...),
+    then ``extra`` (the DDL of the ``keep`` columns, e.g. ``"file string, row bigint"``)."""
+    return f"item_id {id_type}, sid array<int>" + (f", {extra}" if extra else "")

@@ -200,6 +200,10 @@ def test_spark_map_in_arrow_function_equals_encode_batch(data):
     got = pa.Table.from_batches(list(encode_arrow_batches(iter(batches), data["model"])))
     assert got.equals(encode_batch(load_model(data["model"]), t, id_col="item_id"))
     assert spark_schema("bigint") == "item_id bigint, sid array<int>"
+    t = t.append_column("row", pa.array(np.arange(t.num_rows)))
+    got = pa.Table.from_batches(list(encode_arrow_batches(t.to_batches(max_chunksize=500), data["model"], keep=["row"])))
+    assert got.column_names == ["item_id", "sid", "row"] and got.column("row").to_pylist() == list(range(t.num_rows))
+    assert spark_schema("string", "row bigint") == "item_id string, sid array<int>, row bigint"
 
 
 def test_worker_cpus_share_the_cluster_and_every_actor_fits_on_a_node():

@@ -34,12 +34,12 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sidkit.errors import ConfigError, InputFileError, SidkitError, opt
+from sidkit.errors import ConfigError, InputFileError, ModelError, SidkitError, opt
 from sidkit.mapstep import encode_batch, staged_name
 
 __all__ = ["RAY_MISSING", "encode_shard", "ray_map_stage", "staged_name"]
@@ -53,40 +53,60 @@ def _read_columns(model, names: Sequence[str], id_col: str) -> list[str]:
     return cols
 
 
+def _shard_batches(pf: pq.ParquetFile, shard: Path, cols: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """The shard's record batches; a read error becomes one InputFileError naming the shard."""
+    it = pf.iter_batches(batch_size=batch_size, columns=cols)
+    n = 0
+    while True:
+        try:
+            b = next(it)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputFileError(f"{shard}: could not read the data near row {n} ({msg}); the file may be "
+                                 f"truncated, re-export it") from None
+        n += b.num_rows
+        yield b
+
+
 def encode_shard(model, shard: str | os.PathLike, dest: str | os.PathLike, *, id_col: str,
                  batch_size: int = 65536) -> int:
     """Encode one Parquet shard into the staged file ``dest`` (atomically); return its row count.
 
     The shard is streamed in record batches of ``batch_size`` rows through
     :func:`sidkit.mapstep.encode_batch`; ``dest`` gets columns ``item_id`` and ``sid`` in the
-    shard's row order. A failure leaves no ``dest`` (and no temp file). Errors name the shard.
+    shard's row order. A failure leaves no ``dest`` (and no temp file). Errors reading the shard
+    are :class:`InputFileError` naming it; errors writing ``dest`` are left as ``OSError``.
     """
     shard, dest = Path(shard), Path(dest)
+    if not shard.is_file():
+        raise InputFileError(f"{shard}: not found on node {socket.gethostname()}; on a cluster the catalog must be "
+                             f"on storage every node sees under the same path")
+    try:
+        pf = pq.ParquetFile(shard, pre_buffer=False, buffer_size=1 << 20)
+        names = pf.schema_arrow.names
+    except (pa.ArrowException, OSError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputFileError(f"{shard}: not a readable Parquet file ({msg}); re-export it") from None
+    cols = _read_columns(model, names, id_col)
+    missing = [c for c in cols if c not in names]
+    if missing:
+        raise InputFileError(f"{shard}: no column '{missing[0]}' (columns: {', '.join(names[:12])}); "
+                             f"the model reads {', '.join(cols)}")
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     n = 0
     writer = None
     try:
-        try:
-            pf = pq.ParquetFile(shard, pre_buffer=False, buffer_size=1 << 20)
-            cols = _read_columns(model, pf.schema_arrow.names, id_col)
-            missing = [c for c in cols if c not in pf.schema_arrow.names]
-            if missing:
-                raise InputFileError(f"{shard}: no column '{missing[0]}' (columns: {', '.join(pf.schema_arrow.names[:12])}); "
-                                     f"the model reads {', '.join(cols)}")
-            id_type = pf.schema_arrow.field(id_col).type
-            batches = pf.iter_batches(batch_size=batch_size, columns=cols)
-            for b in batches:
+        with pf:
+            for b in _shard_batches(pf, shard, cols, batch_size):
                 t = encode_batch(model, b, id_col=id_col, source=f"{shard} (rows from {n})")
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, t.schema)
                 writer.write_table(t)
                 n += t.num_rows
-        except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise InputFileError(f"{shard}: could not read the data near row {n} ({msg}); the file may be "
-                                 f"truncated, re-export it") from None
         if writer is None:  # an empty shard still gets its (empty) staged file
-            schema = pa.schema([("item_id", id_type), ("sid", pa.list_(pa.int32()))])
+            schema = pa.schema([("item_id", pf.schema_arrow.field(id_col).type), ("sid", pa.list_(pa.int32()))])
             pq.write_table(schema.empty_table(), tmp)
         else:
             writer.close()
@@ -114,6 +134,9 @@ class _ShardEncoder:
         try:
             from sidkit.modeldir import load_model
 
+            if not Path(model_dir).is_dir():
+                raise ModelError(f"{model_dir}: the model directory is not found on node {self.node}; on a cluster it "
+                                 f"must be on storage every node sees under the same path")
             self.model = load_model(model_dir)
         except SidkitError as e:
             self.error = (type(e).__name__, str(e))
@@ -129,9 +152,9 @@ class _ShardEncoder:
                     rows = encode_shard(self.model, str(path), dest, id_col=self.id_col, batch_size=self.batch_size)
                 except SidkitError as e:
                     err = (type(e).__name__, str(e))
-                except OSError as e:  # the stage directory is not writable from this node
+                except (OSError, pa.ArrowException) as e:  # the stage directory is not writable from this node
                     err = ("InputFileError", f"{dest}: could not write the staged codes on node {self.node} "
-                                             f"({e.strerror or e}); the stage directory must be writable from every node")
+                                             f"({getattr(e, 'strerror', None) or e}); the stage directory must be writable from every node")
             out["index"].append(index)
             out["rows"].append(rows)
             out["path"].append(str(dest))

@@ -216,3 +216,23 @@ def test_worker_cpus_share_the_cluster_and_every_actor_fits_on_a_node():
         for w in range(1, 12):
             c = worker_cpus(nodes, w)
             assert _fits(nodes, c, w) and not _fits(nodes, c * 1.01, w)
+
+
+def test_shard_encoder_reports_errors_as_data(data, tmp_path):
+    """The actor class alone (no Ray): a model or shard a node cannot see, and an unwritable stage
+    folder, come back as one-line errors naming the path and the node."""
+    from sidkit.ray_engine import _ShardEncoder
+
+    shard = str(data["shards"] / "s0.parquet")
+    r = _ShardEncoder(str(tmp_path / "nowhere"), str(tmp_path), "item_id", 1000)({"index": [0], "path": [shard]})
+    assert r["error_class"] == ["ModelError"] and "not found on node" in r["error"][0] and r["rows"] == [-1]
+    enc = _ShardEncoder(str(data["model"]), str(tmp_path), "item_id", 1000)
+    r = enc({"index": [3], "path": [str(tmp_path / "gone.parquet")]})
+    assert r["error_class"] == ["InputFileError"] and "gone.parquet: not found on node" in r["error"][0]
+    enc.stage_dir = tmp_path / "missing_stage"
+    r = enc({"index": [0], "path": [shard]})
+    assert r["error_class"] == ["InputFileError"] and "could not write the staged codes" in r["error"][0]
+    enc.stage_dir = tmp_path
+    r = enc({"index": [0, 1], "path": [shard, str(data["shards"] / "s1.parquet")]})
+    assert r["error_class"] == ["", ""] and r["rows"] == [2500, 2500]
+    assert sorted(os.listdir(tmp_path)) == ["part-00000.parquet", "part-00001.parquet"]

@@ -9,8 +9,8 @@ rows. Every encode writes a directory output (one codes shard per input shard) a
 checked identical to the local engine's. One local Ray cluster (all the machine's CPUs) is started
 before the timings; its start-up is printed apart. Each Ray encode's wall time includes the actor
 pool's start (every actor imports sidkit and loads the model), the map stage and the same finish
-stage (global suffix pass + write) as the local engine; ``map s`` is the time until the staged
-files are all written. On a shared machine compare the ratios, not the seconds.
+stage (global suffix pass + write) as the local engine; ``map s`` is the summary's map-stage time
+(until every staged shard is written). On a shared machine compare the ratios, not the seconds.
 """
 
 from __future__ import annotations
@@ -100,17 +100,6 @@ def main(argv=None) -> int:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     print(f"ray.init (local cluster, {os.cpu_count()} CPUs): {time.perf_counter() - t:.1f} s")
 
-    map_end: list[float] = []
-    import sidkit.ray_engine as re_mod
-
-    real_map = re_mod.ray_map_stage
-
-    def timed_map(*args, **kw):  # records when the map stage ends, inside the Ray encodes
-        files = real_map(*args, **kw)
-        map_end.append(time.perf_counter())
-        return files
-
-    re_mod.ray_map_stage = timed_map
     workers = [int(w) for w in a.workers.split(",") if w]
     configs = [("local", None)] + [("ray", w) for w in workers]
     rows = {c: [] for c in configs}
@@ -120,12 +109,11 @@ def main(argv=None) -> int:
             for eng, w in configs:
                 out = a.dir / f"out_{eng}_{w}"
                 shutil.rmtree(out, ignore_errors=True)
-                map_end.clear()
                 t0 = time.perf_counter()
                 kw = {"engine": "ray", "workers": w} if eng == "ray" else {}
-                sidkit.encode(model, shards, f"{out}/", **kw)
+                s = sidkit.encode(model, shards, f"{out}/", **kw)
                 wall = time.perf_counter() - t0
-                rows[(eng, w)].append((wall, (map_end[0] - t0) if map_end else float("nan")))
+                rows[(eng, w)].append((wall, s.get("stage_seconds", {}).get("map", float("nan"))))
                 got = read_dir(out)
                 if ref is None:
                     ref = got
@@ -134,7 +122,6 @@ def main(argv=None) -> int:
                     return 1
                 shutil.rmtree(out, ignore_errors=True)
     finally:
-        re_mod.ray_map_stage = real_map
         ray.shutdown()
     base = float(np.median([r[0] for r in rows[("local", None)]]))
     print(f"\nencode {a.n:,} x {a.dim} in {a.shards} shards, rqkmeans 3 x 256, median of {a.repeats}; "

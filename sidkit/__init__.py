@@ -8,13 +8,15 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__", "fit", "encode", "load_model", "read_catalog", "RQKMeans", "RQVAE",
+    "__version__", "fit", "encode", "encode_batch", "load_model", "open_source", "read_catalog", "RQKMeans", "RQVAE",
     "SidkitError", "audit", "export", "sid_report",
 ]
 
 _LAZY = {
     "fit": ("sidkit.pipeline", "fit"),
     "encode": ("sidkit.pipeline", "encode"),
+    "encode_batch": ("sidkit.pipeline", "encode_batch"),
+    "open_source": ("sidkit.io.source", "open_source"),
     "load_model": ("sidkit.modeldir", "load_model"),
     "read_catalog": ("sidkit.io.catalog", "read_catalog"),
     "RQKMeans": ("sidkit.quantizers.rqkmeans", "RQKMeans"),

@@ -557,6 +557,7 @@ def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os
                             f"give the ids the same type as in the catalog the model was fitted on")
     if src.num_rows == 0:
         raise DataError(f"{src.path}: the catalog has zero rows; it needs at least one item")
+    t_map = time.perf_counter()
     with scratch_dir(out) as scratch:
         stage = scratch / "staged"
         stage.mkdir()
@@ -568,13 +569,17 @@ def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os
                                    batch_size=batch_size, progress=progress)
         else:
             staged, n_zero = map_local(model, src, stage, id_col=id_col, batch_size=batch_size, progress=progress)
+        t_map = time.perf_counter() - t_map
+        t_fin = time.perf_counter()
         res = finish_encode(model, staged, out, as_dir=as_dir, id_col=id_col, source_label=str(src.path), scratch=scratch,
                             batch_size=batch_size, partition_rows=partition_rows, progress=progress)
     n_done, n_new = res["n_items"], res["n_new_or_changed"]
     summary = {"output": str(out), "n_items": int(n_done), "n_new_or_changed": n_new,
                "n_kept": int(n_done - n_new), "shards_in": len(src.shards),
                "shards_out": len(src.shards) if as_dir else 1, "engine": engine,
-               "seconds": round(time.perf_counter() - t0, 3)}
+               "seconds": round(time.perf_counter() - t0, 3),
+               "stage_seconds": {"map": round(t_map, 3), "suffix_and_write": round(time.perf_counter() - t_fin, 3)},
+               "partitions": res["partitions"]}
     warnings = []
     if not res["has_model_codes"]:
         warnings.append(f"{model.path}: the model has no codes.parquet, so no item keeps a suffix from the fit; "

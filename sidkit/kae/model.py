@@ -393,18 +393,18 @@ class KAE(Tokenizer):
 # fit --method kae: the model directory
 
 def read_attribute_table(path, columns: Sequence[str]) -> pa.Table:
-    from sidkit.io.catalog import open_parquet
+    from sidkit.io.source import open_source
 
-    pf = open_parquet(path)
-    cols = [c for c in columns if c in pf.schema_arrow.names]
-    return pf.read(columns=cols)
+    src = open_source(path)
+    cols = [c for c in columns if c in src.names]
+    return src.read(cols)
 
 
 def string_columns(path) -> list[str]:
-    from sidkit.io.catalog import open_parquet
+    from sidkit.io.source import open_source
 
     out = []
-    for f in open_parquet(path).schema_arrow:
+    for f in open_source(path).schema_arrow:
         t = f.type
         if pa.types.is_string(t) or pa.types.is_large_string(t):
             out.append(f.name)

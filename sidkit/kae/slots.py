@@ -342,14 +342,15 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
         X_pos, n = l2_normalize(v), 1
     else:
         from sidkit.features import FusionSpec, fuse
-        from sidkit.io.catalog import open_parquet, read_catalog
+        from sidkit.io.catalog import read_catalog
+        from sidkit.io.source import open_source
         from sidkit.kae.plan import extract_words
 
         fusion = FusionSpec.from_dict(kd.meta["fusion"])
         cats = kd.books[g].categories
         specs = [CategorySpec.parse(c) for c in cats]
         cols = list(dict.fromkeys(s.column for s in specs))
-        have = set(open_parquet(items).schema_arrow.names)
+        have = set(open_source(items).names)
         cat = read_catalog(items, id_col=id_col or kd.meta.get("input", {}).get("id_col", "item_id"),
                            embedding_cols=list(fusion.columns), attribute_cols=[c for c in cols if c in have])
         terms = {w, *[normalize_word(a) for a in aliases if normalize_word(a)]}

@@ -142,7 +142,7 @@ def encode(
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column. [default: the model's]"),
     batch_size: int = typer.Option(65536, "--batch-size", help="Rows per record batch.", min=1),
     engine: str = typer.Option("local", "--engine", help="Where the map stage runs: 'local' (this process) or "
-                               "'ray' (a Ray Data actor pool; needs pip install 'sidkit[ray]'). [default: local]"),
+                               "'ray' (a Ray Data actor pool; needs pip install 'sidkit[ray]')."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to join with --engine ray ('auto' on "
                                           "a cluster node, 'ray://HOST:10001'). [default: a local one]"),
     workers: Optional[int] = typer.Option(None, "--workers", help="Ray actors, each loading the model once "

@@ -173,6 +173,22 @@ def _raise_worker_error(cls_name: str, message: str) -> None:
     raise cls(message)
 
 
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) address that refuses a TCP connection is a one-line
+    error now, not a minute of Ray's connection retries."""
+    if not address or address == "auto" or address.startswith("local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"{opt('address')} {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
+                          f"'ray start --head', or pass {opt('address')} auto on a node of the cluster") from None
+
+
 def _node_cpus(ray) -> list[float]:
     """CPUs of every live node of the cluster."""
     cpus = [float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive", True)]
@@ -236,6 +252,7 @@ def ray_map_stage(model_dir: str | os.PathLike, source, stage_dir: str | os.Path
 
     started = False
     if not ray.is_initialized():
+        _check_reachable(address)
         try:
             kw = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
             ray.init(address=address, **kw) if address else ray.init(**kw)

@@ -236,3 +236,17 @@ def test_shard_encoder_reports_errors_as_data(data, tmp_path):
     r = enc({"index": [0, 1], "path": [shard, str(data["shards"] / "s1.parquet")]})
     assert r["error_class"] == ["", ""] and r["rows"] == [2500, 2500]
     assert sorted(os.listdir(tmp_path)) == ["part-00000.parquet", "part-00001.parquet"]
+
+
+def test_an_address_nobody_answers_is_a_one_line_error():
+    import socket
+
+    from sidkit.ray_engine import _check_reachable
+
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConfigError, match=rf"address 127.0.0.1:{port}: no Ray cluster answers there"):
+        _check_reachable(f"127.0.0.1:{port}")
+    _check_reachable("auto")  # left to Ray
+    _check_reachable(None)

@@ -141,6 +141,12 @@ def encode(
     output: str = typer.Option(..., "--output", "-o", help="Codes Parquet file to write, or a folder ending in '/' for one codes shard per input shard (replaced as a whole)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column. [default: the model's]"),
     batch_size: int = typer.Option(65536, "--batch-size", help="Rows per record batch.", min=1),
+    engine: str = typer.Option("local", "--engine", help="Where the map stage runs: 'local' (this process) or "
+                               "'ray' (a Ray Data actor pool; needs pip install 'sidkit[ray]')."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to join with --engine ray ('auto' on "
+                                          "a cluster node, 'ray://HOST:10001'). [default: a local one]"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Ray actors, each loading the model once "
+                                          "(--engine ray). [default: 1]", min=1),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -150,7 +156,8 @@ def encode(
 
     try:
         with progress_bar(not (quiet or as_json)) as cb:
-            summary = encode_fn(model, items, output, id_col=id_col, batch_size=batch_size, progress=cb)
+            summary = encode_fn(model, items, output, id_col=id_col, batch_size=batch_size, progress=cb,
+                                engine=engine, address=address, workers=workers)
     except SidkitError as e:
         fail(e)
     if as_json:

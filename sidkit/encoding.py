@@ -4,7 +4,7 @@ Two stages, so that the expensive one can run anywhere:
 
 1. **map** — every input shard is encoded in record batches into a staged shard
    (``item_id``, ``sid``), row for row (:func:`map_local` here, ``sidkit.ray_engine`` on a Ray
-   cluster; both call :func:`sidkit.pipeline.encode_batch`'s core).
+   cluster; both call :func:`sidkit.mapstep.encode_batch`'s core).
 2. **finish** — the global suffix pass (:func:`finish_encode`): an item of the model's
    ``codes.parquet`` whose core SID is unchanged keeps its suffix; every other item gets the next
    free suffix of its core SID bucket, counted past the model's suffixes, in input order. The
@@ -24,7 +24,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -32,13 +32,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sidkit.errors import ConfigError, DataError, InputFileError, ModelError, opt
-from sidkit.features import fuse
 from sidkit.io.codes import codes_table, pack_keys
 from sidkit.io.source import ParquetSource, open_source
-from sidkit.quantizers.base import Items
-
-if TYPE_CHECKING:
-    from sidkit.modeldir import Model
+from sidkit.mapstep import _encode_codes, encode_batch, staged_name  # noqa: F401  (re-exported)
 
 PARTITION_ROWS = 1 << 20  # rows per partition of the suffix pass (about 40 MB of state each)
 MANIFEST = "_sidkit.json"  # written into a directory output; readers skip "_" names
@@ -242,45 +238,8 @@ def kept_suffixes(keys: np.ndarray, ids: pa.Array, m_keys: np.ndarray, m_ids: pa
 # ---------------------------------------------------------------------------------------------
 # stages
 
-def _encode_codes(model: Model, emb: dict, cols: dict, source: str) -> np.ndarray:
-    """Codes of one batch of checked embeddings (and the attribute columns the tokenizer reads)."""
-    for c, d in zip(model.fusion.columns, model.fusion.dims):
-        if emb[c].shape[1] != d:
-            raise DataError(f"{source}: column '{c}' has embedding width {emb[c].shape[1]}, the model expects {d}; "
-                            f"encode with embeddings from the same embedding model")
-    return model.tokenizer.encode(Items(fuse(emb, model.fusion, source=source), cols, finite=True))
-
-
-def encode_batch(model: Model, batch: pa.RecordBatch | pa.Table, *, id_col: str | None = None,
-                 source: str = "batch") -> pa.Table:
-    """Encode one Arrow batch of catalog rows: the map step of a distributed encode.
-
-    ``batch`` holds the id column, the model's embedding columns and any attribute column the
-    tokenizer reads (KAE). Returns a table ``item_id`` (as given) and ``sid`` (list<int32>, the
-    core SID), row for row. Suffixes are not assigned here: they need every row of a core SID
-    bucket (see :func:`encode`). This is the function to call from Ray's ``map_batches`` or
-    Spark's ``mapInArrow``; ``source`` names the input in error messages.
-    """
-    from sidkit.io.catalog import check_ids, embedding_to_numpy
-
-    id_col = id_col or model.meta.get("input", {}).get("id_col", "item_id")
-    names = batch.schema.names
-    for c in [id_col, *model.fusion.columns]:
-        if c not in names:
-            raise DataError(f"{source}: no column '{c}' (columns: {', '.join(names[:12])}); the model reads {id_col} and "
-                            f"{', '.join(model.fusion.columns)}")
-    ids = batch.column(id_col)
-    check_ids(ids, Path(source), id_col)
-    emb = {c: embedding_to_numpy(batch.column(c), Path(source), c) for c in model.fusion.columns}
-    cols = {c: batch.column(c) for c in model.tokenizer.attribute_columns if c in names}
-    codes = _encode_codes(model, emb, cols, source)
-    t = codes_table(ids, codes, np.zeros(len(codes), np.int32))
-    return t.select(["item_id", "sid"])
-
-
-
-def _staged_name(i: int) -> str:
-    return f"part-{i:05d}.parquet"
+# the map step (encode_batch, the staged shard names) lives in sidkit.mapstep, below the engines
+_staged_name = staged_name
 
 
 def map_local(model, source: ParquetSource, stage_dir: Path, *, id_col: str, batch_size: int = 65536,
@@ -572,6 +531,8 @@ def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os
         raise ConfigError(f"{opt('engine')} {engine!r}: use one of {', '.join(ENGINES)}")
     if workers is not None and workers < 1:
         raise ConfigError(f"{opt('workers')} must be at least 1 (got {workers})")
+    if engine == "local" and (address is not None or workers is not None):
+        raise ConfigError(f"{opt('address') if address is not None else opt('workers')} needs {opt('engine')} ray")
     given = os.fspath(out)
     as_dir = _wants_dir(out)
     out = Path(given)

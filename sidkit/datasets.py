@@ -460,6 +460,10 @@ _LARGE_BLOCK = 16384
 _LARGE_SUB = 8  # sub-clusters per cluster
 _LARGE_SUB_SPREAD = 0.5
 _LARGE_ITEM_SPREAD = 0.5
+_LARGE_BRANDS = 64  # attributes=True: brand = cluster % 64
+_LARGE_COLORS = ["black", "white", "red", "blue", "green", "yellow", "grey", "brown", "pink", "purple",
+                 "orange", "silver"]  # color = (7 * sub-cluster + cluster) % 12
+_LARGE_COLOR_MISSING = 0.05
 
 
 def write_large_catalog(
@@ -470,6 +474,7 @@ def write_large_catalog(
     n_clusters: int = 1024,
     batch_size: int = 65536,
     seed: int = 0,
+    attributes: bool = False,
 ) -> Path:
     """Stream a large clustered catalog to Parquet with bounded memory (for benchmarks).
 
@@ -482,6 +487,11 @@ def write_large_catalog(
     depends on ``seed`` only, not on ``batch_size`` (which sets the record batch / row group size
     and the memory: about ``batch_size * dim * 4`` bytes plus one block). A 1M x 384 file takes a
     few seconds to write. The write is atomic.
+
+    ``attributes=True`` adds two string columns for KAE, drawn from the mixture's labels:
+    ``brand`` (one of 64, a function of the cluster) and ``color`` (one of 12, a function of the
+    sub-cluster; null for about 5% of the rows, from a separate random stream, so that some items
+    need routing). The other columns are the same with or without them.
     """
     n_items = _check_int("n_items", n_items, 1)
     dim = _check_int("dim", dim, 2)
@@ -507,29 +517,47 @@ def write_large_catalog(
         x *= scale
         x += subs[sub]
         x /= np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
-        return x
+        if not attributes:
+            return x, None
+        brand = (cl % _LARGE_BRANDS).astype(np.int32)
+        color = pa.array((sub * 7 + cl) % len(_LARGE_COLORS), type=pa.int32(),
+                         mask=np.random.default_rng([seed, 2, b]).random(m) < _LARGE_COLOR_MISSING)
+        return x, (brand, color)
 
+    fields = [("item_id", pa.int64()), ("embedding", pa.list_(pa.float32(), dim))]
+    extra = {}
+    if attributes:
+        fields += [("brand", pa.string()), ("color", pa.string())]
+        extra["attributes"] = True
+        brands = pa.array([f"brand-{i:02d}" for i in range(_LARGE_BRANDS)])
+        colors = pa.array(_LARGE_COLORS)
     schema = pa.schema(
-        [("item_id", pa.int64()), ("embedding", pa.list_(pa.float32(), dim))],
-        metadata=_meta("write_large_catalog", n_items=n_items, dim=dim, n_clusters=n_clusters, seed=seed),
+        fields,
+        metadata=_meta("write_large_catalog", n_items=n_items, dim=dim, n_clusters=n_clusters, seed=seed, **extra),
     )
     path = Path(path)
-    cache: tuple[int, np.ndarray] | None = None
+    cache: tuple[int, tuple] | None = None
     with atomic_path(path, suffix=".parquet") as tmp:
         with pq.ParquetWriter(
-            tmp, schema, compression="none", use_dictionary=False, write_statistics=["item_id"]
+            tmp, schema, compression="none", use_dictionary=["brand", "color"] if attributes else False,
+            write_statistics=["item_id"],
         ) as writer:
             for a in range(0, n_items, batch_size):
                 b = min(a + batch_size, n_items)
-                pieces = []
+                pieces, attrs = [], []
                 for k in range(a // _LARGE_BLOCK, (b - 1) // _LARGE_BLOCK + 1):
                     if cache is None or cache[0] != k:
                         cache = (k, block(k))
                     lo = k * _LARGE_BLOCK
-                    pieces.append(cache[1][max(a, lo) - lo : min(b, lo + _LARGE_BLOCK) - lo])
+                    sl = slice(max(a, lo) - lo, min(b, lo + _LARGE_BLOCK) - lo)
+                    pieces.append(cache[1][0][sl])
+                    if attributes:
+                        attrs.append((cache[1][1][0][sl], cache[1][1][1][sl]))
                 x = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-                batch = pa.record_batch(
-                    [pa.array(np.arange(a, b, dtype=np.int64)), _fixed_size_list(x)], schema=schema
-                )
+                cols = [pa.array(np.arange(a, b, dtype=np.int64)), _fixed_size_list(x)]
+                if attributes:
+                    cols.append(brands.take(pa.array(np.concatenate([p[0] for p in attrs]))))
+                    cols.append(colors.take(pa.concat_arrays([p[1] for p in attrs])))
+                batch = pa.record_batch(cols, schema=schema)
                 writer.write_batch(batch, row_group_size=batch_size)
     return path

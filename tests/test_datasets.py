@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -258,6 +259,35 @@ def test_write_large_catalog(tmp_path):
     s = sample @ sample.T
     np.fill_diagonal(s, -np.inf)
     assert s.max(axis=1).mean() > 0.8 and abs(s[np.isfinite(s)].mean()) < 0.2
+
+
+def test_write_large_catalog_attributes(tmp_path):
+    n, dim = 20_000, 8
+    plain = pq.read_table(datasets.write_large_catalog(tmp_path / "p.parquet", n, dim, n_clusters=16, batch_size=3000, seed=5))
+    path = datasets.write_large_catalog(tmp_path / "a.parquet", n, dim, n_clusters=16, batch_size=3000, seed=5,
+                                        attributes=True)
+    t = pq.read_table(path)
+    assert t.schema.names == ["item_id", "embedding", "brand", "color"]
+    assert t.schema.field("brand").type == pa.string() and t.schema.field("color").type == pa.string()
+    # the existing columns are unchanged by the option
+    assert t.select(["item_id", "embedding"]).equals(plain.select(["item_id", "embedding"]))
+    assert json.loads(t.schema.metadata[b"sidkit.datasets"])["attributes"] is True
+    assert "attributes" not in json.loads(plain.schema.metadata[b"sidkit.datasets"])
+    # same rows whatever the batch size
+    b = datasets.write_large_catalog(tmp_path / "b.parquet", n, dim, n_clusters=16, batch_size=n, seed=5, attributes=True)
+    assert pq.read_table(b).equals(t)
+    brand = t.column("brand").to_pylist()
+    color = t.column("color").to_pylist()
+    assert brand.count(None) == 0 and set(brand) <= {f"brand-{i:02d}" for i in range(64)}
+    assert len(set(brand)) == 16  # brand = cluster % 64 with 16 clusters
+    assert 0.03 < color.count(None) / n < 0.07
+    assert len(set(color) - {None}) == 12
+    # drawn from the mixture's labels: an item's nearest neighbour almost always shares its brand
+    x = _matrix(t)[:2000].astype(np.float64)
+    s = x @ x.T
+    np.fill_diagonal(s, -np.inf)
+    nn = s.argmax(axis=1)
+    assert np.mean([brand[i] == brand[j] for i, j in enumerate(nn)]) > 0.9
 
 
 def test_write_catalog_roundtrip_and_atomic(tmp_path, catalog):

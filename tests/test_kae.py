@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from sidkit.cli import app
 from sidkit.datasets import make_catalog
-from sidkit.kae.codebook import FIRST_WORD
+from sidkit.kae.codebook import FIRST_WORD, NULL
 from sidkit.kae.plan import (CategorySpec, GroupStats, extract_words, group_vocabulary, make_plan, merge_categories,
                              read_plan, reserved_count, write_plan)
 from sidkit.kae.slots import NoReservedSlot, SlotError, bind_slot, list_slots, unbind_slot
@@ -358,6 +358,126 @@ def test_neighbour_features_separate_a_planted_minor_attribute():
         sc.tau = 0.0  # compare the rankings, not the calibrated abstention
         acc[k] = float((sc.route(nf(X[test])) == slots[test]).mean())
     assert acc[0] < 0.6 and acc[10] > 0.85, acc  # 0.44 and 0.90 at the time of writing
+
+
+def _routed_catalog(n=3000, dim=16, seed=0):
+    """make_catalog with color and material blanked on half the rows: many items are routed."""
+    t = make_catalog(n, dim, seed=seed)
+    gone = np.random.default_rng(seed).random(n) < 0.5
+    for c in ("color", "material"):
+        vals = [None if g else v for v, g in zip(t.column(c).to_pylist(), gone)]
+        t = t.set_column(t.schema.get_field_index(c), c, pa.array(vals, pa.string()))
+    X = np.asarray(t.column("embedding").combine_chunks().flatten().to_numpy(), np.float32).reshape(n, dim)
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    return t, X, {c: t.column(c) for c in ("brand", "color", "material", "categories")}
+
+
+def _route_reference(tok, X, cols):
+    """Slow reference of KAE routing, one item at a time: its k neighbours in the reservoir by
+    brute force (exact: every reservoir row; inverted file: the rows of the nprobe lists whose
+    centroids have the largest inner product with the item), their mean in rank order, the
+    neighbour-centred features and each group's scorer. Returns the (n, G) attribute codes."""
+    from sidkit.kae.codebook import encode_group
+
+    bank, k, ivf = tok._res_X, tok.route_neighbours, tok._ivf
+    words = tok.words_from_columns(cols, len(X))
+    out, missing = [], []
+    for book in tok.books_:
+        s, m = encode_group(book, words, len(X))
+        out.append(s)
+        missing.append(m)
+    out, missing = np.stack(out, 1), np.stack(missing, 1)
+    for i in np.flatnonzero(missing.any(1)):
+        x = X[i]
+        if ivf is None:
+            cand = np.arange(len(bank))
+        else:
+            probe = np.argsort(-(ivf[0] @ x), kind="stable")[:tok.route_nprobe]
+            cand = np.flatnonzero(np.isin(ivf[1], probe))
+        sims = bank[cand] @ x
+        ranked = [r for r in cand[np.lexsort((cand, -sims))] if bank[r] @ x < 1.0 - 1e-5][:k]
+        M = np.zeros_like(x)
+        for r in ranked:
+            M += bank[r]
+        f = np.concatenate([x, x - M / np.float32(max(1, len(ranked)))])[None]
+        for g, sc in enumerate(tok.scorers_):
+            if missing[i, g] and sc is not None:
+                out[i, g] = sc.route(f)[0]
+    return out
+
+
+@pytest.mark.parametrize("ivf", [False, True])
+def test_routing_matches_a_per_item_reference(ivf, monkeypatch):
+    """Encoding routes the items that lack an attribute (about half here) through batched
+    neighbour searches: the same codes as routing each item on its own by brute force, with
+    exact search (small reservoirs) and with the reservoir's inverted file (large ones; forced
+    here by lowering the bank size that turns it on)."""
+    import sidkit.kae.route as route
+    from sidkit.kae.model import KAE
+    from sidkit.quantizers.base import Items
+
+    t, X, cols = _routed_catalog(2000)
+    plan, _ = make_plan(t.select(list(cols)), list(cols), groups=3)
+    plan.route_min_precision = 0.0  # route every item whose best class is a word
+    if ivf:
+        monkeypatch.setattr(route, "IVF_MIN_BANK", 512)
+    tok = KAE(plan, reservoir=1536).fit(Items(X, cols))
+    assert (tok._ivf is not None) == ivf
+    if ivf:
+        C, lists = tok._ivf
+        assert C.shape == (1536 // route.IVF_LIST_ROWS, X.shape[1]) and np.bincount(lists).min() > 0
+    codes = tok.encode(Items(X, cols))
+    ref = _route_reference(tok, X, cols)
+    det = tok.det_codes_
+    routed = (det == NULL) & (codes[:, :len(tok.books_)] != NULL)
+    assert (det == NULL).any(1).mean() > 0.4 and routed.any(1).mean() > 0.2  # many items are routed
+    np.testing.assert_array_equal(codes, ref)
+
+
+def test_inverted_file_is_stored_deterministic_and_checked_on_load(tmp_path, monkeypatch):
+    """The reservoir's inverted file is fitted once (same seed, same tensors), stored in
+    model.safetensors, and gives the same codes after a reload; scanning every list is exact
+    search; a model without it (written before) searches exactly; a bad list tensor is refused."""
+    import sidkit.kae.route as route
+    from safetensors.numpy import load_file, save_file
+
+    from sidkit.errors import ModelError
+    from sidkit.io.modelfiles import tensor_fingerprint
+    from sidkit.kae.route import NeighbourFeatures, fit_ivf
+    from sidkit.modeldir import load_model
+    from sidkit.pipeline import encode, fit
+
+    t, X, _ = _routed_catalog(2000)
+    monkeypatch.setattr(route, "IVF_MIN_BANK", 512)
+    C, lists = fit_ivf(X, seed=0)
+    C2, lists2 = fit_ivf(X, seed=0)
+    np.testing.assert_array_equal(C, C2)
+    np.testing.assert_array_equal(lists, lists2)
+    full = NeighbourFeatures(X, 10, ivf=(C, lists), nprobe=len(C))  # every list scanned
+    np.testing.assert_array_equal(np.sort(full.neighbours(X[:300]), 1), np.sort(NeighbourFeatures(X, 10).neighbours(X[:300]), 1))
+    assert fit_ivf(X[:511]) is None  # small banks: exact search
+
+    pq.write_table(t, tmp_path / "items.parquet")
+    m = tmp_path / "m"
+    fit(tmp_path / "items.parquet", out=m, method="kae", attributes="brand,color,material,categories")
+    ten = load_file(str(m / "model.safetensors"))
+    assert ten["reservoir.ivf.centroids"].shape == (2000 // 64, 16) and ten["reservoir.ivf.lists"].shape == (2000,)
+    encode(m, tmp_path / "items.parquet", tmp_path / "c.parquet")
+    assert pq.read_table(tmp_path / "c.parquet").column("sid").equals(pq.read_table(m / "codes.parquet").column("sid"))
+    assert load_model(m).tokenizer.route_features.ivf is not None
+
+    meta = json.loads((m / "sidkit.json").read_text())
+    for bad, msg in (({"reservoir.ivf.lists": np.full(2000, 999, np.int32)}, "inverted-file lists"),
+                     ({"reservoir.ivf.lists": None}, "come together")):
+        t2 = {**ten, **bad}
+        t2 = {k: v for k, v in t2.items() if v is not None}
+        b = tmp_path / f"bad{len(msg)}"
+        shutil.copytree(m, b)
+        save_file(t2, str(b / "model.safetensors"))
+        meta["model_fingerprint"] = tensor_fingerprint(t2)
+        (b / "sidkit.json").write_text(json.dumps(meta))
+        with pytest.raises(ModelError, match=msg):
+            load_model(b)
 
 
 def test_route_neighbours_zero_scores_embeddings_alone(kae_env, tmp_path):

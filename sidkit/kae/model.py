@@ -19,7 +19,7 @@ import pyarrow as pa
 from sidkit.quantizers.base import Items, Tokenizer, as_items, check_codes, items_matrix
 from sidkit.kae.codebook import NULL, OTHER, Binding, GroupCodebook, encode_group, text_matches
 from sidkit.kae.plan import CategorySpec, CategoryWords, Plan, extract_words, group_vocabulary, reserved_count
-from sidkit.kae.route import GroupScorer, NeighbourFeatures, fit_scorer
+from sidkit.kae.route import IVF_NPROBE, GroupScorer, NeighbourFeatures, fit_ivf, fit_scorer
 
 SLOTS_FILE = "slots.json"
 
@@ -34,6 +34,8 @@ class KAE(Tokenizer):
     reservoir : fit items kept (embeddings + slots) as negatives for bind-time scorers, and as
         the neighbour bank of the routing features.
     route_neighbours : k of the neighbour-centred routing features (0: the embeddings alone).
+    route_nprobe : inverted lists scanned per neighbour search when the reservoir is large enough
+        for an inverted file (:func:`sidkit.kae.route.fit_ivf`); 0: exact search always.
     random_state : seed.
     residual : an unfitted tokenizer for trailing semantic levels (fitted on the same items).
     residual_method : the method name of ``residual`` (recorded in the model).
@@ -42,11 +44,12 @@ class KAE(Tokenizer):
     class_name = "KAE"
 
     def __init__(self, plan: Plan, *, route: bool = True, reservoir: int = 8192, route_neighbours: int = 10,
-                 random_state: int = 0, residual: Tokenizer | None = None, residual_method: str | None = None):
+                 route_nprobe: int = IVF_NPROBE, random_state: int = 0, residual: Tokenizer | None = None, residual_method: str | None = None):
         self.plan = plan
         self.route = route
         self.reservoir = reservoir
         self.route_neighbours = route_neighbours
+        self.route_nprobe = route_nprobe
         self.random_state = random_state
         self.books_: list[GroupCodebook] = []
         self.scorers_: list[GroupScorer | None] = []
@@ -59,13 +62,14 @@ class KAE(Tokenizer):
         self.carried_: dict = {"kept": [], "dropped": [], "active": []}
         self._res_X = np.zeros((0, 0), np.float32)
         self._res_slots = np.zeros((0, 0), np.int32)
+        self._ivf: tuple[np.ndarray, np.ndarray] | None = None  # the reservoir's inverted file (None: exact search)
         self._features: NeighbourFeatures | None = None
 
     @property
     def route_features(self) -> NeighbourFeatures:
         """The map from fused embeddings to the routing scorers' input."""
         if self._features is None:
-            self._features = NeighbourFeatures(self._res_X, self.route_neighbours)
+            self._features = NeighbourFeatures(self._res_X, self.route_neighbours, ivf=self._ivf, nprobe=self.route_nprobe)
         return self._features
 
     # -- categories and words
@@ -138,6 +142,8 @@ class KAE(Tokenizer):
         rows = np.sort(rng.choice(n, min(n, self.reservoir), replace=False))
         self._res_X = X[rows].copy()
         self._res_slots = det[rows].astype(np.int32)
+        use_ivf = self.route and self.route_neighbours > 0 and self.route_nprobe > 0
+        self._ivf = fit_ivf(self._res_X, seed=self.random_state) if use_ivf else None
         self._features = None
         self.scorers_, self.route_stats_ = [], []
         for g, book in enumerate(self.books_):
@@ -296,7 +302,7 @@ class KAE(Tokenizer):
     def params(self) -> dict:
         return {"plan": self.plan.to_dict(), "route": self.route, "reservoir": self.reservoir,
                 "route_neighbours": self.route_neighbours,
-                "random_state": self.random_state, "groups": [b.to_dict() for b in self.books_],
+                "route_nprobe": self.route_nprobe, "random_state": self.random_state, "groups": [b.to_dict() for b in self.books_],
                 "route_stats": self.route_stats_, "residual_method": self.residual_method_,
                 "residual": ({"class": type(self.residual_).__name__, "params": self.residual_.params()}
                              if self.residual_ is not None else None)}
@@ -305,6 +311,9 @@ class KAE(Tokenizer):
         t: dict[str, np.ndarray] = {"reservoir.X": self._res_X.astype(np.float32), "reservoir.slots": self._res_slots.astype(np.int32)}
         if self.route_features.k > 0:  # bind-time scorers need the reservoir's own features: keep its neighbours
             t["reservoir.neighbours"] = self.route_features.neighbours(self._res_X)
+        if self._ivf is not None:
+            t["reservoir.ivf.centroids"] = self._ivf[0].astype(np.float32)
+            t["reservoir.ivf.lists"] = self._ivf[1].astype(np.int32)
         for g, sc in enumerate(self.scorers_):
             if sc is not None:
                 t.update(sc.tensors(f"route.{g}"))
@@ -319,7 +328,8 @@ class KAE(Tokenizer):
         registry's :func:`sidkit.methods.load_tokenizer`)."""
         plan = Plan.from_dict(params["plan"])
         est = cls(plan, route=bool(params.get("route", True)), reservoir=int(params.get("reservoir", 8192)),
-                  route_neighbours=int(params.get("route_neighbours", 0)), random_state=int(params.get("random_state", 0)))
+                  route_neighbours=int(params.get("route_neighbours", 0)),
+                  route_nprobe=int(params.get("route_nprobe", IVF_NPROBE)), random_state=int(params.get("random_state", 0)))
         est.books_ = [GroupCodebook.from_dict(d) for d in params["groups"]]
         est.scorers_ = [GroupScorer.from_tensors(tensors, f"route.{g}") for g in range(len(est.books_))]
         est.route_stats_ = list(params.get("route_stats", []))
@@ -328,6 +338,13 @@ class KAE(Tokenizer):
         d = int(est._res_X.shape[1]) if est._res_X.ndim == 2 else 0
         if est._res_X.ndim != 2 or est._res_slots.ndim != 2 or est._res_slots.shape != (len(est._res_X), len(est.books_)):
             raise ValueError(f"reservoir tensors of shapes {est._res_X.shape} / {est._res_slots.shape} for {len(est.books_)} groups")
+        if ("reservoir.ivf.centroids" in tensors) != ("reservoir.ivf.lists" in tensors):
+            raise ValueError("reservoir.ivf.centroids and reservoir.ivf.lists come together; one of them is missing")
+        if "reservoir.ivf.centroids" in tensors:  # models written before the inverted file: exact search
+            est._ivf = (tensors["reservoir.ivf.centroids"], tensors["reservoir.ivf.lists"])
+            bad = NeighbourFeatures.check_ivf(est._ivf, est._res_X)
+            if bad:
+                raise ValueError(bad)
         width = d * (2 if est.route_features.k > 0 else 1)
         for g, sc in enumerate(est.scorers_):
             if sc is None:

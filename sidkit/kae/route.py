@@ -20,6 +20,16 @@ The scorer's input is the fused embedding concatenated with its *neighbour-centr
 is the stored reservoir). Subtracting the local mean removes what the item shares with its
 product-type neighbours and leaves what sets it apart, such as its colour. Chosen on Office's
 colours (held-out-word hit rate 0.871 -> 0.887 at k = 10), then measured on Scientific's.
+
+The neighbour search is exact (faiss ``IndexFlatIP``) for banks under ``IVF_MIN_BANK`` rows. A
+larger bank (the default reservoir holds 8,192 fit items) is searched through an inverted file
+fitted on the bank at fit time: ``len(bank) // IVF_LIST_ROWS`` k-means lists, of which the
+``nprobe`` (default ``IVF_NPROBE``) nearest by inner product are scanned, about 1/16 of the bank:
+the exact search cost ~8,192 x d multiply-adds per routed item, more than an RQ-VAE encoder.
+The lists' centroids and each bank row's list are stored with the model, so the search, and
+the codes, are the same at fit time, at encode time and after a reload. The scorers are trained
+on the same (approximate) features that encoding computes. What it changes against exact
+search is measured by ``benchmarks/kae_route.py``.
 """
 
 from __future__ import annotations
@@ -31,26 +41,80 @@ import numpy as np
 from sidkit.kae.codebook import NULL
 
 
+IVF_MIN_BANK = 4096  # smaller banks are searched exactly (and keep the features of earlier releases)
+IVF_LIST_ROWS = 64  # bank rows per inverted list (on average)
+IVF_NPROBE = 8  # lists scanned per query
+
+
+def fit_ivf(bank: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """(centroids (L, d) float32, list of each bank row (n,) int32) of the inverted file over a
+    neighbour bank, or None for a bank under ``IVF_MIN_BANK`` rows (searched exactly). k-means
+    by :func:`sidkit.quantizers.rq.kmeans` (seeded); each row goes to its largest-inner-product
+    centroid, the one a query that is that row probes first."""
+    bank = np.ascontiguousarray(bank, np.float32)
+    if bank.ndim != 2 or len(bank) < IVF_MIN_BANK:
+        return None
+    from sidkit.quantizers.rq import kmeans
+
+    C = kmeans(bank, len(bank) // IVF_LIST_ROWS, niter=20, seed=seed)
+    lists = np.empty(len(bank), np.int32)
+    for s in range(0, len(bank), 8192):
+        lists[s:s + 8192] = np.argmax(bank[s:s + 8192] @ C.T, axis=1)
+    return C, lists
+
+
 class NeighbourFeatures:
     """``[x, x - mean(k nearest bank rows)]`` by inner product, leaving out bank rows that are the
     item itself (similarity >= 1 - 1e-5), so an item in the bank gets the same features whether
-    it is encoded at fit time or later. ``k = 0``: the features are x alone."""
+    it is encoded at fit time or later. ``k = 0``: the features are x alone. ``ivf``: the
+    inverted file of :func:`fit_ivf` (None: exact search), ``nprobe`` lists scanned per query."""
 
     SELF = 1.0 - 1e-5
 
-    def __init__(self, bank: np.ndarray, k: int):
+    def __init__(self, bank: np.ndarray, k: int, *, ivf: tuple[np.ndarray, np.ndarray] | None = None,
+                 nprobe: int = IVF_NPROBE):
         self.bank = np.ascontiguousarray(bank, np.float32)
         self.k = int(k) if len(self.bank) > 1 else 0
+        self.ivf = ivf
+        self.nprobe = int(nprobe)
         self._index = None
+
+    @staticmethod
+    def check_ivf(ivf, bank: np.ndarray) -> str | None:
+        """What is wrong with stored inverted-file tensors for ``bank`` (None: they fit)."""
+        C, lists = ivf
+        if C.ndim != 2 or C.shape[1] != bank.shape[1] or not 1 <= len(C) <= len(bank):
+            return f"inverted-file centroids of shape {C.shape} for a bank of shape {bank.shape}"
+        if lists.shape != (len(bank),) or not np.issubdtype(lists.dtype, np.integer) \
+                or (len(lists) and (lists.min() < 0 or lists.max() >= len(C))):
+            return f"inverted-file lists of shape {lists.shape} (values outside 0..{len(C) - 1} or not one per bank row)"
+        return None
+
+    def _build(self):
+        import faiss
+
+        d = self.bank.shape[1]
+        if self.ivf is None or self.nprobe <= 0:
+            index = faiss.IndexFlatIP(d)
+            index.add(self.bank)
+            return index
+        C, lists = self.ivf
+        quantizer = faiss.IndexFlatIP(d)
+        quantizer.add(np.ascontiguousarray(C, np.float32))
+        index = faiss.IndexIVFFlat(quantizer, d, len(C), faiss.METRIC_INNER_PRODUCT)
+        index.is_trained = True
+        ids = np.arange(len(self.bank), dtype=np.int64)
+        assign = np.ascontiguousarray(lists, np.int64)
+        index.add_core(len(self.bank), faiss.swig_ptr(self.bank), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
+        index.nprobe = min(self.nprobe, len(C))
+        self._quantizer = quantizer  # the index borrows the quantizer: keep it alive
+        return index
 
     def neighbours(self, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:
         """(n, k) int32: the bank rows whose mean centres each row of X (-1 pads rows with fewer)."""
         X = np.ascontiguousarray(X, np.float32)
-        import faiss
-
         if self._index is None:
-            self._index = faiss.IndexFlatIP(self.bank.shape[1])
-            self._index.add(self.bank)
+            self._index = self._build()
         k = min(self.k, len(self.bank) - 1)
         out = np.full((len(X), k), -1, np.int32)
         for s in range(0, len(X), chunk):

@@ -318,7 +318,7 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
     from safetensors.numpy import load_file
 
     from sidkit.io.modelfiles import check_tensors
-    from sidkit.kae.route import GroupScorer, NeighbourFeatures
+    from sidkit.kae.route import IVF_NPROBE, GroupScorer, NeighbourFeatures
 
     notes: list[str] = []
     try:
@@ -332,7 +332,11 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
     if "reservoir.X" not in tensors or "reservoir.slots" not in tensors:
         raise ModelError(f"{kd.path / 'model.safetensors'}: the routing reservoir is missing; re-run 'sidkit fit --method kae'")
     Xr, Sr = tensors["reservoir.X"], tensors["reservoir.slots"][:, g]
-    feats = NeighbourFeatures(Xr, int(kd.meta["estimator"]["params"].get("route_neighbours", 0)))
+    kp = kd.meta["estimator"]["params"]
+    ivf = (tensors["reservoir.ivf.centroids"], tensors["reservoir.ivf.lists"]) if "reservoir.ivf.centroids" in tensors else None
+    if ivf is not None and (bad := NeighbourFeatures.check_ivf(ivf, Xr)):
+        raise ModelError(f"{kd.path / 'model.safetensors'}: {bad}; re-run 'sidkit fit --method kae'")
+    feats = NeighbourFeatures(Xr, int(kp.get("route_neighbours", 0)), ivf=ivf, nprobe=int(kp.get("route_nprobe", IVF_NPROBE)))
     if vector is not None:
         v = np.asarray(vector, np.float32).reshape(1, -1)
         if v.shape[1] != Xr.shape[1]:

@@ -1,0 +1,246 @@
+"""Sharded SID tables and interactions, and the streaming audit core against the in-memory one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sidkit.errors import DataError, SchemaError
+from sidkit.io.sidtable import UniqueIdCheck, open_sid_stream, read_sid_table
+from sidkit.metrics import core_report
+from sidkit.metrics.stream import core_report_stream
+
+
+def _table(ids, codes, sizes=None, suffix=True):
+    codes = np.asarray(codes, np.int32)
+    n, L = codes.shape
+    sid = pa.ListArray.from_arrays(pa.array(np.arange(0, n * L + 1, L, dtype=np.int32)), pa.array(codes.ravel()))
+    cols = {"item_id": pa.array(ids), "sid": sid}
+    if suffix:
+        cols["suffix"] = pa.array(np.zeros(n, np.int32))
+    t = pa.table(cols)
+    if sizes is not None:
+        t = t.replace_schema_metadata({b"sidkit": json.dumps({"codebook_sizes": list(sizes)}).encode()})
+    return t
+
+
+def _codes(n, sizes, seed, planted=()):
+    rng = np.random.default_rng(seed)
+    c = np.column_stack([rng.integers(0, k, n) for k in sizes])
+    for size, row in planted:  # a bucket of `size` items with the SID of `row`
+        c[row + 1: row + size] = c[row]
+    return c
+
+
+def _write_shards(tmp, t, cuts, row_group=None):
+    tmp.mkdir(parents=True, exist_ok=True)
+    bounds = [0, *cuts, t.num_rows]
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        pq.write_table(t.slice(a, b - a), tmp / f"part-{i:03d}.parquet", row_group_size=row_group or max(1, b - a))
+    return tmp
+
+
+CASES = [
+    # sizes, n, planted buckets (size, first row), ids unsorted
+    ([8, 8, 8], 400, [(9, 10), (5, 200), (3, 350)], False),   # dense, exact Hamming (all pairs)
+    ([16, 16, 16], 2500, [(30, 100), (12, 700), (4, 2000)], True),  # dense, sampled Hamming
+    ([1 << 20, 1 << 20, 1 << 20], 3000, [(7, 5), (7, 1000), (3, 2500)], True),  # sparse keys
+    ([5, 1 << 27], 900, [(4, 50)], True),  # L = 2, a sparse level count (K > 2^26)
+    ([7], 300, [], False),  # one level
+]
+
+
+@pytest.mark.parametrize("sizes,n,planted,shuffle", CASES)
+def test_stream_matches_in_memory(tmp_path, sizes, n, planted, shuffle):
+    codes = _codes(n, sizes, 3, planted)
+    ids = np.arange(n, dtype=np.int64) * 7 + 3
+    if shuffle:
+        ids = np.random.default_rng(1).permutation(ids)
+    t = _table(ids, codes, sizes)
+    d = _write_shards(tmp_path / "s", t, [n // 3, n // 3 + 17], row_group=50)
+    want = core_report(codes, sizes, item_ids=ids, seed=5, n_pairs=20_000)
+    for batch in (7, 64, 1 << 20):
+        got = core_report_stream(open_sid_stream(d), seed=5, n_pairs=20_000, batch_size=batch)
+        assert got == want
+        assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True)
+    if planted:  # the planted buckets are found, with their members
+        assert got["collision"]["max_bucket_size"] >= max(s for s, _ in planted)
+        assert got["top_buckets"] and got["top_buckets"][0]["item_ids"]
+
+
+def test_stream_sampled_hamming_is_seeded(tmp_path):
+    sizes = [16, 16, 16]
+    codes = _codes(3000, sizes, 0, [(20, 0)])
+    p = tmp_path / "c.parquet"
+    pq.write_table(_table(np.arange(3000), codes, sizes), p)
+    a = core_report_stream(open_sid_stream(p), seed=1, n_pairs=5000, batch_size=100)
+    b = core_report_stream(open_sid_stream(p), seed=1, n_pairs=5000, batch_size=999)
+    c = core_report_stream(open_sid_stream(p), seed=2, n_pairs=5000, batch_size=100)
+    assert a == b
+    assert not a["hamming"]["distribution_exact"] and a["hamming"]["n_sampled_pairs"] == 5000
+    assert a["hamming"]["distribution"] != c["hamming"]["distribution"]
+
+
+def test_audit_streams_identically(tmp_path):
+    from sidkit.audit import audit
+
+    sizes = [8, 8, 8]
+    codes = _codes(600, sizes, 2, [(6, 30), (4, 400)])
+    ids = np.random.default_rng(0).permutation(600)
+    t = _table(ids, codes, sizes)
+    d = _write_shards(tmp_path / "s", t, [250])
+    pq.write_table(t, tmp_path / "one.parquet")
+    mem = audit(tmp_path / "one.parquet", streaming=False)
+    for src in (d, tmp_path / "s" / "*.parquet", tmp_path / "one.parquet"):
+        got = audit(src, batch_size=37)
+        assert {k: v for k, v in got.items() if k != "source"} == {k: v for k, v in mem.items() if k != "source"}
+    # with the blocks that need the codes in memory too (baseline = itself: no churn)
+    got = audit(d, baseline=d, batch_size=50)
+    assert got["compare"]["churn_rate"] == 0.0
+    assert got["collision"] == mem["collision"]
+
+
+def test_unknown_sizes_stream_warns_like_in_memory(tmp_path):
+    from sidkit.audit import audit
+
+    codes = _codes(200, [6, 6, 6], 0)
+    pq.write_table(_table(np.arange(200), codes), tmp_path / "c.parquet")
+    a = audit(tmp_path / "c.parquet", batch_size=30)
+    b = audit(tmp_path / "c.parquet", streaming=False)
+    assert a == b and any("codebook sizes unknown" in w for w in a["warnings"])
+
+
+# --- errors while streaming name the shard and the row inside it -------------------------------
+
+def test_stream_errors_name_the_shard(tmp_path):
+    sizes = [8, 8]
+    codes = _codes(100, sizes, 0)
+    codes[70, 1] = 9  # >= codebook size, in the second shard (rows 60..99) at local row 10
+    d = _write_shards(tmp_path / "s", _table(np.arange(100), codes, sizes), [60])
+    with pytest.raises(DataError, match=r"part-001\.parquet: code 9 in sid\[1\] at row 10 is >= the codebook size 8"):
+        core_report_stream(open_sid_stream(d), batch_size=16)
+    with pytest.raises(DataError, match=r"part-001\.parquet: code 9 in sid\[1\] at row 10"):
+        read_sid_table(d)
+
+
+def test_duplicate_ids_across_shards(tmp_path):
+    sizes = [8, 8]
+    ids = np.arange(100)
+    ids[90] = 12  # unsorted from row 90: rows before it are re-read
+    d = _write_shards(tmp_path / "s", _table(ids, _codes(100, sizes, 0), sizes), [50])
+    with pytest.raises(DataError, match="item id 12 appears more than once"):
+        core_report_stream(open_sid_stream(d), batch_size=16)
+    with pytest.raises(DataError, match="item id 12 appears more than once"):
+        read_sid_table(d)
+
+
+@pytest.mark.parametrize("strings", [False, True])
+def test_unique_id_check_spills_and_finds_duplicates(tmp_path, strings):
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(5000)
+    vals = np.array([f"x{v}" for v in ids], dtype=object) if strings else ids
+    # no duplicate: partitions on disk (part_rows forces 8 partitions)
+    chk = UniqueIdCheck(tmp_path, len(vals), spill_dir=tmp_path, part_rows=700)
+    assert chk.bits == 3
+    for a in range(0, len(vals), 999):
+        chk.add(vals[a:a + 999], a)
+
+    class S:  # re-reads for the exact check of hashed ids
+        def batches(self, bs):
+            from types import SimpleNamespace
+            for a in range(0, len(vals), 999):
+                yield SimpleNamespace(offset=a, ids=vals[a:a + 999])
+
+    chk.finish(S())
+    vals[4321] = vals[17]
+    chk = UniqueIdCheck(tmp_path, len(vals), spill_dir=tmp_path, part_rows=700)
+    for a in range(0, len(vals), 999):
+        chk.add(vals[a:a + 999], a)
+    dup = vals[17].item() if isinstance(vals[17], np.generic) else vals[17]
+    with pytest.raises(DataError, match=f"item id {dup!r} appears more than once"):
+        chk.finish(S())
+    assert not list(tmp_path.glob("sidkit-ids-*"))  # the spill directory is removed
+
+
+def test_schema_disagreement_names_the_shard(tmp_path):
+    sizes = [8, 8]
+    t = _table(np.arange(40), _codes(40, sizes, 0), sizes)
+    d = tmp_path / "s"
+    d.mkdir()
+    pq.write_table(t.slice(0, 20), d / "a.parquet")
+    pq.write_table(t.slice(20).drop_columns(["suffix"]), d / "b.parquet")
+    with pytest.raises(SchemaError, match=r"b\.parquet: this shard's schema disagrees with the first shard .*a\.parquet \(it has no column 'suffix'\)"):
+        read_sid_table(d)
+    with pytest.raises(SchemaError, match=r"b\.parquet: this shard's schema disagrees"):
+        read_sid_table(tmp_path / "s" / "*.parquet")
+
+
+def test_sharded_sid_table_reads_like_one_file(tmp_path):
+    sizes = [8, 8, 8]
+    codes = _codes(90, sizes, 4)
+    t = _table(np.arange(90), codes, sizes)
+    pq.write_table(t, tmp_path / "one.parquet")
+    d = _write_shards(tmp_path / "s", t, [10, 11, 60])
+    one = read_sid_table(tmp_path / "one.parquet")
+    for src in (d, str(d / "part-*.parquet")):
+        got = read_sid_table(src)
+        assert np.array_equal(got[0], one[0]) and np.array_equal(got[1], one[1]) and got[3] == one[3]
+    # a model directory (with codes.parquet) still reads that file only
+    m = tmp_path / "model"
+    m.mkdir()
+    pq.write_table(t.slice(0, 5), m / "codes.parquet")
+    pq.write_table(t, m / "other.parquet")
+    assert len(read_sid_table(m)[0]) == 5
+
+
+def test_sharded_metadata_must_agree(tmp_path):
+    codes = _codes(20, [8, 8], 0)
+    d = tmp_path / "s"
+    d.mkdir()
+    pq.write_table(_table(np.arange(10), codes[:10], [8, 8]), d / "a.parquet")
+    pq.write_table(_table(np.arange(10, 20), codes[10:], [16, 16]), d / "b.parquet")
+    with pytest.raises(DataError, match=r"b\.parquet: its sidkit metadata gives codebook sizes \[16, 16\]"):
+        read_sid_table(d)
+    with pytest.raises(DataError, match=r"b\.parquet: its sidkit metadata gives codebook sizes \[16, 16\]"):
+        open_sid_stream(d)
+
+
+def test_export_and_eval_accept_shards(tmp_path):
+    from sidkit.export import export_with_info
+
+    sizes = [8, 8]
+    t = _table(np.arange(30), _codes(30, sizes, 1), sizes)
+    d = _write_shards(tmp_path / "s", t, [12])
+    pq.write_table(t, tmp_path / "one.parquet")
+    a, _ = export_with_info(d, "tokens", None)
+    b, _ = export_with_info(tmp_path / "one.parquet", "tokens", None)
+    assert a == b
+
+
+def test_interactions_dir_and_glob(tmp_path):
+    from sidkit.io.interactions import read_interactions
+
+    t = pa.table({"user_id": np.repeat(np.arange(10), 4), "item_id": np.arange(40) % 13, "timestamp": np.arange(40)})
+    pq.write_table(t, tmp_path / "one.parquet")
+    d = _write_shards(tmp_path / "i", t, [7, 30])
+    one = read_interactions(tmp_path / "one.parquet")
+    for src in (d, str(d / "*.parquet")):
+        got = read_interactions(src)
+        assert np.array_equal(got["user_id"], one["user_id"]) and got["item_id"].equals(one["item_id"])
+        assert np.array_equal(got["order"], one["order"])
+    # a null in the second shard is named with its row there
+    bad = t.set_column(1, "item_id", pa.array([None if i == 9 else int(v) for i, v in enumerate(np.arange(40) % 13)], pa.int64()))
+    d2 = _write_shards(tmp_path / "j", bad, [7])
+    with pytest.raises(DataError, match=r"part-001\.parquet: column 'item_id' is null at row 2"):
+        read_interactions(d2)
+    # schema disagreement
+    d3 = tmp_path / "k"
+    d3.mkdir()
+    pq.write_table(t.slice(0, 10), d3 / "a.parquet")
+    pq.write_table(t.slice(10).drop_columns(["timestamp"]), d3 / "b.parquet")
+    with pytest.raises(SchemaError, match=r"b\.parquet: this shard's schema disagrees"):
+        read_interactions(d3)

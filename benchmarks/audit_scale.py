@@ -146,7 +146,7 @@ def main() -> None:
     rows = a.rows if a.rows is not None else [10_000_000]
     items_rows = a.items_rows if a.items_rows is not None else [1_000_000]
     lines = []
-    for n in rows:
+    for n in [r for r in rows if r > 0]:
         t = time.perf_counter()
         path = write_sid_table(a.workdir / f"sids_{n}", n)
         print(f"table {n:,} rows ready ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
@@ -157,12 +157,12 @@ def main() -> None:
                 base = r
             lines.append((f"audit core ({mode})", n, r, r["peak_rss_gib"] / base["peak_rss_gib"]))
             print(lines[-1], file=sys.stderr, flush=True)
-    for n in items_rows:
+    for n in [r for r in items_rows if r > 0]:
         cat, codes = write_items_codes(a.workdir, n)
         r = child("items", [str(codes), str(cat)])
         lines.append(("audit --items", n, r, 1.0))
         print(lines[-1], file=sys.stderr, flush=True)
-    print(f"\n| what | rows | wall s | in-process s | peak RSS GiB | RSS ratio | GiB per 10M rows | notes |")
+    print("\n| what | rows | wall s | in-process s | peak RSS GiB | RSS ratio | GiB per 10M rows | notes |")
     print("|---|---|---|---|---|---|---|---|")
     for what, n, r, ratio in lines:
         notes = ""

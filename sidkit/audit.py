@@ -109,6 +109,16 @@ def gate_message(results: list[dict]) -> str:
     return f"{len(tripped)} gate{'s' if len(tripped) != 1 else ''} tripped: " + "; ".join(parts)
 
 
+def _catalog_id(path, id_col: str | None) -> str:
+    """The catalog's id column: ``id_col`` when the catalog has it, else ``item_id``."""
+    if id_col is not None:
+        from sidkit.io.source import open_source
+
+        if id_col in open_source(path).names:
+            return id_col
+    return "item_id"
+
+
 def _load_items(path, code_ids, id_col: str | None):
     """Embeddings, leaf, titles and attributes aligned to ``code_ids`` (rows absent from the
     catalog are dropped: returns the kept code rows too)."""
@@ -116,12 +126,7 @@ def _load_items(path, code_ids, id_col: str | None):
     from sidkit.io.catalog import read_catalog
     from sidkit.metrics.collaborative import map_ids
 
-    cat_id = "item_id"
-    if id_col is not None:
-        from sidkit.io.catalog import open_parquet
-
-        if id_col in open_parquet(path).schema_arrow.names:
-            cat_id = id_col
+    cat_id = _catalog_id(path, id_col)
     cat = read_catalog(path, id_col=cat_id)
     X = fuse(cat.embeddings, make_spec(cat.embeddings))  # as fit fuses them: both reports see the same vectors
     rows = map_ids(code_ids, cat.ids_numpy)
@@ -235,15 +240,28 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
     else:
         rep = sid_report_blocks(core, codes, sizes, item_ids=ids, seed=seed, **kw)
     if items is not None:
-        from sidkit.metrics.semantic import semantic_metrics
+        from sidkit.io.source import open_source
+        from sidkit.metrics.semantic import EXACT_MAX_ITEMS, CatalogVectors, semantic_metrics
 
-        keep, X, leaf, titles, attrs = _load_items(items, ids, id_col)
+        if semantic_sample < 0:
+            raise ConfigError(f"{opt('semantic_sample')} must be >= 0 (0: every item is a query), got {semantic_sample}")
+        if open_source(items).num_rows <= EXACT_MAX_ITEMS:  # small: read whole, exact block
+            keep, X, leaf, titles, attrs = _load_items(items, ids, id_col)
+            src = None
+        else:  # large: stream the catalog (index + sampled rows only)
+            src = CatalogVectors(items, ids, id_col=_catalog_id(items, id_col))
+            keep = src.code_rows
         if keep.size == 0:
             raise DataError(f"{items}: none of the SID table's item ids are in the catalog; check {opt('id_col')} and the files")
         if keep.size < len(ids):
             warnings.append(f"{len(ids) - keep.size} items of the SID table are not in {Path(items).name}; the semantic block uses the other {keep.size}")
-        rep["semantic"] = semantic_metrics(codes[keep], X, leaf=leaf, attributes=attrs, titles=titles,
-                                           item_ids=np.asarray(ids)[keep], codebook_sizes=sizes, seed=seed)
+        if src is None:
+            rep["semantic"] = semantic_metrics(codes[keep], X, leaf=leaf, attributes=attrs, titles=titles,
+                                               item_ids=np.asarray(ids)[keep], codebook_sizes=sizes, seed=seed,
+                                               sample=semantic_sample)
+        else:
+            rep["semantic"] = semantic_metrics(codes[keep], src, attributes=True, item_ids=np.asarray(ids)[keep],
+                                               codebook_sizes=sizes, seed=seed, sample=semantic_sample)
     rep["source"] = {"path": str(codes_path), "has_suffix": sfx is not None}
     rep["warnings"] = warnings
     results = check_gates(rep, gates) if gates else []

@@ -244,3 +244,95 @@ def test_interactions_dir_and_glob(tmp_path):
     pq.write_table(t.slice(10).drop_columns(["timestamp"]), d3 / "b.parquet")
     with pytest.raises(SchemaError, match=r"b\.parquet: this shard's schema disagrees"):
         read_interactions(d3)
+
+
+# --- the semantic block of large catalogs ----------------------------------------------------
+
+def _catalog(tmp, n, d=16, seed=0, leaf=True):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((20, d))
+    lab = rng.integers(0, 20, n)
+    X = (centers[lab] + 0.4 * rng.standard_normal((n, d))).astype(np.float32)
+    cols = {"item_id": pa.array(np.arange(n, dtype=np.int64)),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), d)}
+    if leaf:
+        cols["category_leaf"] = pa.array([f"c{v % 7}" for v in lab])
+        cols["title"] = pa.array([f"t{i // 3}" for i in range(n)])
+    return X, lab, pa.table(cols)
+
+
+def _sid_from(X, lab, rng):
+    # level 0 follows the cluster (locality), then noise; plenty of collisions
+    return np.column_stack([lab % 16, rng.integers(0, 4, len(lab)), rng.integers(0, 4, len(lab))])
+
+
+def test_sampled_semantic_with_an_exhaustive_index_equals_exact():
+    from sidkit.features import l2_normalize
+    from sidkit.metrics.semantic import semantic_metrics, semantic_metrics_exact
+
+    X, lab, t = _catalog(None, 3000)
+    codes = _sid_from(X, lab, np.random.default_rng(0))
+    leaf = t.column("category_leaf").to_pylist()
+    titles = t.column("title").to_pylist()
+    attrs = {"category_leaf": leaf, "title": titles}
+    ids = np.arange(3000)
+    Xn = l2_normalize(X)
+    want = semantic_metrics_exact(codes, Xn, leaf=leaf, attributes=attrs, titles=titles, item_ids=ids, seed=3)
+    # IVF8 with nprobe 32 >= 8 lists probes everything: exact neighbours
+    got = semantic_metrics(codes, Xn, leaf=leaf, attributes=attrs, titles=titles, item_ids=ids, seed=3,
+                           exact_max_items=1000, sample=0, index="IVF8,Flat", recall_queries=200)
+    assert got["exact"] is False and got["sample_size"] == 3000 and got["n_items"] == 3000
+    assert got["knn_recall"] == 1.0 and got["knn_recall_queries"] == 200
+    for key in ("knn_mean_common_prefix", "knn_hamming_distribution", "knn_prefix_share", "random_mean_common_prefix",
+                "random_prefix_share", "random_pair_median_cos", "locality_gap", "n_colliding_pairs_examined"):
+        assert got[key] == want[key], key
+    for key in ("conflict_collision_rate", "benign_collision_rate", "conflict_item_rate", "benign_item_rate"):
+        assert abs(got[key] - want[key]) < 1e-3, key
+    assert got["attribute_purity"] == want["attribute_purity"]  # sample = every item
+    lo, hi = got["knn_mean_common_prefix_ci95"]
+    assert lo < got["knn_mean_common_prefix"] < hi
+
+
+def test_sampled_semantic_is_seeded_and_ci_covers_exact(tmp_path):
+    from sidkit.features import l2_normalize
+    from sidkit.metrics.semantic import MatrixVectors, semantic_metrics, semantic_metrics_exact
+
+    X, lab, _ = _catalog(None, 6000, seed=1, leaf=False)
+    codes = _sid_from(X, lab, np.random.default_rng(1))
+    Xn = l2_normalize(X)
+    exact = semantic_metrics_exact(codes, Xn, seed=0, max_queries=6000)
+    kw = dict(seed=0, exact_max_items=1000, sample=800, recall_queries=100)
+    a = semantic_metrics(codes, Xn, **kw)
+    b = semantic_metrics(codes, MatrixVectors(Xn, batch_size=777), **kw)
+    assert a == b  # a matrix or a source in batches: the same numbers
+    assert a["sample_size"] == 800 and a["n_queries"] == 800 and a["index"].startswith("IVF256,SQ8")
+    assert a["knn_recall"] > 0.8
+    lo, hi = a["knn_mean_common_prefix_ci95"]
+    assert lo <= exact["knn_mean_common_prefix"] <= hi
+    c = semantic_metrics(codes, Xn, **{**kw, "seed": 1})
+    assert c["knn_mean_common_prefix"] != a["knn_mean_common_prefix"]
+
+
+def test_audit_items_streams_a_large_catalog(tmp_path, monkeypatch):
+    import sidkit.metrics.semantic as sem
+    from sidkit.audit import audit
+
+    X, lab, t = _catalog(None, 4000, seed=2)
+    d = _write_shards(tmp_path / "cat", t, [1500])
+    codes = _sid_from(X, lab, np.random.default_rng(2))
+    ids = np.random.default_rng(0).permutation(4000)[:3500]  # 500 catalog items without codes
+    pq.write_table(_table(ids, codes[ids], [16, 4, 4]), tmp_path / "codes.parquet")
+    small = audit(tmp_path / "codes.parquet", items=d, batch_size=1000)
+    assert "sample_size" not in small["semantic"]
+    monkeypatch.setattr(sem, "EXACT_MAX_ITEMS", 1000)
+    big = audit(tmp_path / "codes.parquet", items=d, semantic_sample=500, batch_size=1000)
+    s = big["semantic"]
+    assert s["sample_size"] == 500 and s["n_items"] == 3500 and s["exact"] is False
+    assert s["attribute_purity_sample_size"] == 500 and "category_leaf" in s["attribute_purity"]
+    assert s["knn_recall"] > 0.8
+    lo, hi = s["locality_gap_ci95"]
+    assert lo < s["locality_gap"] < hi and s["locality_gap"] > 0.3  # level 0 follows the clusters
+    assert abs(s["locality_gap"] - small["semantic"]["locality_gap"]) < 0.15
+    for w in s["worst_conflicts"]:  # rows are SID-table rows, with their ids
+        assert [int(ids[r]) for r in w["rows"]] == w["item_ids"]
+    assert audit(tmp_path / "codes.parquet", items=d, semantic_sample=500, batch_size=1000)["semantic"] == s

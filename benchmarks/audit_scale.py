@@ -109,7 +109,8 @@ def _child_main() -> None:
         n = rep["n_items"]
         sem = rep["semantic"]
         extra = {k: sem.get(k) for k in ("sample_size", "index", "knn_recall", "knn_mean_common_prefix",
-                                          "knn_mean_common_prefix_ci95", "locality_gap", "seconds")}
+                                          "knn_mean_common_prefix_ci95", "locality_gap")}
+        extra["phases"] = sem.get("seconds")
     else:
         raise SystemExit(kind)
     res = {"n": n, "seconds": time.perf_counter() - t, "collision_rate": rep["collision"]["collision_rate"],

@@ -520,7 +520,7 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
                              codebook_sizes=None, seed: int = 0, k: int = 10, n_random: int = 100_000,
                              pair_cap: int = 64, max_buckets: int = 50_000, n_worst: int = 20,
                              sample: int = 100_000, index: str = "auto", recall_queries: int = 500,
-                             nprobe: int = 32, max_coll_queries: int = 40_000, batch_size: int = 65536) -> dict:
+                             nprobe: int = 16, max_coll_queries: int = 40_000, batch_size: int = 65536) -> dict:
     """The semantic block of a large catalog (same keys as :func:`semantic_metrics_exact`, plus
     ``exact`` False, ``n_items``, ``sample_size``, ``index``, ``knn_recall`` (recall@k of the
     index against exact search on ``knn_recall_queries`` sampled queries), and 95% confidence
@@ -537,9 +537,19 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
     similarity to its k-th neighbour; at most ``max_coll_queries`` colliding items are searched).
     Attribute purity is computed over the sampled query items (``attribute_purity_sample_size``).
     """
+    import time
+
     import faiss
 
     from sidkit.io.source import sample_rows
+
+    clock = [time.perf_counter()]
+    secs: dict = {}
+
+    def lap(name):
+        now = time.perf_counter()
+        secs[name] = round(now - clock[0], 3)
+        clock[0] = now
 
     codes, sizes = check_codes(codes, codebook_sizes)
     n, L = codes.shape
@@ -587,8 +597,10 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
     train = sample_rows(n, n_train, seed + 1)
     pair_rows_ = np.unique(np.concatenate([I, J])) if I.size else np.zeros(0, np.int64)
     need = np.unique(np.concatenate([all_q, pair_rows_, ri, rj, train]))
+    lap("sample")
     V, gathered = src.gather(need, attributes=names)
     V = _norm(V)
+    lap("read_sampled_rows")
 
     def at(rows):
         return np.searchsorted(need, rows)
@@ -602,6 +614,7 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
     except RuntimeError:  # not an IVF index (e.g. "HNSW32"): ids through a map
         index_ = faiss.IndexIDMap(index_)
         spec_txt = spec
+    lap("train_index")
     Qr = V[at(rq)]
     best_s = np.full((R, kq + 1), -np.inf, np.float32)
     best_i = np.full((R, kq + 1), -1, np.int64)
@@ -616,6 +629,7 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
             ci = np.concatenate([best_i, rows[part]], axis=1)
             o = np.argsort(-cs, axis=1, kind="stable")[:, :kq + 1]
             best_s, best_i = np.take_along_axis(cs, o, 1), np.take_along_axis(ci, o, 1)
+    lap("add_all_items")
     sims, nbrs = index_.search(V[at(all_q)], kq + 1)
     short = np.flatnonzero((nbrs < 0).any(axis=1))
     if short.size:  # too few candidates in the probed lists: search those queries exhaustively
@@ -628,6 +642,7 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
         except RuntimeError:
             pass
     del index_
+    lap("search")
     nbrs, sims = _drop_self(nbrs, sims, all_q, kq)
     tau_q = sims[:, -1]
     out: dict = {"k": int(kq)}
@@ -687,5 +702,6 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
         hits = sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(ap, ex))
         out["knn_recall"] = float(hits / (R * kq))
         out["knn_recall_queries"] = int(R)
-    out.update(exact=False, n_items=int(n), sample_size=int(S), index=spec_txt)
+    lap("metrics")
+    out.update(exact=False, n_items=int(n), sample_size=int(S), index=spec_txt, seconds=secs)
     return out

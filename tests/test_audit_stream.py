@@ -341,3 +341,19 @@ def test_audit_items_streams_a_large_catalog(tmp_path, monkeypatch):
         assert [int(ids[r]) for r in w["rows"]] == w["item_ids"]
     again = audit(tmp_path / "codes.parquet", items=d, semantic_sample=500, batch_size=1000)["semantic"]
     assert _untimed(again) == _untimed(s) and set(s["seconds"]) >= {"train_index", "add_all_items", "search"}
+
+
+def test_cli_audit_of_a_shard_glob_and_a_bad_schema(tmp_path):
+    from typer.testing import CliRunner
+
+    from sidkit.cli import app
+
+    sizes = [8, 8, 8]
+    t = _table(np.arange(300), _codes(300, sizes, 0, [(5, 3)]), sizes)
+    d = _write_shards(tmp_path / "s", t, [100, 200])
+    r = CliRunner().invoke(app, ["audit", str(d / "part-*.parquet"), "--json", "--semantic-sample", "10"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["n_items"] == 300
+    pq.write_table(t.slice(0, 5).drop_columns(["suffix"]), d / "part-009.parquet")
+    r = CliRunner().invoke(app, ["audit", str(d)])
+    assert r.exit_code == 2 and "part-009.parquet: this shard's schema disagrees" in r.output

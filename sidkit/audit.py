@@ -109,6 +109,16 @@ def gate_message(results: list[dict]) -> str:
     return f"{len(tripped)} gate{'s' if len(tripped) != 1 else ''} tripped: " + "; ".join(parts)
 
 
+def _catalog_id(path, id_col: str | None) -> str:
+    """The catalog's id column: ``id_col`` when the catalog has it, else ``item_id``."""
+    if id_col is not None:
+        from sidkit.io.source import open_source
+
+        if id_col in open_source(path).names:
+            return id_col
+    return "item_id"
+
+
 def _load_items(path, code_ids, id_col: str | None):
     """Embeddings, leaf, titles and attributes aligned to ``code_ids`` (rows absent from the
     catalog are dropped: returns the kept code rows too)."""
@@ -116,12 +126,7 @@ def _load_items(path, code_ids, id_col: str | None):
     from sidkit.io.catalog import read_catalog
     from sidkit.metrics.collaborative import map_ids
 
-    cat_id = "item_id"
-    if id_col is not None:
-        from sidkit.io.catalog import open_parquet
-
-        if id_col in open_parquet(path).schema_arrow.names:
-            cat_id = id_col
+    cat_id = _catalog_id(path, id_col)
     cat = read_catalog(path, id_col=cat_id)
     X = fuse(cat.embeddings, make_spec(cat.embeddings))  # as fit fuses them: both reports see the same vectors
     rows = map_ids(code_ids, cat.ids_numpy)
@@ -133,6 +138,20 @@ def _load_items(path, code_ids, id_col: str | None):
     leaf = leaf_column(attrs)
     titles = attrs.get("title")
     return keep, np.asarray(X)[r], leaf, titles, attrs
+
+
+def _unknown_sizes(warnings: list, sizes) -> None:
+    warnings.append(f"codebook sizes unknown: using the largest code + 1 per level ({','.join(map(str, sizes))}), "
+                    f"so utilization is a guess; pass {opt('codebook_size')}")
+
+
+def _gather(stream, batch_size: int):
+    """Ids and codes of every row of a streamed SID table (for the blocks that join on ids)."""
+    ids, codes = [], []
+    for b in stream.batches(batch_size):
+        ids.append(np.asarray(b.ids))
+        codes.append(b.codes.astype(np.int32, copy=False))
+    return np.concatenate(ids), np.concatenate(codes)
 
 
 def _read_interactions(path) -> dict:
@@ -149,7 +168,8 @@ def _read_interactions(path) -> dict:
 
 def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_size=None, html=None,
           fail_on=None, id_col: str | None = None, seed: int = 0, suffix: str = "auto",
-          n_pairs: int = 1_000_000) -> dict:
+          n_pairs: int = 1_000_000, semantic_sample: int = 100_000, streaming: bool = True,
+          batch_size: int = 1 << 20) -> dict:
     """Audit a SID table file.
 
     Parameters
@@ -162,6 +182,13 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
     fail_on : gate expressions (see module docstring).
     id_col : id column of the SID table (and of the catalog).
     seed : seeds the sampled estimates. suffix : see :func:`sidkit.io.sidtable.read_sid_table`.
+    semantic_sample : above :data:`sidkit.metrics.semantic.EXACT_MAX_ITEMS` items the semantic
+        block evaluates this many seeded query items against an approximate index over all
+        items (0: every item is a query); below it the block is exact, as before.
+    streaming : read a Parquet SID table (file, directory of shards or glob) in record batches
+        of ``batch_size`` rows with bounded memory (:mod:`sidkit.metrics.stream`; identical
+        numbers); False reads it whole. CSV / index JSON tables, string SID columns and
+        ``suffix='auto'`` on a table without a ``suffix`` column are always read whole.
 
     Returns
     -------
@@ -171,18 +198,34 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
     ------
     SidkitError on bad input (nothing written); GateFailed after writing outputs when a gate trips.
     """
-    from sidkit.io.sidtable import read_sid_table
-    from sidkit.metrics import sid_report
+    from sidkit.io.sidtable import open_sid_stream, read_sid_table
+    from sidkit.metrics import sid_report, sid_report_blocks
+    from sidkit.metrics.stream import can_stream, core_report_stream
 
     from sidkit.io.artifacts import check_output
 
     check_output(html, opt("html"), {"CODES": codes_path, opt("items"): items, opt("interactions"): interactions, opt("baseline"): baseline})
     gates = [parse_gate(g) for g in ([fail_on] if isinstance(fail_on, str) else (fail_on or []))]
-    ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
-    if sizes is None:
-        sizes = [int(m) + 1 for m in codes.max(axis=0)]
-        warnings.append(f"codebook sizes unknown: using the largest code + 1 per level ({','.join(map(str, sizes))}), "
-                        f"so utilization is a guess; pass {opt('codebook_size')}")
+    stream = open_sid_stream(codes_path, id_col=id_col, codebook_size=codebook_size, suffix=suffix) if streaming else None
+    core = None
+    if stream is not None:
+        warnings = list(stream.warnings)
+        sizes = stream.sizes
+        if sizes is None:
+            sizes = stream.scan_sizes(batch_size)
+            _unknown_sizes(warnings, sizes)
+        if can_stream(sizes):
+            core = core_report_stream(stream, sizes, seed=seed, n_pairs=n_pairs, batch_size=batch_size)
+            sfx = True if stream.has_suffix or stream.split_last else None
+            if items is not None or interactions is not None or baseline is not None:
+                ids, codes = _gather(stream, batch_size)  # 8 + 4 L bytes per row, for the other blocks
+            else:
+                ids, codes = None, None
+    if core is None:
+        ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
+        if sizes is None:
+            sizes = [int(m) + 1 for m in codes.max(axis=0)]
+            _unknown_sizes(warnings, sizes)
     kw: dict[str, Any] = {}
     if interactions is not None:
         kw["interactions"] = _read_interactions(interactions)
@@ -192,17 +235,33 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
             b_sizes = [max(int(m) + 1, s) for m, s in zip(b_codes.max(axis=0), sizes)] if b_codes.shape[1] == len(sizes) else None
         warnings.extend(f"baseline: {w}" for w in b_warn)
         kw["baseline"] = {"item_ids": b_ids, "codes": b_codes, "codebook_sizes": b_sizes}
-    rep = sid_report(codes, sizes, item_ids=ids, seed=seed, n_pairs=n_pairs, **kw)
+    if core is None:
+        rep = sid_report(codes, sizes, item_ids=ids, seed=seed, n_pairs=n_pairs, **kw)
+    else:
+        rep = sid_report_blocks(core, codes, sizes, item_ids=ids, seed=seed, **kw)
     if items is not None:
-        from sidkit.metrics.semantic import semantic_metrics
+        from sidkit.io.source import open_source
+        from sidkit.metrics.semantic import EXACT_MAX_ITEMS, CatalogVectors, semantic_metrics
 
-        keep, X, leaf, titles, attrs = _load_items(items, ids, id_col)
+        if semantic_sample < 0:
+            raise ConfigError(f"{opt('semantic_sample')} must be >= 0 (0: every item is a query), got {semantic_sample}")
+        if open_source(items).num_rows <= EXACT_MAX_ITEMS:  # small: read whole, exact block
+            keep, X, leaf, titles, attrs = _load_items(items, ids, id_col)
+            src = None
+        else:  # large: stream the catalog (index + sampled rows only)
+            src = CatalogVectors(items, ids, id_col=_catalog_id(items, id_col))
+            keep = src.code_rows
         if keep.size == 0:
             raise DataError(f"{items}: none of the SID table's item ids are in the catalog; check {opt('id_col')} and the files")
         if keep.size < len(ids):
             warnings.append(f"{len(ids) - keep.size} items of the SID table are not in {Path(items).name}; the semantic block uses the other {keep.size}")
-        rep["semantic"] = semantic_metrics(codes[keep], X, leaf=leaf, attributes=attrs, titles=titles,
-                                           item_ids=np.asarray(ids)[keep], codebook_sizes=sizes, seed=seed)
+        if src is None:
+            rep["semantic"] = semantic_metrics(codes[keep], X, leaf=leaf, attributes=attrs, titles=titles,
+                                               item_ids=np.asarray(ids)[keep], codebook_sizes=sizes, seed=seed,
+                                               sample=semantic_sample)
+        else:
+            rep["semantic"] = semantic_metrics(codes[keep], src, attributes=True, item_ids=np.asarray(ids)[keep],
+                                               codebook_sizes=sizes, seed=seed, sample=semantic_sample)
     rep["source"] = {"path": str(codes_path), "has_suffix": sfx is not None}
     rep["warnings"] = warnings
     results = check_gates(rep, gates) if gates else []

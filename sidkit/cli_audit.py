@@ -24,9 +24,9 @@ def _warn(warnings, quiet: bool) -> None:
 
 
 def audit_command(
-    codes: Path = typer.Argument(..., help="SID table: codes.parquet, Parquet/CSV with an id and SID columns, index JSON, or a model directory."),
-    items: Optional[Path] = typer.Option(None, "--items", help="Catalog Parquet (embeddings, attributes): adds the semantic block."),
-    interactions: Optional[Path] = typer.Option(None, "--interactions", help="Interactions Parquet (user_id, item_id[, position]): adds the collaborative block."),
+    codes: Path = typer.Argument(..., help="SID table: codes.parquet, Parquet/CSV with an id and SID columns, index JSON, a model directory, or a directory / glob of Parquet shards."),
+    items: Optional[Path] = typer.Option(None, "--items", help="Catalog Parquet (file, directory of shards or glob; embeddings, attributes): adds the semantic block."),
+    interactions: Optional[Path] = typer.Option(None, "--interactions", help="Interactions Parquet (file, directory of shards or glob; user_id, item_id[, position]): adds the collaborative block."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="Another SID table to compare with (churn)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
     fail_on: Optional[List[str]] = typer.Option(None, "--fail-on", help="Gate such as 'collision_rate>0.02' (repeatable); exit 1 when one trips."),
@@ -36,13 +36,14 @@ def audit_command(
     json_out: bool = typer.Option(False, "--json", help="Print the report as one JSON document."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings or summary."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed of the sampled estimates."),
+    semantic_sample: int = typer.Option(100_000, "--semantic-sample", min=0, help="Catalogs over 100k items: seeded query items of the semantic block, searched in an approximate index over all items (0: every item)."),
 ) -> None:
     """Collision report and diversity metrics for any SID table."""
     from sidkit.audit import audit
 
     try:
         rep = audit(codes, items=items, interactions=interactions, baseline=baseline, codebook_size=codebook_size,
-                    html=html, fail_on=fail_on, id_col=id_col, seed=seed, suffix=suffix)
+                    html=html, fail_on=fail_on, id_col=id_col, seed=seed, suffix=suffix, semantic_sample=semantic_sample)
     except GateFailed as e:
         rep = getattr(e, "report", None)
         if rep is not None:
@@ -119,6 +120,10 @@ def print_summary(rep: dict, file=None) -> None:
     sem = rep.get("semantic")
     if sem:
         head.add_row("locality gap (kNN - random prefix)", f"{sem['locality_gap']:.3f}")
+        if "sample_size" in sem:
+            lo, hi = sem["locality_gap_ci95"]
+            head.add_row("semantic sample", visible(f"{sem['sample_size']:,} of {sem['n_items']:,} items (gap 95% CI {lo:.3f}..{hi:.3f}), "
+                                                    f"{sem['index']}, recall@{sem['k']} {sem.get('knn_recall', float('nan')):.3f}"))
         head.add_row("conflict / benign collisions", f"{100 * sem['conflict_collision_rate']:.1f}% / {100 * sem['benign_collision_rate']:.1f}%")
     colb = rep.get("collaborative")
     if colb:

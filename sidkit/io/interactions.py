@@ -20,7 +20,7 @@ MIN_LEAVE_ONE_OUT = 3  # a user needs a training, a validation and a test intera
 
 def read_interactions(path: str | os.PathLike, *, for_split: bool = True,
                       order_cols: Sequence[str] = ("timestamp", "position")) -> dict:
-    """Read and check an interactions Parquet file.
+    """Read and check an interactions Parquet file, a directory of Parquet shards or a glob.
 
     ``order_cols``: the first of these columns that the file has orders the rows inside a user.
     With ``for_split`` (``eval``, the alignment of ``fit``) the ``split`` column is read too, and
@@ -34,16 +34,14 @@ def read_interactions(path: str | os.PathLike, *, for_split: bool = True,
     Raises InputFileError, SchemaError or DataError with one line that names the file.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from sidkit.io.source import open_source
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() and not any(c in str(path) for c in "*?["):
         raise InputFileError(f"{p}: interactions file not found; check {opt('interactions')}")
-    try:
-        pf = pq.ParquetFile(p)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputFileError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]}); check {opt('interactions')}") from None
-    names = pf.schema_arrow.names
+    src = open_source(path, "interactions")  # a file, a directory of shards or a glob; one schema
+    names = src.names
     missing = [c for c in ("user_id", "item_id") if c not in names]
     if missing:
         raise SchemaError(f"{p}: interactions need columns user_id and item_id (missing: {', '.join(missing)}; "
@@ -53,10 +51,15 @@ def read_interactions(path: str | os.PathLike, *, for_split: bool = True,
     if for_split and not has_split and order_col is None:
         raise SchemaError(f"{p}: interactions need a 'split' column or a 'timestamp'/'position' column for the leave-one-out split")
     cols = ["user_id", "item_id"] + (["split"] if has_split else []) + ([order_col] if order_col else [])
-    try:
-        t = pf.read(columns=cols)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
-        raise InputFileError(f"{p}: could not read the data ({str(e).splitlines()[0]}); the file may be truncated") from None
+    t = src.read(cols)
+    if src.is_sharded:  # name the shard that holds a null
+        for i, shard in enumerate(src.shards):
+            lo, hi = int(src.offsets[i]), int(src.offsets[i + 1])
+            for c in cols:
+                part = t.column(c).slice(lo, hi - lo)
+                if part.null_count:
+                    row = int(np.flatnonzero(part.is_null().to_numpy(zero_copy_only=False))[0])
+                    raise DataError(f"{shard}: column '{c}' is null at row {row}; fill or drop those rows")
     if t.num_rows == 0:
         raise InputFileError(f"{p}: no interactions; give a non-empty file")
     for c in cols:

@@ -59,7 +59,9 @@ def read_sid_table(path, *, id_col: str | None = None, codebook_size=None, suffi
 
     Parameters
     ----------
-    path : file (``.parquet``, ``.csv``/``.tsv``, ``.json``) or a model directory.
+    path : file (``.parquet``, ``.csv``/``.tsv``, ``.json``), a model directory (holding
+        ``codes.parquet``), or a directory of Parquet shards or a glob (one checked schema; a
+        message about a row names the shard and the row inside it).
     id_col : name of the id column (default: ``item_id``, else ``id``/``item``, else the first
         column that is not a code column).
     codebook_size : int or list (or comma string) of codebook sizes; overrides the file metadata.
@@ -80,21 +82,16 @@ def read_sid_table(path, *, id_col: str | None = None, codebook_size=None, suffi
         from sidkit.errors import ConfigError
 
         raise ConfigError(f"suffix={suffix!r}: use 'auto', 'last' or 'none'")
-    p = Path(path)
-    if p.is_dir():
-        if (p / "codes.parquet").exists():
-            p = p / "codes.parquet"
-        else:
-            raise InputFileError(f"{path}: is a directory without codes.parquet; give a codes file or a model directory")
-    if not p.exists():
-        raise InputFileError(f"{path}: file not found; check the path")
-    if p.stat().st_size == 0:
-        raise InputFileError(f"{path}: file is empty; give a non-empty SID table")
-    kind = _sniff(p)
+    p = resolve_sid_path(path)
     warnings: list[str] = []
     sizes_meta = None
     ids_arrow = None
-    if kind == "json":
+    bounds = None  # (shard path, first row, end row) per shard of a sharded input
+    if not isinstance(p, Path):  # a directory of Parquet shards or a glob
+        ids, codes, sfx, token_cols, ids_arrow, sizes_meta, bounds = _read_shards(p, id_col)
+        p = p.path
+        kind = "parquet"
+    elif (kind := _sniff(p)) == "json":
         ids, codes, sfx, token_cols = _read_index_json(p)
     else:
         table, sizes_meta = _read_table(p, kind, id_col)
@@ -127,15 +124,79 @@ def read_sid_table(path, *, id_col: str | None = None, codebook_size=None, suffi
     if sizes is not None and len(sizes) != L:
         src = opt("codebook_size") if codebook_size is not None else "the file metadata"
         raise DataError(f"{path}: {len(sizes)} codebook sizes from {src} but the SIDs have {L} levels; give one size or one per level")
-    _check_values(codes, sizes, p, token_cols)
-    if sfx is not None:
-        bad = np.flatnonzero(sfx < 0)
-        if bad.size:
-            raise DataError(f"{path}: column 'suffix' has a negative value at row {int(bad[0])}; suffixes must be >= 0")
+    for where, a, b in (bounds or [(p, 0, n)]):
+        _check_values(codes[a:b], sizes, where, token_cols)
+        if sfx is not None:
+            bad = np.flatnonzero(sfx[a:b] < 0)
+            if bad.size:
+                raise DataError(f"{where}: column 'suffix' has a negative value at row {int(bad[0])}; suffixes must be >= 0")
     return ids, codes, sfx, (list(sizes) if sizes is not None else None), warnings
 
 
 # ---------------------------------------------------------------------------------------------
+
+def resolve_sid_path(path):
+    """What a SID-table argument names: a file's :class:`~pathlib.Path` (``codes.parquet`` for a
+    model directory), or a :class:`~sidkit.io.source.ParquetSource` for a directory of Parquet
+    shards (no ``codes.parquet`` in it) or a glob that matches several files."""
+    from sidkit.io.source import _GLOB_CHARS, open_source
+
+    p = Path(path)
+    if p.is_dir():
+        if (p / "codes.parquet").exists():
+            return p / "codes.parquet"
+        src = open_source(p, "SID table")
+    elif not p.exists() and any(c in str(path) for c in _GLOB_CHARS):
+        src = open_source(path, "SID table")
+        if len(src.shards) == 1:
+            p = src.shards[0]
+            src = None
+    else:
+        src = None
+    if src is None:
+        if not p.exists():
+            raise InputFileError(f"{path}: file not found; check the path")
+        if p.stat().st_size == 0:
+            raise InputFileError(f"{path}: file is empty; give a non-empty SID table")
+        return p
+    return src
+
+
+def _read_shards(src, id_col):
+    """Every shard of a sharded Parquet SID table, each checked on its own (messages name the
+    shard and the row inside it), then concatenated. The codebook sizes come from the first
+    shard's ``sidkit`` metadata; a shard whose metadata names other sizes is an error."""
+    import pyarrow as pa
+
+    parts = []
+    sizes_meta = None
+    L = None
+    bounds = []
+    start = 0
+    for i, shard in enumerate(src.shards):
+        if src.shard_rows[i] == 0:
+            continue
+        table, sm = _read_table(shard, "parquet", id_col)
+        if parts and sm != sizes_meta:
+            raise DataError(f"{shard}: its sidkit metadata gives codebook sizes {sm} but {parts[0][0]} gives {sizes_meta}; "
+                            f"shards of one SID table need the same codebook sizes")
+        if not parts:
+            sizes_meta = sm
+        ids, codes, sfx, token_cols, idarr = _table_codes(table, shard, id_col)
+        if L is not None and codes.shape[1] != L:
+            raise DataError(f"{shard}: SIDs have {codes.shape[1]} codes here but {L} in {parts[0][0]}; all SIDs need the same length")
+        L = codes.shape[1]
+        parts.append((shard, ids, codes, sfx, token_cols, idarr))
+        bounds.append((shard, start, start + len(ids)))
+        start += len(ids)
+    if not parts:
+        raise DataError(f"{src.path}: the SID table has no rows; give at least one item")
+    ids = np.concatenate([x[1] for x in parts]) if len(parts) > 1 else parts[0][1]
+    codes = np.concatenate([x[2] for x in parts]) if len(parts) > 1 else parts[0][2]
+    sfx = None if parts[0][3] is None else np.concatenate([x[3] for x in parts])
+    idarr = pa.chunked_array([x[5] for x in parts]).combine_chunks() if len(parts) > 1 else parts[0][5]
+    return ids, codes, sfx, parts[0][4], idarr, sizes_meta, bounds
+
 
 def _sniff(p: Path) -> str:
     ext = p.suffix.lower()
@@ -190,7 +251,7 @@ def _read_table(p: Path, kind: str, id_col: str | None = None):
     return table, sizes
 
 
-def _table_codes(table, p: Path, id_col: str | None):
+def _table_codes(table, p: Path, id_col: str | None, row0: int = 0):
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -241,7 +302,7 @@ def _table_codes(table, p: Path, id_col: str | None):
     idarr = table.column(idc).combine_chunks()
     if idarr.null_count:
         row = int(np.flatnonzero(idarr.is_null().to_numpy(zero_copy_only=False))[0])
-        raise DataError(f"{p}: id column {idc!r} is null at row {row}; every item needs an id")
+        raise DataError(f"{p}: id column {idc!r} is null at row {row0 + row}; every item needs an id")
     ids = idarr.to_numpy(zero_copy_only=False)
     if code_kind == "list":
         arr = table.column(list_col).combine_chunks()
@@ -249,7 +310,7 @@ def _table_codes(table, p: Path, id_col: str | None):
             arr = arr.storage
         if arr.null_count:
             row = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-            raise DataError(f"{p}: column {list_col!r} is null at row {row}; every item needs a SID")
+            raise DataError(f"{p}: column {list_col!r} is null at row {row0 + row}; every item needs a SID")
         vtype = arr.type.value_type
         if not pa.types.is_integer(vtype):
             raise DataError(f"{p}: column {list_col!r} holds {vtype} values; SID codes must be integers")
@@ -257,11 +318,11 @@ def _table_codes(table, p: Path, id_col: str | None):
         L = int(lengths[0])
         if (lengths != L).any():
             bad = int(np.flatnonzero(lengths != L)[0])
-            raise DataError(f"{p}: column {list_col!r} row {bad} has {int(lengths[bad])} codes but row 0 has {L}; all SIDs need the same length")
+            raise DataError(f"{p}: column {list_col!r} row {row0 + bad} has {int(lengths[bad])} codes but row {row0} has {L}; all SIDs need the same length")
         flat = arr.flatten()
         if flat.null_count:
             bad = int(np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))[0]) // max(L, 1)
-            raise DataError(f"{p}: column {list_col!r} has a null code at row {bad}; every code must be an integer")
+            raise DataError(f"{p}: column {list_col!r} has a null code at row {row0 + bad}; every code must be an integer")
         codes = flat.to_numpy(zero_copy_only=False).reshape(len(ids), L)
         token_cols = [f"{list_col}[{l}]" for l in range(L)]
     elif code_kind == "levels":
@@ -269,7 +330,7 @@ def _table_codes(table, p: Path, id_col: str | None):
         mats = []
         for c in cols:
             a = table.column(c).combine_chunks()
-            mats.append(_int_column(a, p, c))
+            mats.append(_int_column(a, p, c, row0))
         codes = np.stack(mats, axis=1)
         token_cols = cols
     else:
@@ -280,7 +341,7 @@ def _table_codes(table, p: Path, id_col: str | None):
     sfx = None
     if sfx_name is not None and sfx_name not in (idc,) and code_kind is not None:
         a = table.column(sfx_name).combine_chunks()
-        sfx = _int_column(a, p, sfx_name).astype(np.int32)
+        sfx = _int_column(a, p, sfx_name, row0).astype(np.int32)
     return ids, codes, sfx, token_cols, idarr
 
 
@@ -290,26 +351,26 @@ def _is_list(t) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
-def _int_column(a, p: Path, name: str) -> np.ndarray:
+def _int_column(a, p: Path, name: str, row0: int = 0) -> np.ndarray:
     import pyarrow as pa
 
     if a.null_count:
         row = int(np.flatnonzero(a.is_null().to_numpy(zero_copy_only=False))[0])
-        raise DataError(f"{p}: column {name!r} is empty at row {row}; every code must be an integer")
+        raise DataError(f"{p}: column {name!r} is empty at row {row0 + row}; every code must be an integer")
     if pa.types.is_integer(a.type):
         return a.to_numpy(zero_copy_only=False)
     if pa.types.is_floating(a.type):
         v = a.to_numpy(zero_copy_only=False)
         bad = np.flatnonzero(~np.isfinite(v) | (v != np.round(v)))
         if bad.size:
-            raise DataError(f"{p}: column {name!r} row {int(bad[0])} holds {v[bad[0]]!r}, not an integer code; codes must be integers")
+            raise DataError(f"{p}: column {name!r} row {row0 + int(bad[0])} holds {v[bad[0]]!r}, not an integer code; codes must be integers")
         return v.astype(np.int64)
     vals = a.to_pylist()
     for i, v in enumerate(vals):
         try:
             int(str(v).strip())
         except ValueError:
-            raise DataError(f"{p}: column {name!r} row {i} holds {str(v)[:40]!r}, not an integer code; codes must be integers") from None
+            raise DataError(f"{p}: column {name!r} row {row0 + i} holds {str(v)[:40]!r}, not an integer code; codes must be integers") from None
     raise DataError(f"{p}: column {name!r} has type {a.type}; codes must be integers")
 
 
@@ -412,21 +473,21 @@ def _check_ids(ids, p: Path) -> None:
         raise DataError(f"{p}: item id {dup!r} appears more than once; item ids must be unique")
 
 
-def _check_values(codes: np.ndarray, sizes, p: Path, token_cols) -> None:
+def _check_values(codes: np.ndarray, sizes, p: Path, token_cols, row0: int = 0) -> None:
     mins = codes.min(axis=0)
     for l in np.flatnonzero(mins < 0):
         row = int(np.flatnonzero(codes[:, l] < 0)[0])
-        raise DataError(f"{p}: negative code {int(codes[row, l])} in {token_cols[l]} at row {row}; codes must be >= 0")
+        raise DataError(f"{p}: negative code {int(codes[row, l])} in {token_cols[l]} at row {row0 + row}; codes must be >= 0")
     for l in np.flatnonzero(codes.max(axis=0) > MAX_CODE):
         row = int(np.flatnonzero(codes[:, l] > MAX_CODE)[0])
-        raise DataError(f"{p}: code {int(codes[row, l])} in {token_cols[l]} at row {row} is too large for a codebook (codes must be below 2^31); fix the codes")
+        raise DataError(f"{p}: code {int(codes[row, l])} in {token_cols[l]} at row {row0 + row} is too large for a codebook (codes must be below 2^31); fix the codes")
     if sizes is not None:
         maxs = codes.max(axis=0)
         for l in range(codes.shape[1]):
             if maxs[l] >= sizes[l]:
                 row = int(np.flatnonzero(codes[:, l] >= sizes[l])[0])
                 raise DataError(
-                    f"{p}: code {int(codes[row, l])} in {token_cols[l]} at row {row} is >= the codebook size {sizes[l]}; "
+                    f"{p}: code {int(codes[row, l])} in {token_cols[l]} at row {row0 + row} is >= the codebook size {sizes[l]}; "
                     f"fix the codes or pass the right {opt('codebook_size')}"
                 )
 
@@ -464,3 +525,244 @@ def _looks_like_suffix(codes: np.ndarray) -> bool:
     np.maximum.at(mx, inv, last)
     return bool(np.array_equal(mx, size - 1))
 
+
+
+# --- streaming (bounded memory) ---------------------------------------------------------------
+
+class SidBatch:
+    """One validated record batch of a streamed SID table: where it is (``shard``, ``local`` row
+    inside the shard, ``offset`` row in the whole table), its ids (numpy), codes (m, L) int and
+    suffix (m,) int32 or None."""
+
+    __slots__ = ("shard", "local", "offset", "ids", "codes", "suffix")
+
+    def __init__(self, shard, local, offset, ids, codes, suffix):
+        self.shard, self.local, self.offset, self.ids, self.codes, self.suffix = shard, local, offset, ids, codes, suffix
+
+
+class SidStream:
+    """A Parquet SID table (a file, a directory of shards or a glob) read in record batches, with
+    the checks of :func:`read_sid_table` applied per batch (messages name the shard and the row
+    inside it). Made by :func:`open_sid_stream`.
+
+    Attributes: ``path``, ``source`` (the :class:`~sidkit.io.source.ParquetSource`), ``n`` rows,
+    ``L`` levels, ``sizes`` (codebook sizes, or None when neither the option nor the metadata
+    gives them), ``has_suffix``, ``warnings``, ``id_col`` and ``columns`` read.
+    """
+
+    def __init__(self, src, id_col, columns, L, sizes, split_last: bool, has_suffix: bool, warnings):
+        self.source, self.path, self.id_col, self.columns = src, src.path, id_col, columns
+        self.n, self.L, self.sizes, self.split_last, self.has_suffix = src.num_rows, L, sizes, split_last, has_suffix
+        self.warnings = warnings
+
+    def batches(self, batch_size: int = 1 << 20, ids: bool = True):
+        """Validated :class:`SidBatch` es in file order (``ids=False`` skips the id column's
+        conversion; it is still read, for the checks)."""
+        import pyarrow as pa
+
+        for b in self.source.iter_batches(batch_size=batch_size, columns=self.columns):
+            if b.data.num_rows == 0:
+                continue
+            t = pa.Table.from_batches([b.data])
+            i, codes, sfx, token_cols, _ = _table_codes(t, b.shard, self.id_col, row0=b.local)
+            if self.split_last:
+                sfx = codes[:, -1].astype(np.int32)
+                codes = np.ascontiguousarray(codes[:, :-1])
+                token_cols = token_cols[:-1]
+            if codes.shape[1] != self.L:
+                raise DataError(f"{b.shard}: row {b.local} has {codes.shape[1]} codes but the first row of the table has {self.L}; "
+                                f"all SIDs need the same length")
+            _check_values(codes, self.sizes, b.shard, token_cols, row0=b.local)
+            if sfx is not None:
+                bad = np.flatnonzero(sfx < 0)
+                if bad.size:
+                    raise DataError(f"{b.shard}: column 'suffix' has a negative value at row {b.local + int(bad[0])}; suffixes must be >= 0")
+            yield SidBatch(b.shard, b.local, b.offset, i if ids else None, codes, sfx)
+
+    def scan_sizes(self, batch_size: int = 1 << 20) -> list[int]:
+        """The largest code + 1 per level (one pass; for tables without codebook sizes)."""
+        mx = np.zeros(self.L, np.int64)
+        for b in self.batches(batch_size, ids=False):
+            np.maximum(mx, b.codes.max(axis=0), out=mx)
+        return [int(m) + 1 for m in mx]
+
+
+def open_sid_stream(path, *, id_col: str | None = None, codebook_size=None, suffix: str = "auto") -> SidStream | None:
+    """A :class:`SidStream` over a Parquet SID table, or None when the table must be read whole
+    (CSV, index JSON, string code columns, or ``suffix="auto"`` on a table without a ``suffix``
+    column: telling a suffix token apart needs every row). Same arguments as
+    :func:`read_sid_table`; the same errors, raised while streaming."""
+    import pyarrow.parquet as pq
+
+    from sidkit.io.source import ParquetSource, open_source
+
+    if suffix not in ("auto", "last", "none"):
+        from sidkit.errors import ConfigError
+
+        raise ConfigError(f"suffix={suffix!r}: use 'auto', 'last' or 'none'")
+    p = resolve_sid_path(path)
+    if isinstance(p, Path):
+        if _sniff(p) != "parquet":
+            return None
+        src = open_source(p, "SID table")
+    else:
+        src = p
+    assert isinstance(src, ParquetSource)
+    if src.num_rows == 0:
+        raise DataError(f"{src.path}: the SID table has no rows; give at least one item")
+    schema = src.schema_arrow
+    names = schema.names
+    lower = {c.lower(): c for c in names}
+    if id_col is not None and id_col not in names:
+        raise SchemaError(f"{src.shards[0]}: id column {id_col!r} not found (columns: {', '.join(names)}); pass {opt('id_col')}")
+    idc = id_col or next((lower[n] for n in _ID_NAMES if n in lower), None)
+    has_list = any(c != idc and _is_list(schema.field(c).type) for c in names)
+    has_levels = any(_LEVEL_COL.match(c.lower()) and c != idc for c in names)
+    if not (has_list or has_levels):
+        return None  # string SIDs: parsed in memory
+    # the first non-empty shard fixes L and the column layout (and raises its schema errors)
+    first = next(i for i, r in enumerate(src.shard_rows) if r > 0)
+    with src.open(first) as pf:
+        head = next(pf.iter_batches(batch_size=1))
+    import pyarrow as pa
+
+    _, codes1, sfx1, _, _ = _table_codes(pa.Table.from_batches([head]), src.shards[first], id_col)
+    has_suffix = sfx1 is not None
+    L = codes1.shape[1]
+    split_last = False
+    if not has_suffix and suffix != "none" and L >= 2:
+        if suffix == "auto":
+            return None
+        split_last = True
+        L -= 1
+    sizes = parse_codebook_size(codebook_size)
+    if sizes is None:
+        metas = []
+        for s in src.shards:
+            md = pq.read_schema(s).metadata or {}
+            cs = None
+            if b"sidkit" in md:
+                try:
+                    cs = json.loads(md[b"sidkit"]).get("codebook_sizes")
+                    cs = [int(x) for x in cs] if cs else None
+                except (ValueError, TypeError, AttributeError):
+                    cs = None
+            if metas and cs != metas[0]:
+                raise DataError(f"{s}: its sidkit metadata gives codebook sizes {cs} but {src.shards[0]} gives {metas[0]}; "
+                                f"shards of one SID table need the same codebook sizes")
+            metas.append(cs)
+        sizes = metas[0]
+    if isinstance(sizes, int):
+        sizes = [sizes] * L
+    if sizes is not None and len(sizes) != L:
+        srcname = opt("codebook_size") if codebook_size is not None else "the file metadata"
+        raise DataError(f"{path}: {len(sizes)} codebook sizes from {srcname} but the SIDs have {L} levels; give one size or one per level")
+    warnings: list[str] = []
+    return SidStream(src, id_col, None, L, list(sizes) if sizes is not None else None, split_last, has_suffix, warnings)
+
+
+class UniqueIdCheck:
+    """Checks that item ids are unique with bounded memory.
+
+    Ids that arrive strictly increasing (integers) cost nothing. Otherwise every id becomes a
+    64-bit fingerprint (integers: their value; strings: a hash, verified exactly on a match) and
+    fingerprints are spilled to ``2^b`` partition files under ``spill_dir`` (a temporary
+    directory), each checked on its own at the end: about 8 bytes per row on disk, and one
+    partition (at most ``part_rows`` fingerprints) in memory.
+    """
+
+    def __init__(self, path, n: int, *, spill_dir=None, part_rows: int = 1 << 22):
+        self.path, self.n, self.spill_dir, self.part_rows = path, n, spill_dir, part_rows
+        self.sorted = True
+        self.last = None
+        self.hashed = False
+        self.unsorted_from = None  # first row offset fed in the spilling mode
+        self._tmp = None
+        self._mem: list[np.ndarray] = []
+        bits = 0
+        while (n >> bits) > part_rows:
+            bits += 1
+        self.bits = bits
+
+    def _fp(self, ids) -> np.ndarray:
+        ids = np.asarray(ids)
+        if ids.dtype.kind in "iu":
+            return ids.astype(np.int64, copy=False).view(np.uint64)
+        import polars as pl
+
+        self.hashed = True
+        return pl.Series(ids.astype(str) if ids.dtype.kind != "U" else ids).hash(seed=0x51D).to_numpy()
+
+    def add(self, ids, offset: int) -> None:
+        ids = np.asarray(ids)
+        if self.sorted:
+            if ids.dtype.kind in "iu" and (ids.size < 2 or bool(np.all(ids[1:] > ids[:-1]))) \
+                    and (self.last is None or ids.size == 0 or ids[0] > self.last):
+                if ids.size:
+                    self.last = ids[-1]
+                return
+            self.sorted = False
+            self.unsorted_from = offset
+        self._spill(self._fp(ids))
+
+    def _spill(self, fp: np.ndarray) -> None:
+        if self.bits == 0:
+            self._mem.append(fp.copy())
+            return
+        import tempfile
+
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="sidkit-ids-", dir=self.spill_dir)
+        part = (fp * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - self.bits)
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange((1 << self.bits) + 1, dtype=np.uint64))
+        sfp = fp[order]
+        for j in range(1 << self.bits):
+            a, b = bounds[j], bounds[j + 1]
+            if a < b:
+                with open(f"{self._tmp.name}/{j}.u64", "ab") as f:
+                    sfp[a:b].tofile(f)
+
+    def finish(self, stream=None, batch_size: int = 1 << 20) -> None:
+        """Raise DataError naming a duplicated id. ``stream`` re-reads the rows fed before the ids
+        stopped arriving in increasing order (and finds the ids behind a duplicated hash)."""
+        try:
+            if self.sorted:
+                return
+            if self.unsorted_from:
+                for b in stream.batches(batch_size):
+                    if b.offset >= self.unsorted_from:
+                        break
+                    ids = np.asarray(b.ids)[: self.unsorted_from - b.offset]
+                    self._spill(self._fp(ids))
+            dups = []
+            parts = [np.concatenate(self._mem)] if self.bits == 0 and self._mem else []
+            if self.bits:
+                import os
+
+                parts = (np.fromfile(f"{self._tmp.name}/{j}.u64", dtype=np.uint64)
+                         for j in range(1 << self.bits) if os.path.exists(f"{self._tmp.name}/{j}.u64"))
+            for fp in parts:
+                fp.sort()
+                d = fp[1:][fp[1:] == fp[:-1]]
+                if d.size:
+                    dups.append(d[:64])
+                    if not self.hashed:
+                        break
+            if not dups:
+                return
+            d = np.unique(np.concatenate(dups))
+            if not self.hashed:
+                raise DataError(f"{self.path}: item id {int(d[0].view(np.int64))!r} appears more than once; item ids must be unique")
+            seen: dict = {}
+            for b in stream.batches(batch_size):
+                fp = self._fp(b.ids)
+                for v in np.asarray(b.ids)[np.isin(fp, d)]:
+                    v = v.item() if isinstance(v, np.generic) else v
+                    if v in seen:
+                        raise DataError(f"{self.path}: item id {v!r} appears more than once; item ids must be unique")
+                    seen[v] = True
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None

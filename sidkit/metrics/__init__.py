@@ -51,6 +51,15 @@ def sid_report(codes, codebook_sizes=None, *, item_ids=None, embeddings=None, le
     """
     codes, sizes = check_codes(codes, codebook_sizes)
     rep = core_report(codes, sizes, item_ids=item_ids, seed=seed, n_pairs=n_pairs, _checked=True)
+    return sid_report_blocks(rep, codes, sizes, item_ids=item_ids, embeddings=embeddings, leaf=leaf, attributes=attributes,
+                             titles=titles, interactions=interactions, baseline=baseline, seed=seed, knn_k=knn_k)
+
+
+def sid_report_blocks(rep: dict, codes, sizes, *, item_ids=None, embeddings=None, leaf=None, attributes=None,
+                      titles=None, interactions=None, baseline=None, seed: int = 0, knn_k: int = 10) -> dict:
+    """Add the ``semantic``, ``collaborative`` and ``compare`` blocks to a core report ``rep``
+    (from :func:`core_report` or :func:`sidkit.metrics.stream.core_report_stream`); ``codes``
+    may be None when no block needs them."""
     if embeddings is not None:
         rep["semantic"] = semantic_metrics(codes, embeddings, leaf=leaf, attributes=attributes, titles=titles,
                                            item_ids=item_ids, seed=seed, k=knn_k)

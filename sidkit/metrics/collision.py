@@ -91,12 +91,13 @@ def collision_metrics(codes=None, codebook_sizes=None, *, item_ids=None, top_k: 
     return out
 
 
-def top_buckets(buckets: Buckets, codes=None, *, item_ids=None, top_k: int = 10, max_members: int = 20) -> list[dict]:
-    """The ``top_k`` largest colliding buckets (size >= 2), largest first, ties by SID."""
+def top_bucket_keys(buckets: Buckets, top_k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Keys and sizes of the ``top_k`` largest colliding buckets (size >= 2), largest first, ties
+    by key (= by SID)."""
     hist = buckets.size_hist
     n_coll = int(hist[2:].sum())
     if top_k <= 0 or n_coll == 0:
-        return []
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     k = min(top_k, n_coll)
     # smallest size t such that at least k buckets have size >= t
     cum = np.cumsum(hist[::-1])[::-1]
@@ -108,31 +109,51 @@ def top_buckets(buckets: Buckets, codes=None, *, item_ids=None, top_k: int = 10,
         sel = buckets.counts >= t
         cand_keys, cand_counts = buckets.ukeys[sel], buckets.counts[sel]
     order = np.lexsort((cand_keys, -cand_counts))[:k]
-    keys = cand_keys[order]
-    sizes_k = cand_counts[order]
-    key = buckets.key
+    return cand_keys[order], cand_counts[order]
+
+
+def rows_with_keys(key: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Rows of ``key`` whose value is one of ``keys``."""
     if keys.size <= 16:
         mask = np.zeros(key.shape[0], dtype=bool)
         for kk in keys:
             mask |= key == kk
     else:
         mask = np.isin(key, keys)
-    rows = np.flatnonzero(mask)
-    rk = key[rows]
-    ids = None if item_ids is None else np.asarray(item_ids)
+    return np.flatnonzero(mask)
+
+
+def top_buckets(buckets: Buckets, codes=None, *, item_ids=None, top_k: int = 10, max_members: int = 20) -> list[dict]:
+    """The ``top_k`` largest colliding buckets (size >= 2), largest first, ties by SID."""
+    keys, sizes_k = top_bucket_keys(buckets, top_k)
+    if keys.size == 0:
+        return []
+    rows = rows_with_keys(buckets.key, keys)
+    return bucket_entries(buckets, codes, keys, sizes_k, rows, buckets.key[rows],
+                          None if item_ids is None else np.asarray(item_ids), max_members=max_members)
+
+
+def bucket_entries(buckets: Buckets, codes, keys, sizes_k, rows, rk, ids, *, max_members: int = 20,
+                   ids_of_rows: bool = False) -> list[dict]:
+    """The ``top_buckets`` entries from the member ``rows`` (ascending) and their keys ``rk``;
+    ``ids`` are per row of the table, or (``ids_of_rows``) one per entry of ``rows``."""
     out = []
     for size_b, kk in zip(sizes_k, keys):
-        members = rows[rk == kk]
-        # members in item-id order when ids are given (matches the suffix order), else row order
+        sel = np.flatnonzero(rk == kk)
+        members = rows[sel]
+        mid = None
         if ids is not None:
+            mid = ids[sel] if ids_of_rows else ids[members]
+            # members in item-id order when ids are given (matches the suffix order), else row order
             try:
-                members = members[np.argsort(ids[members], kind="stable")]
+                o = np.argsort(mid, kind="stable")
+                members, mid = members[o], mid[o]
             except TypeError:
                 pass
         members = members[:max_members]
         entry = {"size": int(size_b), "sid": _decode(buckets, codes, kk, members), "rows": [int(r) for r in members]}
-        if ids is not None:
-            entry["item_ids"] = [_py(ids[r]) for r in members]
+        if mid is not None:
+            entry["item_ids"] = [_py(v) for v in mid[:max_members]]
         out.append(entry)
     return out
 

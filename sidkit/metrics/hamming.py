@@ -14,8 +14,18 @@ def sample_pairs(n: int, n_pairs: int, rng: np.random.Generator) -> tuple[np.nda
     return i, j
 
 
+def pair_rows(n: int, n_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The pairs the Hamming distribution looks at: all pairs when there are at most ``n_pairs``
+    (``exact``), else ``n_pairs`` seeded random ones."""
+    if n * (n - 1) // 2 <= n_pairs:
+        ii, jj = np.triu_indices(n, 1)
+        return ii, jj, True
+    ii, jj = sample_pairs(n, n_pairs, np.random.default_rng(seed))
+    return ii, jj, False
+
+
 def hamming_metrics(codes, codebook_sizes=None, *, buckets: Buckets | None = None, seed: int = 0,
-                    n_pairs: int = 1_000_000) -> dict:
+                    n_pairs: int = 1_000_000, pair_codes=None) -> dict:
     """Pair counts by Hamming distance over all N(N-1)/2 item pairs.
 
     ``pairs_h0`` = sum_b C(n_b, 2) over full-SID buckets and ``pairs_h_le1`` =
@@ -24,6 +34,9 @@ def hamming_metrics(codes, codebook_sizes=None, *, buckets: Buckets | None = Non
     L = 2); for k >= 2 the mass 1 - P(h <= 1) is split by the shares of h = k among ``n_pairs``
     seeded random pairs with h >= 2, or computed over all pairs when there are at most ``n_pairs``
     of them (``distribution_exact`` says which).
+
+    ``pair_codes`` = ``(ii, jj, exact, sub)``: the pairs of :func:`pair_rows` renumbered into the
+    rows of ``sub``, their codes (a streaming pass gathers them; ``codes`` is then unused).
     """
     if buckets is None:
         codes, codebook_sizes = check_codes(codes, codebook_sizes)
@@ -44,12 +57,11 @@ def hamming_metrics(codes, codebook_sizes=None, *, buckets: Buckets | None = Non
         if L == 2:
             dist[2] = (total - h_le1) / total
         elif L > 2 and total - h_le1 > 0:
-            codes = np.asarray(codes)
-            if total <= n_pairs:
-                ii, jj = np.triu_indices(n, 1)
+            if pair_codes is not None:  # the rows' codes, gathered by a streaming pass
+                ii, jj, exact, codes = pair_codes
             else:
-                exact = False
-                ii, jj = sample_pairs(n, n_pairs, np.random.default_rng(seed))
+                codes = np.asarray(codes)
+                ii, jj, exact = pair_rows(n, n_pairs, seed)
             sampled = int(ii.size)
             h = np.zeros(ii.size, dtype=np.int8)
             for l in range(L):

@@ -13,15 +13,20 @@ def level_metrics(codes, codebook_sizes=None, *, _checked: bool = False) -> list
     ``normalized_perplexity`` (perplexity / K), plus ``used_codes``, ``codebook_size``, ``gini``
     (Gini of the usage counts over all K codes) and ``usage_sorted`` (usage counts sorted
     descending, at most 128 points, for plots)."""
-    from sidkit.metrics.collision import gini_from_sizes
-
     if not _checked:
         codes, codebook_sizes = check_codes(codes, codebook_sizes)
     n, L = codes.shape
+    return level_metrics_from_counts([_used_counts(codes[:, l], int(codebook_sizes[l])) for l in range(L)], codebook_sizes, n)
+
+
+def level_metrics_from_counts(used_counts, codebook_sizes, n: int) -> list[dict]:
+    """:func:`level_metrics` from the usage counts of the codes that occur, per level, in code
+    order (what a streaming pass accumulates)."""
+    from sidkit.metrics.collision import gini_from_sizes
+
     out = []
-    for l in range(L):
+    for l, cnt in enumerate(used_counts):
         K = int(codebook_sizes[l])
-        cnt = _used_counts(codes[:, l], K)
         used = int(cnt.size)
         h = entropy_nats(cnt, n)
         ppl = float(np.exp(h))

@@ -100,11 +100,51 @@ def _colliding_pairs(key: np.ndarray, counts_by_item: np.ndarray, cap: int, max_
     return np.concatenate(I), np.concatenate(J), np.concatenate(W), sampled
 
 
+#: up to this many items the semantic block is exact (a flat index, as before); above it it
+#: evaluates a seeded sample of queries against an approximate index over every item.
+EXACT_MAX_ITEMS = 100_000
+
+
 def semantic_metrics(codes, embeddings, *, leaf=None, attributes=None, titles=None, item_ids=None,
                      codebook_sizes=None, seed: int = 0, k: int = 10, max_queries: int = 20000,
                      n_random: int = 100_000, pair_cap: int = 64, max_buckets: int = 50_000,
-                     n_worst: int = 20) -> dict:
-    """Semantic metrics of ``codes`` (n, L) against ``embeddings`` (n, d), row-aligned.
+                     n_worst: int = 20, sample: int = 100_000, exact_max_items: int | None = None,
+                     index: str = "auto", recall_queries: int = 500, batch_size: int = 65536) -> dict:
+    """Semantic metrics of ``codes`` (n, L) against the item embeddings, row-aligned.
+
+    ``embeddings``: an (n, d) matrix, or a :class:`VectorSource` (batches of ``(rows, vectors,
+    attributes)``, e.g. :class:`CatalogVectors` over a catalog streamed from Parquet); ``leaf``,
+    ``titles`` and ``attributes`` are then read from the source (``attributes`` True: every
+    string column it has).
+
+    Up to ``exact_max_items`` items (default :data:`EXACT_MAX_ITEMS`): the exact block below (:func:`semantic_metrics_exact`;
+    a source is read into memory first). Above: :func:`semantic_metrics_sampled`, ``sample``
+    seeded query items (0: all) against an approximate faiss index over all items (``index``:
+    ``"auto"`` = ``IVF{nlist},SQ8``, or any faiss factory string), with 95% confidence intervals,
+    the sample size and the index's recall@k against exact search on ``recall_queries`` queries.
+    """
+    n = codes.shape[0] if hasattr(codes, "shape") else len(codes)
+    if n > (EXACT_MAX_ITEMS if exact_max_items is None else exact_max_items):
+        return semantic_metrics_sampled(codes, embeddings, leaf=leaf, attributes=attributes, titles=titles,
+                                        item_ids=item_ids, codebook_sizes=codebook_sizes, seed=seed, k=k,
+                                        n_random=n_random, pair_cap=pair_cap, max_buckets=max_buckets, n_worst=n_worst,
+                                        sample=sample, index=index, recall_queries=recall_queries, batch_size=batch_size)
+    if isinstance(embeddings, VectorSource):
+        embeddings, gathered = embeddings.gather(np.arange(n), attributes=attributes)
+        attributes = gathered if attributes is not None else None
+        leaf = leaf_column(gathered) if leaf is None else leaf
+        titles = gathered.get("title") if titles is None else titles
+    return semantic_metrics_exact(codes, embeddings, leaf=leaf, attributes=attributes, titles=titles, item_ids=item_ids,
+                                  codebook_sizes=codebook_sizes, seed=seed, k=k, max_queries=max_queries,
+                                  n_random=n_random, pair_cap=pair_cap, max_buckets=max_buckets, n_worst=n_worst)
+
+
+def semantic_metrics_exact(codes, embeddings, *, leaf=None, attributes=None, titles=None, item_ids=None,
+                           codebook_sizes=None, seed: int = 0, k: int = 10, max_queries: int = 20000,
+                           n_random: int = 100_000, pair_cap: int = 64, max_buckets: int = 50_000,
+                           n_worst: int = 20) -> dict:
+    """Semantic metrics of ``codes`` (n, L) against ``embeddings`` (n, d), row-aligned (exact
+    k-NN over a flat index).
 
     Returns ``knn_mean_common_prefix`` (mean common-prefix length of k-NN pairs),
     ``random_mean_common_prefix`` (same for random pairs), ``locality_gap`` (their difference),
@@ -174,9 +214,23 @@ def semantic_metrics(codes, embeddings, *, leaf=None, attributes=None, titles=No
     out["random_pair_median_cos"] = med
 
     # conflict vs benign
-    leaf_arr = None
     if leaf is None and attributes:
         leaf = leaf_column(attributes)
+    rules = _collision_rules(out, I, J, W, X, tau, med, leaf, titles, codes, item_ids, n, n_worst)
+    out["n_colliding_pairs_examined"] = int(I.size)
+    out["colliding_pairs_sampled"] = bool(pairs_sampled)
+    out["benign_rule_pairs"] = rules
+    if attributes:
+        out["attribute_purity"] = attribute_purity(codes, attributes)
+    return out
+
+
+def _collision_rules(out, I, J, W, X, tau, med, leaf, titles, codes, item_ids, n, n_worst, rows=None):
+    """The conflict / benign split of the colliding pairs ``I``, ``J`` (weights ``W``) into
+    ``out``. ``X``, ``tau``, ``leaf``, ``titles``, ``codes`` and ``item_ids`` are indexed like
+    ``I``/``J``; ``rows`` maps those indices to table rows (for ``worst_conflicts``); ``n`` is the
+    number of items (the denominator of the item rates)."""
+    leaf_arr = None
     if leaf is not None:
         leaf_arr = np.array([None if (v is None or v == "") else str(v) for v in leaf], dtype=object)
     title_arr = None
@@ -218,7 +272,7 @@ def semantic_metrics(codes, embeddings, *, leaf=None, attributes=None, titles=No
         wl = []
         for w in worst:
             i, j = int(I[w]), int(J[w])
-            e = {"rows": [i, j], "cosine": float(cos[w]), "sid": [int(c) for c in codes[i]]}
+            e = {"rows": [i, j] if rows is None else [int(rows[i]), int(rows[j])], "cosine": float(cos[w]), "sid": [int(c) for c in codes[i]]}
             if ids is not None:
                 e["item_ids"] = [_py(ids[i]), _py(ids[j])]
             if titles is not None:
@@ -230,12 +284,7 @@ def semantic_metrics(codes, embeddings, *, leaf=None, attributes=None, titles=No
     else:
         out.update(conflict_collision_rate=0.0, benign_collision_rate=0.0, ambiguous_collision_rate=0.0,
                    conflict_item_rate=0.0, benign_item_rate=0.0, worst_conflicts=[])
-    out["n_colliding_pairs_examined"] = int(I.size)
-    out["colliding_pairs_sampled"] = bool(pairs_sampled)
-    out["benign_rule_pairs"] = rules
-    if attributes:
-        out["attribute_purity"] = attribute_purity(codes, attributes)
-    return out
+    return rules
 
 
 def attribute_purity(codes: np.ndarray, attributes: dict, *, max_distinct_share: float = 0.5) -> dict:
@@ -291,3 +340,368 @@ def attribute_purity(codes: np.ndarray, attributes: dict, *, max_distinct_share:
 
 def _py(v):
     return v.item() if isinstance(v, np.generic) else v
+
+
+# --- the scalable path: a seeded query sample against an approximate index ----------------------
+
+class VectorSource:
+    """Item vectors row-aligned with the codes, read in batches (so that no (n, d) matrix needs to
+    exist). Subclasses give ``n``, ``dim``, ``attribute_names`` and :meth:`batches`."""
+
+    n: int
+    dim: int
+    attribute_names: tuple = ()
+
+    def batches(self, attributes=()):
+        """Yield ``(rows, X, attrs)``: item rows (int64, each row once over the whole pass), their
+        raw vectors (float32, normalised later) and ``{name: values}`` (lists) of ``attributes``."""
+        raise NotImplementedError
+
+    def gather(self, rows, attributes=None):
+        """Vectors (len(rows), d) and ``{name: list}`` of the given sorted distinct rows.
+        ``attributes``: names, or True for all of :attr:`attribute_names`, or None."""
+        rows = np.asarray(rows, np.int64)
+        names = list(self.attribute_names) if attributes is True else list(attributes or [])
+        out = np.zeros((rows.size, self.dim), np.float32)
+        vals = {a: [None] * rows.size for a in names}
+        for r, x, attrs in self.batches(names):
+            pos = np.searchsorted(rows, r)
+            hit = np.flatnonzero((pos < rows.size) & (rows[np.minimum(pos, rows.size - 1)] == r))
+            if hit.size == 0:
+                continue
+            out[pos[hit]] = x[hit]
+            for a in names:
+                col = attrs[a]
+                for h in hit:
+                    vals[a][pos[h]] = col[h]
+        return out, vals
+
+
+class MatrixVectors(VectorSource):
+    """A :class:`VectorSource` over an in-memory (n, d) matrix (e.g. ``fit``'s fused embeddings)
+    and optional attribute lists of length n."""
+
+    def __init__(self, X, attributes=None, batch_size: int = 65536):
+        self.X = X
+        self.n, self.dim = int(X.shape[0]), int(X.shape[1])
+        self.attrs = dict(attributes or {})
+        self.attribute_names = tuple(self.attrs)
+        self.batch_size = batch_size
+
+    def batches(self, attributes=()):
+        for a in range(0, self.n, self.batch_size):
+            b = min(self.n, a + self.batch_size)
+            yield (np.arange(a, b, dtype=np.int64), np.asarray(self.X[a:b], dtype=np.float32),
+                   {c: list(self.attrs[c][a:b]) for c in attributes})
+
+    def gather(self, rows, attributes=None):
+        names = list(self.attribute_names) if attributes is True else list(attributes or [])
+        rows = np.asarray(rows, np.int64)
+        return np.asarray(self.X[rows], np.float32), {c: [self.attrs[c][i] for i in rows] for c in names}
+
+
+class CatalogVectors(VectorSource):
+    """A catalog Parquet (file, directory of shards or glob) as a :class:`VectorSource` aligned
+    with a SID table's ids: item ``i`` is the ``i``-th of ``code_rows`` (the rows of the SID table
+    whose id the catalog has). Vectors are the fused embedding columns (as ``fit`` fuses them);
+    attributes are the catalog's string and list<string> columns. One pass over the id column
+    at construction (ids checked unique), then a pass per :meth:`batches`.
+
+    Memory: the SID-table ids sorted once (8 bytes per row for integer ids) and a row map (4-8
+    bytes per row); a batch of the catalog at a time.
+    """
+
+    def __init__(self, path, code_ids, *, id_col: str = "item_id", batch_size: int = 65536):
+        import pyarrow as pa
+
+        from sidkit.errors import DataError
+        from sidkit.io.catalog import _is_list_type, resolve_columns
+        from sidkit.io.sidtable import UniqueIdCheck
+        from sidkit.io.source import open_source
+
+        self.path, self.id_col, self.batch_size = path, id_col, batch_size
+        src = open_source(path)
+        self.source = src
+        schema = src.schema_arrow
+        emb = resolve_columns(schema, src.path, id_col, None)
+        self.attribute_names = tuple(
+            f.name for f in schema if f.name not in emb and f.name != id_col
+            and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                 or (_is_list_type(f.type) and pa.types.is_string(f.type.value_type))))
+        code_ids = np.asarray(code_ids)
+        self._numeric = code_ids.dtype.kind in "iu" and pa.types.is_integer(schema.field(id_col).type)
+        if self._numeric:
+            self._order = np.argsort(code_ids, kind="stable")
+            self._sorted = code_ids[self._order]
+        self._code_ids = code_ids
+        present = np.zeros(code_ids.shape[0], bool)
+        chk = UniqueIdCheck(src.path, src.num_rows)
+
+        class _Ids:  # re-reads for the id check
+            def batches(s, bs):
+                for b in src.iter_batches(batch_size=bs, columns=[id_col]):
+                    yield type("B", (), {"offset": b.offset, "ids": b.data.column(0).to_numpy(zero_copy_only=False)})
+
+        for b in src.iter_batches(batch_size=batch_size, columns=[id_col]):
+            col = b.data.column(0)
+            if col.null_count:
+                row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+                raise DataError(f"{b.shard}: id column '{id_col}' is null at row {b.local + row}; every item needs an id")
+            ids = col.to_numpy(zero_copy_only=False)
+            chk.add(ids, b.offset)
+            r = self._code_rows(ids)
+            present[r[r >= 0]] = True
+        chk.finish(_Ids(), batch_size)
+        self.code_rows = np.flatnonzero(present)
+        self.n = int(self.code_rows.size)
+        pos = np.cumsum(present) - 1
+        self._pos = pos.astype(np.int32 if pos.size < 2**31 else np.int64)
+        self._spec = None
+        self._emb_cols = emb
+        self.dim = None
+        for _, x, _ in self.batches(()):
+            self.dim = int(x.shape[1])
+            break
+
+    def _code_rows(self, ids) -> np.ndarray:
+        if self._numeric:
+            ids = np.asarray(ids)
+            p = np.searchsorted(self._sorted, ids)
+            p = np.minimum(p, self._sorted.size - 1)
+            ok = self._sorted[p] == ids
+            return np.where(ok, self._order[p], -1)
+        from sidkit.io.ids import map_ids
+
+        return map_ids(ids, self._code_ids)
+
+    def batches(self, attributes=()):
+        from sidkit.features import fuse, make_spec
+        from sidkit.io.catalog import iter_catalog_batches
+
+        attributes = list(attributes)
+        for ids, emb, _off, extra in iter_catalog_batches(self.path, id_col=self.id_col, embedding_cols=self._emb_cols,
+                                                          batch_size=self.batch_size, extra_cols=attributes):
+            if self._spec is None:
+                self._spec = make_spec(emb)
+            r = self._code_rows(ids.to_numpy(zero_copy_only=False))
+            hit = np.flatnonzero(r >= 0)
+            if hit.size == 0:
+                continue
+            x = fuse(emb, self._spec)
+            import pyarrow as pa
+
+            take = pa.array(hit)
+            yield (self._pos[r[hit]].astype(np.int64), x[hit] if hit.size < x.shape[0] else x,
+                   {c: (extra[c].take(take).to_pylist() if c in extra else [None] * hit.size) for c in attributes})
+
+
+def _nlist(n: int) -> int:
+    """IVF lists: a power of two near 2 sqrt(n), between 256 and 4096."""
+    t = 2.0 * np.sqrt(max(n, 1))
+    return int(min(4096, max(256, 2 ** int(round(np.log2(t))))))
+
+
+def _drop_self(nbrs, sims, queries, kq):
+    is_self = nbrs == queries[:, None]
+    has_self = is_self.any(axis=1)
+    keep = ~is_self
+    keep[~has_self, -1] = False
+    return nbrs[keep].reshape(queries.size, kq), sims[keep].reshape(queries.size, kq)
+
+
+def _ci95(values) -> list[float]:
+    v = np.asarray(values, np.float64)
+    m = float(v.mean()) if v.size else 0.0
+    h = 1.96 * float(v.std(ddof=1)) / np.sqrt(v.size) if v.size > 1 else float("inf")
+    return [m - h, m + h]
+
+
+def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, titles=None, item_ids=None,
+                             codebook_sizes=None, seed: int = 0, k: int = 10, n_random: int = 100_000,
+                             pair_cap: int = 64, max_buckets: int = 50_000, n_worst: int = 20,
+                             sample: int = 100_000, index: str = "auto", recall_queries: int = 500,
+                             nprobe: int = 16, max_coll_queries: int = 40_000, batch_size: int = 65536) -> dict:
+    """The semantic block of a large catalog (same keys as :func:`semantic_metrics_exact`, plus
+    ``exact`` False, ``n_items``, ``sample_size``, ``index``, ``knn_recall`` (recall@k of the
+    index against exact search on ``knn_recall_queries`` sampled queries), and 95% confidence
+    intervals ``knn_mean_common_prefix_ci95``, ``random_mean_common_prefix_ci95``,
+    ``locality_gap_ci95`` (normal approximation: per-query means and per-pair values are
+    independent draws).
+
+    ``sample`` seeded query items (0: every item) search an approximate faiss index over every
+    item (``index="auto"``: ``IVF{nlist},SQ8``, 1 byte per dimension per item, ``nprobe`` lists
+    searched). The index is trained on a seeded sample of ``40 nlist`` vectors and filled batch
+    by batch from ``embeddings`` (a matrix or a :class:`VectorSource`), so memory is the index plus
+    the vectors of the sampled rows (queries, random pairs, colliding pairs, training sample).
+    Colliding pairs are classified as in the exact block (``tau`` of an item is the approximate
+    similarity to its k-th neighbour; at most ``max_coll_queries`` colliding items are searched).
+    Attribute purity is computed over the sampled query items (``attribute_purity_sample_size``).
+    """
+    import time
+
+    import faiss
+
+    from sidkit.io.source import sample_rows
+
+    clock = [time.perf_counter()]
+    secs: dict = {}
+
+    def lap(name):
+        now = time.perf_counter()
+        secs[name] = round(now - clock[0], 3)
+        clock[0] = now
+
+    codes, sizes = check_codes(codes, codebook_sizes)
+    n, L = codes.shape
+    if isinstance(embeddings, VectorSource):
+        src = embeddings
+        if src.n != n:
+            from sidkit.errors import DataError
+
+            raise DataError(f"the vector source has {src.n} rows but the codes have {n}; they must be row-aligned")
+        names = list(src.attribute_names) if (attributes is True or attributes is None) else list(attributes)
+        given = {}
+    else:
+        if embeddings.shape[0] != n:
+            from sidkit.errors import DataError
+
+            raise DataError(f"embeddings have {embeddings.shape[0]} rows but the codes have {n}; they must be row-aligned")
+        given = dict(attributes or {})
+        if leaf is not None:
+            given["__leaf"] = leaf
+        if titles is not None:
+            given["__title"] = titles
+        src = MatrixVectors(embeddings, given, batch_size=batch_size)
+        names = list(given)
+    d = src.dim
+    rng = np.random.default_rng(seed)
+    b = build_buckets(codes, sizes)
+    inv = np.searchsorted(b.ukeys, b.key)
+    count_by_item = b.counts[inv]
+    del inv
+    I, J, W, pairs_sampled = _colliding_pairs(b.key, count_by_item, pair_cap, max_buckets, rng)
+    del count_by_item
+    kq = min(k, n - 1)
+    S = n if sample <= 0 or sample >= n else int(sample)
+    q = sample_rows(n, S, seed)
+    coll_items = np.unique(np.concatenate([I, J])) if I.size else np.zeros(0, np.int64)
+    if coll_items.size > max_coll_queries:
+        coll_items = np.sort(rng.choice(coll_items, size=max_coll_queries, replace=False))
+    all_q = np.union1d(q, coll_items).astype(np.int64)
+    ri, rj = sample_pairs(n, n_random, rng)
+    R = min(recall_queries, S)
+    rq = np.sort(np.random.default_rng([seed, 7]).choice(q, size=R, replace=False)) if R else np.zeros(0, np.int64)
+    nlist = _nlist(n)
+    spec = f"IVF{nlist},SQ8" if index == "auto" else index
+    n_train = min(n, 40 * nlist)
+    train = sample_rows(n, n_train, seed + 1)
+    pair_rows_ = np.unique(np.concatenate([I, J])) if I.size else np.zeros(0, np.int64)
+    need = np.unique(np.concatenate([all_q, pair_rows_, ri, rj, train]))
+    lap("sample")
+    V, gathered = src.gather(need, attributes=names)
+    V = _norm(V)
+    lap("read_sampled_rows")
+
+    def at(rows):
+        return np.searchsorted(need, rows)
+
+    index_ = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
+    index_.train(V[at(train)])
+    try:
+        ivf = faiss.extract_index_ivf(index_)
+        ivf.nprobe = min(nprobe, ivf.nlist)
+        spec_txt = f"{spec} nprobe={ivf.nprobe}"
+    except RuntimeError:  # not an IVF index (e.g. "HNSW32"): ids through a map
+        index_ = faiss.IndexIDMap(index_)
+        spec_txt = spec
+    lap("train_index")
+    Qr = V[at(rq)]
+    best_s = np.full((R, kq + 1), -np.inf, np.float32)
+    best_i = np.full((R, kq + 1), -1, np.int64)
+    for rows, x, _ in src.batches(()):
+        xn = _norm(x)
+        index_.add_with_ids(xn, rows)
+        if R:
+            sims = Qr @ xn.T
+            kk = min(kq + 1, sims.shape[1])
+            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            cs = np.concatenate([best_s, np.take_along_axis(sims, part, 1)], axis=1)
+            ci = np.concatenate([best_i, rows[part]], axis=1)
+            o = np.argsort(-cs, axis=1, kind="stable")[:, :kq + 1]
+            best_s, best_i = np.take_along_axis(cs, o, 1), np.take_along_axis(ci, o, 1)
+    lap("add_all_items")
+    sims, nbrs = index_.search(V[at(all_q)], kq + 1)
+    short = np.flatnonzero((nbrs < 0).any(axis=1))
+    if short.size:  # too few candidates in the probed lists: search those queries exhaustively
+        try:
+            ivf = faiss.extract_index_ivf(index_)
+            keep_probe, ivf.nprobe = ivf.nprobe, ivf.nlist
+            s2, n2 = index_.search(V[at(all_q[short])], kq + 1)
+            sims[short], nbrs[short] = s2, n2
+            ivf.nprobe = keep_probe
+        except RuntimeError:
+            pass
+    del index_
+    lap("search")
+    nbrs, sims = _drop_self(nbrs, sims, all_q, kq)
+    tau_q = sims[:, -1]
+    out: dict = {"k": int(kq)}
+    in_q = np.isin(all_q, q)
+    qi = np.repeat(all_q[in_q], kq)
+    qj = nbrs[in_q].ravel()
+    p_knn = common_prefix_length(codes, qi, qj)
+    h_knn = hamming_distance(codes, qi, qj)
+    out["knn_mean_common_prefix"] = float(p_knn.mean())
+    out["knn_hamming_distribution"] = (np.bincount(h_knn, minlength=L + 1) / h_knn.size).tolist()
+    out["knn_prefix_share"] = [float((p_knn >= l).mean()) for l in range(1, L + 1)]
+    out["n_queries"] = int(S)
+    per_query = p_knn.reshape(-1, kq).mean(axis=1)
+    p_rand = common_prefix_length(codes, ri, rj)
+    cos_rand = np.einsum("ij,ij->i", V[at(ri)], V[at(rj)])
+    med = float(np.median(cos_rand))
+    out["random_mean_common_prefix"] = float(p_rand.mean())
+    out["random_prefix_share"] = [float((p_rand >= l).mean()) for l in range(1, L + 1)]
+    out["locality_gap"] = out["knn_mean_common_prefix"] - out["random_mean_common_prefix"]
+    out["random_pair_median_cos"] = med
+    ck, cr = _ci95(per_query), _ci95(p_rand)
+    out["knn_mean_common_prefix_ci95"] = ck
+    out["random_mean_common_prefix_ci95"] = cr
+    half = np.hypot((ck[1] - ck[0]) / 2, (cr[1] - cr[0]) / 2)
+    out["locality_gap_ci95"] = [out["locality_gap"] - half, out["locality_gap"] + half]
+    # colliding pairs, in the universe of their rows
+    U = pair_rows_
+    il, jl = np.searchsorted(U, I), np.searchsorted(U, J)
+    tau = np.full(U.size, np.inf, np.float32)
+    inU = np.searchsorted(U, all_q)
+    okU = (inU < U.size) & (U[np.minimum(inU, max(U.size - 1, 0))] == all_q) if U.size else np.zeros(all_q.size, bool)
+    tau[inU[okU]] = tau_q[okU]
+
+    def vals(name, rows):
+        if name not in gathered:
+            return None
+        col = gathered[name]
+        return [col[i] for i in at(rows)]
+
+    leaf_name = "__leaf" if "__leaf" in gathered else next((c for c in LEAF_COLUMNS if c in gathered), None)
+    title_name = "__title" if "__title" in gathered else ("title" if "title" in gathered else None)
+    leaf_u = vals(leaf_name, U) if leaf_name else None
+    titles_u = vals(title_name, U) if title_name else None
+    ids_u = None if item_ids is None else np.asarray(item_ids)[U]
+    rules = _collision_rules(out, il, jl, W, V[at(U)], tau, med, leaf_u, titles_u, codes[U], ids_u, n, n_worst, rows=U)
+    out["n_colliding_pairs_examined"] = int(I.size)
+    out["colliding_pairs_sampled"] = bool(pairs_sampled)
+    out["benign_rule_pairs"] = rules
+    attr_names = [c for c in gathered if not c.startswith("__")]
+    if attr_names:
+        out["attribute_purity"] = attribute_purity(codes[q], {c: vals(c, q) for c in attr_names})
+        out["attribute_purity_sample_size"] = int(S)
+    # recall of the index against exact search
+    if R:
+        ex, _ = _drop_self(best_i, best_s, rq, kq)
+        ap = nbrs[np.searchsorted(all_q, rq)]
+        hits = sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(ap, ex))
+        out["knn_recall"] = float(hits / (R * kq))
+        out["knn_recall_queries"] = int(R)
+    lap("metrics")
+    out.update(exact=False, n_items=int(n), sample_size=int(S), index=spec_txt, seconds=secs)
+    return out

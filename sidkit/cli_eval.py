@@ -18,7 +18,7 @@ from sidkit.errors import ConfigError, SidkitError
 
 def eval_command(
     codes: List[Path] = typer.Argument(..., help="SID tables (codes.parquet, model directory, Parquet/CSV, index JSON); the first is the reference of the deltas."),
-    interactions: Path = typer.Option(..., "--interactions", help="Interactions Parquet: user_id, item_id and split and/or timestamp/position (leave-one-out)."),
+    interactions: Path = typer.Option(..., "--interactions", help="Interactions Parquet (a file, a directory of shards or a glob): user_id, item_id and split and/or timestamp/position (leave-one-out)."),
     model: str = typer.Option("sasrec-sid", "--model", help="Downstream model: sasrec-sid (SASRec over summed SID token embeddings) or tiger (generative, trie-constrained beam search)."),
     name: Optional[List[str]] = typer.Option(None, "--name", help="Display name of a table (repeatable, one per table, in order)."),
     seeds: int = typer.Option(3, "--seeds", help="Number of downstream training seeds (--seed, --seed+1, ...).", min=1),
@@ -37,10 +37,6 @@ def eval_command(
     try:
         if model not in ("sasrec-sid", "tiger"):
             raise ConfigError(f"--model '{model}' is not known; choose sasrec-sid or tiger")
-        if not interactions.is_file():
-            from sidkit.errors import InputFileError
-
-            raise InputFileError(f"{interactions}: interactions file not found; check --interactions")
         from sidkit.eval.run import evaluate
 
         with progress_bar(not (quiet or as_json)) as cb:

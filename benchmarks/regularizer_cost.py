@@ -26,7 +26,8 @@ def fit(path: str, method: str, steps: int, checkout: str, out: str, timeout: fl
     t0 = time.perf_counter()
     try:
         p = subprocess.run([sys.executable, "-m", "sidkit", "fit", path, "--method", method, "--max-steps", str(steps),
-                            "-o", out, "--json", "-q"], env=env, capture_output=True, text=True, timeout=timeout)
+                            "-o", out, "--json", "-q"], env=env, capture_output=True, text=True, timeout=timeout,
+                           cwd=os.path.dirname(out))  # not the checkout: `python -m` puts the cwd first on sys.path
     except subprocess.TimeoutExpired:
         return {"wall": float("inf"), "timeout": True}
     wall = time.perf_counter() - t0

@@ -32,6 +32,8 @@ BLOCK_DEFAULTS: dict[str, dict[str, Any]] = {
         "members_per_bucket": 8,       # members taken from each sampled bucket
         "knn_k": 20,                   # frozen-input kNN list length
         "rnn_k": 10,                   # latent kNN depth searched for r_nn (nearest item with another SID)
+        "rnn_queries": 8192,           # r_nn's median is taken over a seeded sample of this many SID-table rows (all rows when fewer)
+        "refresh_pool": 50000,         # SID-table rows: a seeded subset of this many training rows when there are more (README "Deviations")
         "checkpoint": "conflicts",     # checkpoint selection: fewest unrelated exact collisions, then collision rate | "collision_rate"
     },
     "align": {
@@ -103,7 +105,8 @@ _CHOICES = {
     ("mining", "checkpoint"): ("conflicts", "collision_rate"),
 }
 _POS_INT = {("mining", "h_max"): 0, ("mining", "cap_per_bucket"): 1, ("mining", "max_pairs"): 1, ("mining", "members_per_bucket"): 2,
-            ("mining", "knn_k"): 1, ("mining", "rnn_k"): 1, ("align", "hist_len"): 1, ("align", "window"): 1,
+            ("mining", "knn_k"): 1, ("mining", "rnn_k"): 1,
+            ("mining", "rnn_queries"): 1, ("mining", "refresh_pool"): 2, ("align", "hist_len"): 1, ("align", "window"): 1,
             ("align", "proj_dim"): 1, ("align", "hidden"): 1, ("align", "batch"): 2, ("adasid", "k_c"): 1}
 _NONNEG = {("align", "weight"), ("quasid", "lambda_hmr"), ("quasid", "semantic_weight"), ("adasid", "semantic_weight"), ("quasid", "alpha_m"), ("quasid", "margin_fallback"),
            ("quasid", "gamma_s"), ("quasid", "switch_margin"), ("adasid", "switch_margin"), ("adasid", "lambda_rep_max"), ("adasid", "lambda_align_max"), ("adasid", "eta"),

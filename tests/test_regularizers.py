@@ -237,6 +237,43 @@ def test_regularized_fit_is_deterministic():
     assert np.array_equal(a, b)
 
 
+def test_knn_queries_equal_rows_of_the_full_search():
+    from sidkit.regularizers.mining import knn_ip, nearest_other_sid_distance
+
+    X, _ = _planted(2)
+    q = np.array([0, 5, 101, 250, 423])
+    sa, na = knn_ip(X, 7)
+    sb, nb = knn_ip(X, 7, q)
+    assert np.allclose(sa[q], sb) and np.array_equal(na[q], nb)
+    codes = np.random.default_rng(0).integers(0, 3, size=(len(X), 2))
+    table = SIDTable(codes, [3, 3])
+    assert np.allclose(nearest_other_sid_distance(X, table, 5)[q], nearest_other_sid_distance(X, table, 5, q))
+
+
+@pytest.mark.parametrize("name", ["quasid", "adasid"])
+def test_refresh_pool_bounds_the_sid_table_and_stays_deterministic(name):
+    """With more training rows than mining.refresh_pool, the SID table covers a seeded subset of
+    that many rows (collision batches are drawn from it, the uniform part from every row), and
+    the fit is still deterministic; at a pool as large as the data nothing changes."""
+    from sidkit.regularizers import make_regularizer
+
+    X, _ = _planted(1)
+    blocks = resolve_blocks({"mining": {"refresh_pool": 200, "rnn_queries": 64}})
+    reg = make_regularizer(name, blocks)
+    a = _fit_planted(reg, seed=3, X=X, steps=40)
+    assert reg.pool is not None and len(reg.pool) == 200 and len(np.unique(reg.pool)) == 200
+    assert len(reg.table.codes) == 200 and np.isin(reg.bmembers, reg.pool).all()
+    idx = reg.sample_batch(0, 128, torch.Generator().manual_seed(0)).numpy()
+    assert len(idx) == 128 and len(np.unique(idx)) == 128 and idx.max() < len(X)
+    if name == "adasid":
+        assert reg.tau.shape == (len(X),) and reg.load.shape == (len(X),)
+    b = _fit_planted(make_regularizer(name, blocks), seed=3, X=X, steps=40)
+    assert np.array_equal(a, b)
+    big = resolve_blocks({"mining": {"refresh_pool": len(X)}})
+    assert np.array_equal(_fit_planted(make_regularizer(name, big), seed=3, X=X, steps=40),
+                          _fit_planted(make_regularizer(name, resolve_blocks({})), seed=3, X=X, steps=40))
+
+
 # --- CLI end to end ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):

@@ -117,8 +117,9 @@ class Regularizer:
     """Plug-in for the RQ-VAE trainer (QuaSID, AdaSID, alignment...). Every hook is optional.
 
     The trainer calls, in order: ``setup`` once after k-means initialisation; then per step
-    ``before_step`` (may refresh global state through ``encode_all()``, which returns the codes
-    (N, L) and latents (N, d_z) of the whole catalog under the current weights), ``sample_batch``
+    ``before_step`` (may refresh global state through ``encode_all(rows=None)``, which returns the
+    codes (N, L) and latents (N, d_z) of the training rows, or of the given row numbers only, under
+    the current weights), ``sample_batch``
     (item indices for the batch, or None for the default uniform shuffle) and ``loss`` (an extra
     loss term and a dict of numbers to log). ``state()`` gives numbers for the progress display
     and the training log at each evaluation.
@@ -287,10 +288,10 @@ class RQVAE(Tokenizer):
         for reg in regs:
             reg.setup(X, model, total_steps=total, batch_size=bs, seed=self.random_state, device=dev)
 
-        def encode_all() -> tuple[np.ndarray, np.ndarray]:
+        def encode_all(rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
             was = model.training
             model.eval()
-            codes_all, z_all = self._encode_with(model, X, with_latents=True)
+            codes_all, z_all = self._encode_with(model, X if rows is None else X[rows], with_latents=True)
             model.train(was)
             return codes_all, z_all
 

@@ -80,14 +80,24 @@ class AdaSID(CollisionRegularizer):
         c = self.cfg
         xn = self.Xn.cpu().numpy()
         k = max(int(c["k_c"]), 1)
+        if self.pool is not None:  # tau_i within the refresh pool; other rows get the pool's median
+            xn = xn[self.pool]
         sims, _ = knn_ip(xn, k)
-        tau = sims[:, -1] if sims.shape[1] else np.ones(self.n, np.float32)
+        tau = sims[:, -1] if sims.shape[1] else np.ones(len(xn), np.float32)
+        if self.pool is not None:
+            full = np.full(self.n, float(np.median(tau)), np.float32)
+            full[self.pool] = tau
+            tau = full
         self.tau = torch.from_numpy(np.ascontiguousarray(tau, dtype=np.float32)).to(self.device)
         self.leaf = self.leaf_tensor() if c["taxonomy_gate"] else None
         self.load = torch.zeros(self.n, device=self.device)
 
     def refresh_extra(self) -> dict:
         lam = item_load(self.table.n0(), self.table.n1(), float(self.cfg["eta"]))
+        if self.pool is not None:  # rows outside the refresh pool get the pool's mean load
+            full = np.full(self.n, float(lam.mean()), np.float32)
+            full[self.pool] = lam
+            lam = full
         self.load = torch.from_numpy(lam).to(self.device)
         return {"load_mean": float(lam.mean())}
 

@@ -179,16 +179,17 @@ def brute_force_pair_counts(codes: np.ndarray) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-def knn_ip(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inner-product kNN of every row of X against X, self excluded: (sims (N, k), nbrs (N, k)).
-    Flat index up to 2e6 rows, IVF beyond (METHODS.md §1.7d)."""
+def knn_ip(X: np.ndarray, k: int, queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Inner-product kNN of every row of X (or of the rows ``queries`` only) against X, self
+    excluded: (sims (Q, k), nbrs (Q, k)). Flat index up to 2e6 rows, IVF beyond (METHODS.md §1.7d)."""
     import faiss
 
     X = np.ascontiguousarray(X, dtype=np.float32)
     n, d = X.shape
     k = min(k, n - 1)
+    q = n if queries is None else len(queries)
     if k < 1:
-        return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        return np.zeros((q, 0), np.float32), np.zeros((q, 0), np.int64)
     if n <= 2_000_000:
         index = faiss.IndexFlatIP(d)
     else:  # pragma: no cover - large catalogs
@@ -197,24 +198,28 @@ def knn_ip(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         index.train(X[np.random.default_rng(0).choice(n, min(n, 256 * nlist), replace=False)])
         index.nprobe = 32
     index.add(X)
-    sims, nbrs = index.search(X, k + 1)
-    is_self = nbrs == np.arange(n)[:, None]
+    qrows = np.arange(n) if queries is None else np.asarray(queries, np.int64)
+    sims, nbrs = index.search(X if queries is None else X[qrows], k + 1)
+    is_self = nbrs == qrows[:, None]
     drop = is_self.copy()
     none = ~is_self.any(1)
     drop[none, -1] = True  # duplicates may push self out of the list: drop the last instead
     keep = ~drop
-    return sims[keep].reshape(n, k), nbrs[keep].reshape(n, k)
+    return sims[keep].reshape(q, k), nbrs[keep].reshape(q, k)
 
 
-def nearest_other_sid_distance(Zn: np.ndarray, table: SIDTable, k: int = 10) -> np.ndarray:
+def nearest_other_sid_distance(Zn: np.ndarray, table: SIDTable, k: int = 10,
+                               queries: np.ndarray | None = None) -> np.ndarray:
     """r_nn(i): latent distance from i to its nearest item with a different SID among its k
-    nearest latents (the k-th distance when all k share i's SID)."""
-    sims, nbrs = knn_ip(Zn, k)
+    nearest latents (the k-th distance when all k share i's SID), for every row or for the rows
+    ``queries`` (searched against every row)."""
+    sims, nbrs = knn_ip(Zn, k, queries)
     if sims.shape[1] == 0:
-        return np.zeros(len(Zn), np.float32)
+        return np.zeros(len(Zn) if queries is None else len(queries), np.float32)
     d = np.sqrt(np.clip(2.0 - 2.0 * sims, 0.0, None))
     bid = table.b0.inv
-    other = bid[nbrs] != bid[:, None]
+    own = bid if queries is None else bid[np.asarray(queries, np.int64)]
+    other = bid[nbrs] != own[:, None]
     first = np.where(other.any(1), other.argmax(1), other.shape[1] - 1)
     return d[np.arange(len(d)), first].astype(np.float32)
 
@@ -338,6 +343,7 @@ class CollisionRegularizer(Regularizer):
         self.total = max(1, int(total_steps))
         self.n = X.shape[0]
         self.sizes = [int(vq.codebook.shape[0]) for vq in model.rq.levels]
+        self.seed = int(seed)
         self.rng = np.random.default_rng(seed + 7919)
         self.tgen = torch.Generator().manual_seed(seed + 104729)
         steps_per_epoch = max(1, math.ceil(self.n / batch_size))
@@ -347,6 +353,12 @@ class CollisionRegularizer(Regularizer):
         self.Xn = torch.from_numpy(np.ascontiguousarray(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12),
                                                         dtype=np.float32)).to(device)
         self.zq_all = None
+        # the refresh pool: with more training rows than mining.refresh_pool, the SID table (and
+        # everything built from it: collision buckets, r_nn, AdaSID's tau and loads) covers a
+        # seeded subset of that many rows, so a refresh costs the same at any row count
+        cap = int(self.mining["refresh_pool"])
+        self.pool = np.sort(np.random.default_rng(seed + 2_038_074_743).choice(self.n, cap, replace=False)) \
+            if self.n > cap else None
         if self.interactions is not None and self.align_cfg["enabled"]:
             from sidkit.regularizers.align import DualTowerAlign
 
@@ -407,29 +419,47 @@ class CollisionRegularizer(Regularizer):
             unrelated |= (li >= 0) & (lj >= 0) & (li != lj)
         return int((unrelated & ~self.benign(gi, gj)).sum())
 
-    def before_step(self, step: int, encode_all: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
+    def before_step(self, step: int, encode_all: Callable[..., tuple[np.ndarray, np.ndarray]]) -> None:
         if self.align is not None:
             self.align.optimizer_step()
         if self.last_refresh < 0 or step - self.last_refresh >= self.refresh_every:
-            self.refresh(step, *encode_all())
+            if self.pool is None:
+                self.refresh(step, *encode_all())
+            elif self.align is not None:  # the alignment term reads the codes of every row
+                codes, z = encode_all()
+                self.refresh(step, codes[self.pool], z[self.pool], all_codes=codes)
+            else:
+                self.refresh(step, *encode_all(self.pool))
 
-    def refresh(self, step: int, codes: np.ndarray, z: np.ndarray) -> None:
+    def to_global(self, rows: np.ndarray) -> np.ndarray:
+        """Training-row numbers of SID-table rows (the same numbers without a refresh pool)."""
+        return rows if self.pool is None else self.pool[rows]
+
+    def refresh(self, step: int, codes: np.ndarray, z: np.ndarray, all_codes: np.ndarray | None = None) -> None:
+        """Rebuild the SID table from the codes and latents of the table rows (every training
+        row, or the refresh pool)."""
         self.last_refresh = step
         self.refresh_count += 1
         self.table = SIDTable(codes, self.sizes)
         zn = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-        rnn = nearest_other_sid_distance(zn.astype(np.float32), self.table, int(self.mining["rnn_k"]))
+        nq = int(self.mining["rnn_queries"])
+        queries = None if len(zn) <= nq else \
+            np.sort(np.random.default_rng(self.seed + 1_000_003 * self.refresh_count).choice(len(zn), nq, replace=False))
+        rnn = nearest_other_sid_distance(zn.astype(np.float32), self.table, int(self.mining["rnn_k"]), queries)
         self.rnn_median = float(np.median(rnn)) if len(rnn) else None
         self.cr = self.table.collision_rate()
         if self.cr0 is None:
             self.cr0 = self.cr
         h0, h1 = self.table.pair_counts()
         self.offs, self.bsizes, self.bmembers = self.table.collision_buckets(self.h_max)
+        self.bmembers = self.to_global(self.bmembers)
         self.bucket_prob = self.bucket_weights()
         if self.align is not None:
-            self.align.set_codes(codes)
+            self.align.set_codes(codes if all_codes is None else all_codes)
         stats = {"refresh_step": step, "refresh_collision_rate": self.cr, "pairs_h0": h0, "pairs_h_le1": h1,
                  "r_nn_median": self.rnn_median if self.rnn_median is not None else float("nan")}
+        if self.pool is not None:
+            stats["refresh_rows"] = len(codes)
         for l, k in enumerate(self.sizes):
             cnt = np.bincount(codes[:, l], minlength=k)
             p = cnt[cnt > 0] / max(1, len(codes))
@@ -467,7 +497,13 @@ class CollisionRegularizer(Regularizer):
         if len(picked) > want:
             picked = self.rng.choice(picked, size=want, replace=False)
         rest = batch_size - len(picked)
-        if rest > 0:
+        if rest > 0 and self.pool is not None:
+            # O(batch) uniform fill (the mask below is O(rows) per step): distinct rows in a random
+            # order, minus the picked ones, are a uniform sample of the rest
+            cand = self.rng.choice(n, size=min(n, rest + len(picked)), replace=False)
+            fill = cand[~np.isin(cand, picked)][:rest]
+            picked = np.concatenate([picked, fill])
+        elif rest > 0:
             pool_mask = np.ones(n, bool)
             pool_mask[picked] = False
             pool = np.flatnonzero(pool_mask)

@@ -258,7 +258,8 @@ class KAE(Tokenizer):
         X = items_matrix(items, n_features=self.n_features_in_, min_rows=0)
         columns = items.columns or {}
         words = self.words_from_columns(columns, len(X))
-        codes = self.encode_attributes(X, words, texts=self.texts_from_columns(columns, len(X)))
+        texts = self.texts_from_columns(columns, len(X)) if self.bindings_ else None  # only bound words are matched in text
+        codes = self.encode_attributes(X, words, texts=texts)
         if self.residual_ is not None:
             codes = np.concatenate([codes, np.asarray(self.residual_.encode(Items(X, finite=True)), np.int32)], axis=1)
         return codes

@@ -64,6 +64,7 @@ class KAE(Tokenizer):
         self._res_slots = np.zeros((0, 0), np.int32)
         self._ivf: tuple[np.ndarray, np.ndarray] | None = None  # the reservoir's inverted file (None: exact search)
         self._features: NeighbourFeatures | None = None
+        self._fold_cache: dict = {}  # the routing scorers folded for encoding (``_folded_scorers``)
 
     @property
     def route_features(self) -> NeighbourFeatures:
@@ -236,7 +237,7 @@ class KAE(Tokenizer):
         float32 rounding (``benchmarks/kae_route.py`` counts the routed items whose codes change).
         Returns (A (d, R), Z (reservoir, R), c (R,), {group: (first, end) column})."""
         key = tuple((g, id(self.scorers_[g])) for g in groups)
-        cache = self.__dict__.setdefault("_fold_cache", {})
+        cache = self._fold_cache
         if key not in cache:
             parts = [self._fold_rows(self.scorers_[g]) for g in groups]
             span, at = {}, 0

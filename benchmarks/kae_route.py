@@ -74,6 +74,32 @@ def exact_copy(tok: KAE) -> KAE:
     return ex
 
 
+def with_nprobe(tok: KAE, nprobe: int) -> KAE:
+    import copy
+
+    t = copy.copy(tok)
+    t.route_nprobe, t._features = nprobe, None
+    return t
+
+
+def unfolded_codes(tok: KAE, X, cols) -> np.ndarray:
+    """Codes with the scorers applied as before they were folded: the features
+    ``[x, x - neighbour mean]`` built, whitened, then each group's rows (same neighbours)."""
+    from sidkit.kae.codebook import encode_group
+
+    codes = tok.encode(Items(X, cols))
+    words = tok.words_from_columns(cols, len(X))
+    miss = {g: encode_group(b, words, len(X), [x for x in tok.bindings_ if x.group == g])[1]
+            for g, b in enumerate(tok.books_) if tok.scorers_[g] is not None}
+    need = np.flatnonzero(np.logical_or.reduce(list(miss.values())))
+    pos = np.full(len(X), -1, np.int64)
+    pos[need] = np.arange(len(need))
+    F = tok.route_features(X[need])
+    for g, m in miss.items():
+        codes[m, g] = tok.scorers_[g].route(F[pos[m]], tok._bound_rows([x for x in tok.bindings_ if x.group == g]))
+    return codes
+
+
 def routed_rows(tok: KAE, X, cols) -> np.ndarray:
     """Rows that some group routes (their attribute is missing and the group has a scorer)."""
     from sidkit.kae.codebook import encode_group
@@ -124,10 +150,22 @@ def agreement(table: pa.Table, X: np.ndarray, attrs: list[str], groups: int, for
     c_fit = ex_fit.encode(Items(X, cols))
     nb_i = ivf.route_features.neighbours(X[need])
     nb_e = exact_copy(ivf).route_features.neighbours(X[need])
-    recall = float(np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (b >= 0).sum()) for a, b in zip(nb_i, nb_e)])) if need.any() else None
+
+    def rec(nb):
+        return round(float(np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (b >= 0).sum()) for a, b in zip(nb, nb_e)])), 4) if need.any() else None
+
+    recall = rec(nb_i)
     n_r = int(need.sum())
+    p4 = with_nprobe(ivf, 4)
+    c_p4 = p4.encode(Items(X, cols))
+    c_unf = unfolded_codes(ivf, X, cols)
+    c_unf_ex = unfolded_codes(ex_fit, X, cols)
+    c_ex = ex_fit.encode(Items(X, cols))
+    nch = lambda a, b: int((a != b).any(1)[need].sum())  # noqa: E731
     return {"items": len(X), "reservoir": len(ivf._res_X), "lists": len(ivf._ivf[0]), "nprobe": ivf.route_nprobe,
-            "routed_items": n_r, "neighbour_recall": None if recall is None else round(recall, 4),
+            "routed_items": n_r, "neighbour_recall": recall,
+            "folded_vs_unfolded": nch(c_ivf, c_unf), "folded_vs_unfolded_exact": nch(c_ex, c_unf_ex),
+            "nprobe4_recall": rec(p4.route_features.neighbours(X[need])), "nprobe4_changed": nch(c_p4, c_ivf),
             "changed_same_scorers": int((c_ivf != c_same).any(1)[need].sum()),
             "changed_same_scorers_share": round(float((c_ivf != c_same).any(1)[need].mean()), 5) if n_r else None,
             "changed_vs_exact_fit": int((c_ivf != c_fit).any(1)[need].sum()),
@@ -186,8 +224,28 @@ def main(argv=None) -> int:
 
     # compute only
     Xi = Items(X, cols, finite=True)
-    t = interleaved({"kae": lambda: tok.encode(Xi), "kae_exact": lambda: ex.encode(Xi),
+    p4 = with_nprobe(tok, 4)
+    t = interleaved({"kae": lambda: tok.encode(Xi), "kae_exact": lambda: ex.encode(Xi), "kae_nprobe4": lambda: p4.encode(Xi),
                      "rqvae": lambda: rq_m.tokenizer.encode(Items(X, finite=True))}, a.repeats)
+    # where KAE's encode time goes (compute only, the same rows)
+    Xn = np.ascontiguousarray(X[need])
+    words_t = timed(lambda: tok.words_from_columns(cols, a.n), a.repeats)
+    search_t = timed(lambda: tok.route_features.neighbours(Xn), a.repeats)
+    nbr = tok.route_features.neighbours(Xn)
+    from sidkit.kae.codebook import encode_group
+
+    wd = tok.words_from_columns(cols, a.n)
+    gs = tuple(g for g, sc in enumerate(tok.scorers_) if sc is not None and encode_group(tok.books_[g], wd, a.n)[1].any())
+    A, Z, c, _ = tok._folded_scorers(gs)
+    from sidkit.kae.route import neighbour_mean
+
+    score_t = timed(lambda: Xn @ A + c - neighbour_mean(Z, nbr), a.repeats)
+    prof = {"words": words_t, "neighbour_search": search_t, "folded_scoring": score_t,
+            "rest": t["kae"] - words_t - search_t - score_t}
+    print(f"\nKAE encode, compute only ({t['kae']:.2f} s for {a.n} rows, {int(need.sum())} routed):")
+    for k, v in prof.items():
+        print(f"  {k:18s}{v:8.3f} s  {v / t['kae']:6.1%}  {v / max(1, need.sum()) * 1e6:7.2f} us per routed item")
+    out["kae_profile_s"] = prof
     ips = {k: a.n / v for k, v in t.items()}
     # end to end
     runs = {"kae": lambda: encode(work / "kae", items, work / "codes_kae.parquet"),
@@ -205,8 +263,9 @@ def main(argv=None) -> int:
     ips_e["kae_exact"] = a.n / te["kae_exact"]
     print(f"\nencode {a.n} rows (items/s, median of {a.repeats}):")
     print(f"{'':28s}{'compute only':>14s}{'end to end':>14s}")
-    for k, name in (("rqvae", "rqvae"), ("kae_exact", "kae, exact search (before)"), ("kae", "kae, inverted file (after)")):
-        print(f"{name:28s}{ips[k]:14,.0f}{ips_e[k]:14,.0f}")
+    for k, name in (("rqvae", "rqvae"), ("kae_exact", "kae, exact search (before)"), ("kae", "kae, inverted file (after)"),
+                    ("kae_nprobe4", "kae, inverted file, nprobe 4")):
+        print(f"{name:28s}{ips[k]:14,.0f}{ips_e.get(k, float('nan')):14,.0f}")
     r_c, r_e = ips["kae"] / ips["rqvae"], ips_e["kae"] / ips_e["rqvae"]
     print(f"{'ratio kae/rqvae (after)':28s}{r_c:14.2f}{r_e:14.2f}   target >= 0.5")
     print(f"{'ratio kae/rqvae (before)':28s}{ips['kae_exact'] / ips['rqvae']:14.2f}{ips_e['kae_exact'] / ips_e['rqvae']:14.2f}")
@@ -228,6 +287,11 @@ def main(argv=None) -> int:
         print(f"{k:22s}{v['items']:8d}{v['lists']:7d}{v['routed_items']:8d}{v['neighbour_recall']:11.4f}"
               f"{v['changed_same_scorers']:7d} ({v['changed_same_scorers_share']:.2%}){v['changed_vs_exact_fit']:6d} "
               f"({v['changed_vs_exact_fit_share']:.2%}){v['changed_unrouted']:10d}")
+    print("\nrouted items whose codes change, folded scorers vs whitened features (same neighbours), and at nprobe 4:")
+    print(f"{'catalog':22s}{'routed':>8s}{'fold, ivf':>11s}{'fold, exact':>13s}{'recall np4':>12s}{'np4 vs np8':>12s}")
+    for k, v in ag.items():
+        print(f"{k:22s}{v['routed_items']:8d}{v['folded_vs_unfolded']:11d}{v['folded_vs_unfolded_exact']:13d}"
+              f"{v['nprobe4_recall']:12.4f}{v['nprobe4_changed']:12d}")
     out["agreement"] = ag
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1))

@@ -376,19 +376,26 @@ def _route_reference(tok, X, cols):
     """Slow reference of KAE routing, one item at a time: its k neighbours in the reservoir by
     brute force (exact: every reservoir row; inverted file: the rows of the nprobe lists whose
     centroids have the largest inner product with the item), their mean in rank order, the
-    neighbour-centred features and each group's scorer. Returns the (n, G) attribute codes."""
+    neighbour-centred features, whitened, and each group's scorer rows (with its bound rows, by
+    version) on them (``GroupScorer.route``: what encoding computed before the whitening was
+    folded into the rows). Returns the (n, G) attribute codes."""
     from sidkit.kae.codebook import encode_group
 
     bank, k, ivf = tok._res_X, tok.route_neighbours, tok._ivf
     words = tok.words_from_columns(cols, len(X))
     out, missing = [], []
-    for book in tok.books_:
-        s, m = encode_group(book, words, len(X))
+    for g, book in enumerate(tok.books_):
+        s, m = encode_group(book, words, len(X), [b for b in tok.bindings_ if b.group == g])
         out.append(s)
         missing.append(m)
     out, missing = np.stack(out, 1), np.stack(missing, 1)
     for i in np.flatnonzero(missing.any(1)):
         x = X[i]
+        if k == 0:
+            for g, sc in enumerate(tok.scorers_):
+                if missing[i, g] and sc is not None:
+                    out[i, g] = sc.route(x[None])[0]
+            continue
         if ivf is None:
             cand = np.arange(len(bank))
         else:
@@ -402,7 +409,8 @@ def _route_reference(tok, X, cols):
         f = np.concatenate([x, x - M / np.float32(max(1, len(ranked)))])[None]
         for g, sc in enumerate(tok.scorers_):
             if missing[i, g] and sc is not None:
-                out[i, g] = sc.route(f)[0]
+                bound = sorted([b for b in tok.bindings_ if b.group == g and b.scorer is not None], key=lambda b: b.version)
+                out[i, g] = sc.route(f, [(b.slot, b.scorer[0], b.scorer[1]) for b in bound])[0]
     return out
 
 
@@ -432,6 +440,65 @@ def test_routing_matches_a_per_item_reference(ivf, monkeypatch):
     routed = (det == NULL) & (codes[:, :len(tok.books_)] != NULL)
     assert (det == NULL).any(1).mean() > 0.4 and routed.any(1).mean() > 0.2  # many items are routed
     np.testing.assert_array_equal(codes, ref)
+
+
+def test_routing_with_bound_rows_and_without_neighbours_matches_the_reference(monkeypatch):
+    """The folded scorers (whitening folded into the rows, neighbour means taken over the
+    reservoir's precomputed class scores) give the reference's codes with bound rows (two
+    bindings of one group, fitted rows whose bias makes them win often) and with
+    ``route_neighbours = 0`` (the embeddings alone)."""
+    import sidkit.kae.route as route
+    from sidkit.kae.codebook import Binding
+    from sidkit.kae.model import KAE
+    from sidkit.quantizers.base import Items
+
+    t, X, cols = _routed_catalog(2000)
+    plan, _ = make_plan(t.select(list(cols)), list(cols), groups=3)
+    plan.route_min_precision = 0.0
+    monkeypatch.setattr(route, "IVF_MIN_BANK", 512)
+    tok = KAE(plan, reservoir=1536).fit(Items(X, cols))
+    g = next(g for g, sc in enumerate(tok.scorers_) if sc is not None)
+    free = [s for s in range(tok.books_[g].size) if tok.books_[g].slot_label(s, [])[0] == "reserved-free"][:2]
+    assert len(free) == 2
+    rng = np.random.default_rng(1)
+    F = tok.route_features(X[:200])
+    for v, s in enumerate(free):
+        w = tok.scorers_[g].standardize(F[v::2]).mean(0)  # a row pointing at half of these items
+        tok.bindings_.append(Binding(g, s, tok.books_[g].categories[0], f"w{v}", version=v,
+                                     scorer=(w.astype(np.float32) + rng.normal(size=w.shape).astype(np.float32) * 0.01, 2.0)))
+    codes = tok.encode(Items(X, cols))
+    assert np.isin(codes[:, g], free).mean() > 0.02  # the bound rows take items (3% at the time of writing)
+    np.testing.assert_array_equal(codes, _route_reference(tok, X, cols))
+
+    tok0 = KAE(plan, reservoir=1536, route_neighbours=0).fit(Items(X, cols))
+    codes0 = tok0.encode(Items(X, cols))
+    assert ((tok0.det_codes_ == NULL) & (codes0[:, :3] != NULL)).any(1).mean() > 0.2
+    np.testing.assert_array_equal(codes0, _route_reference(tok0, X, cols))
+
+
+def test_inverted_file_search_matches_brute_force_over_the_probed_lists():
+    """``NeighbourFeatures`` with an inverted file: each query's k best rows by inner product
+    among the rows of its nprobe nearest lists (ties: lower row first), leaving out the item
+    itself, the same as a per-query brute force; lists smaller and larger than k + 1."""
+    from sidkit.kae.route import NeighbourFeatures
+
+    rng = np.random.default_rng(5)
+    bank = rng.normal(size=(700, 8)).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    C = bank[rng.choice(len(bank), 20, replace=False)]
+    lists = np.argmax(bank @ C.T, axis=1).astype(np.int32)
+    lists[:5] = 19  # uneven lists
+    Q = np.concatenate([bank[:40], rng.normal(size=(60, 8)).astype(np.float32)])
+    for nprobe, k in ((3, 6), (1, 4), (20, 10)):
+        nf = NeighbourFeatures(bank, k, ivf=(C, lists), nprobe=nprobe)
+        got = nf.neighbours(Q, chunk=32)
+        for q, x in enumerate(Q):
+            probe = np.argsort(-(C @ x), kind="stable")[:nprobe]
+            cand = np.flatnonzero(np.isin(lists, probe))
+            sims = bank[cand] @ x
+            ranked = cand[np.lexsort((cand, -sims))][:k + 1]
+            ranked = [r for r in ranked if bank[r] @ x < nf.SELF][:k]
+            assert list(got[q][got[q] >= 0]) == ranked, (nprobe, k, q)
 
 
 def test_inverted_file_is_stored_deterministic_and_checked_on_load(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ import pyarrow as pa
 from sidkit.quantizers.base import Items, Tokenizer, as_items, check_codes, items_matrix
 from sidkit.kae.codebook import NULL, OTHER, Binding, GroupCodebook, encode_group, text_matches
 from sidkit.kae.plan import CategorySpec, CategoryWords, Plan, extract_words, group_vocabulary, reserved_count
-from sidkit.kae.route import IVF_NPROBE, GroupScorer, NeighbourFeatures, fit_ivf, fit_scorer
+from sidkit.kae.route import IVF_NPROBE, GroupScorer, NeighbourFeatures, fit_ivf, fit_scorer, neighbour_mean
 
 SLOTS_FILE = "slots.json"
 
@@ -64,6 +64,7 @@ class KAE(Tokenizer):
         self._res_slots = np.zeros((0, 0), np.int32)
         self._ivf: tuple[np.ndarray, np.ndarray] | None = None  # the reservoir's inverted file (None: exact search)
         self._features: NeighbourFeatures | None = None
+        self._fold_cache: dict = {}  # the routing scorers folded for encoding (``_folded_scorers``)
 
     @property
     def route_features(self) -> NeighbourFeatures:
@@ -145,6 +146,7 @@ class KAE(Tokenizer):
         use_ivf = self.route and self.route_neighbours > 0 and self.route_nprobe > 0
         self._ivf = fit_ivf(self._res_X, seed=self.random_state) if use_ivf else None
         self._features = None
+        self._fold_cache = {}
         self.scorers_, self.route_stats_ = [], []
         for g, book in enumerate(self.books_):
             if progress:
@@ -188,15 +190,65 @@ class KAE(Tokenizer):
             sc = self.scorers_[g] if g < len(self.scorers_) else None
             if sc is not None and missing.any() and len(X):
                 todo.append((g, sc, bg, missing))
-        if todo:  # routing features once, for the rows that some group routes
+        if todo:  # one neighbour search for the rows that some group routes
             need = np.flatnonzero(np.logical_or.reduce([m for _, _, _, m in todo]))
             pos = np.full(n, -1, np.int64)
             pos[need] = np.arange(len(need))
-            F = self.route_features(np.asarray(X, np.float32)[need])
+            Xn = np.ascontiguousarray(np.asarray(X, np.float32)[need])
+            if self.route_features.k == 0:  # the embeddings alone: no neighbours to fold (and the codes of before)
+                for g, sc, bg, missing in todo:
+                    out[missing, g] = sc.route(Xn[pos[missing]], self._bound_rows(bg))
+                return out
+            nbr = self.route_features.neighbours(Xn)
+            A, Z, c, span = self._folded_scorers(tuple(g for g, _, _, _ in todo))
+            L = Xn @ A + c
+            L -= neighbour_mean(Z, nbr)
             for g, sc, bg, missing in todo:
-                extra = [(b.slot, b.scorer[0], b.scorer[1]) for b in sorted(bg, key=lambda b: b.version) if b.scorer is not None]
-                out[missing, g] = sc.route(F[pos[missing]], extra)
+                rows = pos[missing]
+                a, b = span[g]
+                extra = self._bound_rows(bg)
+                E = None
+                if extra:
+                    Ae, Ze, ce = self._fold_rows(sc, np.stack([w for _, w, _ in extra]))
+                    E = Xn[rows] @ Ae + (ce + np.array([bb for _, _, bb in extra], np.float32))
+                    E -= neighbour_mean(Ze, nbr[rows])
+                out[missing, g] = sc.decide(L[rows, a:b], E, extra)
         return out
+
+    @staticmethod
+    def _bound_rows(bindings: Sequence[Binding]) -> list[tuple[int, np.ndarray, float]]:
+        """(slot, w, b) of the bindings that have a routing row, by version."""
+        return [(b.slot, b.scorer[0], b.scorer[1]) for b in sorted(bindings, key=lambda b: b.version) if b.scorer is not None]
+
+    def _fold_rows(self, sc: GroupScorer, rows: np.ndarray | None = None):
+        """Scorer rows folded onto the raw embedding and the reservoir (see ``_folded_scorers``)."""
+        V, c = sc.folded(rows)
+        d = V.shape[0] // 2
+        return np.ascontiguousarray(V[:d] + V[d:]), self._res_X @ V[d:], c
+
+    def _folded_scorers(self, groups: tuple[int, ...]):
+        """The routing scorers of ``groups`` folded so that encoding needs neither the features
+        nor the whitening: with features ``F = [x, x - m]`` (m: the mean of x's neighbours in the
+        reservoir) and whitened logits ``((F - mu) @ P) @ W.T + b = F @ V + c``
+        (:meth:`GroupScorer.folded`), the logits are ``x @ (V1 + V2) - mean of (R @ V2) over the
+        neighbours' rows + c`` (V1, V2: V's halves; R: the reservoir), so the whitening matmul
+        (width x width per item) and the gather of neighbour embeddings become one (d x classes)
+        product and a gather of precomputed class scores. Same codes as the unfolded path up to
+        float32 rounding (``benchmarks/kae_route.py`` counts the routed items whose codes change).
+        Returns (A (d, R), Z (reservoir, R), c (R,), {group: (first, end) column})."""
+        key = tuple((g, id(self.scorers_[g])) for g in groups)
+        cache = self._fold_cache
+        if key not in cache:
+            parts = [self._fold_rows(self.scorers_[g]) for g in groups]
+            span, at = {}, 0
+            for g, (A, _, _) in zip(groups, parts):
+                span[g] = (at, at + A.shape[1])
+                at += A.shape[1]
+            Z = np.ascontiguousarray(np.concatenate([p[1] for p in parts], axis=1))
+            cache.clear()
+            cache[key] = (np.ascontiguousarray(np.concatenate([p[0] for p in parts], axis=1)), Z,
+                          np.concatenate([p[2] for p in parts]), span)
+        return cache[key]
 
     def encode(self, items) -> np.ndarray:
         """Codes of items: the attribute positions from the items' columns (with the bindings;
@@ -207,7 +259,8 @@ class KAE(Tokenizer):
         X = items_matrix(items, n_features=self.n_features_in_, min_rows=0)
         columns = items.columns or {}
         words = self.words_from_columns(columns, len(X))
-        codes = self.encode_attributes(X, words, texts=self.texts_from_columns(columns, len(X)))
+        texts = self.texts_from_columns(columns, len(X)) if self.bindings_ else None  # only bound words are matched in text
+        codes = self.encode_attributes(X, words, texts=texts)
         if self.residual_ is not None:
             codes = np.concatenate([codes, np.asarray(self.residual_.encode(Items(X, finite=True)), np.int32)], axis=1)
         return codes

@@ -34,15 +34,9 @@ def open_parquet(path: str | os.PathLike, what: str = "catalog") -> pq.ParquetFi
         raise InputFileError(f"{p}: file not found; check the path of the {what}")
     if p.is_dir():
         raise InputFileError(f"{p}: is a directory; pass a Parquet file")
-    if p.stat().st_size == 0:
-        raise InputFileError(f"{p}: file is empty (0 bytes); re-export the {what} as Parquet")
-    try:
-        pf = pq.ParquetFile(p, pre_buffer=False, buffer_size=1 << 20)
-        _ = pf.schema_arrow
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputFileError(f"{p}: not a readable Parquet file ({msg}); re-export the {what} as Parquet") from None
-    return pf
+    from sidkit.io.source import _open
+
+    return _open(p, what)
 
 
 def is_embedding_type(t: pa.DataType) -> bool:
@@ -222,6 +216,17 @@ def _attribute_columns(schema: pa.Schema, p: Path, id_col: str, cols: Sequence[s
     return list(attribute_cols)
 
 
+def _open_catalog(path, id_col, embedding_cols, attribute_cols):
+    """The source, its path and schema, the embedding columns and the attribute columns, checked."""
+    src = open_source(path)
+    p = src.path
+    schema = src.schema_arrow
+    cols = resolve_columns(schema, p, id_col, embedding_cols)
+    if src.num_rows == 0:
+        raise DataError(f"{p}: the catalog has zero rows; it needs at least one item")
+    return src, p, schema, cols, _attribute_columns(schema, p, id_col, cols, attribute_cols)
+
+
 def read_catalog(
     path: str | os.PathLike,
     *,
@@ -238,13 +243,7 @@ def read_catalog(
     embedding_cols : embedding columns to read; default every float-list column.
     attribute_cols : string or list<string> columns to keep as attributes; default all of them.
     """
-    src = open_source(path)
-    p = src.path
-    schema = src.schema_arrow
-    cols = resolve_columns(schema, p, id_col, embedding_cols)
-    if src.num_rows == 0:
-        raise DataError(f"{p}: the catalog has zero rows; it needs at least one item")
-    attribute_cols = _attribute_columns(schema, p, id_col, cols, attribute_cols)
+    src, p, schema, cols, attribute_cols = _open_catalog(path, id_col, embedding_cols, attribute_cols)
     read_cols = [id_col, *cols, *[a for a in attribute_cols if a not in cols and a != id_col]]
     if not src.is_sharded:
         table = src.read(read_cols)
@@ -376,13 +375,7 @@ def read_catalog_sample(
     """
     from sidkit.io.source import sample_rows
 
-    src = open_source(path)
-    p = src.path
-    schema = src.schema_arrow
-    cols = resolve_columns(schema, p, id_col, embedding_cols)
-    if src.num_rows == 0:
-        raise DataError(f"{p}: the catalog has zero rows; it needs at least one item")
-    attribute_cols = _attribute_columns(schema, p, id_col, cols, attribute_cols)
+    src, p, schema, cols, attribute_cols = _open_catalog(path, id_col, embedding_cols, attribute_cols)
     attrs = [a for a in attribute_cols if a not in cols and a != id_col]
     rows = sample_rows(src.num_rows, n, seed)
     hashes = np.empty(src.num_rows, np.uint64)

@@ -139,6 +139,20 @@ def semantic_metrics(codes, embeddings, *, leaf=None, attributes=None, titles=No
                                   n_random=n_random, pair_cap=pair_cap, max_buckets=max_buckets, n_worst=n_worst)
 
 
+def _knn_pairs(out: dict, codes: np.ndarray, all_q: np.ndarray, q: np.ndarray, nbrs: np.ndarray, kq: int, L: int) -> np.ndarray:
+    """The kNN-pair keys of the semantic block (mean common prefix, Hamming distribution, prefix
+    shares) for the queries ``q`` among the searched rows ``all_q``; returns the prefix lengths."""
+    in_q = np.isin(all_q, q)
+    qi = np.repeat(all_q[in_q], kq)
+    qj = nbrs[in_q].ravel()
+    p_knn = common_prefix_length(codes, qi, qj)
+    h_knn = hamming_distance(codes, qi, qj)
+    out["knn_mean_common_prefix"] = float(p_knn.mean())
+    out["knn_hamming_distribution"] = (np.bincount(h_knn, minlength=L + 1) / h_knn.size).tolist()
+    out["knn_prefix_share"] = [float((p_knn >= l).mean()) for l in range(1, L + 1)]
+    return p_knn
+
+
 def semantic_metrics_exact(codes, embeddings, *, leaf=None, attributes=None, titles=None, item_ids=None,
                            codebook_sizes=None, seed: int = 0, k: int = 10, max_queries: int = 20000,
                            n_random: int = 100_000, pair_cap: int = 64, max_buckets: int = 50_000,
@@ -189,14 +203,7 @@ def semantic_metrics_exact(codes, embeddings, *, leaf=None, attributes=None, tit
     if kq >= 1:
         nbrs, sims = knn_search(X, all_q, kq)
         tau[all_q] = sims[:, -1]
-        in_q = np.isin(all_q, q)
-        qi = np.repeat(all_q[in_q], kq)
-        qj = nbrs[in_q].ravel()
-        p_knn = common_prefix_length(codes, qi, qj)
-        h_knn = hamming_distance(codes, qi, qj)
-        out["knn_mean_common_prefix"] = float(p_knn.mean())
-        out["knn_hamming_distribution"] = (np.bincount(h_knn, minlength=L + 1) / h_knn.size).tolist()
-        out["knn_prefix_share"] = [float((p_knn >= l).mean()) for l in range(1, L + 1)]
+        _knn_pairs(out, codes, all_q, q, nbrs, kq, L)
         out["n_queries"] = int(q.size)
     else:
         out["knn_mean_common_prefix"] = 0.0
@@ -646,14 +653,7 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
     nbrs, sims = _drop_self(nbrs, sims, all_q, kq)
     tau_q = sims[:, -1]
     out: dict = {"k": int(kq)}
-    in_q = np.isin(all_q, q)
-    qi = np.repeat(all_q[in_q], kq)
-    qj = nbrs[in_q].ravel()
-    p_knn = common_prefix_length(codes, qi, qj)
-    h_knn = hamming_distance(codes, qi, qj)
-    out["knn_mean_common_prefix"] = float(p_knn.mean())
-    out["knn_hamming_distribution"] = (np.bincount(h_knn, minlength=L + 1) / h_knn.size).tolist()
-    out["knn_prefix_share"] = [float((p_knn >= l).mean()) for l in range(1, L + 1)]
+    p_knn = _knn_pairs(out, codes, all_q, q, nbrs, kq, L)
     out["n_queries"] = int(S)
     per_query = p_knn.reshape(-1, kq).mean(axis=1)
     p_rand = common_prefix_length(codes, ri, rj)

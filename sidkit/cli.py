@@ -39,7 +39,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 @app.command()
 def fit(
-    items: Path = typer.Argument(..., help="Catalog Parquet file: an id column and one or more float-list embedding columns."),
+    items: Path = typer.Argument(..., help="Catalog: a Parquet file, a directory of Parquet shards or a glob, with an id column and one or more float-list embedding columns."),
     method: Optional[str] = typer.Option(None, "--method", "-m", help=help_for("method")),
     out: Path = typer.Option(Path("sidkit-model"), "--out", "-o", help="Model directory to write (replaced atomically)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help=help_for("id_col")),
@@ -137,7 +137,7 @@ def _print_fit_summary(s: dict) -> None:
 @app.command()
 def encode(
     model: Path = typer.Argument(..., help="Model directory written by 'sidkit fit'."),
-    items: Path = typer.Argument(..., help="Catalog Parquet file to encode (streamed in record batches)."),
+    items: Path = typer.Argument(..., help="Catalog to encode: a Parquet file, a directory of Parquet shards or a glob (streamed in record batches)."),
     output: str = typer.Option(..., "--output", "-o", help="Codes Parquet file to write, or a folder ending in '/' for one codes shard per input shard (replaced as a whole)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column. [default: the model's]"),
     batch_size: int = typer.Option(65536, "--batch-size", help="Rows per record batch.", min=1),

@@ -21,7 +21,7 @@ ModelOpt = typer.Option(None, "--model", "-m", help="KAE model directory. [defau
 
 
 def kae_plan_command(
-    items: Path = typer.Argument(..., help="Catalog Parquet file with attribute columns (string or list<string>)."),
+    items: Path = typer.Argument(..., help="Catalog (a Parquet file, a directory of shards or a glob) with attribute columns (string or list<string>)."),
     attributes: Optional[str] = typer.Option(None, "--attributes", "-a", help="Comma list of categories: columns, or list-column levels such as categories[2]. [default: repeating string columns]"),
     groups: int = typer.Option(PLAN_DEFAULTS["groups"], "--groups", "-g", help="Number of codebook groups (fewer when there are fewer categories).", min=1),
     out: Path = typer.Option(Path("kae.toml"), "--out", "-o", help="Plan file to write (TOML, editable)."),

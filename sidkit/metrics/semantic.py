@@ -139,6 +139,13 @@ def semantic_metrics(codes, embeddings, *, leaf=None, attributes=None, titles=No
                                   n_random=n_random, pair_cap=pair_cap, max_buckets=max_buckets, n_worst=n_worst)
 
 
+def _item_collisions(codes: np.ndarray, sizes, pair_cap: int, max_buckets: int, rng):
+    """The colliding pairs (h = 0) of a table: ``_colliding_pairs`` over its buckets."""
+    b = build_buckets(codes, sizes)
+    count_by_item = b.counts[np.searchsorted(b.ukeys, b.key)]
+    return _colliding_pairs(b.key, count_by_item, pair_cap, max_buckets, rng)
+
+
 def _knn_pairs(out: dict, codes: np.ndarray, all_q: np.ndarray, q: np.ndarray, nbrs: np.ndarray, kq: int, L: int) -> np.ndarray:
     """The kNN-pair keys of the semantic block (mean common prefix, Hamming distribution, prefix
     shares) for the queries ``q`` among the searched rows ``all_q``; returns the prefix lengths."""
@@ -180,13 +187,8 @@ def semantic_metrics_exact(codes, embeddings, *, leaf=None, attributes=None, tit
 
         raise DataError(f"embeddings have {X.shape[0]} rows but the codes have {n}; they must be row-aligned")
     rng = np.random.default_rng(seed)
-    b = build_buckets(codes, sizes)
-    inv = np.searchsorted(b.ukeys, b.key)
-    count_by_item = b.counts[inv]
-    del inv
-
     # colliding pairs (h = 0)
-    I, J, W, pairs_sampled = _colliding_pairs(b.key, count_by_item, pair_cap, max_buckets, rng)
+    I, J, W, pairs_sampled = _item_collisions(codes, sizes, pair_cap, max_buckets, rng)
 
     # k-NN: a query sample plus the items of the colliding pairs (for tau)
     kq = min(k, n - 1)
@@ -582,12 +584,7 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
         names = list(given)
     d = src.dim
     rng = np.random.default_rng(seed)
-    b = build_buckets(codes, sizes)
-    inv = np.searchsorted(b.ukeys, b.key)
-    count_by_item = b.counts[inv]
-    del inv
-    I, J, W, pairs_sampled = _colliding_pairs(b.key, count_by_item, pair_cap, max_buckets, rng)
-    del count_by_item
+    I, J, W, pairs_sampled = _item_collisions(codes, sizes, pair_cap, max_buckets, rng)
     kq = min(k, n - 1)
     S = n if sample <= 0 or sample >= n else int(sample)
     q = sample_rows(n, S, seed)

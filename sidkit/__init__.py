@@ -15,7 +15,7 @@ __all__ = [
 _LAZY = {
     "fit": ("sidkit.pipeline", "fit"),
     "encode": ("sidkit.pipeline", "encode"),
-    "encode_batch": ("sidkit.pipeline", "encode_batch"),
+    "encode_batch": ("sidkit.mapstep", "encode_batch"),
     "open_source": ("sidkit.io.source", "open_source"),
     "load_model": ("sidkit.modeldir", "load_model"),
     "read_catalog": ("sidkit.io.catalog", "read_catalog"),

@@ -103,7 +103,6 @@ class _Spill:
         self.schema = schema
         self.parts = parts
         self._writers: list = [None] * parts
-        self.rows = np.zeros(parts, np.int64)
 
     def write(self, part: np.ndarray, columns: list[pa.Array]) -> None:
         if self.parts == 1:
@@ -123,7 +122,6 @@ class _Spill:
             sink = pa.OSFile(str(self.paths[p]), "wb")
             self._writers[p] = (sink, pa.ipc.new_file(sink, self.schema))
         self._writers[p][1].write_batch(batch)
-        self.rows[p] += batch.num_rows
 
     def close(self) -> None:
         for w in self._writers:
@@ -174,7 +172,7 @@ class _RowCursor:
             self._fill()
             if self._i >= len(self.rows):
                 return
-            j = int(np.searchsorted(self.rows, end, side="left", sorter=None))
+            j = int(np.searchsorted(self.rows, end, side="left"))
             j = max(j, self._i)
             if j > self._i:
                 out[self.rows[self._i:j] - start] = self.vals[self._i:j]
@@ -319,8 +317,7 @@ def model_id_type(model) -> pa.DataType | None:
 
 
 def finish_encode(model, staged: list[Path], out: Path, *, as_dir: bool, id_col: str, source_label: str,
-                  scratch: Path, batch_size: int = 65536, partition_rows: int = PARTITION_ROWS,
-                  progress=None) -> dict:
+                  scratch: Path, batch_size: int = 65536, partition_rows: int = PARTITION_ROWS) -> dict:
     """The global suffix pass over staged shards, then the final write to ``out`` (a file, or a
     directory of one shard per staged shard). Returns counts for the summary."""
     from sidkit.io.artifacts import atomic_dir, atomic_path
@@ -572,7 +569,7 @@ def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os
         t_map = time.perf_counter() - t_map
         t_fin = time.perf_counter()
         res = finish_encode(model, staged, out, as_dir=as_dir, id_col=id_col, source_label=str(src.path), scratch=scratch,
-                            batch_size=batch_size, partition_rows=partition_rows, progress=progress)
+                            batch_size=batch_size, partition_rows=partition_rows)
     n_done, n_new = res["n_items"], res["n_new_or_changed"]
     summary = {"output": str(out), "n_items": int(n_done), "n_new_or_changed": n_new,
                "n_kept": int(n_done - n_new), "shards_in": len(src.shards),

@@ -19,6 +19,7 @@ from sidkit.features import degenerate_warnings, fuse, make_spec, zero_rows
 from sidkit.io.artifacts import ensure_parent, model_lock
 from sidkit.io.catalog import iter_catalog_batches, read_catalog, read_catalog_sample
 from sidkit.io.codes import assign_suffix, pack_keys
+from sidkit.mapstep import encode_batch  # noqa: F401  (re-exported: the library's name for it)
 from sidkit.modeldir import Model, load_model, model_meta, save_tensors, write_model_dir
 from sidkit.quantizers.base import Items, Progress, check_enough_items
 
@@ -290,10 +291,3 @@ def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os
     from sidkit.encoding import encode as _encode
 
     return _encode(model_dir, items, out, **options)
-
-
-def encode_batch(model: Model, batch, **options):
-    """Encode one Arrow batch: see :func:`sidkit.encoding.encode_batch`."""
-    from sidkit.encoding import encode_batch as _encode_batch
-
-    return _encode_batch(model, batch, **options)

@@ -52,6 +52,7 @@ def fit(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help=help_for("batch_size")),
     lr: Optional[float] = typer.Option(None, "--lr", help=help_for("lr")),
     train_sample: Optional[int] = typer.Option(None, "--train-sample", help=help_for("train_sample")),
+    report_sample: Optional[int] = typer.Option(None, "--report-sample", help=help_for("report_sample")),
     balanced: Optional[bool] = typer.Option(None, "--balanced/--no-balanced", help=help_for("balanced")),
     sinkhorn: Optional[bool] = typer.Option(None, "--sinkhorn/--no-sinkhorn", help=help_for("sinkhorn")),
     device: Optional[str] = typer.Option(None, "--device", help=help_for("device")),
@@ -95,7 +96,8 @@ def fit(
                 raise SidkitError(f"--embedding-weights '{embedding_weights}' is not a comma list of numbers") from None
         options = dict(method=method, id_col=id_col, embedding=embedding or None, embedding_weights=weights,
                        levels=levels, codebook_size=codebook_size, epochs=epochs, max_steps=max_steps,
-                       batch_size=batch_size, lr=lr, train_sample=train_sample, balanced=balanced,
+                       batch_size=batch_size, lr=lr, train_sample=train_sample, report_sample=report_sample,
+                       balanced=balanced,
                        sinkhorn=sinkhorn, device=device, precision=precision, seed=seed, regularizer=regularizer,
                        interactions=str(interactions) if interactions is not None else None,
                        attributes=attributes, plan=str(plan) if plan is not None else None,

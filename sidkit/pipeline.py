@@ -44,21 +44,24 @@ def _sha(data) -> str:
 
 
 def build_report(codes: np.ndarray, sizes: list[int], *, item_ids=None, X: np.ndarray | None = None,
-                 catalog=None, seed: int = 0, sample_codes: np.ndarray | None = None) -> dict:
+                 catalog=None, seed: int = 0, sample_codes: np.ndarray | None = None,
+                 semantic_sample: int = 100_000) -> dict:
     """The audit report of freshly fitted codes (core blocks, plus semantic when X is given).
 
     ``sample_codes``: when the fit trained on a sample (``catalog.rows``), the sample's codes;
     ``X`` and ``catalog`` are then the sample's, the core blocks cover every row of ``codes``
-    and the semantic block the sample (marked with its size)."""
+    and the semantic block the sample (marked with its size). ``semantic_sample``: query items of
+    the semantic block above :data:`~sidkit.metrics.semantic.EXACT_MAX_ITEMS` rows."""
     from sidkit.metrics import sid_report
 
     if sample_codes is not None:
         rep = sid_report(codes, sizes, item_ids=item_ids, seed=seed)
         if X is not None:
-            sem = build_report(sample_codes, sizes, item_ids=catalog.ids_numpy, X=X, catalog=catalog, seed=seed)["semantic"]
+            sem = build_report(sample_codes, sizes, item_ids=catalog.ids_numpy, X=X, catalog=catalog, seed=seed,
+                               semantic_sample=semantic_sample)["semantic"]
             rep["semantic"] = {"computed_on": "training_sample", "sample_size": int(len(X)), **sem}
         return rep
-    kwargs: dict[str, Any] = {"item_ids": item_ids, "seed": seed}
+    kwargs: dict[str, Any] = {"item_ids": item_ids, "seed": seed, "semantic_sample": semantic_sample}
     if X is not None:
         kwargs["embeddings"] = X
         if catalog is not None:  # the inputs 'audit --items' gives the semantic block, so both reports agree
@@ -146,6 +149,7 @@ def fit(
             emb_sha = _sha(X)
             suffix = assign_suffix(codes, ids)
         report = build_report(codes, tok.codebook_sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed,
+                              semantic_sample=cfg.report_sample,
                               sample_codes=sample_codes if sampled else None)
         recon_mse = tok.reconstruction_mse(items_, sample_codes)
         if recon_mse is not None:

@@ -195,3 +195,21 @@ def test_suffixes_of_colliding_rows_match_the_reference():
     assert np.array_equal(_suffixes(codes, ids), assign_suffix(codes, np.array(ids.to_pylist())))
     int_ids = pa.array(rng.permutation(5000).astype(np.int64))
     assert np.array_equal(_suffixes(codes, int_ids), assign_suffix(codes, int_ids.to_numpy()))
+
+
+def test_report_sample_sets_the_query_sample_of_the_fit_report(tmp_path, catalog, monkeypatch):
+    import sidkit.metrics.semantic as sem
+
+    monkeypatch.setattr(sem, "EXACT_MAX_ITEMS", 500)  # the 1000-row training sample takes the sampled block
+    kw = dict(METHODS["rqkmeans"], train_sample=SAMPLE)
+    s = sidkit.fit(catalog / "items.parquet", out=tmp_path / "a", report_sample=200, **kw).report["semantic"]
+    assert s["computed_on"] == "training_sample" and s["exact"] is False
+    assert s["sample_size"] == 200 and s["attribute_purity_sample_size"] == 200
+    lo, hi = s["locality_gap_ci95"]
+    assert lo <= s["locality_gap"] <= hi
+    default = sidkit.fit(catalog / "items.parquet", out=tmp_path / "b", **kw).report["semantic"]
+    assert default["sample_size"] == SAMPLE  # the default (20,000) covers every row of a small sample
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="report_sample"):
+            sidkit.fit(catalog / "items.parquet", out=tmp_path / "c", report_sample=bad, **kw)
+    assert not (tmp_path / "c").exists()

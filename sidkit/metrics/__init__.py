@@ -25,7 +25,7 @@ __all__ = [
 
 def sid_report(codes, codebook_sizes=None, *, item_ids=None, embeddings=None, leaf=None, attributes=None,
                titles=None, interactions=None, baseline=None, seed: int = 0, n_pairs: int = 1_000_000,
-               knn_k: int = 10) -> dict:
+               knn_k: int = 10, semantic_sample: int = 100_000) -> dict:
     """Audit report of a SID table with the keys of DESIGN.md §4.
 
     Parameters
@@ -42,6 +42,8 @@ def sid_report(codes, codebook_sizes=None, *, item_ids=None, embeddings=None, le
     baseline : {"item_ids": ..., "codes": ..., optional "codebook_sizes"} (or a tuple
         ``(item_ids, codes)``): adds ``compare``.
     seed : seeds every sampled estimate.
+    semantic_sample : above :data:`~sidkit.metrics.semantic.EXACT_MAX_ITEMS` items, the seeded
+        query items of the semantic block (0: every item).
 
     Returns
     -------
@@ -52,17 +54,19 @@ def sid_report(codes, codebook_sizes=None, *, item_ids=None, embeddings=None, le
     codes, sizes = check_codes(codes, codebook_sizes)
     rep = core_report(codes, sizes, item_ids=item_ids, seed=seed, n_pairs=n_pairs, _checked=True)
     return sid_report_blocks(rep, codes, sizes, item_ids=item_ids, embeddings=embeddings, leaf=leaf, attributes=attributes,
-                             titles=titles, interactions=interactions, baseline=baseline, seed=seed, knn_k=knn_k)
+                             titles=titles, interactions=interactions, baseline=baseline, seed=seed, knn_k=knn_k,
+                             semantic_sample=semantic_sample)
 
 
 def sid_report_blocks(rep: dict, codes, sizes, *, item_ids=None, embeddings=None, leaf=None, attributes=None,
-                      titles=None, interactions=None, baseline=None, seed: int = 0, knn_k: int = 10) -> dict:
+                      titles=None, interactions=None, baseline=None, seed: int = 0, knn_k: int = 10,
+                      semantic_sample: int = 100_000) -> dict:
     """Add the ``semantic``, ``collaborative`` and ``compare`` blocks to a core report ``rep``
     (from :func:`core_report` or :func:`sidkit.metrics.stream.core_report_stream`); ``codes``
     may be None when no block needs them."""
     if embeddings is not None:
         rep["semantic"] = semantic_metrics(codes, embeddings, leaf=leaf, attributes=attributes, titles=titles,
-                                           item_ids=item_ids, seed=seed, k=knn_k)
+                                           item_ids=item_ids, seed=seed, k=knn_k, sample=semantic_sample)
     if interactions is not None:
         if item_ids is None:
             from sidkit.errors import DataError

@@ -529,7 +529,7 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
                              codebook_sizes=None, seed: int = 0, k: int = 10, n_random: int = 100_000,
                              pair_cap: int = 64, max_buckets: int = 50_000, n_worst: int = 20,
                              sample: int = 100_000, index: str = "auto", recall_queries: int = 500,
-                             nprobe: int = 16, max_coll_queries: int = 40_000, batch_size: int = 65536) -> dict:
+                             nprobe: int = 16, max_coll_queries: int | None = None, batch_size: int = 65536) -> dict:
     """The semantic block of a large catalog (same keys as :func:`semantic_metrics_exact`, plus
     ``exact`` False, ``n_items``, ``sample_size``, ``index``, ``knn_recall`` (recall@k of the
     index against exact search on ``knn_recall_queries`` sampled queries), and 95% confidence
@@ -543,7 +543,8 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
     by batch from ``embeddings`` (a matrix or a :class:`VectorSource`), so memory is the index plus
     the vectors of the sampled rows (queries, random pairs, colliding pairs, training sample).
     Colliding pairs are classified as in the exact block (``tau`` of an item is the approximate
-    similarity to its k-th neighbour; at most ``max_coll_queries`` colliding items are searched).
+    similarity to its k-th neighbour; at most ``max_coll_queries`` colliding items are searched,
+    by default 0.4 x the query sample within [1,000, 40,000]).
     Attribute purity is computed over the sampled query items (``attribute_purity_sample_size``).
     """
     import time
@@ -589,6 +590,8 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
     S = n if sample <= 0 or sample >= n else int(sample)
     q = sample_rows(n, S, seed)
     coll_items = np.unique(np.concatenate([I, J])) if I.size else np.zeros(0, np.int64)
+    if max_coll_queries is None:
+        max_coll_queries = min(40_000, max(1_000, int(0.4 * S)))
     if coll_items.size > max_coll_queries:
         coll_items = np.sort(rng.choice(coll_items, size=max_coll_queries, replace=False))
     all_q = np.union1d(q, coll_items).astype(np.int64)

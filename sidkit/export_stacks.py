@@ -194,8 +194,10 @@ def stack_export(codes_path, fmt: str, out, *, name: str | None = None, interact
     name = check_name(name, "pid2sid" if fmt == "openonerec" else "items")
     check_output(out, opt("out", "-o"), {"CODES": codes_path, opt("interactions", "--interactions"): interactions,
                                          opt("items", "--items"): items, opt("base", "--base"): base}, directory=True)
-    if fmt == "hf-tokenizer" and base is None:
-        raise ConfigError(f"--format hf-tokenizer needs {opt('base', '--base')} DIR: a local Hugging Face tokenizer or model directory")
+    if fmt == "hf-tokenizer":
+        if base is None:
+            raise ConfigError(f"--format hf-tokenizer needs {opt('base', '--base')} DIR: a local Hugging Face tokenizer or model directory")
+        _need_transformers()
     ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, suffix=suffix, codebook_size=codebook_size)
     warnings = list(warnings)
     n, L = codes.shape
@@ -361,6 +363,14 @@ def _base_embeddings(base: Path):
     return None, None
 
 
+def _need_transformers():
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise ConfigError("--format hf-tokenizer needs transformers: pip install 'sidkit[llm]' (or pip install transformers)") from None
+    return AutoTokenizer
+
+
 def hf_tokenizer_export(base, grid: list[str], out_dir: Path) -> dict:
     """Add ``grid`` (in order) to the local tokenizer ``base`` and save it to ``out_dir`` with
     ``sid_token_init.safetensors``: key ``sid_token_init`` of shape (number of added tokens, d),
@@ -369,11 +379,7 @@ def hf_tokenizer_export(base, grid: list[str], out_dir: Path) -> dict:
     ``resize_token_embeddings`` also uses), and ``token_ids`` (int64, the id of each row's
     token). ``sid_tokens.json`` lists the tokens with their ids. ``base`` must hold the model's
     safetensors (the embedding matrix) beside the tokenizer files; nothing is downloaded."""
-    try:
-        import transformers  # noqa: F401
-        from transformers import AutoTokenizer
-    except ImportError:
-        raise ConfigError("--format hf-tokenizer needs transformers: pip install 'sidkit[llm]'") from None
+    AutoTokenizer = _need_transformers()
     from safetensors.numpy import save_file
 
     base = Path(base)

@@ -378,3 +378,13 @@ def test_hf_tokenizer_needs_base(data):
     d = data["dir"]
     e = one_line_error(run("export", d / "codes.parquet", "--format", "hf-tokenizer", "-o", d / "t"))
     assert "--base" in e
+
+
+def test_hf_tokenizer_without_transformers_says_how_to_install(data, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers -> ImportError
+    d = data["dir"]
+    (d / "base").mkdir()
+    e = one_line_error(run("export", d / "codes.parquet", "--format", "hf-tokenizer", "--base", d / "base", "-o", d / "t"))
+    assert "pip install 'sidkit[llm]'" in e and not (d / "t").exists()

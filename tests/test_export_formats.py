@@ -388,3 +388,22 @@ def test_hf_tokenizer_without_transformers_says_how_to_install(data, monkeypatch
     (d / "base").mkdir()
     e = one_line_error(run("export", d / "codes.parquet", "--format", "hf-tokenizer", "--base", d / "base", "-o", d / "t"))
     assert "pip install 'sidkit[llm]'" in e and not (d / "t").exists()
+
+
+def test_lcrec_export_matches_the_published_scientific_files(tmp_path):
+    """Exporting the published LETTER SIDs of Scientific with the shared interactions gives
+    byte-for-byte the same index and inter JSON objects that LC-Rec/LETTER ship."""
+    from conftest import SHARED_DATA
+
+    root = SHARED_DATA / "amazon18_scientific"
+    ref = root / "raw" / "reference_sids" / "letter_native.Scientific.index.json"
+    if not ref.exists():
+        pytest.skip(f"{ref} is absent")
+    out = tmp_path / "Scientific"
+    r = run("export", ref, "--format", "lcrec", "-o", out, "--name", "Scientific", "--interactions",
+            root / "interactions.parquet", "--items", root / "items.parquet", "-q")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "Scientific.inter.json").read_text()) == json.loads((root / "raw" / "Scientific.inter.json").read_text())
+    assert json.loads((out / "Scientific.index.json").read_text()) == json.loads(ref.read_text())
+    items = json.loads((out / "Scientific.item.json").read_text())
+    assert items.keys() == json.loads((root / "raw" / "Scientific.item.json").read_text()).keys()

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from sidkit.errors import ConfigError, opt
-
 from sidkit.tokens import DEFAULT_FORMAT, level_letter  # noqa: F401  (level_letter: re-exported)
 
 FILE_FORMATS = ("tokens", "index-json", "csv")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from sidkit.errors import ConfigError, DataError, InputFileError, SchemaError, opt
-from sidkit.tokens import BEGIN, END, DEFAULT_FORMAT, OPENONEREC_FORMAT, check_token_format, token, token_grid
+from sidkit.tokens import BEGIN, DEFAULT_FORMAT, END, OPENONEREC_FORMAT, check_token_format, token, token_grid
 
 STACK_FORMATS = ("lcrec", "minionerec", "openonerec", "hf-tokenizer")
 MAX_HISTORY = 10  # MiniOneRec's sliding window (data/amazon18_data_process.py)
@@ -357,7 +357,7 @@ def _base_embeddings(base: Path):
     files = sorted(base.glob("*.safetensors"))
     for f in files:
         with safe_open(str(f), framework="numpy") as st:
-            for k in st.keys():
+            for k in st.keys():  # noqa: SIM118  (safe_open is not a dict)
                 if k.endswith(_EMBED_KEYS):
                     return st.get_tensor(k), k
     return None, None
@@ -414,4 +414,4 @@ def hf_tokenizer_export(base, grid: list[str], out_dir: Path) -> dict:
     return {"hf_files": files, "n_added_tokens": int(added), "first_new_id": int(n0), "embedding_dim": int(rows.shape[1])}
 
 
-__all__ = ["STACK_FORMATS", "stack_export", "check_name", "hf_tokenizer_export", "BEGIN", "END", "DEFAULT_FORMAT", "OPENONEREC_FORMAT"]
+__all__ = ["BEGIN", "DEFAULT_FORMAT", "END", "OPENONEREC_FORMAT", "STACK_FORMATS", "check_name", "hf_tokenizer_export", "stack_export"]

@@ -49,10 +49,8 @@ class SidIndex:
         if not isinstance(s, str):
             return None
         t = s.strip()
-        if t.startswith(BEGIN):
-            t = t[len(BEGIN):]
-        if t.endswith(END):
-            t = t[: -len(END)]
+        t = t.removeprefix(BEGIN)
+        t = t.removesuffix(END)
         t = t.strip()
         vals = []
         pos = 0

@@ -64,7 +64,7 @@ def data(tmp_path):
     pq.write_table(pa.table({"user_id": np.append(users, 0), "item_id": inter_ids, "timestamp": np.append(ts, 999)}),
                    tmp_path / "inter.parquet")
     sfx = assign_suffix(codes.astype(np.int32), np.array(ids, dtype=object))
-    return dict(dir=tmp_path, ids=ids, codes=codes, suffix=sfx, users=users, items=items, ts=ts, titles=titles)
+    return {"dir": tmp_path, "ids": ids, "codes": codes, "suffix": sfx, "users": users, "items": items, "ts": ts, "titles": titles}
 
 
 def full_sid(codes, s, L):
@@ -82,7 +82,7 @@ def read_lcrec(folder, dataset):
     indices = json.loads((folder / f"{dataset}.index.json").read_text())
     feats = json.loads((folder / f"{dataset}.item.json").read_text())
     train, valid, test = [], [], []
-    for uid, items in inters.items():
+    for items in inters.values():
         for i in items:
             assert isinstance(i, int)
             "".join(indices[str(i)])  # KeyError if the index keys were not the item indices

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__", "fit", "encode", "encode_batch", "load_model", "open_source", "read_catalog", "RQKMeans", "RQVAE",
-    "SidkitError", "audit", "export", "sid_report",
+    "SidkitError", "audit", "export", "lookup", "sid_report",
 ]
 
 _LAZY = {
@@ -24,6 +24,7 @@ _LAZY = {
     "SidkitError": ("sidkit.errors", "SidkitError"),
     "audit": ("sidkit.audit", "audit"),
     "export": ("sidkit.export", "export"),
+    "lookup": ("sidkit.sidlookup", "lookup"),
     "sid_report": ("sidkit.metrics", "sid_report"),
 }
 

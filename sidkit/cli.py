@@ -173,11 +173,12 @@ def encode(
 
 
 def _register_audit_commands() -> None:
-    from sidkit.cli_audit import audit_command, export_command
+    from sidkit.cli_audit import audit_command, export_command, lookup_command
     from sidkit.cli_eval import eval_command
 
     app.command("audit")(audit_command)
     app.command("export")(export_command)
+    app.command("lookup")(lookup_command)
     app.command("eval")(eval_command)
 
 

@@ -9,7 +9,10 @@ CSV and JSON carry no codebook sizes: pass ``--codebook-size`` when auditing an 
 table whose sizes came from metadata.
 
 Formats: ``tokens`` is a CSV ``item_id,sid`` with the token string; ``index-json`` is
-``{item_id: [tokens]}``; ``csv`` is ``item_id,sid_0..sid_{L-1}[,suffix]``.
+``{item_id: [tokens]}``; ``csv`` is ``item_id,sid_0..sid_{L-1}[,suffix]``. The folder formats
+``lcrec``, ``minionerec``, ``openonerec`` and ``hf-tokenizer`` (the files those stacks read) are
+in :mod:`sidkit.export_stacks`; the token format and the full token grid (``tokens_file``) in
+:mod:`sidkit.tokens`.
 """
 
 from __future__ import annotations
@@ -21,27 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from sidkit.errors import ConfigError, opt
+from sidkit.tokens import DEFAULT_FORMAT, level_letter  # noqa: F401  (level_letter: re-exported)
 
-FORMATS = ("tokens", "index-json", "csv")
-
-
-def level_letter(l: int) -> str:
-    """a, b, ..., z, aa, ab, ... for level ``l`` (0-based)."""
-    s = ""
-    l += 1
-    while l > 0:
-        l, r = divmod(l - 1, 26)
-        s = chr(97 + r) + s
-    return s
+FILE_FORMATS = ("tokens", "index-json", "csv")
+FORMATS = FILE_FORMATS + ("lcrec", "minionerec", "openonerec", "hf-tokenizer")
 
 
-def token_rows(codes: np.ndarray, suffix: np.ndarray | None) -> list[list[str]]:
+def token_rows(codes: np.ndarray, suffix: np.ndarray | None, fmt: str = DEFAULT_FORMAT) -> list[list[str]]:
     """Per item, the list of tokens (suffix token appended when ``suffix`` is given)."""
-    n, L = codes.shape
-    cols = [[f"<{level_letter(l)}_{int(c)}>" for c in codes[:, l]] for l in range(L)]
-    if suffix is not None:
-        cols.append([f"<{level_letter(L)}_{int(s)}>" for s in suffix])
-    return [list(t) for t in zip(*cols)] if cols else [[] for _ in range(n)]
+    from sidkit.export_stacks import item_rows
+
+    return item_rows(codes, suffix, fmt)
 
 
 def _id_str(v) -> str:
@@ -52,7 +45,7 @@ def _id_str(v) -> str:
     return str(v)
 
 
-def export(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix: str = "auto", raw: bool = False):
+def export(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix: str = "auto", raw: bool = False, **kwargs):
     """Export a SID table.
 
     Parameters
@@ -62,28 +55,56 @@ def export(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix:
     out : output path (written atomically); None returns the text instead.
     raw : ``tokens``/``csv``: write ids verbatim; by default an id that a spreadsheet would run
         as a formula gets a leading ``'`` (see :func:`csv_cell`).
+    kwargs : ``token_format``, ``tokens_file``, ``codebook_size``, ``suffix_size`` (every format);
+        for the folder formats also ``name``, ``interactions``, ``items``, ``title_col``,
+        ``text_cols`` and ``base`` (see :func:`sidkit.export_stacks.stack_export`).
 
     Returns
     -------
     The output path, or the text when ``out`` is None.
     """
-    return export_with_info(codes_path, fmt, out, id_col=id_col, suffix=suffix, raw=raw)[0]
+    return export_with_info(codes_path, fmt, out, id_col=id_col, suffix=suffix, raw=raw, **kwargs)[0]
 
 
-def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix: str = "auto", raw: bool = False):
+def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix: str = "auto", raw: bool = False,
+                     token_format: str | None = None, tokens_file=None, codebook_size=None, suffix_size: int | None = None,
+                     **stack):
     """Like :func:`export`, also returning a summary dict (format, path, n_items, n_levels,
     suffix, warnings)."""
     from sidkit.io.artifacts import check_output
     from sidkit.io.sidtable import read_sid_table
+    from sidkit.tokens import check_token_format, token_grid
 
     if fmt not in FORMATS:
         raise ConfigError(f"{opt('fmt', '--format')} {fmt!r}: use one of {', '.join(FORMATS)}")
+    if fmt not in FILE_FORMATS:
+        from sidkit.export_stacks import stack_export
+
+        info = stack_export(codes_path, fmt, out, id_col=id_col, suffix=suffix, token_format=token_format,
+                            tokens_file=tokens_file, codebook_size=codebook_size, suffix_size=suffix_size, **stack)
+        return Path(out), info
+    if stack:
+        raise ConfigError(f"{opt(next(iter(stack)))} is for the folder formats (lcrec, minionerec, openonerec, hf-tokenizer), not {fmt}")
+    tf = check_token_format(token_format)
     check_output(out, opt("out", "-o"), {"CODES": codes_path})
-    ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, suffix=suffix)
-    text = render_export(ids, codes, sfx, fmt, raw=raw)
+    check_output(tokens_file, opt("tokens_file", "--tokens-file"), {"CODES": codes_path, opt("out", "-o"): out})
+    ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, suffix=suffix, codebook_size=codebook_size)
+    grid = None
+    if tokens_file is not None:
+        from sidkit.export_stacks import needs_sizes, suffix_grid_size
+
+        sizes = needs_sizes(sizes, codes_path)
+        grid = token_grid(sizes, suffix_size=suffix_grid_size(sizes, sfx, suffix_size), fmt=tf)
+    text = render_export(ids, codes, sfx, fmt, raw=raw, token_format=tf)
     info = {"format": fmt, "path": None if out is None else str(out), "n_items": int(codes.shape[0]),
             "n_levels": int(codes.shape[1]), "suffix_token": sfx is not None, "codebook_sizes": sizes,
-            "warnings": warnings}
+            "token_format": tf, "warnings": warnings}
+    if grid is not None:
+        from sidkit.export_stacks import write_tokens_file
+
+        write_tokens_file(tokens_file, grid)
+        info["tokens_file"] = str(tokens_file)
+        info["n_grid_tokens"] = len(grid)
     if out is None:
         return text, info
     from sidkit.io.artifacts import write_text_atomic
@@ -92,23 +113,24 @@ def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = Non
     return Path(out), info
 
 
-def render_export(ids, codes: np.ndarray, suffix: np.ndarray | None, fmt: str, *, raw: bool = False) -> str:
+def render_export(ids, codes: np.ndarray, suffix: np.ndarray | None, fmt: str, *, raw: bool = False,
+                  token_format: str = DEFAULT_FORMAT) -> str:
     """The export text for in-memory ids/codes/suffix (``raw``: string ids verbatim in CSV)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    if fmt not in FORMATS:
-        raise ConfigError(f"{opt('fmt', '--format')} {fmt!r}: use one of {', '.join(FORMATS)}")
+    if fmt not in FILE_FORMATS:
+        raise ConfigError(f"{opt('fmt', '--format')} {fmt!r}: use one of {', '.join(FILE_FORMATS)}")
     ids_list = [_id_str(v) for v in np.asarray(ids)] if np.asarray(ids).dtype == object else np.asarray(ids).tolist()
     if fmt == "index-json":
-        rows = token_rows(codes, suffix)
+        rows = token_rows(codes, suffix, token_format)
         return json.dumps({_id_str(i): t for i, t in zip(ids_list, rows)}, ensure_ascii=False) + "\n"
     if not raw and ids_list and isinstance(ids_list[0], str):
         from sidkit.io.sidtable import csv_cell
 
         ids_list = [csv_cell(i) for i in ids_list]
     if fmt == "tokens":
-        rows = token_rows(codes, suffix)
+        rows = token_rows(codes, suffix, token_format)
         table = pa.table({"item_id": pa.array(ids_list), "sid": pa.array(["".join(t) for t in rows], pa.string())})
     else:
         cols = {"item_id": pa.array(ids_list)}

@@ -36,6 +36,7 @@ def audit_command(
     json_out: bool = typer.Option(False, "--json", help="Print the report as one JSON document."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings or summary."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed of the sampled estimates."),
+    display_cols: Optional[str] = typer.Option(None, "--display-cols", help="With --items: catalog columns listed next to bucket members, comma separated (default: title and the category column when present)."),
     semantic_sample: int = typer.Option(100_000, "--semantic-sample", min=0, help="Catalogs over 100k items: seeded query items of the semantic block, searched in an approximate index over all items (0: every item)."),
 ) -> None:
     """Collision report and diversity metrics for any SID table."""
@@ -43,7 +44,8 @@ def audit_command(
 
     try:
         rep = audit(codes, items=items, interactions=interactions, baseline=baseline, codebook_size=codebook_size,
-                    html=html, fail_on=fail_on, id_col=id_col, seed=seed, suffix=suffix, semantic_sample=semantic_sample)
+                    html=html, fail_on=fail_on, id_col=id_col, seed=seed, suffix=suffix, semantic_sample=semantic_sample,
+                    display_cols=display_cols)
     except GateFailed as e:
         rep = getattr(e, "report", None)
         if rep is not None:

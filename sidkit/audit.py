@@ -244,11 +244,10 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
     ------
     SidkitError on bad input (nothing written); GateFailed after writing outputs when a gate trips.
     """
+    from sidkit.io.artifacts import check_output
     from sidkit.io.sidtable import open_sid_stream, read_sid_table
     from sidkit.metrics import sid_report, sid_report_blocks
     from sidkit.metrics.stream import can_stream, core_report_stream
-
-    from sidkit.io.artifacts import check_output
 
     check_output(html, opt("html"), {"CODES": codes_path, opt("items"): items, opt("interactions"): interactions, opt("baseline"): baseline})
     gates = [parse_gate(g) for g in ([fail_on] if isinstance(fail_on, str) else (fail_on or []))]
@@ -287,7 +286,11 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
         rep = sid_report_blocks(core, codes, sizes, item_ids=ids, seed=seed, **kw)
     if items is not None:
         from sidkit.io.source import open_source
-        from sidkit.metrics.semantic import EXACT_MAX_ITEMS, CatalogVectors, semantic_metrics
+        from sidkit.metrics.semantic import (
+            EXACT_MAX_ITEMS,
+            CatalogVectors,
+            semantic_metrics,
+        )
 
         if semantic_sample < 0:
             raise ConfigError(f"{opt('semantic_sample')} must be >= 0 (0: every item is a query), got {semantic_sample}")

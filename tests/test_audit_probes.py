@@ -11,10 +11,15 @@ from typer.testing import CliRunner
 
 from sidkit.audit import audit
 from sidkit.metrics import sid_report
+from sidkit.metrics._core import build_buckets
 from sidkit.metrics.popularity import popularity_metrics
 from sidkit.metrics.prefix import fanout_per_level
-from sidkit.metrics._core import build_buckets
-from sidkit.metrics.semantic import _collision_rules, attribute_purity, category_relation, semantic_metrics_exact
+from sidkit.metrics.semantic import (
+    _collision_rules,
+    attribute_purity,
+    category_relation,
+    semantic_metrics_exact,
+)
 from sidkit.report.html import render_html_text
 from sidkit.report.labels import LABELS, label, meaning
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.metrics._core import Buckets, build_buckets, check_codes, entropy_nats, hist_entropy_nats
+from sidkit.metrics._core import (
+    Buckets,
+    build_buckets,
+    check_codes,
+    entropy_nats,
+    hist_entropy_nats,
+)
 
 
 def prefix_metrics(codes=None, codebook_sizes=None, *, buckets: Buckets | None = None) -> list[dict]:

@@ -193,3 +193,23 @@ def test_every_shown_number_has_a_label(tmp_path):
     for lv in rep["levels"]:
         for k in ("utilization", "dead_codes", "normalized_perplexity"):
             assert meaning(f"levels.{k}") and f"levels.{k}" in LABELS
+
+
+@pytest.mark.skipif(__import__("shutil").which("chromium") is None, reason="chromium not installed")
+def test_bucket_titles_render_in_headless_chromium(tmp_path):
+    import subprocess
+
+    from sidkit.report.html import render_html
+
+    codes, items, inter = _files(tmp_path)
+    p = tmp_path / "report.html"
+    audit(codes, items=items, interactions=inter, html=p)
+    proc = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                           "--user-data-dir=" + str(tmp_path / "profile"), "--dump-dom", p.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    assert [ln for ln in proc.stderr.splitlines() if ":CONSOLE" in ln] == []
+    assert "widget 2" in dom and "leaf2" in dom and "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+    assert "<script" not in dom.lower()
+    assert render_html is not None

@@ -140,6 +140,50 @@ def _load_items(path, code_ids, id_col: str | None):
     return keep, np.asarray(X)[r], leaf, titles, attrs
 
 
+def _attach_display(buckets: list, keep, attrs: dict, display_cols) -> None:
+    """Add ``display`` ({column: [value per listed member]}) to each bucket entry."""
+    if isinstance(display_cols, str):
+        display_cols = [c.strip() for c in display_cols.split(",") if c.strip()]
+    if display_cols is None:
+        display_cols = [c for c in ("title",) if c in attrs]
+        cat = next((c for c in ("category_leaf", "leaf", "categories", "category") if c in attrs), None)
+        if cat:
+            display_cols.append(cat)
+    missing = [c for c in display_cols if c not in attrs]
+    if missing:
+        raise ConfigError(f"{opt('display_cols')}: no catalog column {missing[0]!r} (columns: {', '.join(sorted(attrs))})")
+    pos = {int(r): i for i, r in enumerate(keep)}
+    for b in buckets:
+        idx = [pos.get(int(r)) for r in b.get("rows", [])]
+        b["display"] = {c: [_cell(attrs[c][i]) if i is not None else None for i in idx] for c in display_cols}
+
+
+def _cell(v):
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return " > ".join(str(x) for x in v)
+    return v if isinstance(v, (int, float, bool)) else str(v)
+
+
+def fingerprint(path) -> str:
+    """sha256 (first 16 hex digits) of the input's bytes: a file, or every file under a directory
+    / glob in sorted order with its relative name; read in 1 MiB chunks (bounded memory)."""
+    import glob
+    import hashlib
+
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else (
+        [p] if p.is_file() else sorted(Path(f) for f in glob.glob(str(path)) if Path(f).is_file()))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def _unknown_sizes(warnings: list, sizes) -> None:
     warnings.append(f"codebook sizes unknown: using the largest code + 1 per level ({','.join(map(str, sizes))}), "
                     f"so utilization is a guess; pass {opt('codebook_size')}")
@@ -169,7 +213,7 @@ def _read_interactions(path) -> dict:
 def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_size=None, html=None,
           fail_on=None, id_col: str | None = None, seed: int = 0, suffix: str = "auto",
           n_pairs: int = 1_000_000, semantic_sample: int = 100_000, streaming: bool = True,
-          batch_size: int = 1 << 20) -> dict:
+          batch_size: int = 1 << 20, display_cols=None) -> dict:
     """Audit a SID table file.
 
     Parameters
@@ -182,6 +226,8 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
     fail_on : gate expressions (see module docstring).
     id_col : id column of the SID table (and of the catalog).
     seed : seeds the sampled estimates. suffix : see :func:`sidkit.io.sidtable.read_sid_table`.
+    display_cols : catalog columns shown next to the members of the largest buckets (list or
+        comma string; default ``title`` plus the category column when present).
     semantic_sample : above :data:`sidkit.metrics.semantic.EXACT_MAX_ITEMS` items the semantic
         block evaluates this many seeded query items against an approximate index over all
         items (0: every item is a query); below it the block is exact, as before.
@@ -198,11 +244,10 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
     ------
     SidkitError on bad input (nothing written); GateFailed after writing outputs when a gate trips.
     """
+    from sidkit.io.artifacts import check_output
     from sidkit.io.sidtable import open_sid_stream, read_sid_table
     from sidkit.metrics import sid_report, sid_report_blocks
     from sidkit.metrics.stream import can_stream, core_report_stream
-
-    from sidkit.io.artifacts import check_output
 
     check_output(html, opt("html"), {"CODES": codes_path, opt("items"): items, opt("interactions"): interactions, opt("baseline"): baseline})
     gates = [parse_gate(g) for g in ([fail_on] if isinstance(fail_on, str) else (fail_on or []))]
@@ -241,7 +286,11 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
         rep = sid_report_blocks(core, codes, sizes, item_ids=ids, seed=seed, **kw)
     if items is not None:
         from sidkit.io.source import open_source
-        from sidkit.metrics.semantic import EXACT_MAX_ITEMS, CatalogVectors, semantic_metrics
+        from sidkit.metrics.semantic import (
+            EXACT_MAX_ITEMS,
+            CatalogVectors,
+            semantic_metrics,
+        )
 
         if semantic_sample < 0:
             raise ConfigError(f"{opt('semantic_sample')} must be >= 0 (0: every item is a query), got {semantic_sample}")
@@ -256,13 +305,23 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
         if keep.size < len(ids):
             warnings.append(f"{len(ids) - keep.size} items of the SID table are not in {Path(items).name}; the semantic block uses the other {keep.size}")
         if src is None:
+            _attach_display(rep.get("top_buckets") or [], keep, attrs, display_cols)
             rep["semantic"] = semantic_metrics(codes[keep], X, leaf=leaf, attributes=attrs, titles=titles,
                                                item_ids=np.asarray(ids)[keep], codebook_sizes=sizes, seed=seed,
                                                sample=semantic_sample)
         else:
             rep["semantic"] = semantic_metrics(codes[keep], src, attributes=True, item_ids=np.asarray(ids)[keep],
                                                codebook_sizes=sizes, seed=seed, sample=semantic_sample)
-    rep["source"] = {"path": str(codes_path), "has_suffix": sfx is not None}
+    if interactions is not None:
+        from sidkit.metrics.popularity import popularity_metrics
+
+        rep["popularity"] = popularity_metrics(codes, ids, kw["interactions"]["item_id"], sizes)
+    rep["source"] = {"path": str(codes_path), "has_suffix": sfx is not None, "fingerprint": fingerprint(codes_path)}
+    rep["config"] = {"seed": seed, "n_pairs": n_pairs, "semantic_sample": semantic_sample, "suffix": suffix,
+                     "codebook_size": None if codebook_size is None else str(codebook_size), "id_col": id_col,
+                     "items": None if items is None else str(items),
+                     "interactions": None if interactions is None else str(interactions),
+                     "baseline": None if baseline is None else str(baseline)}
     rep["warnings"] = warnings
     results = check_gates(rep, gates) if gates else []
     rep["gates"] = results

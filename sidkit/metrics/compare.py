@@ -53,6 +53,7 @@ def compare_metrics(codes, item_ids, baseline, *, codebook_sizes=None, report: d
     for blk, key in _HEADLINE:
         out[f"{key}_delta"] = float(report[blk][key] - base_rep[blk][key])
         out[f"baseline_{key}"] = base_rep[blk][key]
+    out["baseline_levels"] = [{k: v for k, v in lv.items() if k != "usage_sorted"} for lv in base_rep["levels"]]
     if "levels" in report:
         out["utilization_delta"] = [float(a["utilization"] - b["utilization"])
                                     for a, b in zip(report["levels"], base_rep["levels"])]

@@ -44,6 +44,53 @@ def knn_search(X: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, 
 
 
 LEAF_COLUMNS = ("category_leaf", "leaf", "leaf_category")
+PATH_COLUMNS = ("categories", "category_path")
+RELATED_COS = 0.9  # a pair of the same or of sibling leaves is benign at or above this cosine
+CONFLICT_COS_MARGIN = 0.1  # conflict below median random-pair cosine + this margin
+
+
+def path_column(attributes):
+    """The category paths (lists, root first) of a catalog's attributes: the first of
+    :data:`PATH_COLUMNS` present, or None."""
+    if not attributes or attributes is True:
+        return None
+    for name in PATH_COLUMNS:
+        if name in attributes:
+            return attributes[name]
+    return None
+
+
+def category_relation(a, b, leaf_a=None, leaf_b=None) -> str | None:
+    """How two items' categories relate: ``"same"`` (same path, or same leaf), ``"related"``
+    (the paths part at the leaf only, or one stops at the other's parent: sibling leaves),
+    ``"unrelated"`` (the paths part above the leaf's parent), None when unknown.
+
+    With paths missing the leaf decides: same leaf is ``"same"``, different leaves
+    ``"unrelated"`` (siblings cannot be told apart without the path)."""
+    pa = _as_path(a)
+    pb = _as_path(b)
+    if pa and pb:
+        if pa == pb:
+            return "same"
+        c = 0
+        for x, y in zip(pa, pb):
+            if x != y:
+                break
+            c += 1
+        return "unrelated" if c < min(len(pa), len(pb)) - 1 else "related"
+    if leaf_a is None or leaf_b is None or leaf_a == "" or leaf_b == "":
+        return None
+    return "same" if str(leaf_a) == str(leaf_b) else "unrelated"
+
+
+def _as_path(v):
+    if v is None or isinstance(v, str):
+        return [v] if isinstance(v, str) and v else None
+    try:
+        p = [str(x) for x in v if x is not None and x != ""]
+    except TypeError:
+        return None
+    return p or None
 
 
 def leaf_column(attributes):
@@ -225,7 +272,8 @@ def semantic_metrics_exact(codes, embeddings, *, leaf=None, attributes=None, tit
     # conflict vs benign
     if leaf is None and attributes:
         leaf = leaf_column(attributes)
-    rules = _collision_rules(out, I, J, W, X, tau, med, leaf, titles, codes, item_ids, n, n_worst)
+    rules = _collision_rules(out, I, J, W, X, tau, med, leaf, titles, codes, item_ids, n, n_worst,
+                             paths=path_column(attributes))
     out["n_colliding_pairs_examined"] = int(I.size)
     out["colliding_pairs_sampled"] = bool(pairs_sampled)
     out["benign_rule_pairs"] = rules
@@ -234,11 +282,16 @@ def semantic_metrics_exact(codes, embeddings, *, leaf=None, attributes=None, tit
     return out
 
 
-def _collision_rules(out, I, J, W, X, tau, med, leaf, titles, codes, item_ids, n, n_worst, rows=None):
+def _collision_rules(out, I, J, W, X, tau, med, leaf, titles, codes, item_ids, n, n_worst, rows=None, paths=None):
     """The conflict / benign split of the colliding pairs ``I``, ``J`` (weights ``W``) into
-    ``out``. ``X``, ``tau``, ``leaf``, ``titles``, ``codes`` and ``item_ids`` are indexed like
-    ``I``/``J``; ``rows`` maps those indices to table rows (for ``worst_conflicts``); ``n`` is the
-    number of items (the denominator of the item rates)."""
+    ``out``. ``X``, ``tau``, ``leaf``, ``paths``, ``titles``, ``codes`` and ``item_ids`` are
+    indexed like ``I``/``J``; ``rows`` maps those indices to table rows (for ``worst_conflicts``);
+    ``n`` is the number of items (the denominator of the item rates).
+
+    Categories (:func:`category_relation`): a pair of the same or of sibling leaves with
+    cos >= :data:`RELATED_COS` is benign; a pair whose category paths part above the leaf's parent
+    is a conflict (unless a benign rule fires), as is any pair with cos < median random-pair
+    cos + :data:`CONFLICT_COS_MARGIN` (``conflict_cos_threshold``)."""
     leaf_arr = None
     if leaf is not None:
         leaf_arr = np.array([None if (v is None or v == "") else str(v) for v in leaf], dtype=object)
@@ -246,7 +299,9 @@ def _collision_rules(out, I, J, W, X, tau, med, leaf, titles, codes, item_ids, n
     if titles is not None:
         title_arr = np.array([_norm_title(t) for t in titles], dtype=object)
     total_pairs = float(W.sum())
-    rules = {"dup_content": 0.0, "dup_title": 0.0, "degenerate_input": 0.0, "local_threshold": 0.0, "same_leaf_close": 0.0}
+    rules = {"dup_content": 0.0, "dup_title": 0.0, "degenerate_input": 0.0, "local_threshold": 0.0, "same_leaf_close": 0.0,
+             "related_leaf_close": 0.0}
+    out["conflict_cos_threshold"] = float(med + CONFLICT_COS_MARGIN)
     if I.size:
         cos = np.einsum("ij,ij->i", X[I], X[J])
         r_dup = cos >= 0.98
@@ -257,18 +312,18 @@ def _collision_rules(out, I, J, W, X, tau, med, leaf, titles, codes, item_ids, n
             r_deg = (ti == "") | (tj == "")
             r_title = (ti == tj) & ~r_deg
         r_local = cos >= np.maximum(tau[I], tau[J])
-        leaf_known = np.zeros(I.size, bool)
-        leaf_same = np.zeros(I.size, bool)
-        if leaf_arr is not None:
-            li, lj = leaf_arr[I], leaf_arr[J]
-            leaf_known = np.array([a is not None and c is not None for a, c in zip(li, lj)], dtype=bool)
-            leaf_same = leaf_known & (li == lj)
-        r_leaf = leaf_same & (cos >= 0.9)
+        rel = np.array([category_relation(None if paths is None else paths[i], None if paths is None else paths[j],
+                                          None if leaf_arr is None else leaf_arr[i], None if leaf_arr is None else leaf_arr[j])
+                        for i, j in zip(I.tolist(), J.tolist())], dtype=object)
+        same, related, unrelated = rel == "same", rel == "related", rel == "unrelated"
+        r_leaf = same & (cos >= RELATED_COS)
+        r_rel = related & (cos >= RELATED_COS)
         for name, r in (("dup_content", r_dup), ("dup_title", r_title), ("degenerate_input", r_deg),
-                        ("local_threshold", r_local), ("same_leaf_close", r_leaf)):
+                        ("local_threshold", r_local), ("same_leaf_close", r_leaf), ("related_leaf_close", r_rel)):
             rules[name] = float(W[r].sum())
-        benign = r_dup | r_title | r_deg | r_local | r_leaf
-        conflict = ~benign & ((cos < med + 0.1) | (leaf_known & ~leaf_same))
+        benign = r_dup | r_title | r_deg | r_local | r_leaf | r_rel
+        conflict = ~benign & ((cos < med + CONFLICT_COS_MARGIN) | unrelated)
+        out["related_collision_rate"] = float(W[~benign & ~conflict & related].sum() / total_pairs)
         ambiguous = ~benign & ~conflict
         out["conflict_collision_rate"] = float(W[conflict].sum() / total_pairs)
         out["benign_collision_rate"] = float(W[benign].sum() / total_pairs)
@@ -288,16 +343,41 @@ def _collision_rules(out, I, J, W, X, tau, med, leaf, titles, codes, item_ids, n
                 e["titles"] = [None if titles[i] is None else str(titles[i]), None if titles[j] is None else str(titles[j])]
             if leaf_arr is not None:
                 e["leaf"] = [leaf_arr[i], leaf_arr[j]]
+            if paths is not None:
+                e["category_path"] = [_as_path(paths[i]), _as_path(paths[j])]
             wl.append(e)
         out["worst_conflicts"] = wl
     else:
         out.update(conflict_collision_rate=0.0, benign_collision_rate=0.0, ambiguous_collision_rate=0.0,
-                   conflict_item_rate=0.0, benign_item_rate=0.0, worst_conflicts=[])
+                   related_collision_rate=0.0, conflict_item_rate=0.0, benign_item_rate=0.0, worst_conflicts=[])
     return rules
+
+
+def _expand_paths(attributes: dict, n: int) -> dict:
+    """Attributes with each category-path column (:data:`PATH_COLUMNS`) replaced by one column
+    per depth, ``categories[d]`` (0 = root), skipping the depths where every item with a path
+    has the same value (they would be pure at every prefix length and say nothing)."""
+    out = {}
+    for name, values in attributes.items():
+        if name not in PATH_COLUMNS or values is None or len(values) != n:
+            out[name] = values
+            continue
+        paths = [_as_path(v) for v in values]
+        depth = max((len(p) for p in paths if p), default=0)
+        for d in range(depth):
+            col = [p[d] if p and len(p) > d else None for p in paths]
+            present = [v for v in col if v is not None]
+            if len(present) == sum(1 for p in paths if p) and len(set(present)) <= 1:
+                continue  # every item shares this level
+            out[f"{name}[{d}]"] = col
+    return out
 
 
 def attribute_purity(codes: np.ndarray, attributes: dict, *, max_distinct_share: float = 0.5) -> dict:
     """Purity of each attribute inside the prefix groups of every length 0..L.
+
+    Category paths are scored per depth (``categories[1]``, ...), skipping depths every item
+    shares (see :func:`_expand_paths`).
 
     purity(l) = sum over distinct prefixes g of length l of max_v #items(g, v) / #items with a
     value (for list attributes, #items(g, v) counts items whose list holds v). l = 0 is the whole
@@ -312,7 +392,7 @@ def attribute_purity(codes: np.ndarray, attributes: dict, *, max_distinct_share:
         _, inv = np.unique(pack_keys(codes[:, :l]), return_inverse=True)
         prefix_ids.append(inv.ravel().astype(np.int64))
     out = {}
-    for name, values in attributes.items():
+    for name, values in _expand_paths(attributes, n).items():
         if name.lower() in _SKIP_ATTRS or values is None or len(values) != n:
             continue
         rows, vals = [], []
@@ -687,7 +767,10 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
     leaf_u = vals(leaf_name, U) if leaf_name else None
     titles_u = vals(title_name, U) if title_name else None
     ids_u = None if item_ids is None else np.asarray(item_ids)[U]
-    rules = _collision_rules(out, il, jl, W, V[at(U)], tau, med, leaf_u, titles_u, codes[U], ids_u, n, n_worst, rows=U)
+    path_name = next((c for c in PATH_COLUMNS if c in gathered), None)
+    paths_u = vals(path_name, U) if path_name else None
+    rules = _collision_rules(out, il, jl, W, V[at(U)], tau, med, leaf_u, titles_u, codes[U], ids_u, n, n_worst, rows=U,
+                             paths=paths_u)
     out["n_colliding_pairs_examined"] = int(I.size)
     out["colliding_pairs_sampled"] = bool(pairs_sampled)
     out["benign_rule_pairs"] = rules

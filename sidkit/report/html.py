@@ -10,6 +10,8 @@ import html
 import math
 from typing import Any
 
+from sidkit.report.labels import DOCS, label, meaning
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:4px}
@@ -121,8 +123,46 @@ def _table(headers: list[str], rows: list[list[Any]], num_cols: set[int] | None 
     return f"<table><tr>{h}</tr>{''.join(body)}</table>"
 
 
-def _card(k: str, v: str) -> str:
-    return f'<div class="card"><div class="v">{e(v)}</div><div class="k">{e(k)}</div></div>'
+def _card(key: str, v: str) -> str:
+    return (f'<div class="card" title="{e(meaning(key))}"><div class="v">{e(v)}</div><div class="k">{e(label(key))}</div>'
+            f'<div class="cap">{e(meaning(key))}</div></div>')
+
+
+def _metrics(block: str, items) -> str:
+    """A metric / value / meaning table from (key, value) pairs of one report block."""
+    return _table(["metric", "value", "meaning"], [[label(f"{block}.{k}"), v, meaning(f"{block}.{k}")] for k, v in items], {1})
+
+
+def _grouped_svg(series: list[tuple[str, list[float], str]], labels: list[str], title: str, *, width: int = 420,
+                 height: int = 180) -> str:
+    """Side-by-side bars of several series on one shared axis (0..1 or the largest value)."""
+    pad_l, pad_b, pad_t = 44, 28, 20
+    w, h = width - pad_l - 8, height - pad_b - pad_t
+    top = max([max(s) for _, s, _ in series if s] + [1e-12])
+    n, m = len(labels), len(series)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{e(title)}">',
+           f'<text x="{pad_l}" y="14" font-size="12" font-weight="600">{e(title)}</text>',
+           f'<line x1="{pad_l}" y1="{pad_t + h}" x2="{pad_l + w}" y2="{pad_t + h}" stroke="#999"/>',
+           f'<text x="{pad_l - 4}" y="{pad_t + 8}" font-size="10" text-anchor="end">{e(_short(top))}</text>',
+           f'<text x="{pad_l - 4}" y="{pad_t + h}" font-size="10" text-anchor="end">0</text>']
+    gw = w / max(n, 1)
+    for i in range(n):
+        for k, (name, s, c) in enumerate(series):
+            v = max(0.0, float(s[i])) if i < len(s) else 0.0
+            bh = h * v / top
+            x = pad_l + i * gw + k * gw / m
+            out.append(f'<rect x="{x:.2f}" y="{pad_t + h - bh:.2f}" width="{max(gw / m - 1, 0.5):.2f}" height="{bh:.2f}" fill="{c}">'
+                       f'<title>{e(name)} {e(labels[i])}: {e(_short(v))}</title></rect>')
+        out.append(f'<text x="{pad_l + i * gw + gw / 2:.2f}" y="{pad_t + h + 12}" font-size="9" text-anchor="middle">{e(labels[i])}</text>')
+    for k, (name, _, c) in enumerate(series):
+        out.append(f'<text x="{width - 10}" y="{pad_t + 12 * (k + 1)}" font-size="10" text-anchor="end" fill="{c}">{e(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _spans_orders(values) -> bool:
+    v = [float(x) for x in values if x is not None and float(x) > 0]
+    return len(v) >= 2 and max(v) / min(v) >= 100
 
 
 def render_html_text(report: dict) -> str:
@@ -136,7 +176,11 @@ def render_html_text(report: dict) -> str:
              "<h1>sidkit audit report</h1>"]
     src = r.get("source", {})
     if src:
-        parts.append(f"<p>Source: <code>{e(src.get('path'))}</code></p>")
+        fp = src.get("fingerprint")
+        parts.append(f"<p>Source: <code>{e(src.get('path'))}</code>" + (f" (sha256 {e(fp)})" if fp else "") + "</p>")
+    cfg = r.get("config")
+    if cfg:
+        parts.append("<p>Run: " + ", ".join(f"{e(k)}=<code>{e(v)}</code>" for k, v in cfg.items() if v is not None) + "</p>")
     parts.append(f"<p>{e(_fmt(r.get('n_items')))} items, {e(r.get('n_levels'))} levels, codebook sizes "
                  f"{e(', '.join(str(x) for x in r.get('codebook_sizes', [])))}</p>")
     for w in r.get("warnings", []) or []:
@@ -147,27 +191,28 @@ def render_html_text(report: dict) -> str:
         rows = [[g["gate"], g["key"], g["value"], "TRIPPED" if g["tripped"] else "ok"] for g in gates]
         parts.append(_table(["gate", "key", "value", "status"], rows, {2}))
     parts.append('<h2>Headline</h2><div class="cards">')
-    parts.append(_card("collision rate", _pct(col.get("collision_rate"))))
-    parts.append(_card("unique SID ratio", _pct(col.get("unique_sid_ratio"))))
-    parts.append(_card("items in collisions", _pct(col.get("collided_item_fraction"))))
-    parts.append(_card("max bucket size", _fmt(col.get("max_bucket_size"))))
-    parts.append(_card("colliding buckets", _fmt(col.get("n_colliding_buckets"))))
-    parts.append(_card("SID entropy ratio", _fmt(r.get("diversity", {}).get("sid_entropy_ratio"))))
+    parts.append(_card("collision.collision_rate", _pct(col.get("collision_rate"))))
+    parts.append(_card("collision.unique_sid_ratio", _pct(col.get("unique_sid_ratio"))))
+    parts.append(_card("collision.collided_item_fraction", _pct(col.get("collided_item_fraction"))))
+    parts.append(_card("collision.max_bucket_size", _fmt(col.get("max_bucket_size"))))
+    parts.append(_card("collision.n_colliding_buckets", _fmt(col.get("n_colliding_buckets"))))
+    parts.append(_card("diversity.sid_entropy_ratio", _fmt(r.get("diversity", {}).get("sid_entropy_ratio"))))
     ham = r.get("hamming", {})
-    parts.append(_card("pairs h=0", _fmt(ham.get("pairs_h0"))))
-    parts.append(_card("pairs h≤1", _fmt(ham.get("pairs_h_le1"))))
+    parts.append(_card("hamming.pairs_h0", _fmt(ham.get("pairs_h0"))))
+    parts.append(_card("hamming.pairs_h_le1", _fmt(ham.get("pairs_h_le1"))))
     parts.append("</div>")
 
     levels = r.get("levels", [])
     parts.append("<h2>Per-level code usage</h2>")
-    parts.append(_table(["level", "utilization", "dead codes", "entropy (bits)", "perplexity", "normalized perplexity"],
-                        [[lv["level"], lv["utilization"], lv["dead_codes"], lv["entropy_bits"], lv["perplexity"],
-                          lv["normalized_perplexity"]] for lv in levels], {0, 1, 2, 3, 4, 5}))
+    lk = ("level", "utilization", "dead_codes", "entropy_bits", "perplexity", "normalized_perplexity")
+    parts.append(_table([label(f"levels.{k}") for k in lk], [[lv[k] for k in lk] for lv in levels], set(range(len(lk)))))
+    parts.append('<p class="cap">' + "; ".join(f"{e(label('levels.' + k))}: {e(meaning('levels.' + k))}" for k in lk[1:]) + "</p>")
     plots = []
     series = [(f"level {lv['level']}", lv.get("usage_sorted", [])) for lv in levels if lv.get("usage_sorted")]
     if series:
         plots.append(_line_svg(series, "Code usage per level (sorted)"))
-    plots.append(_bar_svg([lv["utilization"] for lv in levels], [str(lv["level"]) for lv in levels], "Utilization per level"))
+    if any(lv["utilization"] < 1.0 for lv in levels):
+        plots.append(_bar_svg([lv["utilization"] for lv in levels], [str(lv["level"]) for lv in levels], "Utilization per level"))
     parts.append(f'<div class="plots">{"".join(plots)}</div>')
 
     parts.append("<h2>Collisions</h2>")
@@ -177,38 +222,46 @@ def render_html_text(report: dict) -> str:
     dist = ham.get("distribution", [])
     plots.append(_bar_svg(dist, [str(k) for k in range(len(dist))],
                           "Hamming distance of item pairs, P(h=k)" + ("" if ham.get("distribution_exact", True) else " (k≥2 sampled)"),
-                          color="#f58518"))
+                          color="#f58518", log=_spans_orders(dist)))
     parts.append(f'<div class="plots">{"".join(plots)}</div>')
-    parts.append(_table(["metric", "value"], [[k, col.get(k)] for k in (
+    parts.append(_metrics("collision", [(k, col.get(k)) for k in (
         "collision_rate", "unique_sid_ratio", "collided_item_fraction", "n_colliding_buckets", "max_bucket_size",
-        "mean_collided_bucket_size", "gini", "n_distinct_sids")], {1}))
+        "mean_collided_bucket_size", "gini", "n_distinct_sids")]))
     tb = r.get("top_buckets") or []
     if tb:
         parts.append("<h3>Largest collision buckets</h3>")
-        rows = [[b["size"], " ".join(str(c) for c in b.get("sid", [])),
-                 ", ".join(str(x) for x in b.get("item_ids", b.get("rows", [])))] for b in tb]
-        parts.append(_table(["size", "SID", "items (first 20)"], rows, {0}))
+        for b in tb:
+            ids = b.get("item_ids", b.get("rows", []))
+            disp = b.get("display") or {}
+            parts.append(f"<h4>SID {e(' '.join(str(c) for c in b.get('sid', [])))}: {e(_fmt(b['size']))} items</h4>")
+            rows = [[str(x), *[("" if disp[c][i] is None else str(disp[c][i])) if i < len(disp[c]) else "" for c in disp]]
+                    for i, x in enumerate(ids)]
+            parts.append(_table(["item", *disp.keys()], rows))
 
     pre = r.get("prefix", [])
     parts.append("<h2>Prefix branching</h2>")
-    plots = [_bar_svg([p["mean_branching"] for p in pre], [str(p["length"]) for p in pre], "Mean branching by prefix length", color="#54a24b"),
-             _bar_svg([p["n_distinct"] for p in pre], [str(p["length"]) for p in pre], "Distinct prefixes by length", color="#54a24b")]
+    mb, nd = [p["mean_branching"] for p in pre], [p["n_distinct"] for p in pre]
+    plots = [_bar_svg(mb, [str(p["length"]) for p in pre], "Mean branching by prefix length", color="#54a24b", log=_spans_orders(mb)),
+             _bar_svg(nd, [str(p["length"]) for p in pre], "Distinct prefixes by length", color="#54a24b", log=_spans_orders(nd))]
     parts.append(f'<div class="plots">{"".join(plots)}</div>')
-    parts.append(_table(["length", "distinct", "collision rate", "mean branching", "H(s_l | prefix) bits"],
-                        [[p["length"], p["n_distinct"], p["collision_rate"], p["mean_branching"], p["conditional_entropy_bits"]] for p in pre],
-                        {0, 1, 2, 3, 4}))
+    pk = ["length", "n_distinct", "collision_rate", "mean_branching", "conditional_entropy_bits"]
+    if pre and "fanout_median" in pre[0]:
+        pk += ["fanout_min", "fanout_median", "fanout_max"]
+    parts.append(_table([label(f"prefix.{k}") for k in pk], [[p.get(k) for k in pk] for p in pre], set(range(len(pk)))))
+    parts.append('<p class="cap">' + "; ".join(f"{e(label('prefix.' + k))}: {e(meaning('prefix.' + k))}" for k in pk[1:]) + "</p>")
 
     sem = r.get("semantic")
     if sem:
         parts.append("<h2>Semantic</h2>")
         keys = ("knn_mean_common_prefix", "random_mean_common_prefix", "locality_gap", "conflict_collision_rate",
-                "benign_collision_rate", "ambiguous_collision_rate", "conflict_item_rate", "benign_item_rate")
-        parts.append(_table(["metric", "value"], [[k, sem.get(k)] for k in keys], {1}))
+                "benign_collision_rate", "ambiguous_collision_rate", "related_collision_rate", "conflict_item_rate",
+                "benign_item_rate", "conflict_cos_threshold")
+        parts.append(_metrics("semantic", [(k, sem.get(k)) for k in keys if k in sem]))
         if sem.get("knn_prefix_share") and sem.get("random_prefix_share"):
-            parts.append('<div class="plots">' + _bar_svg(sem["knn_prefix_share"], [str(i + 1) for i in range(len(sem["knn_prefix_share"]))],
-                                                         "k-NN pairs sharing a prefix of length l") +
-                         _bar_svg(sem["random_prefix_share"], [str(i + 1) for i in range(len(sem["random_prefix_share"]))],
-                                  "Random pairs sharing a prefix of length l", color="#999") + "</div>")
+            ks, rs = sem["knn_prefix_share"], sem["random_prefix_share"]
+            parts.append('<div class="plots">' + _grouped_svg([("k-NN pairs", ks, "#4c78a8"), ("random pairs", rs, "#999")],
+                                                             [str(i + 1) for i in range(max(len(ks), len(rs)))],
+                                                             "Pairs sharing a prefix of length l (k-NN vs random)") + "</div>")
         ap = sem.get("attribute_purity") or {}
         if ap:
             parts.append("<h3>Attribute purity of prefixes (length 0 = whole catalog)</h3>")
@@ -230,16 +283,38 @@ def render_html_text(report: dict) -> str:
     colb = r.get("collaborative")
     if colb:
         parts.append("<h2>Collaborative</h2>")
-        parts.append(_table(["metric", "value"], [[k, v] for k, v in colb.items() if not isinstance(v, list)], {1}))
+        parts.append(_metrics("collaborative", [(k, v) for k, v in colb.items() if not isinstance(v, list)]))
     cmp_ = r.get("compare")
     if cmp_:
         parts.append("<h2>Compared with the baseline</h2>")
-        parts.append(_table(["metric", "value"], [[k, v] for k, v in cmp_.items() if not isinstance(v, list)], {1}))
+        parts.append(_metrics("compare", [(k, v) for k, v in cmp_.items() if not isinstance(v, list)]))
+        bl = cmp_.get("baseline_levels") or []
+        if bl:
+            ch = cmp_.get("per_level_changed_fraction") or []
+            rows = []
+            for i, lv in enumerate(levels):
+                b = bl[i] if i < len(bl) else {}
+                rows.append([lv["level"], lv["utilization"], b.get("utilization"), lv["normalized_perplexity"],
+                             b.get("normalized_perplexity"), ch[i] if i < len(ch) else None])
+            parts.append("<h3>Per level, this table vs the baseline</h3>")
+            parts.append(_table(["level", "utilization", "baseline utilization", "norm. perplexity", "baseline norm. perplexity",
+                                 "churn (changed fraction)"], rows, set(range(6))))
         if cmp_.get("per_level_changed_fraction"):
             parts.append(_bar_svg([x or 0 for x in cmp_["per_level_changed_fraction"]],
                                   [str(i) for i in range(len(cmp_["per_level_changed_fraction"]))], "Changed fraction per level",
                                   color="#e45756"))
-    parts.append('<p class="cap">Definitions: METHODS.md §6.1. Generated by sidkit; this page runs no script and loads nothing.</p>')
+    pop = r.get("popularity")
+    if pop and pop.get("deciles"):
+        parts.append("<h2>Allocation by popularity</h2>")
+        parts.append(f"<p>{e(_fmt(pop['n_items_with_interactions']))} items with interactions; decile 0 = head.</p>")
+        L = len(pop["deciles"][0]["distinct_prefix_ratio"])
+        pk = ["decile", "n_items", "interactions", "collided_fraction", "mean_bucket_size"]
+        parts.append(_table([label(f"popularity.{k}") for k in pk] + [f"distinct prefixes / items, len {i + 1}" for i in range(L)],
+                            [[d[k] for k in pk] + d["distinct_prefix_ratio"] for d in pop["deciles"]], set(range(len(pk) + L))))
+        parts.append('<p class="cap">' + "; ".join(f"{e(label('popularity.' + k))}: {e(meaning('popularity.' + k))}"
+                                                   for k in pk[3:] + ["distinct_prefix_ratio"]) + "</p>")
+    parts.append(f'<p class="cap">Definitions: <code>{e(DOCS)}</code> in the sidkit repository and package. '
+                 "Generated by sidkit; this page runs no script and loads nothing.</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

@@ -657,3 +657,37 @@ def test_bind_slot_during_a_refit_is_not_lost(model, kae_env, tmp_path):
     assert set(ok) <= {b["word"] for b in reg["bindings"]}
     assert reg["model_fingerprint"] == json.loads((model / "sidkit.json").read_text())["model_fingerprint"]
     assert runner.invoke(app, ["slots", "--model", str(model)]).exit_code == 0
+
+
+def _planted_cap(mixed: bool):
+    """Colours planted in the embeddings; the new colour's items are blank at fit time (and, when
+    ``mixed``, as many items of the known colours). Half the carriers are given to the new row."""
+    from sidkit.kae.route import NeighbourFeatures, fit_new_row, fit_scorer
+
+    rng = np.random.default_rng(0)
+    d, n_types, per, ncol = 32, 60, 40, 6
+    types, colours = rng.normal(size=(n_types, d)) * 3.0, rng.normal(size=(ncol, d)) * 0.6
+    t, c = np.repeat(np.arange(n_types), per), rng.integers(0, ncol, size=n_types * per)
+    X = (types[t] + colours[c] + rng.normal(size=(len(t), d)) * 0.3).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    slots = (c + 2).astype(np.int32)
+    slots[c == ncol - 1] = NULL
+    blank_other = rng.choice(np.flatnonzero(c != ncol - 1), int((c == ncol - 1).sum()), replace=False) if mixed else np.zeros(0, int)
+    slots[blank_other] = NULL
+    nf = NeighbourFeatures(X, 10)
+    sc, _ = fit_scorer(X, slots, features=nf, min_precision=0.5)
+    carriers = np.flatnonzero(c == ncol - 1)
+    st: dict = {}
+    w, b = fit_new_row(sc, nf(X[carriers[::2]]), nf(X), slots, max_null_share=0.01, stats=st)
+    ihr = float((sc.route(nf(X[carriers[1::2]]), [(99, w, b)]) == 99).mean())
+    other = float((sc.route(nf(X[blank_other]), [(99, w, b)]) == 99).mean()) if mixed else None
+    return ihr, other, st
+
+
+def test_route_cap_counts_known_other_words_not_blank_items_as_negatives():
+    ihr, _, st = _planted_cap(False)  # every blank item carries the new word: 0.337 with the old cap
+    assert ihr >= 0.9, ihr
+    assert st["fp_rate"] <= 0.02 and st["precision"] > 0.9 and st["null_routed_share"] > 0.5
+    ihr, other, st = _planted_cap(True)  # half the blank items have another colour: 0.635 with the old cap
+    assert ihr >= 0.75 and other <= 0.02, (ihr, other)
+    assert 0 < st["null_routed_share"] < 0.6 and st["n_negatives"] > 0

@@ -285,7 +285,8 @@ def _result(kd: _KaeDir, g: int, b: dict | None, *, state: str, slot: int, categ
             aliases=(), notes=(), created: bool = False, n_items: int | None = None) -> dict:
     return {"category": category, "word": word, "group": kd.books[g].name, "position": g, "slot": int(slot),
             "token": token(g, slot, kd.books[g]), "state": state, "version": int(version), "aliases": list(aliases),
-            "routing": bool(b and b.get("scorer")), "created": created, "n_items": n_items, "notes": list(notes)}
+            "routing": bool(b and b.get("scorer")), "created": created, "n_items": n_items, "notes": list(notes),
+            **({"route": b["scorer"]["route"]} if b and isinstance(b.get("scorer"), dict) and "route" in b["scorer"] else {})}
 
 
 def carrier_mask(words: Mapping[str, CategoryWords], categories: Sequence[str], terms: set[str], n: int) -> np.ndarray:
@@ -301,14 +302,26 @@ def carrier_mask(words: Mapping[str, CategoryWords], categories: Sequence[str], 
 
 
 def routing_row(sc, feats, Xr: np.ndarray, Sr: np.ndarray, X_pos: np.ndarray, extra_rows, max_route_share: float,
-                nbr: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+                nbr: np.ndarray | None = None, stats: dict | None = None) -> tuple[np.ndarray, float]:
     """A bound word's routing row against the frozen rows of the group's scorer ``sc``:
     positives ``X_pos`` (fused embeddings of its carriers), negatives the reservoir ``Xr`` with
-    its base slots ``Sr`` (``nbr``: the reservoir's saved neighbours, else searched)."""
+    its base slots ``Sr`` (``nbr``: the reservoir's saved neighbours, else searched; ``stats``:
+    filled with the row's estimated recall, false-positive rate and precision, see ``fit_new_row``)."""
     from sidkit.kae.route import fit_new_row
 
     Fr = feats.from_neighbours(Xr, nbr) if feats.k > 0 and nbr is not None else feats(Xr)
-    return fit_new_row(sc, feats(X_pos), Fr, Sr, extra_rows, max_null_share=max_route_share)
+    return fit_new_row(sc, feats(X_pos), Fr, Sr, extra_rows, max_null_share=max_route_share, stats=stats)
+
+
+def _text_hits(cat, text_cols: Sequence[str], w: str, aliases: Sequence[str]) -> int:
+    """How many items of ``cat`` mention the word (or an alias) in its text columns (§5.5 matches)."""
+    from sidkit.kae.codebook import Binding, text_matches
+
+    if not text_cols:
+        return 0
+    vals = [cat.attributes[c].to_pylist() if hasattr(cat.attributes[c], "to_pylist") else list(cat.attributes[c]) for c in text_cols]
+    texts = [" ".join("" if v is None else str(v) for v in t) for t in zip(*vals)]
+    return int((text_matches(texts, [Binding(0, 0, "", w, list(aliases), 0, None)]) >= 0).sum())
 
 
 def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vector, id_col: str | None, extra_rows,
@@ -355,18 +368,27 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
         specs = [CategorySpec.parse(c) for c in cats]
         cols = list(dict.fromkeys(s.column for s in specs))
         have = set(open_source(items).names)
+        text_cols = [c for c in kp.get("plan", {}).get("text_columns", ["title"]) if c in have and c not in cols]
         cat = read_catalog(items, id_col=id_col or kd.meta.get("input", {}).get("id_col", "item_id"),
-                           embedding_cols=list(fusion.columns), attribute_cols=[c for c in cols if c in have])
+                           embedding_cols=list(fusion.columns), attribute_cols=[c for c in cols if c in have] + text_cols)
         terms = {w, *[normalize_word(a) for a in aliases if normalize_word(a)]}
         words = {s.name: extract_words(cat.attributes[s.column], s) for s in specs if s.column in have}
         carry = carrier_mask(words, [s.name for s in specs], terms, len(cat))
         n = int(carry.sum())
         if n == 0:
-            notes.append(f"no item in {items} carries '{w}' in {', '.join(cats)}; the word binds for explicit matches only (no content routing)")
+            n_text = _text_hits(cat, text_cols, w, aliases)
+            how = (f"{n_text} item(s) of it whose {'/'.join(text_cols)} mention{'s' if n_text == 1 else ''} the word still get the slot by text matching, "
+                   "other items only when they carry the word" if n_text else "items get the slot only when they carry the word or their text mentions it")
+            notes.append(f"no item in {items} carries '{w}' in {', '.join(cats)}, so no routing row was fitted (no content routing); {how}")
             return None, 0, notes
         X_pos = fuse(cat.embeddings, fusion, source=str(items))[carry]
-    wv, bv = routing_row(sc, feats, Xr, Sr, X_pos, extra_rows, max_route_share, tensors.get("reservoir.neighbours"))
-    return {"w": [float(x) for x in wv], "b": float(bv), "n_items": n}, n, notes
+    stats: dict = {}
+    wv, bv = routing_row(sc, feats, Xr, Sr, X_pos, extra_rows, max_route_share, tensors.get("reservoir.neighbours"), stats)
+    if stats.get("null_routed_share") is not None:
+        notes.append(f"routing row: estimated recall {stats['cv_recall']:.0%} of '{w}' items, "
+                     f"{stats['fp_rate'] if stats['fp_rate'] is not None else 0:.1%} of items with another {kd.books[g].name} word routed to it; "
+                     f"{stats['null_routed_share']:.1%} of fit items without the attribute would move to the new slot")
+    return {"w": [float(x) for x in wv], "b": float(bv), "n_items": n, "route": stats}, n, notes
 
 
 def bind_slot(category: str, word: str, *, model_dir: str | os.PathLike | None = None, aliases: Sequence[str] = (),
@@ -378,9 +400,12 @@ def bind_slot(category: str, word: str, *, model_dir: str | os.PathLike | None =
     returns its slot; new aliases are merged. ``items``: a catalog whose items carrying the word
     give the slot's routing row (else explicit matches only). Raises :class:`NoReservedSlot`
     when the group is full, :class:`SlotError` / :class:`ModelError` on bad input (registry untouched).
-    ``max_route_share``: at most this share of the fit items that lack the attribute may be
-    routed to the new slot (the routing row's bias is raised towards 90 % recall of the word's
-    items only up to that point).
+    ``max_route_share``: at most this share of the fit items that carry a *different* word of
+    the group (true negatives) may be routed to the new slot (the routing row's bias is raised
+    towards 90 % recall of the word's items only up to that point). Items that lacked the
+    attribute are not counted as negatives (they may be the word's own items); the share of
+    them that would move is reported in the result's ``route`` (with recall, false-positive rate
+    and precision of the new row).
     """
     if isinstance(max_route_share, bool) or not (isinstance(max_route_share, (int, float)) and 0 <= max_route_share <= 1):
         raise ConfigError(f"--max-route-share must be a number in [0, 1] (got {max_route_share!r})")

@@ -624,7 +624,7 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
     the vectors of the sampled rows (queries, random pairs, colliding pairs, training sample).
     Colliding pairs are classified as in the exact block (``tau`` of an item is the approximate
     similarity to its k-th neighbour; at most ``max_coll_queries`` colliding items are searched,
-    by default 0.4 x the query sample within [1,000, 40,000]).
+    by default 0.4 x a query sample within [1,000, 40,000], 40,000 when every item is a query).
     Attribute purity is computed over the sampled query items (``attribute_purity_sample_size``).
     """
     import time
@@ -671,7 +671,7 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
     q = sample_rows(n, S, seed)
     coll_items = np.unique(np.concatenate([I, J])) if I.size else np.zeros(0, np.int64)
     if max_coll_queries is None:
-        max_coll_queries = min(40_000, max(1_000, int(0.4 * S)))
+        max_coll_queries = 40_000 if sample <= 0 else min(40_000, max(1_000, int(0.4 * S)))
     if coll_items.size > max_coll_queries:
         coll_items = np.sort(rng.choice(coll_items, size=max_coll_queries, replace=False))
     all_q = np.union1d(q, coll_items).astype(np.int64)

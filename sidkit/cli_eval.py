@@ -25,6 +25,8 @@ def eval_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", help=f"Maximum training epochs (early stopping on validation Recall@10). [default: {EVAL_EPOCHS}]"),
     baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Also evaluate most-popular and sasrec-id."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of the SID tables."),
+    beam: int = typer.Option(20, "--beam", min=1, help="Beam width of --model tiger (validation and test)."),
+    collisions: str = typer.Option("group", "--collisions", help="tiger: group (generate the table's SIDs as given; a SID shared by G items is worth 1/G in ItemHit/ItemNDCG) or suffix (compute a de-dup suffix first)."),
     suffix: str = typer.Option("auto", "--suffix", help="Last token as de-dup suffix: auto | last | none."),
     bootstrap: int = typer.Option(10000, "--bootstrap", help="Paired bootstrap resamples over users.", min=100),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout and nothing else."),
@@ -43,7 +45,8 @@ def eval_command(
             res = evaluate([str(c) for c in codes], interactions, model=model, names=name or None,
                            seeds=tuple(range(seed, seed + seeds)), epochs=epochs,
                            baselines=("most-popular", "sasrec-id") if baselines else (), id_col=id_col,
-                           suffix=suffix, n_bootstrap=bootstrap, progress=cb)
+                           suffix=suffix, n_bootstrap=bootstrap, beam=beam, collisions=collisions,
+                           progress=cb)
     except SidkitError as e:
         fail(e)
     if as_json:
@@ -68,6 +71,9 @@ def print_table(res: dict) -> None:
                     f"(random Recall@10 = {res['random_recall@10']:.4f})")
     cols = ["table", "model", "R@5", "R@10" + (" ± std" if multi else ""), "R@20", "N@5", "N@10", "N@20",
             f"ΔR@10 vs {safe(res['reference'])} [95% CI]"]
+    cce = [k for k in ("itemhit@5", "itemhit@10", "itemhit@20", "itemndcg@10") if all(k in r for r in res["rows"])]
+    if cce:  # TIGER: collision-corrected metrics (METHODS.md §6.5), before the delta column
+        cols[-1:-1] = ["IH@5", "IH@10", "IH@20", "IN@10"]
     for col in cols:
         t.add_column(col, justify="left" if col in ("table", "model") else "right", no_wrap=True)
     for r in res["rows"]:
@@ -75,7 +81,10 @@ def print_table(res: dict) -> None:
             f"{r['delta_recall@10']:+.1%} [{r['delta_recall@10_ci'][0]:+.1%}, {r['delta_recall@10_ci'][1]:+.1%}]")
         r10 = f"{r['recall@10']:.4f}" + (f" ± {r['recall@10_std']:.4f}" if len(r.get("seeds", [])) > 1 else "")
         t.add_row(safe(r["name"]), safe(r["model"]), f"{r['recall@5']:.4f}", r10, f"{r['recall@20']:.4f}", f"{r['ndcg@5']:.4f}",
-                  f"{r['ndcg@10']:.4f}", f"{r['ndcg@20']:.4f}", delta)
+                  f"{r['ndcg@10']:.4f}", f"{r['ndcg@20']:.4f}", *([f"{r[k]:.4f}" for k in cce] if cce else []), delta)
     c.print(t)
     c.print(f"means over seeds (std of every metric in --json); paired bootstrap over users "
             f"({res['protocol']['bootstrap_resamples']} resamples); history items not masked; {res['seconds']:.0f} s")
+    if cce:
+        c.print("R/N: the target's SID among the beams; IH/IN: ItemHit/ItemNDCG, a SID shared by G items is worth 1/G "
+                "(METHODS.md §6.5)")

@@ -67,6 +67,39 @@ def test_ranks_from_scores_full_ranking_and_ties():
 
 
 # ----------------------------------------------------------------------------- split
+def test_cce_on_hand_made_beams():
+    from sidkit.eval.metrics import cce_at_k, summarize_cce
+
+    lg = lambda p: 1.0 / math.log2(p + 1)  # noqa: E731
+    # groups: 0 -> 1 item, 1 -> 2 items, 2 -> 3 items, 3 -> 1 item
+    sizes = [1, 2, 3, 1]
+    beams = np.array([
+        [0, 1, 2, -1],   # target group 0 (G=1) at beam rank 1: plain hit
+        [0, 1, 2, -1],   # target group 1 (G=2) after 1 item: positions 2, 3
+        [0, 1, 2, -1],   # target group 2 (G=3) after 3 items: positions 4, 5, 6
+        [2, 1, 0, 3],    # target group 3 (G=1) after 3 + 2 + 1 = 6 items: position 7
+        [0, 1, -1, -1],  # target group 2 not in the beam
+    ])
+    tgt = np.array([0, 1, 2, 3, 2])
+    hit, nd = cce_at_k(beams, tgt, sizes, 5)
+    np.testing.assert_allclose(hit, [1.0, 1.0, 2 / 3, 0.0, 0.0])
+    np.testing.assert_allclose(nd, [lg(1), (lg(2) + lg(3)) / 2, (lg(4) + lg(5)) / 3, 0.0, 0.0])
+    hit, nd = cce_at_k(beams, tgt, sizes, 2)  # the 2-group is cut after its first item
+    np.testing.assert_allclose(hit, [1.0, 0.5, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(nd, [lg(1), lg(2) / 2, 0.0, 0.0, 0.0])
+    hit, nd = cce_at_k(beams, tgt, sizes, 10)
+    np.testing.assert_allclose(hit, [1.0, 1.0, 1.0, 1.0, 0.0])
+    np.testing.assert_allclose(nd, [lg(1), (lg(2) + lg(3)) / 2, (lg(4) + lg(5) + lg(6)) / 3, lg(7), 0.0])
+    # singleton groups everywhere: CCE = Recall / NDCG of the beam ranks
+    single = np.array([[3, 1, 0, 2], [0, 1, 2, 3]])
+    from sidkit.eval.models import ranks_from_beams
+
+    m = summarize_cce(single, np.array([0, 3]), [1, 1, 1, 1], ks=(1, 3))
+    r = summarize(ranks_from_beams(single, np.array([0, 3])), ks=(1, 3))
+    assert m["itemhit@1"] == r["recall@1"] and m["itemhit@3"] == r["recall@3"] == 0.5
+    assert m["itemndcg@3"] == pytest.approx(r["ndcg@3"])
+
+
 def test_split_by_column():
     users = ["a"] * 4 + ["b"] * 3
     items = [0, 1, 2, 3, 4, 5, 6]
@@ -180,6 +213,70 @@ def test_trie_only_decodes_valid_sids():
     assert np.all(np.diff(scores[0][np.isfinite(scores[0])]) <= 1e-6)  # beams in score order
     r = ranks_from_beams(items, [items[0, 3], 10**6])
     assert r[0] == 4 and np.isinf(r[1])
+
+
+def _slow_beam_search(model, sids, hist, beam):
+    """Reference: one user at a time, plain Python over beams and tokens, the uncached decoder
+    (``TIGER.decode_logits``), valid next tokens read from the list of SIDs."""
+    import torch
+
+    sids = [tuple(int(x) for x in r) for r in sids]
+    depth = len(sids[0])
+    out_items, out_scores = [], []
+    with torch.no_grad():
+        model.eval()
+        for u in range(len(hist)):
+            mem, pad = model.encode(torch.as_tensor(hist[u:u + 1]))
+            beams = [((), 0.0)]
+            for l in range(depth):
+                cand = []
+                for bi, (pre, sc) in enumerate(beams):
+                    logits = model.decode_logits(mem, pad, torch.as_tensor([list(pre)], dtype=torch.long))
+                    logp = torch.log_softmax(logits, -1)[0].tolist()
+                    allowed = sorted({s[l] for s in sids if s[:l] == pre})
+                    cand += [(sc + logp[tok], bi, tok, pre + (tok,)) for tok in allowed]
+                cand.sort(key=lambda c: (-c[0], c[1], c[2]))
+                beams = [(c[3], c[0]) for c in cand[:beam]]
+            groups = sorted(set(sids))
+            gi = {g: i for i, g in enumerate(groups)}
+            items = [gi[p] for p, _ in beams] + [-1] * (beam - len(beams))
+            out_items.append(items)
+            out_scores.append([s for _, s in beams] + [float("-inf")] * (beam - len(beams)))
+    return np.asarray(out_items), np.asarray(out_scores)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_batched_beam_search_equals_slow_reference(shared):
+    import torch
+
+    from sidkit.eval.models import TIGER, SidTrie, tiger_beam_search
+
+    rng = np.random.default_rng(3)
+    n = 60
+    codes = rng.integers(0, 5, size=(n, 3))
+    if not shared:
+        codes = np.unique(codes, axis=0)
+        n = len(codes)
+    sizes = [5, 5, 5]
+    trie = SidTrie(codes, sizes, shared=shared)
+    assert shared == (trie.group_size > 1).any()
+    torch.manual_seed(1)
+    model = TIGER(codes, sizes, max_items=6, d=16, n_heads=2, n_layers=2, ff=32)
+    with torch.no_grad():  # a sharper random model, so that beams are far from ties
+        for p in model.parameters():
+            p.mul_(3.0)
+    hist = rng.integers(-1, n, size=(9, 6))
+    hist[:, -1] = rng.integers(0, n, size=9)
+    for beam in (1, 7, 30):
+        fast_items, fast_scores = tiger_beam_search(model, trie, hist, beam=beam, batch_size=4)
+        slow_items, slow_scores = _slow_beam_search(model, codes, hist, beam)
+        if not shared:  # groups are the catalog rows; the reference numbers them in sorted-SID order
+            order = np.lexsort(codes.T[::-1])
+            slow_items = np.where(slow_items >= 0, order[slow_items.clip(0)], -1)
+        np.testing.assert_array_equal(fast_items, slow_items)
+        fin = np.isfinite(slow_scores)
+        assert (np.isfinite(fast_scores) == fin).all()
+        np.testing.assert_allclose(fast_scores[fin], slow_scores[fin], rtol=1e-4, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------- training loop
@@ -490,3 +587,58 @@ def test_cli_bad_inputs_exit_2(tmp_path):
     r = runner.invoke(app, ["eval", str(good), "--interactions", str(EXAMPLES / "interactions.parquet"),
                             "--name", "a", "--name", "b"])
     assert r.exit_code == 2 and "--name" in r.stderr
+
+
+# ----------------------------------------------------------------------------- index JSON + tiger CCE
+def _index_json(path: Path, ids, codes) -> Path:
+    path.write_text(json.dumps({str(i): [f"<{'abcd'[l]}_{int(c)}>" for l, c in enumerate(row)] for i, row in zip(ids, codes)}))
+    return path
+
+
+def test_reference_index_json_is_read_and_mapped_to_the_catalog(tmp_path):
+    from sidkit.io.sidtable import read_sid_table
+
+    p = _index_json(tmp_path / "ref.index.json", ["2", "0", "1"], [[1, 2, 3, 4], [1, 2, 3, 4], [0, 0, 1, 7]])
+    ids, codes, sfx, sizes, warn = read_sid_table(p)
+    assert list(ids) == ["2", "0", "1"] and codes.tolist() == [[1, 2, 3, 4], [1, 2, 3, 4], [0, 0, 1, 7]]
+    assert sfx is None  # 4 tokens with a collision: no suffix, the 4th token is a level
+    from sidkit.eval.run import _common_catalog
+
+    good = {"name": "a", "path": "a", "ids": np.array(["0", "1", "2"], dtype=object),
+            "codes": np.array([[0], [1], [2]]), "suffix": None}
+    ref = {"name": "ref", "path": str(p), "ids": ids, "codes": codes, "suffix": None}
+    common, _ = _common_catalog([good, ref])
+    assert list(common) == ["0", "1", "2"] and ref["codes"].tolist() == [[1, 2, 3, 4], [0, 0, 1, 7], [1, 2, 3, 4]]
+    other = {"name": "x", "path": "x.json", "ids": np.array(["B001", "B002"], dtype=object), "codes": np.zeros((2, 4), int),
+             "suffix": None}
+    from sidkit.errors import DataError
+
+    with pytest.raises(DataError, match="none of its item ids"):
+        _common_catalog([good, other])
+
+
+def test_cli_tiger_reports_itemhit(tmp_path, monkeypatch):
+    inter = pq.read_table(EXAMPLES / "interactions.parquet")
+    users = sorted(set(inter.column("user_id").to_pylist()))[:60]
+    small = inter.filter(pa.compute.is_in(inter.column("user_id"), pa.array(users)))
+    items = sorted(set(small.column("item_id").to_pylist()))
+    small_path = tmp_path / "small.parquet"
+    pq.write_table(small, small_path)
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 3, size=(len(items), 3))  # 27 SIDs for more items: collisions
+    ref = _index_json(tmp_path / "ref.index.json", items, codes)
+    import sidkit.eval.models as M
+
+    cfg = tiny_cfg(epochs=1, valid_users=50)
+    monkeypatch.setattr(M, "TrainConfig", lambda: cfg)
+    r = runner.invoke(app, ["eval", str(ref), "--interactions", str(small_path), "--model", "tiger", "--seeds", "1",
+                            "--no-baselines", "--beam", "5", "--bootstrap", "100", "--json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)["rows"][0]
+    assert row["sid_collision_rate"] > 0 and row["generated_tokens"] == 3
+    for k in (5, 10, 20):
+        assert 0.0 <= row[f"itemhit@{k}"] <= row[f"recall@{k}"] + 1e-12  # a shared SID is worth 1/G of a hit
+        assert row[f"itemndcg@{k}"] <= row[f"itemhit@{k}"] + 1e-12
+    r = runner.invoke(app, ["eval", str(ref), "--interactions", str(small_path), "--model", "tiger", "--seeds", "1",
+                            "--no-baselines", "--beam", "5", "--bootstrap", "100"])
+    assert r.exit_code == 0 and "IH@10" in r.stdout

@@ -52,6 +52,21 @@ def full_sids(codes: np.ndarray, suffix: np.ndarray | None, sizes=None) -> tuple
     return np.concatenate([codes, suffix[:, None]], axis=1), sizes + [int(suffix.max()) + 1]
 
 
+def table_sids(codes: np.ndarray, suffix: np.ndarray | None, sizes=None) -> tuple[np.ndarray, list[int]]:
+    """The SIDs of a table as given: ``codes`` (n, L), plus the table's own ``suffix`` as a last
+    token when it has one (nothing is computed, so items may share a SID), and each position's
+    vocabulary size."""
+    codes = np.asarray(codes, np.int64)
+    L = codes.shape[1]
+    if sizes is None:
+        sizes = [int(codes[:, l].max()) + 1 for l in range(L)]
+    sizes = [max(int(s), int(codes[:, l].max()) + 1) for l, s in enumerate(sizes)]
+    if suffix is None:
+        return codes, sizes
+    suffix = np.asarray(suffix, np.int64)
+    return np.concatenate([codes, suffix[:, None]], axis=1), sizes + [int(suffix.max()) + 1]
+
+
 def _set_seed(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
@@ -288,13 +303,29 @@ def most_popular_ranks(split: Split, targets: np.ndarray) -> np.ndarray:
 class SidTrie:
     """Prefix trie of the valid full SIDs (``sid + [suffix]``), stored level by level as dense
     child tables: ``child[l][node, token]`` is the node at depth l+1 (or -1), and ``leaf_item`` maps a
-    node at the last depth to its catalog row."""
+    node at the last depth to its catalog row.
 
-    def __init__(self, sid_full: np.ndarray, sizes: list[int]):
+    With ``shared=True`` several items may share a SID (a table with collisions, evaluated with
+    the collision-corrected metrics of METHODS.md §6.5): the leaves are the distinct SIDs
+    ("groups", numbered in sorted SID order), ``leaf_item`` maps a leaf to its group,
+    ``group_of[item]`` gives an item's group and ``group_size[group]`` its number of items. With
+    unique SIDs the groups are the catalog rows themselves (``group_of`` is the identity)."""
+
+    def __init__(self, sid_full: np.ndarray, sizes: list[int], *, shared: bool = False):
         sid_full = np.asarray(sid_full, np.int64)
-        n, depth = sid_full.shape
-        if len(np.unique(sid_full, axis=0)) != n:
+        n = sid_full.shape[0]
+        uniq, inv = np.unique(sid_full, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        if len(uniq) == n:
+            self.group_of = np.arange(n, dtype=np.int64)
+            self.group_size = np.ones(n, np.int64)
+        elif not shared:
             raise ValueError("full SIDs must be unique to build the trie")
+        else:
+            self.group_of = inv.astype(np.int64)
+            self.group_size = np.bincount(inv, minlength=len(uniq)).astype(np.int64)
+            sid_full, n = uniq, len(uniq)
+        depth = sid_full.shape[1]
         self.sizes = list(sizes)
         self.child: list[np.ndarray] = []
         node = np.zeros(n, np.int64)  # every item starts at the root
@@ -387,45 +418,123 @@ class TIGER(nn.Module):
         return total / self.depth
 
 
+class _CachedDecoder:
+    """Incremental decoding for :class:`TIGER` (the same maths as ``model.tf.decoder``, eval mode).
+
+    The cross-attention keys and values of the encoder memory are computed once per user and shared
+    by all of the user's beams (the beams are the query positions of one attention call); the
+    self-attention keys and values of the decoded prefix are cached and reordered by beam parent."""
+
+    def __init__(self, model: "TIGER", mem: torch.Tensor, pad: torch.Tensor):
+        self.m = model
+        self.layers = list(model.tf.decoder.layers)
+        self.norm = model.tf.decoder.norm
+        B, S, d = mem.shape
+        self.h = self.layers[0].self_attn.num_heads
+        self.dh = d // self.h
+        self.B = B
+        self.mask = torch.zeros(B, 1, 1, S, dtype=mem.dtype).masked_fill(pad[:, None, None, :], float("-inf"))
+        self.mem_kv = []
+        for layer in self.layers:
+            W, b = layer.multihead_attn.in_proj_weight, layer.multihead_attn.in_proj_bias
+            k = F.linear(mem, W[d:2 * d], b[d:2 * d]).view(B, S, self.h, self.dh).transpose(1, 2)
+            v = F.linear(mem, W[2 * d:], b[2 * d:]).view(B, S, self.h, self.dh).transpose(1, 2)
+            self.mem_kv.append((k, v))
+        self.cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # (B, W, h, t, dh) per layer
+
+    def reorder(self, parent: torch.Tensor) -> None:
+        """Keep the cached prefixes of the chosen parent beams: parent (B, W_new) indices into W_old."""
+        if self.cache is None:
+            return
+        out = []
+        for k, v in self.cache:
+            idx = parent[:, :, None, None, None].expand(-1, -1, *k.shape[2:])
+            out.append((k.gather(1, idx), v.gather(1, idx)))
+        self.cache = out
+
+    def step(self, tok: torch.Tensor, pos: int, level: int) -> torch.Tensor:
+        """tok (B, W) vocabulary tokens at decoder position ``pos``; returns level logits (B, W, V)."""
+        m, B, W = self.m, tok.shape[0], tok.shape[1]
+        h, dh = self.h, self.dh
+        x = m.tok(tok) + m.dec_pos.weight[pos]  # (B, W, d)
+        d = x.shape[-1]
+        new_cache = []
+        for i, layer in enumerate(self.layers):
+            # self-attention over the cached prefix and the new token
+            y = layer.norm1(x)
+            W_in, b_in = layer.self_attn.in_proj_weight, layer.self_attn.in_proj_bias
+            qkv = F.linear(y, W_in, b_in).view(B, W, 3, h, dh)
+            q, k, v = qkv[:, :, 0], qkv[:, :, 1].unsqueeze(3), qkv[:, :, 2].unsqueeze(3)  # k, v (B, W, h, 1, dh)
+            if self.cache is not None:
+                k = torch.cat([self.cache[i][0], k], dim=3)
+                v = torch.cat([self.cache[i][1], v], dim=3)
+            new_cache.append((k, v))
+            att = (q.unsqueeze(3) @ k.transpose(-1, -2)) / dh ** 0.5  # (B, W, h, 1, t)
+            a = (att.softmax(-1) @ v).reshape(B, W, d)
+            x = x + layer.self_attn.out_proj(a)
+            # cross-attention: the W beams of a user are the queries over the user's memory
+            y = layer.norm2(x)
+            Wc, bc = layer.multihead_attn.in_proj_weight, layer.multihead_attn.in_proj_bias
+            q = F.linear(y, Wc[:d], bc[:d]).view(B, W, h, dh).transpose(1, 2)  # (B, h, W, dh)
+            mk, mv = self.mem_kv[i]
+            att = (q @ mk.transpose(-1, -2)) / dh ** 0.5 + self.mask  # (B, h, W, S)
+            a = (att.softmax(-1) @ mv).transpose(1, 2).reshape(B, W, d)
+            x = x + layer.multihead_attn.out_proj(a)
+            y = layer.norm3(x)
+            x = x + layer.linear2(layer.activation(layer.linear1(y)))
+        self.cache = new_cache
+        x = self.norm(x)
+        o, V = m.offsets[level], m.sizes[level]
+        return F.linear(x, m.out.weight[o:o + V], m.out.bias[o:o + V])
+
+
 @torch.no_grad()
 def tiger_beam_search(model: TIGER, trie: SidTrie, hist: np.ndarray, *, beam: int = 20,
-                      batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Trie-constrained beam search. Returns (items (n, beam) catalog rows or -1, scores (n, beam)),
-    beams in descending log-probability order; only valid SIDs can be produced."""
+                      batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Trie-constrained beam search over a batch of users at once.
+
+    Returns (leaves (n, beam): ``trie.leaf_item`` of each beam, catalog rows or -1, and scores
+    (n, beam) summed log-probabilities), beams in descending score order; only valid SIDs can be
+    produced. Per batch of users: the encoder runs once, the decoder runs incrementally (one
+    position per level, cached keys/values), the trie constraint is a tensor gather of the child
+    tables (no Python loop over users or beams). Ties in score keep the lower (beam, token) index,
+    so the result is deterministic."""
     model.eval()
+    child = [torch.as_tensor(c) for c in trie.child]
+    leaf = torch.as_tensor(trie.leaf_item)
     all_items, all_scores = [], []
+    neg = float("-inf")
     for a in range(0, len(hist), batch_size):
         h = torch.as_tensor(hist[a:a + batch_size])
         B = h.shape[0]
         mem, pad = model.encode(h)
-        mem = mem.repeat_interleave(beam, 0)
-        pad = pad.repeat_interleave(beam, 0)
-        score = torch.full((B, beam), float("-inf"))
-        score[:, 0] = 0.0
-        node = torch.zeros(B, beam, dtype=torch.long)
-        prefix = torch.zeros(B * beam, 0, dtype=torch.long)
+        dec = _CachedDecoder(model, mem, pad)
+        score = torch.zeros(B, 1)
+        node = torch.zeros(B, 1, dtype=torch.long)
+        tok = torch.full((B, 1), model.BOS, dtype=torch.long)
         for l in range(model.depth):
             V = model.sizes[l]
-            logp = F.log_softmax(model.decode_logits(mem, pad, prefix), dim=-1).view(B, beam, V)
-            child = torch.as_tensor(trie.child[l])[node.clamp_min(0)]  # (B, beam, V)
-            valid = (child >= 0) & torch.isfinite(score).unsqueeze(-1)
-            cand = torch.where(valid, score.unsqueeze(-1) + logp, torch.tensor(float("-inf")))
-            k = min(beam, beam * V)
+            logp = F.log_softmax(dec.step(tok, l, l), dim=-1)  # (B, W, V)
+            ch = child[l][node.clamp_min(0)]  # (B, W, V)
+            valid = (ch >= 0) & torch.isfinite(score).unsqueeze(-1)
+            cand = torch.where(valid, score.unsqueeze(-1) + logp, torch.tensor(neg))
+            Wn = cand.shape[1]
+            k = min(beam, Wn * V)
             top, idx = cand.view(B, -1).topk(k, dim=1)
-            b_idx, tok = idx // V, idx % V
-            new_node = child.view(B, -1).gather(1, idx)
-            if k < beam:  # pad to the beam width
-                top = F.pad(top, (0, beam - k), value=float("-inf"))
-                b_idx = F.pad(b_idx, (0, beam - k))
-                tok = F.pad(tok, (0, beam - k))
-                new_node = F.pad(new_node, (0, beam - k), value=-1)
-            prev = prefix.view(B, beam, -1).gather(1, b_idx.unsqueeze(-1).expand(-1, -1, prefix.shape[1]))
-            prefix = torch.cat([prev, tok.unsqueeze(-1)], dim=-1).view(B * beam, -1)
+            parent, t = idx // V, idx % V
+            new_node = ch.view(B, -1).gather(1, idx)
+            dec.reorder(parent)
             score = top
             node = torch.where(torch.isfinite(top), new_node, torch.full_like(new_node, -1))
-        items = torch.where(node >= 0, torch.as_tensor(trie.leaf_item)[node.clamp_min(0)], torch.full_like(node, -1))
+            tok = t + model.offsets[l]
+        if node.shape[1] < beam:
+            score = F.pad(score, (0, beam - node.shape[1]), value=neg)
+            node = F.pad(node, (0, beam - node.shape[1]), value=-1)
+        items = torch.where(node >= 0, leaf[node.clamp_min(0)], torch.full_like(node, -1))
         all_items.append(items.numpy())
         all_scores.append(score.numpy())
+    if not all_items:
+        return np.zeros((0, beam), np.int64), np.zeros((0, beam), np.float32)
     return np.concatenate(all_items), np.concatenate(all_scores)
 
 
@@ -451,12 +560,13 @@ def _tiger_training_arrays(split: Split, H: int):
 
 
 def train_tiger(split: Split, sid_full: np.ndarray, sizes: list[int], *, seed: int, cfg: TrainConfig,
-                beam: int = 20, progress=None, stage: str = "tiger") -> tuple[TIGER, SidTrie, dict]:
+                beam: int = 20, progress=None, stage: str = "tiger", shared: bool = False) -> tuple[TIGER, SidTrie, dict]:
     """Teacher-forced training on every (prefix -> next item) pair of the training part; early
     stopping on the validation Recall@10 of trie-constrained beam search (a subsample of users;
-    see :func:`_train_loop`)."""
+    see :func:`_train_loop`). ``shared``: items may share a SID (see :class:`SidTrie`); the
+    validation score is then the SID-level Recall@10 (the target's SID in the top 10 beams)."""
     H = split.max_history
-    trie = SidTrie(sid_full, sizes)
+    trie = SidTrie(sid_full, sizes, shared=shared)
     X, tgt = _tiger_training_arrays(split, H)
     Xt, St = torch.as_tensor(X), torch.as_tensor(sid_full[tgt])
     vh, vt = _valid_subset(split, max(200, cfg.valid_users // 4), seed)
@@ -468,7 +578,7 @@ def train_tiger(split: Split, sid_full: np.ndarray, sizes: list[int], *, seed: i
 
     def validate(model: TIGER) -> float:
         items, _ = tiger_beam_search(model, trie, vh, beam=beam)
-        return float(recall_at_k(ranks_from_beams(items, vt), 10).mean()) if len(vt) else 0.0
+        return float(recall_at_k(ranks_from_beams(items, trie.group_of[vt]), 10).mean()) if len(vt) else 0.0
 
     model, info = _train_loop(lambda: TIGER(sid_full, sizes, max_items=H, d=cfg.d, n_layers=cfg.n_layers, dropout=0.1),
                               torch.optim.AdamW, batches, lambda model, idx: model.loss(Xt[idx], St[idx]), validate,

@@ -16,14 +16,16 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from sidkit.errors import ConfigError, DataError, opt
-from sidkit.eval.metrics import KS, recall_at_k, summarize
+from sidkit.eval.metrics import KS, recall_at_k, summarize, summarize_cce
 
 if TYPE_CHECKING:  # torch loads only when evaluate runs
     from sidkit.eval.models import TrainConfig
 
 MODELS = ("sasrec-sid", "tiger")
+COLLISIONS = ("group", "suffix")
 BASELINES = ("most-popular", "sasrec-id")
 METRIC_KEYS = tuple(f"recall@{k}" for k in KS) + tuple(f"ndcg@{k}" for k in KS)
+CCE_KEYS = tuple(f"itemhit@{k}" for k in KS) + tuple(f"itemndcg@{k}" for k in KS)
 
 
 def _read_tables(codes_paths, names, *, id_col, codebook_size, suffix):
@@ -47,6 +49,9 @@ def _common_catalog(tables) -> tuple[np.ndarray, list[str]]:
     rows = []
     for t in tables:
         r = map_ids(ids0, t["ids"])
+        if len(t["ids"]) and not (r >= 0).any():
+            raise DataError(f"{t['path']}: none of its item ids (e.g. {_first(t['ids'])!r}) is in {tables[0]['path']} "
+                            f"(e.g. {_first(ids0)!r}); the keys of every SID table must be the catalog's item ids")
         keep &= r >= 0
         rows.append(r)
     warnings = []
@@ -78,6 +83,7 @@ def evaluate(
     suffix: str = "auto",
     n_bootstrap: int = 10000,
     beam: int = 20,
+    collisions: str = "group",
     train_config: TrainConfig | None = None,
     progress: Callable | None = None,
 ) -> dict:
@@ -100,6 +106,11 @@ def evaluate(
     id_col, codebook_size, suffix : passed to :func:`sidkit.io.sidtable.read_sid_table` for every table.
     n_bootstrap : paired bootstrap resamples over test users.
     beam : beam width of ``tiger`` (validation and test).
+    collisions : how ``tiger`` treats items that share a SID. ``group`` (default): the model
+        generates the table's SIDs as given (the codes, plus the table's own suffix when it has
+        one); a returned SID stands for all its items, Recall/NDCG are SID-level and
+        ItemHit/ItemNDCG correct them (METHODS.md §6.5). ``suffix``: a missing de-dup suffix is
+        computed first, so every SID is one item (the ``sasrec-sid`` rule).
     train_config : :class:`sidkit.eval.models.TrainConfig` of the downstream models (default
         ``TrainConfig()``); it is not modified (``epochs`` overrides a copy).
     progress : callback ``(stage, done, total, info)``.
@@ -109,7 +120,10 @@ def evaluate(
     dict with ``rows`` (one per SID table, then one per baseline): ``name``, ``model``,
     ``recall@5/10/20``, ``ndcg@5/10/20`` (means over seeds), ``<metric>_std``, ``seeds``,
     ``delta_recall@10`` (relative to the first table), ``delta_recall@10_ci`` ([lo, hi], 95 %),
-    ``delta_resolved``, ``best_epochs``, ``train_seconds``, ``collision_rate``; and ``n_users``,
+    ``delta_resolved``, ``best_epochs``, ``train_seconds``, ``eval_seconds`` (test inference),
+    ``collision_rate``; with ``tiger`` also ``itemhit@5/10/20``, ``itemndcg@5/10/20`` (CCE, with
+    ``_std``; for the item-level baselines they equal Recall/NDCG), ``sid_collision_rate`` (of
+    the generated SIDs), ``delta_itemhit@10`` and ``delta_itemhit@10_ci``; and ``n_users``,
     ``n_items``, ``protocol``, ``split``, ``warnings``, ``seconds``.
     """
     t_start = time.perf_counter()
@@ -128,6 +142,8 @@ def evaluate(
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ConfigError(f"{opt('seeds')} must be at least 1")
+    if collisions not in COLLISIONS:
+        raise ConfigError(f"{opt('collisions')} '{collisions}' is not known; choose one of {', '.join(COLLISIONS)}")
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
         raise ConfigError(f"baseline {bad[0]!r} is not known; choose from {', '.join(BASELINES)}")
@@ -158,44 +174,77 @@ def evaluate(
 
     n_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cfg.threads)))
-    rows, per_user = [], []
+    rows, per_user, per_user_item = [], [], []
+    tiger = model == "tiger"
 
-    def finish(row, ranks_by_seed, infos):
+    def finish(row, ranks_by_seed, infos, cce_by_seed=None):
+        """cce_by_seed: per seed (beam groups, target groups, group sizes); None = item-level ranker."""
         mats = np.stack([np.concatenate([[summarize(r)[k] for k in METRIC_KEYS]]) for r in ranks_by_seed])
         for j, k in enumerate(METRIC_KEYS):
             row[k] = float(mats[:, j].mean())
             row[f"{k}_std"] = float(mats[:, j].std(ddof=1)) if len(mats) > 1 else 0.0
+        if tiger:
+            if cce_by_seed is None:  # an item-level ranking: every "SID" is one item
+                for k in CCE_KEYS:
+                    src = k.replace("itemhit", "recall").replace("itemndcg", "ndcg")
+                    row[k], row[f"{k}_std"] = row[src], row[f"{src}_std"]
+                per_user_item.append(per_user_recall(ranks_by_seed))
+            else:
+                cm = np.stack([[summarize_cce(*c)[k] for k in CCE_KEYS] for c in cce_by_seed])
+                for j, k in enumerate(CCE_KEYS):
+                    row[k] = float(cm[:, j].mean())
+                    row[f"{k}_std"] = float(cm[:, j].std(ddof=1)) if len(cm) > 1 else 0.0
+                per_user_item.append(np.mean([cce_at_k(*c, 10)[0] for c in cce_by_seed], axis=0))
         row["best_epochs"] = [i.get("best_epoch") for i in infos]
         row["train_seconds"] = float(sum(i.get("train_seconds", 0.0) for i in infos))
+        row["eval_seconds"] = float(sum(i.get("eval_seconds", 0.0) for i in infos))
         rows.append(row)
-        per_user.append(np.mean([recall_at_k(r, 10) for r in ranks_by_seed], axis=0))
+        per_user.append(per_user_recall(ranks_by_seed))
+
+    def per_user_recall(ranks_by_seed):
+        return np.mean([recall_at_k(r, 10) for r in ranks_by_seed], axis=0)
+
+    from sidkit.eval.metrics import cce_at_k
+
+    from sidkit.metrics.collision import collision_rate
 
     for t in tables:
-        sid_full, sizes = M.full_sids(t["codes"], t["suffix"], t["sizes"])
-        if t["suffix"] is None:
-            warnings.append(f"{t['name']}: no suffix; a de-dup suffix was computed (0, 1, ... inside each collision group)")
-        if len(np.unique(sid_full, axis=0)) != len(sid_full):
-            raise DataError(f"{t['path']}: the SIDs with their suffix are not unique; give a table whose sid + suffix identify one item")
-        from sidkit.metrics.collision import collision_rate
-
+        group = tiger and collisions == "group"
+        if group:  # the SIDs as given: the codes, plus the table's own suffix
+            sid_full, sizes = M.table_sids(t["codes"], t["suffix"], t["sizes"])
+        else:
+            sid_full, sizes = M.full_sids(t["codes"], t["suffix"], t["sizes"])
+            if t["suffix"] is None:
+                warnings.append(f"{t['name']}: no suffix; a de-dup suffix was computed (0, 1, ... inside each collision group)")
+            if len(np.unique(sid_full, axis=0)) != len(sid_full):
+                raise DataError(f"{t['path']}: the SIDs with their suffix are not unique; give a table whose sid + suffix identify one item")
         cr = collision_rate(t["codes"])
-        ranks_by_seed, infos = [], []
+        ranks_by_seed, infos, cce = [], [], []
         for s in seeds:
             stage = f"{t['name']} seed {s}"
             if model == "sasrec-sid":
                 M._set_seed(s)  # the embedding's initialisation must not depend on earlier work in the process
                 emb = M.SidItemEmbedding(sid_full, sizes, cfg.d)
                 net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=progress, stage=stage)
+                t0 = time.perf_counter()
                 ranks = M.sasrec_ranks(net, test_hist, test_tgt, tie_order=M._tie_order(split.n_items))
             else:
                 net, trie, info = M.train_tiger(split, sid_full, sizes, seed=s, cfg=cfg, beam=beam, progress=progress,
-                                                stage=stage)
-                items, _ = M.tiger_beam_search(net, trie, test_hist, beam=beam)
-                ranks = M.ranks_from_beams(items, test_tgt)
+                                                stage=stage, shared=group)
+                t0 = time.perf_counter()
+                groups, _ = M.tiger_beam_search(net, trie, test_hist, beam=beam)
+                tg = trie.group_of[test_tgt]
+                ranks = M.ranks_from_beams(groups, tg)
+                cce.append((groups, tg, trie.group_size))
+            info["eval_seconds"] = time.perf_counter() - t0
             ranks_by_seed.append(ranks)
             infos.append(info)
-        finish({"name": t["name"], "model": model, "seeds": seeds, "levels": int(t["codes"].shape[1]),
-                "collision_rate": float(cr)}, ranks_by_seed, infos)
+        row = {"name": t["name"], "model": model, "seeds": seeds, "levels": int(t["codes"].shape[1]),
+               "collision_rate": float(cr)}
+        if tiger:
+            row["sid_collision_rate"] = float(collision_rate(sid_full))
+            row["generated_tokens"] = int(sid_full.shape[1])
+        finish(row, ranks_by_seed, infos, cce if tiger else None)
 
     if "most-popular" in baselines:
         ranks = M.most_popular_ranks(split, test_tgt)
@@ -219,6 +268,11 @@ def evaluate(
         row["delta_recall@10_ci"] = b["ci"]
         row["delta_recall@10_abs"] = b["delta_abs"]
         row["delta_resolved"] = b["resolved"]
+    if tiger:
+        for row, b in zip(rows, paired_bootstrap(per_user_item, n_resamples=n_bootstrap, seed=seeds[0])):
+            row["delta_itemhit@10"] = b["delta"]
+            row["delta_itemhit@10_ci"] = b["ci"]
+            row["delta_itemhit@10_resolved"] = b["resolved"]
     rnd = 1.0 / split.n_items
     return {
         "rows": rows,
@@ -228,12 +282,18 @@ def evaluate(
         "random_recall@10": min(1.0, 10 * rnd),
         "protocol": {"ranking": "full catalog, no sampled negatives", "history_masked": False,
                      "history_len": split.max_history, "ks": list(KS), "bootstrap_resamples": n_bootstrap,
+                     "beam": beam if tiger else None, "collisions": collisions if tiger else None,
                      "early_stopping": f"validation Recall@10, patience {cfg.patience}, max {cfg.epochs} epochs",
                      "train_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}},
         "split": split.info,
         "warnings": warnings,
         "seconds": time.perf_counter() - t_start,
     }
+
+
+def _first(ids):
+    v = ids[0]
+    return v.as_py() if hasattr(v, "as_py") else (v.item() if hasattr(v, "item") else v)
 
 
 def _default_name(p) -> str:

@@ -77,7 +77,7 @@ def export_command(
     interactions: Optional[Path] = typer.Option(None, "--interactions", help="lcrec/minionerec: interactions Parquet (user_id, item_id, timestamp or position) for NAME.inter.json / the train, valid and test CSVs."),
     items: Optional[Path] = typer.Option(None, "--items", help="lcrec/minionerec: the catalog, for the titles and descriptions of NAME.item.json and the info file."),
     title_col: str = typer.Option("title", "--title-col", help="Catalog column of the item titles."),
-    text_cols: str = typer.Option("description", "--text-cols", help="Catalog columns joined into the description (comma list; '' for none)."),
+    text_cols: Optional[str] = typer.Option(None, "--text-cols", help="Catalog columns joined into the description (comma list; '' for none). [default: description, where the catalog has it]"),
     token_format: Optional[str] = typer.Option(None, "--token-format", help="Token template with {level} and {code}, or an example: "
                                                "'<a_12>' = '<{level}_{code}>' (default), '<s_a_12>' = '<s_{level}_{code}>' (the openonerec default)."),
     tokens_file: Optional[Path] = typer.Option(None, "--tokens-file", help="Also write the full level-major token grid (every code of every level, the suffix level, "
@@ -99,7 +99,8 @@ def export_command(
         stack = {}
         if fmt not in FILE_FORMATS:
             stack = dict(name=name, interactions=interactions, items=items, title_col=title_col,
-                         text_cols=[c.strip() for c in text_cols.split(",") if c.strip()], base=base)
+                         text_cols=None if text_cols is None else [c.strip() for c in text_cols.split(",") if c.strip()],
+                         base=base)
         else:
             for flag, v in (("--name", name), ("--interactions", interactions), ("--items", items), ("--base", base)):
                 if v is not None:

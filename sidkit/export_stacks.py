@@ -104,7 +104,9 @@ def read_item_text(items_path, ids, *, id_col: str | None, title_col: str, text_
         raise SchemaError(f"{items_path}: no id column {idc or 'item_id'!r} (columns: {', '.join(names[:12])}); pass {opt('id_col', '--id-col')}")
     if title_col not in names:
         raise SchemaError(f"{items_path}: no title column {title_col!r} (columns: {', '.join(names[:12])}); pass {opt('title_col', '--title-col')}")
-    text_cols = [c for c in (text_cols or []) if c]
+    if text_cols is None:  # the default: the description column where the catalog has one
+        text_cols = ["description"] if "description" in names else []
+    text_cols = [c for c in text_cols if c]
     missing = [c for c in text_cols if c not in names]
     if missing:
         raise SchemaError(f"{items_path}: no text column {missing[0]!r} (columns: {', '.join(names[:12])}); pass {opt('text_cols', '--text-cols')}")
@@ -177,7 +179,7 @@ def _write_pq(table, path: Path) -> None:
 
 def stack_export(codes_path, fmt: str, out, *, name: str | None = None, interactions=None, items=None,
                  id_col: str | None = None, suffix: str = "auto", codebook_size=None, title_col: str = "title",
-                 text_cols=("description",), token_format: str | None = None, tokens_file=None,
+                 text_cols=None, token_format: str | None = None, tokens_file=None,
                  suffix_size: int | None = None, base=None) -> dict:
     """Write one of :data:`STACK_FORMATS` to the folder ``out`` (replaced as a whole). Returns a
     summary dict (format, path, files, n_items, n_levels, n_users, n_grid_tokens, warnings)."""
@@ -224,7 +226,8 @@ def stack_export(codes_path, fmt: str, out, *, name: str | None = None, interact
 
     titles = descs = None
     if items is not None:
-        titles, descs, n_missing = read_item_text(items, ids, id_col=None, title_col=title_col, text_cols=list(text_cols or []))
+        titles, descs, n_missing = read_item_text(items, ids, id_col=None, title_col=title_col,
+                                                     text_cols=None if text_cols is None else list(text_cols))
         if n_missing:
             warnings.append(f"{items}: {n_missing} of {n} items of the SID table are not in the catalog; their title and description are empty")
     seqs = None

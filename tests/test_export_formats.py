@@ -407,3 +407,17 @@ def test_lcrec_export_matches_the_published_scientific_files(tmp_path):
     assert json.loads((out / "Scientific.index.json").read_text()) == json.loads(ref.read_text())
     items = json.loads((out / "Scientific.item.json").read_text())
     assert items.keys() == json.loads((root / "raw" / "Scientific.item.json").read_text()).keys()
+
+
+def test_item_text_without_a_description_column(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sidkit.errors import SchemaError
+    from sidkit.export_stacks import read_item_text
+
+    pq.write_table(pa.table({"item_id": ["a", "b"], "title": ["A", "B"]}), tmp_path / "items.parquet")
+    titles, descs, missing = read_item_text(tmp_path / "items.parquet", ["b", "a"], id_col=None, title_col="title", text_cols=None)
+    assert titles == ["B", "A"] and missing == 0 and all(not d for d in (descs or ["", ""]))
+    with pytest.raises(SchemaError, match="no text column 'description'"):  # asked for by name: required
+        read_item_text(tmp_path / "items.parquet", ["a"], id_col=None, title_col="title", text_cols=["description"])

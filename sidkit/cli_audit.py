@@ -87,7 +87,6 @@ def export_command(
     base: Optional[Path] = typer.Option(None, "--base", help="hf-tokenizer: local Hugging Face model directory (tokenizer files + safetensors weights); nothing is downloaded."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary (needs -o, except for index-json)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings or summary."),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Unused (export is deterministic); accepted for uniformity."),
 ) -> None:
     """Export SIDs as token strings, index JSON or a sid_0.. CSV, or as the files LC-Rec, LETTER, MiniOneRec, OpenOneRec or a Hugging Face tokenizer read."""
     from sidkit.errors import ConfigError

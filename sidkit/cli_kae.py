@@ -42,7 +42,7 @@ def kae_plan_command(
         from sidkit.io.artifacts import check_output
 
         check_output(out, "--out", {"ITEMS": items})
-        table = read_attribute_table(items, list(dict.fromkeys(cols)))
+        table = read_attribute_table(items, list(dict.fromkeys(cols)), id_col=id_col)
         plan, notes = make_plan(table, attrs, groups=groups, seed=seed, exclude_columns=[id_col],
                                 reserved_min=reserved_min if reserved_min is not None else DEFAULTS["reserved_min"],
                                 reserved_ratio=reserved_ratio if reserved_ratio is not None else DEFAULTS["reserved_ratio"])

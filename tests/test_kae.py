@@ -691,3 +691,22 @@ def test_route_cap_counts_known_other_words_not_blank_items_as_negatives():
     ihr, other, st = _planted_cap(True)  # half the blank items have another colour: 0.635 with the old cap
     assert ihr >= 0.75 and other <= 0.02, (ihr, other)
     assert 0 < st["null_routed_share"] < 0.6 and st["n_negatives"] > 0
+
+
+def test_kae_plan_names_real_columns_and_refuses_repeated_ids(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from sidkit.cli import app
+
+    t = pa.table({"item_id": ["a", "b", "c", "d"], "colors": ["red", "red", "blue", "blue"], "brand": ["x", "y", "x", "y"]})
+    pq.write_table(t, tmp_path / "items.parquet")
+    r = CliRunner().invoke(app, ["kae-plan", str(tmp_path / "items.parquet"), "--attributes", "color", "-o", str(tmp_path / "p.toml")])
+    assert r.exit_code == 2 and "no column 'color' (columns: item_id, colors, brand)" in r.output
+    assert "did you mean 'colors'?" in r.output and not (tmp_path / "p.toml").exists()
+    inter = pa.table({"item_id": ["a", "a", "b"], "colors": ["red", "red", "blue"]})
+    pq.write_table(inter, tmp_path / "inter.parquet")
+    r = CliRunner().invoke(app, ["kae-plan", str(tmp_path / "inter.parquet"), "-o", str(tmp_path / "p.toml")])
+    assert r.exit_code == 2 and "duplicated ids" in r.output and "'a'" in r.output
+    assert not (tmp_path / "p.toml").exists()

@@ -462,12 +462,33 @@ class KAE(Tokenizer):
 # --------------------------------------------------------------------------------------------
 # fit --method kae: the model directory
 
-def read_attribute_table(path, columns: Sequence[str]) -> pa.Table:
+def read_attribute_table(path, columns: Sequence[str], *, id_col: str | None = None, option: str = "--attributes") -> pa.Table:
+    """The named attribute columns of a catalog. A column the catalog lacks is an error that lists
+    the real columns and the closest name; with ``id_col`` (present in the catalog) its ids must be
+    non-null and unique (an interactions log is not a catalog), checked in one streaming pass of
+    the id column with 8 bytes a row."""
+    import difflib
+
+    from sidkit.errors import SchemaError
+    from sidkit.io.catalog import check_ids, check_unique_hashed, hash_ids
     from sidkit.io.source import open_source
 
     src = open_source(path)
-    cols = [c for c in columns if c in src.names]
-    return src.read(cols)
+    names = list(src.names)
+    for c in columns:
+        if c not in names:
+            close = difflib.get_close_matches(c, names, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+            raise SchemaError(f"{path}: no column '{c}' (columns: {shown}){hint} check {option}")
+    if id_col is not None and id_col in names:
+        hashes = np.empty(src.num_rows, np.uint64)
+        for b in src.iter_batches(batch_size=1 << 18, columns=[id_col]):
+            ids = b.data.column(0)
+            check_ids(ids, b.shard, id_col, b.local)
+            hashes[b.offset:b.offset + b.data.num_rows] = hash_ids(ids)
+        check_unique_hashed(src, id_col, hashes)
+    return src.read(list(columns))
 
 
 def string_columns(path) -> list[str]:

@@ -140,7 +140,7 @@ def _print_fit_summary(s: dict) -> None:
 def encode(
     model: Path = typer.Argument(..., help="Model directory written by 'sidkit fit'."),
     items: Path = typer.Argument(..., help="Catalog to encode: a Parquet file, a directory of Parquet shards or a glob (streamed in record batches)."),
-    output: str = typer.Option(..., "--output", "-o", help="Codes Parquet file to write, or a folder ending in '/' for one codes shard per input shard (replaced as a whole)."),
+    output: str = typer.Option(..., "--out", "--output", "-o", help="Codes Parquet file to write, or a folder ending in '/' for one codes shard per input shard (replaced as a whole). --output is the same option (its earlier name)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column. [default: the model's]"),
     batch_size: int = typer.Option(65536, "--batch-size", help="Rows per record batch.", min=1),
     engine: str = typer.Option("local", "--engine", help="Where the map stage runs: 'local' (this process) or "

@@ -151,3 +151,14 @@ def test_fit_and_encode_json_and_summary(tmp_path):
     assert r.exit_code == 0 and "collision rate" in r.stdout and "utilization" in r.stdout
     r = run("--version")
     assert r.exit_code == 0 and r.stdout.startswith("sidkit ")
+
+
+def test_encode_out_and_output_are_one_option(tmp_path):
+    X, _, _ = planted(n_clusters=4, n_sub=2, per=10, dim=6)
+    good = write_items(tmp_path / "items.parquet", [f"i{k}" for k in range(len(X))], X)
+    model = tmp_path / "model"
+    assert run("fit", good, "--out", model, "--method", "rqkmeans", "-K", "8", "--quiet").exit_code == 0
+    for flag in ("--out", "--output", "-o"):
+        assert run("encode", model, good, flag, tmp_path / f"c{flag}.parquet", "--quiet").exit_code == 0
+    a, b, c = (pq.read_table(tmp_path / f"c{f}.parquet") for f in ("--out", "--output", "-o"))
+    assert a.equals(b) and a.equals(c)

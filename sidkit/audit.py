@@ -322,7 +322,9 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
                      "items": None if items is None else str(items),
                      "interactions": None if interactions is None else str(interactions),
                      "baseline": None if baseline is None else str(baseline)}
-    rep["warnings"] = warnings
+    from sidkit.metrics.levels import sink_warnings
+
+    rep["warnings"] = warnings + sink_warnings(rep.get("levels", []))
     results = check_gates(rep, gates) if gates else []
     rep["gates"] = results
     if html is not None:

@@ -170,6 +170,9 @@ def fit(
                         codebooks=tok.codebooks_table(codes), report=report, extra=tok.extra_files(fingerprint),
                         codes_metadata=tok.codes_metadata())
     notes, more = tok.fit_messages()
+    from sidkit.metrics.levels import sink_warnings
+
+    more = list(more) + sink_warnings(report.get("levels", []), method=cfg.method, balanced=bool(cfg.balanced))
     col = report["collision"]
     summary = {
         "model_dir": str(out),

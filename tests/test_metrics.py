@@ -222,3 +222,18 @@ def test_collaborative_and_compare_blocks():
     assert cmp_["churn_rate"] == pytest.approx(1 / 3)  # only b changed
     assert cmp_["per_level_changed_fraction"] == pytest.approx([1 / 3, 0.0])
     assert cmp_["collision_rate_delta"] == pytest.approx(0.0 - 0.25)
+
+
+def test_sink_warnings_name_the_level_and_the_fix():
+    from sidkit.metrics import core_report
+    from sidkit.metrics.levels import sink_warnings
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    codes = np.stack([rng.integers(0, 64, n), np.where(rng.random(n) < 0.9, 3, rng.integers(0, 64, n))], 1)
+    levels = core_report(codes, [64, 64])["levels"]
+    assert levels[0]["normalized_perplexity"] > 0.9 and levels[1]["normalized_perplexity"] < 0.25
+    w = sink_warnings(levels, method="rqkmeans")
+    assert len(w) == 1 and w[0].startswith("level 2: normalized perplexity") and "--balanced" in w[0]
+    assert "--method rqvae" in sink_warnings(levels, method="rqkmeans", balanced=True)[0]
+    assert sink_warnings(levels[:1]) == []

@@ -68,3 +68,28 @@ def _sorted_profile(used_counts: np.ndarray, K: int, points: int = 128) -> list[
     else:
         pos = np.linspace(0, K - 1, points).round().astype(np.int64)
     return [int(s[p]) if p < s.size else 0 for p in pos]
+
+
+#: a level whose normalized perplexity is below this is flagged: a few "sink" codes hold most items
+LOW_PERPLEXITY = 0.25
+
+
+def sink_warnings(levels: list[dict], *, method: str | None = None, balanced: bool = False,
+                  threshold: float = LOW_PERPLEXITY) -> list[str]:
+    """One warning per level of a report's ``levels`` block whose normalized perplexity is below
+    ``threshold``, naming the largest code's share and the fix (``--balanced`` for an RQ-KMeans
+    fit that was not balanced; a different tokenizer or more levels otherwise)."""
+    out = []
+    for i, lv in enumerate(levels):
+        p = lv.get("normalized_perplexity")
+        if p is None or p >= threshold:
+            continue
+        if method == "rqkmeans" and not balanced:
+            fix = "refit with --balanced (capacity-capped k-means)"
+        elif method == "rqkmeans":
+            fix = "try --method rqvae, or fewer codes at this level"
+        else:
+            fix = "for an RQ-KMeans tokenizer refit with --balanced, or use --method rqvae"
+        out.append(f"level {i + 1}: normalized perplexity {p:.2f} (below {threshold}): a few 'sink' codes take most "
+                   f"items there, which drives collisions; {fix}")
+    return out

@@ -1,8 +1,17 @@
 """Golden outputs: every method's codes, suffixes and report numbers for fixed inputs and seeds.
 
-Recorded before a refactor and asserted after it, so a restructuring that changes behaviour
-shows up here. The hashes depend on the floating-point path of this machine kind (CPU, numpy,
-torch and faiss builds): on another platform the test skips and says how to re-record.
+Two checks per case:
+
+* **everywhere** (CI included): the run's headline figures (collision rate, reconstruction error,
+  locality gap, SID entropy) lie within a tolerance of the recorded ones. The tolerance is recorded
+  with them: four times the spread over three fit seeds, with a floor per figure (wider for the
+  RQ-VAE-trained cases). RQ-VAE training is not
+  bit-reproducible across CPUs (two machines with the same instruction sets gave different codes),
+  so a different machine is treated like a different seed: a change that moves a method's
+  behaviour further than a reseed does fails here on any machine.
+* **exact**, with ``SIDKIT_GOLDEN_EXACT=1`` on the machine that recorded the file (same CPU model,
+  instruction sets and numpy/torch/faiss builds): the sha256 of the codes, suffixes and every report
+  number. This is the check to run around a refactor that must not change behaviour.
 
     python tests/test_golden.py --record [CASE ...]   # rewrite tests/golden.json (only on purpose)
 """
@@ -11,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -54,7 +64,13 @@ def platform_key() -> dict:
                 break
     except OSError:
         pass
-    return {"machine": platform.machine(), "cpu_flags": flags, "numpy": np.__version__,
+    model = ""
+    try:
+        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"machine": platform.machine(), "cpu_model": model, "cpu_flags": flags, "numpy": np.__version__,
             "torch": torch.__version__, "faiss": faiss.__version__}
 
 
@@ -87,13 +103,46 @@ def _numbers(obj, prefix=""):
         yield f"{prefix}={obj!r}"
 
 
-def outputs(tmp: Path, dataset: str, case: str) -> dict:
+# headline figures compared everywhere: (path in report.json, floor of the tolerance)
+FIGURES = {"collision_rate": (("collision", "collision_rate"), 0.03),
+           "relative_error": (("reconstruction", "relative_error"), 0.02),
+           "locality_gap": (("semantic", "locality_gap"), 0.08),
+           "sid_entropy_ratio": (("diversity", "sid_entropy_ratio"), 0.03)}
+SPREAD_SEEDS = (1, 2)
+# wider floors for the cases trained by gradient descent (a 120-step RQ-VAE is the least stable)
+TRAINED_FLOORS = {"collision_rate": 0.08, "relative_error": 0.05, "locality_gap": 0.3, "sid_entropy_ratio": 0.1}
+
+
+def tolerance(case: str, recorded: dict) -> dict:
+    trained = CASES[case]["method"] in ("rqvae", "quasid", "adasid")
+    return {k: max(v, TRAINED_FLOORS[k]) if trained else v for k, v in recorded.items()}
+
+
+def summary(report: dict) -> dict:
+    out = {}
+    for name, (path, _) in FIGURES.items():
+        v = report
+        for k in path:
+            v = v.get(k) if isinstance(v, dict) else None
+        if isinstance(v, (int, float)):
+            out[name] = float(v)
+    return out
+
+
+def _fit(tmp: Path, dataset: str, case: str, seed: int | None = None) -> Path:
     import sidkit
 
     items, inter = _items(tmp, dataset)
     opts = {k: (v.format(inter=inter) if isinstance(v, str) else v) for k, v in CASES[case].items()}
-    out = tmp / f"{dataset}-{case}"
+    if seed is not None:
+        opts["seed"] = seed
+    out = tmp / f"{dataset}-{case}-{opts['seed']}"
     sidkit.fit(items, out=out, **opts)
+    return out
+
+
+def outputs(tmp: Path, dataset: str, case: str) -> dict:
+    out = _fit(tmp, dataset, case)
     t = pq.read_table(out / "codes.parquet")
     h = hashlib.sha256()
     h.update(json.dumps(t.column("item_id").to_pylist()).encode())
@@ -101,7 +150,7 @@ def outputs(tmp: Path, dataset: str, case: str) -> dict:
     h.update(np.asarray(t.column("suffix").to_pylist(), np.int64).tobytes())
     report = json.loads((out / "report.json").read_text())
     r = hashlib.sha256("\n".join(_numbers(report)).encode()).hexdigest()
-    return {"codes": h.hexdigest(), "report": r}
+    return {"codes": h.hexdigest(), "report": r, "summary": summary(report)}
 
 
 PARAMS = [(d, c) for d in DATASETS for c in CASES]
@@ -113,13 +162,18 @@ def test_golden(tmp_path, dataset, case):
     if dataset == "office" and not (OFFICE / "items.parquet").exists():
         pytest.skip(f"{OFFICE} is absent (../shared/data not laid beside the repo)")
     golden = json.loads(GOLDEN.read_text())
-    if golden["platform"] != platform_key():
-        pytest.skip(f"golden outputs were recorded on {golden['platform']}, this is {platform_key()}; "
-                    "re-record with 'python tests/test_golden.py --record' from a known-good commit")
     got = outputs(tmp_path, dataset, case)
     want = golden["cases"][f"{dataset}-{case}"]
-    assert got["codes"] == want["codes"], f"{dataset}-{case}: codes or suffixes changed"
-    assert got["report"] == want["report"], f"{dataset}-{case}: report numbers changed"
+    assert set(got["summary"]) == set(want["summary"]), f"{dataset}-{case}: the report's headline figures changed"
+    tol = tolerance(case, want["tolerance"])
+    off = {k: (got["summary"][k], want["summary"][k], tol[k]) for k in want["summary"]
+           if abs(got["summary"][k] - want["summary"][k]) > tol[k]}
+    assert not off, f"{dataset}-{case}: (got, recorded, tolerance) {off}"
+    if os.environ.get("SIDKIT_GOLDEN_EXACT") == "1":
+        if golden["platform"] != platform_key():
+            pytest.skip(f"exact hashes were recorded on {golden['platform']}, this is {platform_key()}")
+        assert got["codes"] == want["codes"], f"{dataset}-{case}: codes or suffixes changed"
+        assert got["report"] == want["report"], f"{dataset}-{case}: report numbers changed"
 
 
 def record(only: list[str]) -> None:
@@ -134,8 +188,13 @@ def record(only: list[str]) -> None:
             name = f"{dataset}-{case}"
             if only and name not in only:
                 continue
-            golden["cases"][name] = outputs(Path(d), dataset, case)
-            print(name, golden["cases"][name], flush=True)
+            rec = outputs(Path(d), dataset, case)
+            runs = [rec["summary"]] + [summary(json.loads((_fit(Path(d), dataset, case, seed) / "report.json").read_text()))
+                                       for seed in SPREAD_SEEDS]
+            rec["tolerance"] = {k: round(max(FIGURES[k][1], 4 * (max(r[k] for r in runs) - min(r[k] for r in runs))), 6)
+                                for k in rec["summary"]}
+            golden["cases"][name] = rec
+            print(name, rec, flush=True)
     GOLDEN.write_text(json.dumps(golden, indent=2) + "\n")
 
 

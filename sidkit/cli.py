@@ -53,6 +53,7 @@ def fit(
     lr: Optional[float] = typer.Option(None, "--lr", help=help_for("lr")),
     train_sample: Optional[int] = typer.Option(None, "--train-sample", help=help_for("train_sample")),
     report_sample: Optional[int] = typer.Option(None, "--report-sample", help=help_for("report_sample")),
+    dedup: Optional[str] = typer.Option(None, "--dedup", help=help_for("dedup")),
     balanced: Optional[bool] = typer.Option(None, "--balanced/--no-balanced", help=help_for("balanced")),
     sinkhorn: Optional[bool] = typer.Option(None, "--sinkhorn/--no-sinkhorn", help=help_for("sinkhorn")),
     device: Optional[str] = typer.Option(None, "--device", help=help_for("device")),
@@ -97,7 +98,7 @@ def fit(
         options = dict(method=method, id_col=id_col, embedding=embedding or None, embedding_weights=weights,
                        levels=levels, codebook_size=codebook_size, epochs=epochs, max_steps=max_steps,
                        batch_size=batch_size, lr=lr, train_sample=train_sample, report_sample=report_sample,
-                       balanced=balanced,
+                       balanced=balanced, dedup=dedup,
                        sinkhorn=sinkhorn, device=device, precision=precision, seed=seed, regularizer=regularizer,
                        interactions=str(interactions) if interactions is not None else None,
                        attributes=attributes, plan=str(plan) if plan is not None else None,
@@ -173,12 +174,13 @@ def encode(
 
 
 def _register_audit_commands() -> None:
-    from sidkit.cli_audit import audit_command, export_command, lookup_command
+    from sidkit.cli_audit import audit_command, dedup_command, export_command, lookup_command
     from sidkit.cli_eval import eval_command
 
     app.command("audit")(audit_command)
     app.command("export")(export_command)
     app.command("lookup")(lookup_command)
+    app.command("dedup")(dedup_command)
     app.command("eval")(eval_command)
 
 

@@ -179,6 +179,16 @@ def print_summary(rep: dict, file=None) -> None:
     row("collision.n_colliding_buckets", f"{col['n_colliding_buckets']:,}")
     row("collision.max_bucket_size", f"{col['max_bucket_size']:,}")
     row("diversity.sid_entropy_ratio", f"{rep['diversity']['sid_entropy_ratio']:.4f}")
+    dd = rep.get("dedup")
+    if dd and dd.get("method") == "zcr" and "items_moved" in dd:
+        mse = ""
+        if dd.get("reconstruction_mse_before") is not None and dd.get("reconstruction_mse_after") is not None:
+            mse = f", reconstruction MSE {dd['reconstruction_mse_before']:.4g} -> {dd['reconstruction_mse_after']:.4g}"
+        head.add_row("dedup: zcr", visible(f"{dd['items_moved']:,} items moved (collision rate before "
+                                           f"{100 * dd['collision_rate_before']:.2f}%), mean cost {dd['mean_cost']:.4g}{mse}; "
+                                           f"{dd['groups_unresolved']:,} groups too large ({dd['items_unresolved']:,} items keep suffixes)"))
+    elif dd:
+        head.add_row("dedup", visible(str(dd.get("method"))))
     if ham:
         head.add_row("pairs h=0 / h<=1", f"{ham['pairs_h0']:,} / {ham['pairs_h_le1']:,}")
     sem = rep.get("semantic")
@@ -249,3 +259,33 @@ def print_summary(rep: dict, file=None) -> None:
         con.print(bt)
     for g in rep.get("gates") or []:
         con.print(visible(f"gate {g['gate']}: value {g['value']:.6g} -> {'TRIPPED' if g['tripped'] else 'ok'}"), markup=False)
+
+
+def dedup_command(
+    codes: Path = typer.Argument(..., help="A sidkit SID table (codes.parquet of 'sidkit fit', or an 'sidkit encode' output file)."),
+    out: Path = typer.Option(..., "--out", "-o", help="SID table to write (replaced atomically; never one of the inputs)."),
+    method: str = typer.Option("zcr", "--method", help="zcr (reassign last-level codes inside each prefix group: distinct SIDs of the same length), suffix (0, 1, ... per shared SID) or none."),
+    model: Optional[Path] = typer.Option(None, "--model", help="The model directory the table came from (zcr)."),
+    items: Optional[Path] = typer.Option(None, "--items", help="The catalog with the embeddings (zcr; only colliding rows are read)."),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of --items. [default: the model's]"),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
+) -> None:
+    """Resolve a SID table's collisions again: ZCR (collision-free SIDs of the same length), suffixes, or none."""
+    from sidkit.zcr import dedup
+
+    try:
+        info = dedup(codes, model, items, out, method=method, id_col=id_col)
+    except SidkitError as e:
+        fail(e)
+    if json_out:
+        emit_json(info)
+        return
+    if quiet:
+        return
+    d = info["dedup"]
+    line = f"{info['n_items']:,} SIDs -> {out} ({method}; collision rate {info['collision_rate']:.4f}"
+    if method == "zcr":
+        line += (f", {d['items_moved']:,} items moved, mean cost {d['mean_cost']:.4g}, "
+                 f"{d['groups_unresolved']:,} groups too large for the last codebook ({d['items_unresolved']:,} items keep suffixes)")
+    typer.echo(visible(line + ")"))

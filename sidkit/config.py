@@ -225,6 +225,7 @@ class FitConfig:
     niter: int = 25
     train_sample: int | None = None
     report_sample: int = 20_000
+    dedup: str = "suffix"
     balanced: bool = False
     # rqvae
     epochs: int = 300
@@ -301,6 +302,11 @@ class FitConfig:
             raise ConfigError(f"{opt('train_sample')} must be an integer of at least 2 (got {self.train_sample!r})")
         if not isinstance(self.report_sample, int) or isinstance(self.report_sample, bool) or self.report_sample < 0:
             raise ConfigError(f"{opt('report_sample')} must be an integer >= 0 (0: every item is a query; got {self.report_sample!r})")
+        if self.dedup not in ("suffix", "zcr", "none"):
+            raise ConfigError(f"{opt('dedup')} '{self.dedup}' is not known; use suffix, zcr or none")
+        if self.dedup == "zcr" and self.method == "kae":
+            raise ConfigError(f"{opt('dedup')} zcr needs a residual last level (rqkmeans, rqvae, quasid or adasid); "
+                              f"use {opt('dedup')} suffix with {opt('method')} kae")
         sizes = self.codebook_sizes()
         if any(k < 2 or k > 65536 for k in sizes):
             raise ConfigError(f"{opt('codebook_size')} values must be between 2 and 65536 (got {sizes})")
@@ -340,6 +346,7 @@ HELP: dict[str, str] = {
     "lr": "rqvae: AdamW learning rate.",
     "train_sample": "Train on a seeded sample (--seed) of at most this many rows; every row is still encoded. [default: all rows up to 1,000,000]",
     "report_sample": "Fits on over 100,000 rows: seeded query items of the report's semantic block (approximate index; the sample size and 95% intervals are in the report; 0: every row). 'sidkit audit --items --semantic-sample' runs a bigger one.",
+    "dedup": "Collisions: suffix (an extra token 0, 1, ... per shared SID), zcr (reassign the last code inside each prefix group: distinct SIDs of the same length; rqkmeans/rqvae/quasid/adasid) or none.",
     "balanced": "rqkmeans: capacity-capped (balanced) k-means.",
     "sinkhorn": "rqvae: Sinkhorn assignment on the last level during training (LC-Rec).",
     "device": "rqvae: cpu or cuda.",

@@ -33,8 +33,9 @@ import pyarrow.parquet as pq
 
 from sidkit.errors import ConfigError, DataError, InputFileError, ModelError, opt
 from sidkit.io.codes import codes_table, pack_keys
+from sidkit.zcr import ZCR_CANDIDATES, prefix_keys
 from sidkit.io.source import ParquetSource, open_source
-from sidkit.mapstep import _encode_codes, encode_batch, staged_name  # noqa: F401  (re-exported)
+from sidkit.mapstep import _encode_codes, candidates_array, encode_batch, model_dedup, staged_name  # noqa: F401  (re-exported)
 
 PARTITION_ROWS = 1 << 20  # rows per partition of the suffix pass (about 40 MB of state each)
 MANIFEST = "_sidkit.json"  # written into a directory output; readers skip "_" names
@@ -142,42 +143,53 @@ class _Spill:
             self.paths[p].unlink()
 
 
+SUFFIX_REC = np.dtype([("row", "<i8"), ("suffix", "<i4")])
+ZCR_REC = np.dtype([("row", "<i8"), ("suffix", "<i4"), ("last", "<i4")])  # --dedup zcr: the placed last code too
+
+
 class _RowCursor:
-    """Read back a partition's (row, suffix) pairs, which are sorted by row, a chunk at a time."""
+    """Read back a partition's (row, suffix[, last]) records, which are sorted by row, a chunk
+    at a time."""
 
     CHUNK = 1 << 15
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, dtype: np.dtype = SUFFIX_REC):
         self._f = open(path, "rb") if path.exists() else None
-        self.rows = np.zeros(0, np.int64)
-        self.vals = np.zeros(0, np.int32)
+        self.dtype = dtype
+        self.rec = np.zeros(0, dtype)
         self._i = 0
         self._fill()
 
+    @property
+    def rows(self) -> np.ndarray:
+        return self.rec["row"]
+
     def _fill(self) -> None:
-        if self._f is None or self._i < len(self.rows):
+        if self._f is None or self._i < len(self.rec):
             return
-        raw = self._f.read(self.CHUNK * 12)
+        raw = self._f.read(self.CHUNK * self.dtype.itemsize)
         if not raw:
             self._f.close()
             self._f = None
-            self.rows, self.vals, self._i = np.zeros(0, np.int64), np.zeros(0, np.int32), 0
+            self.rec, self._i = np.zeros(0, self.dtype), 0
             return
-        rec = np.frombuffer(raw, dtype=[("row", "<i8"), ("suffix", "<i4")])
-        self.rows, self.vals, self._i = rec["row"], rec["suffix"], 0
+        self.rec, self._i = np.frombuffer(raw, dtype=self.dtype), 0
 
-    def take_below(self, end: int, out: np.ndarray, start: int) -> None:
-        """Fill ``out[row - start]`` for every pending row < ``end``."""
+    def take_below(self, end: int, out: np.ndarray, start: int, last: np.ndarray | None = None) -> None:
+        """Fill ``out[row - start]`` (and ``last[row - start]``) for every pending row < ``end``."""
         while True:
             self._fill()
-            if self._i >= len(self.rows):
+            if self._i >= len(self.rec):
                 return
-            j = int(np.searchsorted(self.rows, end, side="left"))
+            rows = self.rec["row"]
+            j = int(np.searchsorted(rows, end, side="left"))
             j = max(j, self._i)
             if j > self._i:
-                out[self.rows[self._i:j] - start] = self.vals[self._i:j]
+                out[rows[self._i:j] - start] = self.rec["suffix"][self._i:j]
+                if last is not None:
+                    last[rows[self._i:j] - start] = self.rec["last"][self._i:j]
                 self._i = j
-            if j < len(self.rows):
+            if j < len(self.rec):
                 return
 
     def close(self) -> None:
@@ -233,6 +245,47 @@ def kept_suffixes(keys: np.ndarray, ids: pa.Array, m_keys: np.ndarray, m_ids: pa
     return suf
 
 
+def _full_keys(prefix: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """One opaque key per (prefix key, last code): the suffix bucket of a ZCR model's row."""
+    n = len(prefix)
+    w = 8 if prefix.dtype == np.int64 else prefix.dtype.itemsize
+    pb = (prefix.astype(">i8").view(np.uint8) if prefix.dtype == np.int64 else np.frombuffer(prefix.tobytes(), np.uint8)).reshape(n, w)
+    lb = np.asarray(last).astype(">i4").view(np.uint8).reshape(n, 4)
+    both = np.ascontiguousarray(np.hstack([pb, lb]))
+    return both.view(np.dtype((np.void, both.shape[1]))).ravel()
+
+
+def zcr_partition(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, ids: pa.Array,
+                  m_prefix: np.ndarray, m_last: np.ndarray, m_ids: pa.Array, m_suffix: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The encode-time ZCR rule over one partition of rows (in input order) and the model's rows
+    with the same prefix keys: a row whose id is in the model with the same prefix keeps the
+    model's last code and suffix; every other row takes its own last code if no item holds it,
+    else the nearest free one of its candidates, else the next free suffix of its own SID.
+    Returns (last codes, suffixes, the rows placed: not kept from the model)."""
+    from sidkit.zcr import place_new
+
+    n = len(prefix)
+    out_last = np.asarray(last, np.int64).copy()
+    suf = np.full(n, -1, np.int32)
+    kept = np.zeros(n, bool)
+    if len(m_ids) and n:
+        pos = pc.fill_null(pc.index_in(ids, value_set=m_ids), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        found = np.flatnonzero(pos >= 0)
+        same = found[m_prefix[pos[found]] == prefix[found]]
+        out_last[same] = m_last[pos[same]]
+        suf[same] = m_suffix[pos[same]]
+        kept[same] = True
+    pending = np.flatnonzero(~kept)
+    placed, spill = place_new(prefix, out_last, cand, pending,
+                              np.concatenate([m_prefix, prefix[kept]]) if len(m_prefix) or kept.any() else prefix[:0],
+                              np.concatenate([m_last.astype(np.int64), out_last[kept]]))
+    out_last[pending] = placed[pending]
+    suf[pending[~spill[pending]]] = 0
+    if spill.any():
+        suf = fill_suffixes(_full_keys(prefix, out_last), suf, _full_keys(m_prefix, m_last), m_suffix)
+    return out_last.astype(np.int32), suf, pending
+
+
 # ---------------------------------------------------------------------------------------------
 # stages
 
@@ -248,6 +301,7 @@ def map_local(model, source: ParquetSource, stage_dir: Path, *, id_col: str, bat
     from sidkit.io.catalog import iter_catalog_batches
 
     tok = model.tokenizer
+    zcr = model_dedup(model) == "zcr"
     files = [stage_dir / _staged_name(i) for i in range(len(source.shards))]
     writers: dict[int, pq.ParquetWriter] = {}
     n_zero = done = 0
@@ -256,8 +310,11 @@ def map_local(model, source: ParquetSource, stage_dir: Path, *, id_col: str, bat
                                                            batch_size=batch_size, extra_cols=tok.attribute_columns):
             i = int(np.searchsorted(source.offsets, offset, side="right") - 1)
             n_zero += zero_rows(emb)
-            codes = _encode_codes(model, emb, cols, str(source.shards[i]))
+            got = _encode_codes(model, emb, cols, str(source.shards[i]), candidates=zcr)
+            codes = got[0] if zcr else got
             t = codes_table(ids, codes, np.zeros(len(codes), np.int32)).select(["item_id", "sid"])
+            if zcr:
+                t = t.append_column("zcr_cand", candidates_array(got[1]))
             if i not in writers:
                 for j in list(writers):
                     writers.pop(j).close()
@@ -276,8 +333,9 @@ def map_local(model, source: ParquetSource, stage_dir: Path, *, id_col: str, bat
     return files, n_zero
 
 
-def _model_batches(model, sizes, batch_size: int) -> Iterator[tuple[pa.Array, np.ndarray, np.ndarray]]:
-    """(ids, keys, suffix) of the model's codes.parquet in batches, checked against the model."""
+def _model_batches(model, sizes, batch_size: int, zcr: bool = False) -> Iterator[tuple]:
+    """(ids, keys, suffix) of the model's codes.parquet in batches, checked against the model;
+    with ``zcr`` (ids, prefix keys, suffix, last codes)."""
     from sidkit.io.codes import read_codes_metadata, table_to_codes
     from sidkit.io.modelfiles import check_model_codes
 
@@ -298,7 +356,10 @@ def _model_batches(model, sizes, batch_size: int) -> Iterator[tuple[pa.Array, np
                 m_ids, m_codes, m_suffix = table_to_codes(t, mpath)
                 check_model_codes(m_ids, m_codes, m_suffix, md, model.meta, mpath, row_offset=offset)
                 offset += len(t)
-                yield t.column("item_id").combine_chunks(), pack_keys(m_codes, sizes), m_suffix
+                if zcr:
+                    yield t.column("item_id").combine_chunks(), prefix_keys(m_codes, sizes), m_suffix, m_codes[:, -1].astype(np.int32)
+                else:
+                    yield t.column("item_id").combine_chunks(), pack_keys(m_codes, sizes), m_suffix
     except (pa.ArrowException, OSError, ValueError) as e:
         if isinstance(e, ModelError):
             raise
@@ -328,30 +389,41 @@ def finish_encode(model, staged: list[Path], out: Path, *, as_dir: bool, id_col:
     m_type = model_id_type(model)
     in_type = st.schema_arrow.field("item_id").type
     cmp_type = m_type if m_type is not None else in_type
-    void_w = None if pack_keys(np.zeros((1, len(sizes)), np.int32), sizes).dtype == np.int64 else 4 * len(sizes)
+    zcr = model_dedup(model) == "zcr"  # partitions by prefix key: one prefix group lives in one partition
+    keyf = (lambda c: prefix_keys(c, sizes)) if zcr else (lambda c: pack_keys(c, sizes))  # noqa: E731
+    void_w = None if keyf(np.zeros((1, len(sizes)), np.int32)).dtype == np.int64 else 4 * (len(sizes) - zcr)
     key_type = pa.int64() if void_w is None else pa.binary(void_w)
     parts = max(1, -(-n // max(1, partition_rows)))
-    model_spill = _Spill(scratch / "spill", "model", parts, pa.schema([("key", key_type), ("id", cmp_type), ("suffix", pa.int32())]))
-    in_spill = _Spill(scratch / "spill", "input", parts, pa.schema([("key", key_type), ("id", cmp_type), ("row", pa.int64())]))
+    m_fields = [("key", key_type), ("id", cmp_type), ("suffix", pa.int32())] + ([("last", pa.int32())] if zcr else [])
+    model_spill = _Spill(scratch / "spill", "model", parts, pa.schema(m_fields))
+    n_cand = min(ZCR_CANDIDATES, int(sizes[-1]))
+    i_fields = [("key", key_type), ("id", cmp_type), ("row", pa.int64())] + (
+        [("last", pa.int32()), ("cand", pa.list_(pa.int32(), n_cand))] if zcr else [])
+    in_spill = _Spill(scratch / "spill", "input", parts, pa.schema(i_fields))
     hash_dir = scratch / "hash"
     hash_dir.mkdir(parents=True, exist_ok=True)
     hash_files = [open(hash_dir / f"h-{p:04d}.bin", "wb") for p in range(parts)]
     has_model = False
     try:
-        for m_ids, m_keys, m_suf in _model_batches(model, sizes, batch_size):
+        for m_ids, m_keys, m_suf, *m_last in _model_batches(model, sizes, batch_size, zcr=zcr):
             has_model = True
             m_ids = m_ids.cast(cmp_type) if m_ids.type != cmp_type else m_ids
             model_spill.write((_key_hash(m_keys) % np.uint64(parts)).astype(np.int64),
-                              [_key_arrow(m_keys), m_ids, pa.array(m_suf, pa.int32())])
+                              [_key_arrow(m_keys), m_ids, pa.array(m_suf, pa.int32())] + [pa.array(a, pa.int32()) for a in m_last])
         model_spill.close()
         # pass 1 over the staged codes: keys and ids to the partitions
         for b in st.iter_batches(batch_size=batch_size):
             ids = b.data.column("item_id")
             ids_c = ids.cast(cmp_type) if ids.type != cmp_type else ids
             codes = _sid_codes(b.data.column("sid"), len(sizes))
-            keys = pack_keys(codes, sizes)
+            keys = keyf(codes)
             rows = np.arange(b.offset, b.offset + b.data.num_rows, dtype=np.int64)
-            in_spill.write((_key_hash(keys) % np.uint64(parts)).astype(np.int64), [_key_arrow(keys), ids_c, pa.array(rows)])
+            extra = []
+            if zcr:
+                cand = _candidates(b.data, codes, n_cand)
+                extra = [pa.array(codes[:, -1].astype(np.int32), pa.int32()),
+                         pa.FixedSizeListArray.from_arrays(pa.array(cand.ravel(), pa.int32()), n_cand)]
+            in_spill.write((_key_hash(keys) % np.uint64(parts)).astype(np.int64), [_key_arrow(keys), ids_c, pa.array(rows)] + extra)
             h = id_hash(ids)
             hp = (h >> np.uint64(40)) % np.uint64(parts)
             rec = np.empty(len(h), dtype=[("h", "<u8"), ("row", "<i8")])
@@ -368,7 +440,7 @@ def finish_encode(model, staged: list[Path], out: Path, *, as_dir: bool, id_col:
     _check_duplicates(hash_dir, parts, st, source_label, id_col)
     # each partition: kept suffixes, then the next free ones, written back sorted by row
     res_paths = [scratch / "spill" / f"suffix-{p:04d}.bin" for p in range(parts)]
-    n_new = 0
+    n_new = n_moved = n_spilled = 0
     for p in range(parts):
         mt, it = model_spill.read(p), in_spill.read(p)
         model_spill.remove(p)
@@ -377,20 +449,34 @@ def finish_encode(model, staged: list[Path], out: Path, *, as_dir: bool, id_col:
         keys = _key_numpy(it.column("key").combine_chunks(), void_w) if it.num_rows else m_keys[:0]
         rows = it.column("row").to_numpy() if it.num_rows else np.zeros(0, np.int64)
         ids = it.column("id").combine_chunks() if it.num_rows else pa.array([], cmp_type)
-        kept = kept_suffixes(keys, ids, m_keys, mt.column("id").combine_chunks() if mt.num_rows else pa.array([], cmp_type), m_suf)
-        n_new += int((kept < 0).sum())
-        suf = fill_suffixes(keys, kept, m_keys, m_suf)
-        rec = np.empty(len(rows), dtype=[("row", "<i8"), ("suffix", "<i4")])
-        rec["row"], rec["suffix"] = rows, suf
+        m_ids_p = mt.column("id").combine_chunks() if mt.num_rows else pa.array([], cmp_type)
+        if zcr:
+            m_last = mt.column("last").to_numpy().astype(np.int32) if mt.num_rows else np.zeros(0, np.int32)
+            last = it.column("last").to_numpy().astype(np.int32) if it.num_rows else np.zeros(0, np.int32)
+            cand = (it.column("cand").combine_chunks().flatten().to_numpy().reshape(-1, n_cand) if it.num_rows
+                    else np.zeros((0, n_cand), np.int32))
+            new_last, suf, placed = zcr_partition(keys, last, cand, ids, m_keys, m_last, m_ids_p, m_suf)
+            n_new += len(placed)
+            n_moved += int((new_last[placed] != last[placed]).sum())
+            n_spilled += int((suf[placed] > 0).sum())
+            rec = np.empty(len(rows), dtype=ZCR_REC)
+            rec["row"], rec["suffix"], rec["last"] = rows, suf, new_last
+        else:
+            kept = kept_suffixes(keys, ids, m_keys, m_ids_p, m_suf)
+            n_new += int((kept < 0).sum())
+            suf = fill_suffixes(keys, kept, m_keys, m_suf)
+            rec = np.empty(len(rows), dtype=SUFFIX_REC)
+            rec["row"], rec["suffix"] = rows, suf
         with open(res_paths[p], "wb") as f:
             f.write(rec.tobytes())
         in_spill.remove(p)
-        del mt, it, keys, ids, kept, suf, rec
+        del mt, it, keys, ids, suf, rec
     # final pass: the staged codes again, in order, with the suffixes merged back
     meta = {"method": model.meta["method"], "codebook_sizes": sizes,
-            "model_fingerprint": model.meta.get("model_fingerprint"), "n_levels": len(sizes)}
+            "model_fingerprint": model.meta.get("model_fingerprint"), "n_levels": len(sizes),
+            "dedup": {"method": model_dedup(model), **({"encode_items_placed_elsewhere": n_moved, "encode_items_with_suffix": n_spilled} if zcr else {})}}
     schema_md = {b"sidkit": json.dumps(meta).encode()}
-    cursors = [_RowCursor(pth) for pth in res_paths]
+    cursors = [_RowCursor(pth, ZCR_REC if zcr else SUFFIX_REC) for pth in res_paths]
     done = 0
     try:
         if as_dir:
@@ -401,7 +487,7 @@ def finish_encode(model, staged: list[Path], out: Path, *, as_dir: bool, id_col:
                         if writer is not None:
                             writer.close()
                         writer, cur = None, b.shard_index
-                    tbl = _with_suffix(b, cursors, schema_md)
+                    tbl = _with_suffix(b, cursors, schema_md, zcr)
                     if writer is None:
                         writer = pq.ParquetWriter(tmp / staged[b.shard_index].name, tbl.schema)
                     writer.write_table(tbl)
@@ -417,7 +503,7 @@ def finish_encode(model, staged: list[Path], out: Path, *, as_dir: bool, id_col:
             with atomic_path(out) as tmp:
                 writer = None
                 for b in st.iter_batches(batch_size=batch_size):
-                    tbl = _with_suffix(b, cursors, schema_md)
+                    tbl = _with_suffix(b, cursors, schema_md, zcr)
                     if writer is None:
                         writer = pq.ParquetWriter(tmp, tbl.schema)
                     writer.write_table(tbl)
@@ -428,7 +514,10 @@ def finish_encode(model, staged: list[Path], out: Path, *, as_dir: bool, id_col:
     finally:
         for c in cursors:
             c.close()
-    return {"n_items": int(n), "n_new_or_changed": n_new, "has_model_codes": has_model, "partitions": parts}
+    res = {"n_items": int(n), "n_new_or_changed": n_new, "has_model_codes": has_model, "partitions": parts}
+    if zcr:
+        res["zcr"] = {"items_placed_elsewhere": n_moved, "items_with_suffix": n_spilled}
+    return res
 
 
 def _sid_codes(sid: pa.Array, L: int) -> np.ndarray:
@@ -442,14 +531,33 @@ def _with_suffix_table(t: pa.Table, suffix: np.ndarray, schema_md) -> pa.Table:
     return t.replace_schema_metadata(schema_md)
 
 
-def _with_suffix(b, cursors: list[_RowCursor], schema_md) -> pa.Table:
+def _with_suffix(b, cursors: list[_RowCursor], schema_md, zcr: bool = False) -> pa.Table:
     start, m = b.offset, b.data.num_rows
     suf = np.full(m, -1, np.int32)
+    last = np.full(m, -1, np.int32) if zcr else None
     for c in cursors:
-        c.take_below(start + m, suf, start)
+        c.take_below(start + m, suf, start, last)
     if m and suf.min() < 0:  # pragma: no cover - an invariant of the pass
         raise RuntimeError("suffix pass lost rows")
-    return _with_suffix_table(pa.Table.from_batches([b.data]), suf, schema_md)
+    t = pa.Table.from_batches([b.data]).select(["item_id", "sid"])
+    if zcr and m:
+        sid = t.column("sid").combine_chunks()
+        codes = _sid_codes(sid, len(sid[0])).copy()
+        codes[:, -1] = last
+        t = t.set_column(t.schema.get_field_index("sid"), "sid",
+                         pa.ListArray.from_arrays(pa.array(np.arange(0, codes.size + 1, codes.shape[1], dtype=np.int32)),
+                                                  pa.array(codes.ravel(), pa.int32())).cast(t.schema.field("sid").type))
+    return _with_suffix_table(t, suf, schema_md)
+
+
+def _candidates(t: pa.Table, codes: np.ndarray, m: int) -> np.ndarray:
+    """The staged ``zcr_cand`` of a batch (n, m) int32; a staged file without it (an empty
+    shard) cannot have rows, so this is the own code repeated only as a safeguard."""
+    if "zcr_cand" in t.column_names:
+        c = t.column("zcr_cand")
+        c = c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
+        return c.flatten().to_numpy(zero_copy_only=False).astype(np.int32).reshape(len(c), -1)[:, :m]
+    return np.repeat(codes[:, -1:].astype(np.int32), m, axis=1)
 
 
 def _check_duplicates(hash_dir: Path, parts: int, st: ParquetSource, label: str, id_col: str) -> None:
@@ -577,6 +685,8 @@ def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os
                "seconds": round(time.perf_counter() - t0, 3),
                "stage_seconds": {"map": round(t_map, 3), "suffix_and_write": round(time.perf_counter() - t_fin, 3)},
                "partitions": res["partitions"]}
+    if "zcr" in res:
+        summary["zcr"] = res["zcr"]
     warnings = []
     if not res["has_model_codes"]:
         warnings.append(f"{model.path}: the model has no codes.parquet, so no item keeps a suffix from the fit; "

@@ -319,7 +319,8 @@ def _minionerec_tokens(codes, sfx, fmt, path) -> list[list[str]]:
 
     n, L = codes.shape
     use_sfx = L == 2 and not _suffix_unused(sfx)  # 2 levels + the suffix: 3 collision-free tokens
-    fix = "refit with --levels 2 (the suffix becomes the third token), or with 3 levels and larger codebooks until the 3 tokens are unique"
+    fix = ("refit with --levels 3 --dedup zcr (distinct 3-token SIDs), or with --levels 2 (the suffix becomes the third token), "
+           "or with 3 levels and larger codebooks until the 3 tokens are unique")
     if L + use_sfx != 3:
         raise DataError(f"{path}: MiniOneRec keys items by exactly 3 tokens but this table has {L} levels; {fix}")
     full = np.column_stack([codes, sfx]) if use_sfx else codes

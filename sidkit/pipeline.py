@@ -148,15 +148,30 @@ def fit(
             codes = sample_codes = tok.encode(items_)
             emb_sha = _sha(X)
             suffix = assign_suffix(codes, ids)
+        dedup = None
+        if cfg.dedup == "zcr":
+            natural = sample_codes
+            codes, suffix, dedup = _zcr(codes, ids, tok, None if sampled else X, src, cfg, spec)
+            sample_codes = codes[catalog.rows] if sampled else codes
+            before = tok.reconstruction_mse(items_, natural)
+            if before is not None:
+                dedup["reconstruction_mse_before"] = before
+        elif cfg.dedup == "none":
+            suffix = np.zeros(len(codes), np.int32)
         report = build_report(codes, tok.codebook_sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed,
                               semantic_sample=cfg.report_sample,
                               sample_codes=sample_codes if sampled else None)
         recon_mse = tok.reconstruction_mse(items_, sample_codes)
+        if dedup is not None and recon_mse is not None:  # the reassigned codes' error, decoded
+            recon_mse = _decoded_mse(tok, items_, sample_codes)
         if recon_mse is not None:
             report["reconstruction"] = reconstruction_block(recon_mse, X)
             if sampled:
                 report["reconstruction"]["sample_size"] = n_train
         report.update(tok.report_blocks(sample_codes))  # blocks of the rows the tokenizer was fitted on
+        report["dedup"] = dedup if dedup is not None else {"method": cfg.dedup}
+        if dedup is not None and recon_mse is not None:
+            dedup["reconstruction_mse_after"] = recon_mse
         training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "reconstruction_mse": recon_mse, **tok.training_summary(),
                                     "train_rows": n_train, "catalog_rows": n_rows, "sample_seed": cfg.seed if sampled else None}
         if built.regularizer:
@@ -168,7 +183,7 @@ def fit(
                           training=training)
         write_model_dir(out, blob=blob, meta=meta, item_ids=ids_arr, codes=codes, suffix=suffix,
                         codebooks=tok.codebooks_table(codes), report=report, extra=tok.extra_files(fingerprint),
-                        codes_metadata=tok.codes_metadata())
+                        codes_metadata={**tok.codes_metadata(), "dedup": report["dedup"]})
     notes, more = tok.fit_messages()
     from sidkit.metrics.levels import sink_warnings
 
@@ -192,6 +207,13 @@ def fit(
     }
     if built.regularizer:
         summary["regularizer"] = built.regularizer["name"]
+    summary["dedup"] = report["dedup"]["method"]
+    if dedup is not None:
+        summary["zcr"] = {k: dedup[k] for k in ("items_moved", "groups_resolved", "groups_unresolved", "items_unresolved", "mean_cost")}
+        if dedup["groups_unresolved"]:
+            more.append(f"zcr: {dedup['groups_unresolved']} prefix groups hold more items than the last codebook's "
+                        f"{meta['codebook_sizes'][-1]} codes ({dedup['items_unresolved']} items); they keep suffixes. "
+                        f"A larger last level ({opt('codebook_size')}) or one more level resolves them")
     if sampled:
         notes = [f"trained on a seeded sample of {n_train:,} of the catalog's {n_rows:,} rows ({opt('train_sample')}, "
                  f"{opt('seed')} {cfg.seed}); every row was encoded"] + notes
@@ -235,6 +257,38 @@ def _encode_catalog(src, cfg, spec, tok, sample_rows: np.ndarray, progress, batc
     if n > 1 and n_zero < n and all_same:
         warnings.append(f"{where}: all {n} rows have the same embedding, so every item gets the same core SID; check the embedding column")
     return ids, codes, codes[sample_rows], sha.hexdigest(), warnings
+
+
+def _zcr(codes: np.ndarray, ids: np.ndarray, tok, X: np.ndarray | None, src, cfg, spec):
+    """ZCR (:mod:`sidkit.zcr`) of a fitted catalog: residuals of the colliding rows only, from
+    ``X`` in memory or read back from the source (a sampled fit)."""
+    from sidkit.io.catalog import embedding_to_numpy
+    from sidkit.zcr import zcr_reassign
+
+    def residuals(rows: np.ndarray):
+        o = np.argsort(rows, kind="stable")
+        srt = rows[o]
+        if X is not None:
+            Xr = X[srt]
+        else:
+            t = src.take_rows(srt, list(spec.columns))
+            Xr = fuse({c: embedding_to_numpy(t.column(c), src.path, c) for c in spec.columns}, spec, source=str(src.path))
+        R, C = tok.zcr_space(Items(np.ascontiguousarray(Xr, np.float32), {}, finite=True), codes[srt])
+        out = np.empty_like(R)
+        out[o] = R
+        return out, C
+
+    res = zcr_reassign(codes, ids, list(tok.codebook_sizes), residuals)
+    return res.codes, res.suffix, res.stats
+
+
+def _decoded_mse(tok, items_: Items, codes: np.ndarray, chunk: int = 65536) -> float:
+    """Mean squared error of ``decode(codes)`` against the items, in chunks."""
+    X, sq = items_.X, 0.0
+    for s in range(0, len(X), chunk):
+        rec = tok.decode(codes[s:s + chunk])
+        sq += float(((np.asarray(rec, np.float64) - X[s:s + chunk]) ** 2).sum())
+    return sq / max(1, X.size)
 
 
 def _suffixes(codes: np.ndarray, ids: pa.Array) -> np.ndarray:

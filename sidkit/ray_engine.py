@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sidkit.errors import ConfigError, InputFileError, ModelError, SidkitError, opt
-from sidkit.mapstep import encode_batch, staged_name
+from sidkit.mapstep import encode_batch, model_dedup, staged_name
 
 __all__ = ["RAY_MISSING", "encode_shard", "ray_map_stage", "staged_name"]
 
@@ -90,6 +90,7 @@ def encode_shard(model, shard: str | os.PathLike, dest: str | os.PathLike, *, id
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputFileError(f"{shard}: not a readable Parquet file ({msg}); re-export it") from None
     cols = _read_columns(model, names, id_col)
+    zcr = model_dedup(model) == "zcr"
     missing = [c for c in cols if c not in names]
     if missing:
         raise InputFileError(f"{shard}: no column '{missing[0]}' (columns: {', '.join(names[:12])}); "
@@ -100,7 +101,7 @@ def encode_shard(model, shard: str | os.PathLike, dest: str | os.PathLike, *, id
     try:
         with pf:
             for b in _shard_batches(pf, shard, cols, batch_size):
-                t = encode_batch(model, b, id_col=id_col, source=f"{shard} (rows from {n})")
+                t = encode_batch(model, b, id_col=id_col, source=f"{shard} (rows from {n})", candidates=zcr)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, t.schema)
                 writer.write_table(t)

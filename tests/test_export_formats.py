@@ -198,7 +198,7 @@ def test_minionerec_round_trip_collision_free(data, tmp_path):
 def test_minionerec_refuses_collisions_and_four_levels(data):
     d = data["dir"]
     e = one_line_error(run("export", d / "codes.parquet", "--format", "minionerec", "-o", d / "m"))
-    assert "share their 3 tokens" in e and "refit with --levels 2" in e
+    assert "share their 3 tokens" in e and "--levels 3 --dedup zcr" in e and "--levels 2" in e
     assert not (d / "m").exists()
     write_codes(d / "c4.parquet", data["ids"], np.column_stack([data["codes"], np.arange(60)]), [10, 4, 4, 64])
     e = one_line_error(run("export", d / "c4.parquet", "--format", "minionerec", "-o", d / "m"))

@@ -206,6 +206,12 @@ class Tokenizer:
         """Extra keys of ``codes.parquet``'s ``sidkit`` metadata."""
         return {}
 
+    def zcr_space(self, items, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The residuals of ``items`` before the last level, given their ``codes`` (n, d), and
+        the last codebook (V, d), in the quantizer's own space; None for a tokenizer whose last
+        level is not a residual codebook (ZCR, :mod:`sidkit.zcr`, cannot run on it)."""
+        return None
+
     def fit_messages(self) -> tuple[list[str], list[str]]:
         """(notes, warnings) for the fit summary."""
         return [], []

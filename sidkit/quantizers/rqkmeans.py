@@ -102,6 +102,13 @@ class RQKMeans(Tokenizer):
         self._require_fitted("decode")
         return decode_codes(check_codes(codes, self.codebook_sizes_), self.codebooks_)
 
+    def zcr_space(self, items, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self._require_fitted("zcr_space")
+        X = items_matrix(items, n_features=self.n_features_in_, min_rows=0)
+        codes = np.asarray(codes)
+        R = X - decode_codes(codes[:, :-1], self.codebooks_[:-1]) if codes.shape[1] > 1 else X.copy()
+        return R, self.codebooks_[-1]
+
     def training_summary(self) -> dict:
         return {"inertia_per_level": self.inertia_per_level_}
 

@@ -460,6 +460,13 @@ class RQVAE(Tokenizer):
         self._require_fitted("encode")
         return self._encode_with(self.module_, items_matrix(items, n_features=self.n_features_in_, min_rows=0))
 
+    def zcr_space(self, items, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z = self.latents(items)
+        books = self.codebooks_
+        codes = np.asarray(codes)
+        R = z - decode_codes(codes[:, :-1], books[:-1]) if codes.shape[1] > 1 else z
+        return R, books[-1]
+
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Reconstruct inputs from codes: decoder(sum of codewords)."""
         self._require_fitted("decode")

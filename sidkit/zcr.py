@@ -1,0 +1,287 @@
+"""Zero-Collision Reassignment (ZCR, METHODS.md §1.9): collision-free SIDs of the same length.
+
+Items that share a full SID are separated by changing only their last-level code, inside their
+prefix group (the items with the same first L-1 codes). Per colliding group one assignment
+problem (items x free codes, each code used once) is solved with a lexicographic objective:
+fewest items moved first, then the least total increase of the squared distance from the item's
+last-level residual ``r`` to its code, ``||r - C[v]||^2 - ||r - C[c]||^2``. Items whose SID does
+not collide keep it and block their code. A group with more items than the last codebook has
+codes cannot be made collision-free this way: it keeps its codes and its items keep suffixes.
+
+Only the rows of colliding groups are touched (their residuals are asked for through
+``residuals(rows)``), so the cost is O(colliding rows), not O(catalog).
+
+:func:`zcr_reference` is the slow brute force the tests compare against.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from sidkit.io.codes import assign_suffix, pack_keys
+
+DEDUP_METHODS = ("suffix", "zcr", "none")
+
+
+@dataclass
+class ZCRResult:
+    codes: np.ndarray  # (n, L) int32, last level reassigned
+    suffix: np.ndarray  # (n,) int32: 0 except in groups ZCR could not resolve
+    stats: dict = field(default_factory=dict)
+
+
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end offsets of the runs of equal values in a sorted array."""
+    if not len(keys):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    brk = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    starts = np.concatenate([[0], brk])
+    ends = np.concatenate([brk, [len(keys)]])
+    return starts, ends
+
+
+def prefix_keys(codes: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """One key per row for its first L-1 codes (all equal when L = 1)."""
+    if codes.shape[1] < 2:
+        return np.zeros(len(codes), np.int64)
+    return pack_keys(np.ascontiguousarray(codes[:, :-1]), list(sizes[:-1]))
+
+
+def solve_group(cur: np.ndarray, dist: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:
+    """One group's assignment. ``cur`` (m,) the movable items' codes, ``dist`` (m, V) squared
+    distances of their residuals to every last-level code, ``free`` the codes they may take
+    (their own codes included). Returns the new codes and the total cost increase."""
+    from scipy.optimize import linear_sum_assignment
+
+    delta = dist[:, free] - dist[np.arange(len(cur)), cur][:, None]
+    moved = (free[None, :] != cur[:, None]).astype(np.float64)
+    big = float(np.abs(delta).sum()) + 1.0  # one move more costs more than any distance total
+    r, c = linear_sum_assignment(moved * big + delta)
+    new = cur.copy()
+    new[r] = free[c]
+    cost = float((dist[np.arange(len(cur)), new] - dist[np.arange(len(cur)), cur]).sum())
+    return new, cost
+
+
+def zcr_reassign(codes: np.ndarray, item_ids, sizes: list[int],
+                 residuals: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> ZCRResult:
+    """ZCR over a whole table. ``residuals(rows)`` returns the last-level residuals of those rows
+    (len(rows), d) and the last codebook (V, d). Deterministic: groups and items in id order."""
+    codes = np.ascontiguousarray(codes, dtype=np.int32)
+    n, L = codes.shape
+    V = int(sizes[-1])
+    ids = np.asarray(item_ids)
+    full = pack_keys(codes, list(sizes))
+    _, inv, cnt = np.unique(full, return_inverse=True, return_counts=True)
+    colliding = cnt[inv.ravel()] > 1
+    stats = {"method": "zcr", "items_colliding_before": int(colliding.sum()),
+             "collision_rate_before": round(float(1 - len(cnt) / n), 6) if n else 0.0,
+             "items_moved": 0, "groups": 0, "groups_resolved": 0, "groups_unresolved": 0,
+             "items_unresolved": 0, "mean_cost": 0.0, "max_cost": 0.0, "total_cost": 0.0}
+    new = codes.copy()
+    if not colliding.any():
+        return ZCRResult(new, np.zeros(n, np.int32), stats)
+    pre = prefix_keys(codes, sizes)
+    groups = np.unique(pre[colliding])
+    rows = np.flatnonzero(np.isin(pre, groups))
+    order = np.lexsort((ids[rows], pre[rows]))
+    rows = rows[order]
+    starts, ends = _runs(pre[rows])
+    sizes_g = ends - starts
+    ok = sizes_g <= V
+    movable = rows[np.repeat(ok, sizes_g) & colliding[rows]]
+    R, C = residuals(movable) if len(movable) else (np.zeros((0, 1), np.float32), np.zeros((V, 1), np.float32))
+    R = np.asarray(R, np.float64)
+    C = np.asarray(C, np.float64)
+    pos = {int(r): i for i, r in enumerate(movable)}
+    cn = (C * C).sum(1)
+    costs = []
+    stats["groups"] = int(len(starts))
+    for g in range(len(starts)):
+        members = rows[starts[g]:ends[g]]
+        if not ok[g]:
+            stats["groups_unresolved"] += 1
+            stats["items_unresolved"] += int(len(members))
+            continue
+        mov = members[colliding[members]]
+        fixed = members[~colliding[members]]
+        blocked = np.zeros(V, bool)
+        blocked[codes[fixed, -1]] = True
+        free = np.flatnonzero(~blocked)
+        Rg = R[[pos[int(r)] for r in mov]]
+        dist = (Rg * Rg).sum(1)[:, None] - 2 * Rg @ C.T + cn[None, :]
+        cur = codes[mov, -1].astype(np.int64)
+        got, cost = solve_group(cur, dist, free)
+        moved = got != cur
+        new[mov, -1] = got
+        stats["groups_resolved"] += 1
+        stats["items_moved"] += int(moved.sum())
+        idx = np.arange(len(cur))[moved]
+        costs.extend((dist[idx, got[idx]] - dist[idx, cur[idx]]).tolist())
+    if costs:
+        c = np.asarray(costs)
+        stats.update(mean_cost=round(float(c.mean()), 6), max_cost=round(float(c.max()), 6), total_cost=round(float(c.sum()), 6))
+    stats["moved_fraction"] = round(stats["items_moved"] / n, 6) if n else 0.0
+    suffix = assign_suffix(new, ids) if stats["groups_unresolved"] else np.zeros(n, np.int32)
+    return ZCRResult(new, suffix, stats)
+
+
+def zcr_reference(codes: np.ndarray, R: np.ndarray, C: np.ndarray) -> tuple[int, float]:
+    """Brute force over one prefix group (slow; tests only): every injective assignment of the
+    colliding items to codes not held by a non-colliding item. Returns (fewest moves, least cost
+    at that number of moves)."""
+    last = codes[:, -1]
+    vals, cnt = np.unique(last, return_counts=True)
+    coll = np.isin(last, vals[cnt > 1])
+    mov = np.flatnonzero(coll)
+    free = [v for v in range(len(C)) if v not in set(last[~coll].tolist())]
+    d = ((R[:, None, :] - C[None, :, :]) ** 2).sum(-1)
+    best = None
+    for perm in itertools.permutations(free, len(mov)):
+        moves = sum(int(p != last[i]) for i, p in zip(mov, perm))
+        cost = sum(d[i, p] - d[i, last[i]] for i, p in zip(mov, perm))
+        if best is None or (moves, cost) < best:
+            best = (moves, cost)
+    return best if best is not None else (0, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# encode-time placement (METHODS.md §1.9, DESIGN): existing items keep their codes, a new item
+# takes its own code if free, else the nearest free code of its prefix group among its
+# ``ZCR_CANDIDATES`` nearest last-level codes, else a suffix.
+
+ZCR_CANDIDATES = 16
+
+
+def last_level_candidates(R: np.ndarray, C: np.ndarray, m: int = ZCR_CANDIDATES) -> np.ndarray:
+    """The ``m`` nearest last-level codes of each residual, nearest first (n, m) int16/int32."""
+    m = min(m, len(C))
+    d = (R * R).sum(1)[:, None] - 2 * R @ C.T + (C * C).sum(1)[None, :]
+    part = np.argpartition(d, m - 1, axis=1)[:, :m] if m < len(C) else np.tile(np.arange(len(C)), (len(R), 1))
+    dd = np.take_along_axis(d, part, 1)
+    o = np.lexsort((part, dd), axis=1)
+    out = np.take_along_axis(part, o, 1)
+    return out.astype(np.int16 if len(C) <= 32767 else np.int32)
+
+
+def place_new(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, pending: np.ndarray,
+              taken_prefix: np.ndarray, taken_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Encode-time rule over one partition (rows in input order). ``prefix``/``last`` every row's
+    prefix key and natural last code, ``cand`` its candidate codes (nearest first), ``pending``
+    the rows to place (the others keep what they have and are in ``taken_*``). Returns the new
+    last codes of every row and a mask of the rows that found no free code (they get a suffix)."""
+    out = last.astype(np.int64).copy()
+    spill = np.zeros(len(last), bool)
+    taken: dict = {}
+    for p, v in zip(taken_prefix.tolist(), taken_last.tolist()):
+        taken.setdefault(p, set()).add(v)
+    pk = prefix.tolist()  # ints, or bytes for wide keys
+    for i in pending.tolist():
+        s = taken.setdefault(pk[i], set())
+        v = int(last[i])
+        if v in s:
+            v = next((int(c) for c in cand[i] if int(c) not in s), -1)
+            if v < 0:
+                spill[i] = True
+                continue
+        s.add(v)
+        out[i] = v
+    return out, spill
+
+
+# ---------------------------------------------------------------------------------------------
+# sidkit dedup: re-resolve the collisions of an existing sidkit SID table
+
+def dedup(codes_path, model_dir, items, out, *, method: str = "zcr", id_col: str | None = None) -> dict:
+    """Resolve the collisions of a sidkit codes table again, with ``method`` ``zcr`` (reassign
+    last-level codes; needs the model the table came from and the catalog's embeddings, read
+    only for the colliding rows), ``suffix`` or ``none``. Writes ``out`` atomically (never over
+    an input) and returns the summary (ZCR's statistics under ``dedup``)."""
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from sidkit.errors import ConfigError, DataError, InputFileError, ModelError, opt
+    from sidkit.features import fuse
+    from sidkit.io.artifacts import check_output
+    from sidkit.io.catalog import embedding_to_numpy, resolve_columns
+    from sidkit.io.codes import read_codes, write_codes
+    from sidkit.io.source import open_source
+    from sidkit.modeldir import load_model
+    from sidkit.quantizers.base import Items
+
+    if method not in DEDUP_METHODS:
+        raise ConfigError(f"{opt('method')} '{method}' is not known; use one of {', '.join(DEDUP_METHODS)}")
+    codes_path, out = Path(codes_path), Path(out)
+    check_output(out, opt("out", "-o"), {"CODES": codes_path, opt("model"): model_dir, opt("items"): items})
+    if not codes_path.is_file():
+        raise InputFileError(f"{codes_path}: not found (or not a file); give the codes.parquet of 'sidkit fit' or an 'sidkit encode' output file")
+    try:
+        ids, codes, _, md = read_codes(codes_path)
+    except (pa.ArrowException, OSError, KeyError) as e:
+        raise InputFileError(f"{codes_path}: not a sidkit codes table ({' '.join(str(e).split())[:100]}); "
+                             "it needs columns item_id and sid") from None
+    md = dict(md or {})
+    n = len(codes)
+    stats: dict = {"method": method}
+    if method == "zcr":
+        if model_dir is None or items is None:
+            raise ConfigError(f"{opt('method')} zcr needs {opt('model')} (the model the table came from) and {opt('items')} (the catalog's embeddings)")
+        model = load_model(model_dir)
+        sizes = list(model.codebook_sizes)
+        if md.get("model_fingerprint") and model.meta.get("model_fingerprint") and md["model_fingerprint"] != model.meta["model_fingerprint"]:
+            raise ModelError(f"{codes_path}: the table was written by another model than {model_dir} (fingerprints differ); "
+                             f"give the {opt('model')} that made it")
+        if codes.shape[1] != len(sizes) or (n and (codes.max(0) >= np.asarray(sizes)).any()):
+            raise ModelError(f"{codes_path}: its SIDs do not fit {model_dir}'s codebooks ({'x'.join(map(str, sizes))}); "
+                             f"give the {opt('model')} that made it")
+        src = open_source(items)
+        id_col = id_col or model.meta.get("input", {}).get("id_col", "item_id")
+        resolve_columns(src.schema_arrow, src.path, id_col, list(model.fusion.columns))
+        cat_ids = pa.chunked_array([b.data.column(id_col) for b in src.iter_batches(columns=[id_col])]).combine_chunks()
+        ids_arr = pa.array(ids.tolist() if ids.dtype == object else ids)
+        if ids_arr.type != cat_ids.type:
+            try:
+                ids_arr = ids_arr.cast(cat_ids.type)
+            except (pa.ArrowException, ValueError):
+                raise DataError(f"{src.path}: id column '{id_col}' has type {cat_ids.type}, the table's item_id {ids_arr.type}; "
+                                "give the catalog the table was encoded from") from None
+        where = pc.fill_null(pc.index_in(ids_arr, value_set=cat_ids), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+        def residuals(rows: np.ndarray):
+            cat_rows = where[rows]
+            if (cat_rows < 0).any():
+                bad = ids[rows[np.flatnonzero(cat_rows < 0)[0]]]
+                raise DataError(f"{src.path}: item {bad!r} of {codes_path} is not in the catalog; give the catalog the table was encoded from")
+            o = np.argsort(cat_rows, kind="stable")
+            t = src.take_rows(cat_rows[o], list(model.fusion.columns))
+            X = fuse({c: embedding_to_numpy(t.column(c), src.path, c) for c in model.fusion.columns}, model.fusion, source=str(src.path))
+            R, C = model.tokenizer.zcr_space(Items(X, {}, finite=True), codes[rows[o]])
+            if R is None:
+                raise ConfigError(f"{model_dir}: a {model.meta.get('method')} model has no residual last level; use {opt('method')} suffix")
+            back = np.empty_like(R)
+            back[o] = R
+            return back, C
+
+        from sidkit.quantizers.base import Tokenizer
+
+        if type(model.tokenizer).zcr_space is Tokenizer.zcr_space:
+            raise ConfigError(f"{model_dir}: a {model.meta.get('method')} model has no residual last level; use {opt('method')} suffix")
+        res = zcr_reassign(codes, ids, sizes, residuals)
+        codes, suffix, stats = res.codes, res.suffix, res.stats
+    elif method == "suffix":
+        suffix = assign_suffix(codes, ids)
+    else:
+        suffix = np.zeros(n, np.int32)
+    md["dedup"] = stats
+    write_codes(out, pa.array(ids.tolist() if ids.dtype == object else ids), codes, suffix, md)
+    key = pack_keys(codes)
+    n_distinct = len(np.unique(key)) if n else 0
+    return {"output": str(out), "n_items": n, "method": method, "collision_rate": round(1 - n_distinct / n, 6) if n else 0.0,
+            "max_suffix": int(suffix.max()) if n else 0, "dedup": stats}

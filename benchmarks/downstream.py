@@ -1,16 +1,22 @@
-"""Downstream benchmark (METHODS.md §6.2): Recall@K / NDCG@K of SASRec over each tokenizer's SIDs.
+"""Downstream benchmark (METHODS.md §6.2): Recall@K / NDCG@K of a recommender over each tokenizer's SIDs.
 
-For each shared catalog, fit codes with every method in ``sidkit.config.METHODS`` that this
-script knows (rqkmeans, rqvae, quasid, adasid, kae with its suffix; missing ones are skipped with a note), evaluate
-them together with the most-popular and sasrec-id baselines (3 downstream seeds, one tokenizer
-seed), then print per catalog the table and, averaged over the catalogs, the relative Recall@10
-delta of each method vs rqvae with its paired-bootstrap 95 % interval.
+For each shared catalog, fit codes with every requested method (rqkmeans, rqvae, quasid, adasid,
+kae; ``METHOD:zcr`` fits it with ``--dedup zcr``, ``METHOD:none`` with ``--dedup none``) and
+``--fit-seeds`` tokenizer seeds, add the published indexes of ../shared (``--published``, the
+Scientific catalog), evaluate every table under one protocol (``--model sasrec-sid`` or
+``tiger``, ``--seeds`` downstream seeds) with the most-popular and sasrec-id baselines, then print
+per catalog the table and one row per method pooled over its fit seeds: mean Recall@10 (and
+ItemHit@10 with tiger) and the relative change vs rqvae with a 95 % interval from a two-level
+bootstrap (fit seeds of each method drawn with replacement, test users drawn paired), so the
+interval includes tokenizer variance. Last, the same pooled over both catalogs.
 
     python benchmarks/downstream.py [--datasets amazon18_scientific,amazon14_office]
-        [--methods rqvae,rqkmeans,quasid,adasid,kae] [--seeds 3] [--epochs 30] [--max-steps 2000]
-        [--json out.json] [--keep DIR]
+        [--methods rqvae,rqkmeans,quasid,adasid,kae,rqvae:zcr] [--fit-seeds 3] [--seeds 3]
+        [--model sasrec-sid|tiger] [--published letter_native,quasid_native,...] [--epochs 30]
+        [--max-steps 2000] [--json out.json] [--keep DIR]
 
-Runtime on 2 loaded CPU cores: tens of minutes (each downstream run is a few minutes).
+Runtime on 2 loaded CPU cores: tens of minutes with sasrec-sid (each downstream run is a minute
+or two); TIGER training takes about 20 minutes per table and seed on Scientific.
 """
 
 from __future__ import annotations
@@ -33,10 +39,11 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def fit_codes(ds: str, method: str, out: Path, max_steps: int | None) -> dict:
+def fit_codes(ds: str, spec: str, out: Path, max_steps: int | None, seed: int = 0) -> dict:
     import sidkit
 
-    opts: dict = {"method": method, "seed": 0}
+    method, _, dedup = spec.partition(":")
+    opts: dict = {"method": method, "seed": seed, "dedup": dedup or "suffix"}
     if method not in ("rqkmeans", "kae") and max_steps:
         opts["max_steps"] = max_steps
     inter = DATA / ds / "interactions.parquet"
@@ -60,11 +67,39 @@ def fmt_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def pooled_delta(per_user: dict, groups: dict, ref: str, key: str, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per method: mean of ``key`` over its fit seeds and users, and the relative change vs
+    ``ref`` with a two-level bootstrap (fit seeds with replacement per method, users paired).
+    ``groups``: method -> row indices (one per fit seed); ``per_user[key]``: per row, per user."""
+    rng = np.random.default_rng(seed)
+    mats = {m: np.stack([per_user[key][i] for i in rows]) for m, rows in groups.items()}  # (fit seeds, users)
+    n_users = next(iter(mats.values())).shape[1]
+    users = rng.integers(0, n_users, size=(n_boot, n_users))
+    draws = {}
+    for m, M in mats.items():
+        seeds = rng.integers(0, len(M), size=(n_boot, len(M)))
+        # mean over the drawn users of the mean over the drawn fit seeds
+        seed_mean = np.stack([M[seeds[b]].mean(0) for b in range(n_boot)])  # (boot, users)
+        draws[m] = np.take_along_axis(seed_mean, users, 1).mean(1)
+    out = {}
+    for m, M in mats.items():
+        mean = float(M.mean())
+        rel = float(mean / mats[ref].mean() - 1) if mats[ref].mean() > 0 else float("nan")
+        d = draws[m] / np.maximum(draws[ref], 1e-12) - 1
+        out[m] = {"mean": mean, "fit_seeds": len(M), "per_seed": [float(v) for v in M.mean(1)],
+                  "delta": rel, "ci": [float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))], "draws": d}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="amazon18_scientific,amazon14_office")
     ap.add_argument("--methods", default=",".join(WANTED))
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--fit-seeds", type=int, default=1, help="tokenizer seeds per method (0, 1, ...)")
+    ap.add_argument("--seeds", type=int, default=3, help="downstream training seeds")
+    ap.add_argument("--model", default="sasrec-sid", choices=["sasrec-sid", "tiger"])
+    ap.add_argument("--beam", type=int, default=20)
+    ap.add_argument("--published", default="", help="comma list of ../shared reference_sids indexes (Scientific), e.g. letter_native,quasid_native")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--max-steps", type=int, default=None, help="RQ-VAE step budget for rqvae/quasid/adasid")
     ap.add_argument("--json", type=Path, default=None)
@@ -73,31 +108,43 @@ def main() -> None:
 
     from sidkit.config import METHODS
     from sidkit.eval import evaluate
-    from sidkit.eval.bootstrap import paired_bootstrap  # noqa: F401  (documented entry point)
 
     methods = [m for m in args.methods.split(",") if m]
-    notes = [f"{m}: not in sidkit.config.METHODS {METHODS}; skipped" for m in methods if m not in METHODS]
-    methods = [m for m in methods if m in METHODS]
+    notes = [f"{m}: not in sidkit.config.METHODS {METHODS}; skipped" for m in methods if m.partition(":")[0] not in METHODS]
+    methods = [m for m in methods if m.partition(":")[0] in METHODS]
     for n in notes:
         log("note:", n)
     root = args.keep or Path(tempfile.mkdtemp(prefix="sidkit-downstream-"))
     root.mkdir(parents=True, exist_ok=True)
-    results: dict = {"datasets": {}, "notes": notes, "methods": methods}
+    results: dict = {"datasets": {}, "notes": notes, "methods": methods, "pooled": {}}
+    draws_by_ds: dict = {}
     for ds in [d for d in args.datasets.split(",") if d]:
-        fits, paths, names = {}, [], []
+        fits, paths, names, groups = {}, [], [], {}
         for m in methods:
-            out = root / f"{ds}_{m}"
-            log(f"[{ds}] fit {m} ...")
-            try:
-                fits[m] = fit_codes(ds, m, out, args.max_steps)
-            except Exception as e:  # a method under construction must not sink the benchmark
-                msg = f"{ds}/{m}: fit failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); skipped"
-                log("note:", msg)
-                results["notes"].append(msg)
+            for fs in range(args.fit_seeds):
+                name = m if args.fit_seeds == 1 else f"{m}@{fs}"
+                out = root / f"{ds}_{m.replace(':', '_')}_s{fs}"
+                log(f"[{ds}] fit {name} ...")
+                try:
+                    fits[name] = fit_codes(ds, m, out, args.max_steps, seed=fs)
+                except Exception as e:  # a method under construction must not sink the benchmark
+                    msg = f"{ds}/{name}: fit failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); skipped"
+                    log("note:", msg)
+                    results["notes"].append(msg)
+                    continue
+                log(f"[{ds}] fit {name}: {fits[name]['fit_seconds']:.0f} s, collision rate {fits[name]['collision_rate']:.2%}")
+                groups.setdefault(m, []).append(len(paths))
+                paths.append(out)
+                names.append(name)
+        ref_dir = DATA / ds / "raw" / "reference_sids"
+        for pub in [p for p in args.published.split(",") if p]:
+            f = next(iter(sorted(ref_dir.glob(f"{pub}.*.index.json"))), None) if ref_dir.exists() else None
+            if f is None:
+                results["notes"].append(f"{ds}: no published index {pub!r} in {ref_dir}; skipped")
                 continue
-            log(f"[{ds}] fit {m}: {fits[m]['fit_seconds']:.0f} s, collision rate {fits[m]['collision_rate']:.2%}")
-            paths.append(out)
-            names.append(m)
+            groups[f"published:{pub}"] = [len(paths)]
+            paths.append(f)
+            names.append(f"pub:{pub}")
         t0 = time.perf_counter()
 
         def prog(stage, done, total, info):
@@ -105,34 +152,46 @@ def main() -> None:
                 log(f"[{ds}] {stage} epoch {done} valid R@10 {info.get('valid_recall@10', float('nan')):.4f} ({time.perf_counter() - t0:.0f} s)")
 
         res = evaluate(paths, DATA / ds / "interactions.parquet", names=names, seeds=tuple(range(args.seeds)),
-                       epochs=args.epochs, progress=prog)
+                       epochs=args.epochs, progress=prog, model=args.model, beam=args.beam, return_per_user=True)
+        per_user = res.pop("per_user")
         res["fits"] = fits
         results["datasets"][ds] = res
         print(f"\n== {ds}: {res['n_users']:,} test users, {res['n_items']:,} items, {args.seeds} downstream seeds, "
-              f"random R@10 = {res['random_recall@10']:.4f} ({res['seconds']:.0f} s)")
+              f"{args.model}, random R@10 = {res['random_recall@10']:.4f} ({res['seconds']:.0f} s)")
         print(fmt_table(res), flush=True)
+        ref = methods[0] if methods else None
+        if ref in groups:
+            pooled = {}
+            for key in ["recall@10"] + (["itemhit@10"] if "itemhit@10" in per_user else []):
+                pooled[key] = pooled_delta(per_user, groups, ref, key, seed=0)
+            draws_by_ds[ds] = pooled
+            print(f"\n-- {ds}: pooled over {args.fit_seeds} fit seed(s) x users (two-level bootstrap), vs {ref}")
+            for m in groups:
+                cells = []
+                for key, pm in pooled.items():
+                    r = pm[m]
+                    cells.append(f"{key} {r['mean']:.4f} {r['delta']:+6.1%} [{r['ci'][0]:+.1%}, {r['ci'][1]:+.1%}]")
+                print(f"  {m:<22}" + "   ".join(cells))
+            results["pooled"][ds] = {key: {m: {k: v for k, v in r.items() if k != "draws"} for m, r in pm.items()}
+                                     for key, pm in pooled.items()}
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
 
-    # average over catalogs of the relative R@10 delta vs the reference (rqvae)
-    dss = list(results["datasets"].values())
-    if dss:
-        print("\n== relative Recall@10 vs", dss[0]["reference"], "averaged over", len(dss), "catalog(s)")
-        print("(per-catalog paired bootstrap over users, 95 % interval; the average interval is the mean of the endpoints, a rough guide)")
-        names_all = [r["name"] for r in dss[0]["rows"]]
-        summary = {}
-        for name in names_all[1:]:
-            per = [next((r for r in d["rows"] if r["name"] == name), None) for d in dss]
-            per = [r for r in per if r is not None]
-            if not per:
-                continue
-            mean = float(np.mean([r["delta_recall@10"] for r in per]))
-            lo = float(np.mean([r["delta_recall@10_ci"][0] for r in per]))
-            hi = float(np.mean([r["delta_recall@10_ci"][1] for r in per]))
-            res_flags = ["yes" if r["delta_resolved"] else "no" for r in per]
-            summary[name] = {"delta": mean, "ci_mean": [lo, hi], "resolved_per_catalog": res_flags}
-            print(f"  {name:<14}{mean:+7.1%}  [{lo:+.1%}, {hi:+.1%}]  resolved per catalog: {', '.join(res_flags)}")
-        results["average"] = summary
+    # pooled over catalogs: the mean of the per-catalog relative changes, the same per bootstrap draw
+    if len(draws_by_ds) > 1:
+        dss = list(draws_by_ds.values())
+        print(f"\n== pooled over {len(dss)} catalogs and fit seeds: relative change vs {methods[0]} (mean of the catalogs, 95 % interval)")
+        results["pooled"]["catalogs"] = {}
+        for key in dss[0]:
+            for m in dss[0][key]:
+                if not all(key in d and m in d[key] for d in dss):
+                    continue
+                delta = float(np.mean([d[key][m]["delta"] for d in dss]))
+                draw = np.mean([d[key][m]["draws"] for d in dss], axis=0)
+                ci = [float(np.quantile(draw, 0.025)), float(np.quantile(draw, 0.975))]
+                excl = "excludes 0" if ci[0] > 0 or ci[1] < 0 else "includes 0"
+                results["pooled"]["catalogs"].setdefault(key, {})[m] = {"delta": delta, "ci": ci}
+                print(f"  {key:<11}{m:<22}{delta:+7.1%}  [{ci[0]:+.1%}, {ci[1]:+.1%}]  {excl}")
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
     for n in results["notes"]:

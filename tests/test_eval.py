@@ -514,9 +514,14 @@ def test_evaluate_tiger_runs(tmp_path):
     good = _category_sids(tmp_path / "good.parquet")
     small = _first_users(tmp_path / "small.parquet", 60)
     res = evaluate([good], small, model="tiger", seeds=(0,), baselines=(), n_bootstrap=100,
-                   train_config=tiny_cfg(epochs=1, valid_users=200))
+                   train_config=tiny_cfg(epochs=1, valid_users=200), return_per_user=True)
     row = res["rows"][0]
     assert row["model"] == "tiger" and 0.0 <= row["recall@10"] <= row["recall@20"] <= 1.0
+    # per-user vectors (for intervals pooled over tokenizer fits) average to the rows' figures
+    pu = res["per_user"]
+    assert len(pu["recall@10"][0]) == res["n_users"]
+    assert float(np.mean(pu["recall@10"][0])) == pytest.approx(row["recall@10"])
+    assert float(np.mean(pu["itemhit@10"][0])) == pytest.approx(row["itemhit@10"])
 
 
 def test_evaluate_leaves_the_train_config_alone(tmp_path):

@@ -66,11 +66,12 @@ def data(tmp_path_factory):
     fit_t = fit_t.set_column(1, "embedding", pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), DIM))
     pq.write_table(fit_t, d / "fit.parquet")
     sidkit.fit(d / "fit.parquet", out=d / "m", method="rqkmeans", levels=2, codebook_size=16, seed=0)
+    sidkit.fit(d / "fit.parquet", out=d / "m_zcr", method="rqkmeans", levels=2, codebook_size=64, seed=0, dedup="zcr")
     import shutil
 
     shutil.copytree(d / "m", d / "m_nocodes")
     (d / "m_nocodes" / "codes.parquet").unlink()
-    return {"dir": d, "one": one, "shards": shards, "model": d / "m", "model_nocodes": d / "m_nocodes"}
+    return {"dir": d, "one": one, "shards": shards, "model": d / "m", "model_nocodes": d / "m_nocodes", "model_zcr": d / "m_zcr"}
 
 
 def test_staged_files_equal_encode_batch_per_shard(ray, data, tmp_path):
@@ -95,7 +96,7 @@ def parts(d: Path) -> list[str]:
     return sorted(n for n in os.listdir(d) if n.startswith("part-"))
 
 
-@pytest.mark.parametrize("which", ["model", "model_nocodes"])
+@pytest.mark.parametrize("which", ["model", "model_nocodes", "model_zcr"])
 def test_codes_and_suffixes_equal_local_engine(ray, data, tmp_path, which):
     local = sidkit.encode(data[which], data["shards"], f"{tmp_path}/local/")
     s = sidkit.encode(data[which], data["shards"], f"{tmp_path}/ray/", engine="ray", workers=1, batch_size=2048)
@@ -108,6 +109,8 @@ def test_codes_and_suffixes_equal_local_engine(ray, data, tmp_path, which):
     assert (s["n_kept"], s["n_new_or_changed"]) == (local["n_kept"], local["n_new_or_changed"])
     if which == "model":  # fitted items that did not move keep their suffix; the 300 moved ones mostly change
         assert 2000 < s["n_kept"] < 3000
+    elif which == "model_zcr":  # new items were placed on free last-level codes, as with the local engine
+        assert s["zcr"] == local["zcr"] and s["zcr"]["items_placed_elsewhere"] > 0 and s["n_kept"] > 2000
     else:
         assert s["n_kept"] == 0
     # heavy buckets: suffixes really are in play, and sid + [suffix] is unique

@@ -86,6 +86,7 @@ def evaluate(
     collisions: str = "group",
     train_config: TrainConfig | None = None,
     progress: Callable | None = None,
+    return_per_user: bool = False,
 ) -> dict:
     """Train a downstream recommender on each SID table and report full-ranking Recall@K / NDCG@K.
 
@@ -114,6 +115,9 @@ def evaluate(
     train_config : :class:`sidkit.eval.models.TrainConfig` of the downstream models (default
         ``TrainConfig()``); it is not modified (``epochs`` overrides a copy).
     progress : callback ``(stage, done, total, info)``.
+    return_per_user : also return ``per_user``: per row, each test user's Recall@10 (and, with
+        ``tiger``, ItemHit@10) averaged over the downstream seeds, for intervals pooled over
+        several tokenizer fits (``benchmarks/downstream.py --fit-seeds``).
 
     Returns
     -------
@@ -274,7 +278,13 @@ def evaluate(
             row["delta_itemhit@10_ci"] = b["ci"]
             row["delta_itemhit@10_resolved"] = b["resolved"]
     rnd = 1.0 / split.n_items
+    extra = {}
+    if return_per_user:
+        extra["per_user"] = {"recall@10": [np.asarray(v, np.float64) for v in per_user]}
+        if tiger:
+            extra["per_user"]["itemhit@10"] = [np.asarray(v, np.float64) for v in per_user_item]
     return {
+        **extra,
         "rows": rows,
         "reference": rows[0]["name"],
         "n_users": int(len(test_tgt)),

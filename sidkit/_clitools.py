@@ -37,6 +37,25 @@ def fail(err: BaseException) -> NoReturn:
     raise typer.Exit(getattr(err, "exit_code", 2))
 
 
+def summary_console(file=None, min_width: int = 0):
+    """The rich console of a command's summary on stdout. Not a terminal (a pipe, a log file of a
+    batch job): 200 columns (or ``$COLUMNS``), so tables and lines do not wrap at rich's default
+    80; a terminal: its own width (at least ``min_width``)."""
+    import os
+
+    from rich.console import Console
+
+    out = file or sys.stdout
+    tty = hasattr(out, "isatty") and out.isatty()
+    width = None
+    if not tty:
+        width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 200
+    c = Console(file=out, highlight=False, soft_wrap=False, width=width)
+    if min_width and c.width < min_width:
+        c = Console(file=out, highlight=False, soft_wrap=False, width=min_width)
+    return c
+
+
 def emit_json(obj: Any) -> None:
     """One strict JSON document on stdout (NaN and infinities as null)."""
     from sidkit.io.artifacts import dumps_json

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from sidkit import __version__
-from sidkit._clitools import OneLineErrors, emit_json, fail, fmt, safe, visible
+from sidkit._clitools import OneLineErrors, emit_json, fail, fmt, safe, summary_console, visible
 from sidkit.config import help_for
 from sidkit.errors import SidkitError
 
@@ -123,10 +123,9 @@ def fit(
 
 
 def _print_fit_summary(s: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    c = Console(highlight=False)
+    c = summary_console()
     c.print(f"[bold]{safe(s['method'])}[/] on {s['n_items']:,} items -> [bold]{safe(s['model_dir'])}[/] "
             f"({s['fit_seconds']:.1f} s fit, {s['total_seconds']:.1f} s total)")
     c.print(f"collision rate [bold]{s['collision_rate']:.2%}[/]  unique SIDs {s['unique_sid_ratio']:.2%}  "

@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from sidkit._clitools import emit_json, fail, visible
+from sidkit._clitools import emit_json, fail, summary_console, visible
 from sidkit.errors import GateFailed, SidkitError
 
 
@@ -30,13 +30,13 @@ def audit_command(
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="Another SID table to compare with (churn)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
     fail_on: Optional[List[str]] = typer.Option(None, "--fail-on", help="Gate such as 'collision_rate>0.02' (repeatable); exit 1 when one trips."),
-    codebook_size: Optional[str] = typer.Option(None, "--codebook-size", help="Codebook size K, or a comma list per level (default: file metadata, else largest code + 1)."),
+    codebook_size: Optional[str] = typer.Option(None, "--codebook-size", help="Codebook size K, or a comma list per level. [default: the file metadata, else the largest code + 1]"),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of the SID table / catalog."),
     suffix: str = typer.Option("auto", "--suffix", help="Last token as de-dup suffix: auto | last | none."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as one JSON document."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings or summary."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed of the sampled estimates."),
-    display_cols: Optional[str] = typer.Option(None, "--display-cols", help="With --items: catalog columns listed next to bucket members, comma separated (default: title and the category column when present)."),
+    display_cols: Optional[str] = typer.Option(None, "--display-cols", help="With --items: catalog columns listed next to bucket members, comma separated. [default: title and the category column when present]"),
     semantic_sample: int = typer.Option(100_000, "--semantic-sample", min=0, help="Catalogs over 100k items: seeded query items of the semantic block, searched in an approximate index over all items (0: every item)."),
 ) -> None:
     """Collision report and diversity metrics for any SID table."""
@@ -69,7 +69,7 @@ def export_command(
     codes: Path = typer.Argument(..., help="SID table to export (any format audit reads)."),
     fmt: str = typer.Option("tokens", "--format", "-f", help="tokens | index-json | csv (one file), or a folder for a "
                             "recommender stack: lcrec (LC-Rec, LETTER) | minionerec | openonerec | hf-tokenizer."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: stdout); the output folder for the stack formats (replaced as a whole)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file; the output folder for the stack formats (replaced as a whole). [default: stdout]"),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of the SID table."),
     suffix: str = typer.Option("auto", "--suffix", help="Last token as de-dup suffix: auto | last | none."),
     raw: bool = typer.Option(False, "--raw", help="tokens/csv: write ids exactly as they are, also those that begin with = + - @ tab or CR (by default such a cell gets a leading ' so that spreadsheets do not run it as a formula)."),
@@ -79,7 +79,7 @@ def export_command(
     title_col: str = typer.Option("title", "--title-col", help="Catalog column of the item titles."),
     text_cols: Optional[str] = typer.Option(None, "--text-cols", help="Catalog columns joined into the description (comma list; '' for none). [default: description, where the catalog has it]"),
     token_format: Optional[str] = typer.Option(None, "--token-format", help="Token template with {level} and {code}, or an example: "
-                                               "'<a_12>' = '<{level}_{code}>' (default), '<s_a_12>' = '<s_{level}_{code}>' (the openonerec default)."),
+                                               "'<a_12>' = '<{level}_{code}>', '<s_a_12>' = '<s_{level}_{code}>' (openonerec's). [default: <a_12>; openonerec: <s_a_12>]"),
     tokens_file: Optional[Path] = typer.Option(None, "--tokens-file", help="Also write the full level-major token grid (every code of every level, the suffix level, "
                                                "begin/end markers for openonerec), one token a line; fixed for a model's codebook sizes."),
     codebook_size: Optional[str] = typer.Option(None, "--codebook-size", help="Codebook sizes for the token grid when the table does not record them (one, or one per level)."),
@@ -127,7 +127,7 @@ def export_command(
 def lookup_command(
     codes: Path = typer.Argument(..., help="SID table the strings come from (any format audit reads)."),
     sids: Optional[List[str]] = typer.Argument(None, help="Generated SID strings, e.g. '<a_12><b_3><c_77><d_0>' (a core SID without its suffix token gives all its items). '-' or none: one per line on stdin."),
-    token_format: Optional[str] = typer.Option(None, "--token-format", help="Token template of the strings ({level}, {code}); '<a_12>' (default) or '<s_a_12>'."),
+    token_format: Optional[str] = typer.Option(None, "--token-format", help="Token template of the strings ({level}, {code}): '<a_12>' or '<s_a_12>'. [default: <a_12>]"),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of the SID table."),
     suffix: str = typer.Option("auto", "--suffix", help="Last token as de-dup suffix: auto | last | none."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document: [{sid, item_ids}, ...]."),
@@ -153,11 +153,10 @@ def lookup_command(
 
 def print_summary(rep: dict, file=None) -> None:
     """Readable rich summary of a report on stdout: headline numbers, per-level table, buckets."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    con = Console(file=file or sys.stdout, highlight=False, soft_wrap=False)
+    con = summary_console(file)
     col = rep["collision"]
     ham = rep.get("hamming", {})
     con.print(f"[bold]SID audit[/bold]  {rep['n_items']:,} items, {rep['n_levels']} levels, codebook sizes "
@@ -184,9 +183,10 @@ def print_summary(rep: dict, file=None) -> None:
         mse = ""
         if dd.get("reconstruction_mse_before") is not None and dd.get("reconstruction_mse_after") is not None:
             mse = f", reconstruction MSE {dd['reconstruction_mse_before']:.4g} -> {dd['reconstruction_mse_after']:.4g}"
-        head.add_row("dedup: zcr", visible(f"{dd['items_moved']:,} items moved (collision rate before "
-                                           f"{100 * dd['collision_rate_before']:.2f}%), mean cost {dd['mean_cost']:.4g}{mse}; "
-                                           f"{dd['groups_unresolved']:,} groups too large ({dd['items_unresolved']:,} items keep suffixes)"))
+        head.add_row("dedup: zcr", f"{dd['items_moved']:,} moved",
+                     visible(f"items whose last code ZCR reassigned (collision rate before {100 * dd['collision_rate_before']:.2f}%), "
+                             f"mean cost {dd['mean_cost']:.4g}{mse}; {dd['groups_unresolved']:,} groups too large for the last "
+                             f"codebook ({dd['items_unresolved']:,} items keep suffixes)"))
     elif dd:
         head.add_row("dedup", visible(str(dd.get("method"))))
     if ham:

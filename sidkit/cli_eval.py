@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from sidkit._clitools import emit_json, fail, safe, visible
+from sidkit._clitools import emit_json, fail, safe, summary_console, visible
 from sidkit.config import EVAL_EPOCHS
 from sidkit.errors import ConfigError, SidkitError
 
@@ -60,12 +60,9 @@ def eval_command(
 
 
 def print_table(res: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    c = Console()
-    if not c.is_terminal:
-        c = Console(width=max(c.width, 130))
+    c = summary_console(min_width=130)
     multi = any(len(r.get("seeds", [])) > 1 for r in res["rows"])
     t = Table(title=f"{res['n_users']:,} test users, {res['n_items']:,} items, full ranking "
                     f"(random Recall@10 = {res['random_recall@10']:.4f})")

@@ -13,7 +13,7 @@ import typer
 
 from sidkit._clitools import emit_json as _emit
 from sidkit._clitools import fail as _fail
-from sidkit._clitools import safe, visible
+from sidkit._clitools import safe, summary_console, visible
 from sidkit.errors import SidkitError
 from sidkit.config import MAX_ROUTE_SHARE, PLAN_DEFAULTS
 
@@ -62,10 +62,9 @@ def kae_plan_command(
 
 
 def print_plan(d: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    c = Console(highlight=False)
+    c = summary_console()
     c.print(f"[bold]KAE plan[/] -> {safe(d['plan_file'])}  ({d['report'].get('n_items', 0):,} items, {len(d['groups'])} groups, "
             f"objective J = {d['report'].get('objective_bits', 0):.3f} bits)")
     t = Table("pos", "group", "categories", "H(Z) bits", "H(A|Z) bits", "kept words", "coverage", "reserved", "capacity")
@@ -146,10 +145,9 @@ def slots_command(
     if as_json:
         _emit(r)
         return
-    from rich.console import Console
     from rich.table import Table
 
-    c = Console(highlight=False)
+    c = summary_console()
     c.print(f"[bold]slot registry[/] {safe(r['model_dir'])}  version {r['version']}")
     t = Table("pos", "group", "categories", "capacity", "active", "reserved", "bound", "free")
     for g in r["groups"]:

@@ -205,7 +205,6 @@ def dedup(codes_path, model_dir, items, out, *, method: str = "zcr", id_col: str
 
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from sidkit.errors import ConfigError, DataError, InputFileError, ModelError, opt
     from sidkit.features import fuse

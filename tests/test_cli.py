@@ -162,3 +162,46 @@ def test_encode_out_and_output_are_one_option(tmp_path):
         assert run("encode", model, good, flag, tmp_path / f"c{flag}.parquet", "--quiet").exit_code == 0
     a, b, c = (pq.read_table(tmp_path / f"c{f}.parquet") for f in ("--out", "--output", "-o"))
     assert a.equals(b) and a.equals(c)
+
+
+def test_progress_keeps_counter_and_eta_at_80_columns():
+    import io
+    import re
+
+    from rich.console import Console
+
+    from sidkit._progress import fit_info, progress_bar
+
+    buf = io.StringIO()
+    con = Console(file=buf, width=80, force_terminal=True, color_system=None)
+    many = {"loss": 0.123456, "recon": 0.0012345, "hmr": 0.5, "align": 0.25, "conflicts": 1234, "lr": 0.001}
+    with progress_bar(True, console=con) as cb:
+        for i in range(1, 4):
+            cb("train", i * 100, 2000, many)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "\n", buf.getvalue().replace("\r", "\n"))
+    last = [ln for ln in text.splitlines() if ln.startswith("train")][-1]
+    assert "300/2000" in last and re.search(r"\d:\d\d:\d\d \d:\d\d:\d\d", last), last  # counter, elapsed, ETA
+    assert len(last) <= 80 and last.endswith("…")  # the metrics were cut, not the counter
+    assert fit_info("a=1", 200, "train", 2000) == "a=1"
+    assert fit_info("x" * 100, 30, "train", 2000) == ""
+
+
+def test_summaries_do_not_wrap_at_80_columns_when_piped(tmp_path, monkeypatch):
+    from sidkit._clitools import summary_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    import io
+
+    assert summary_console(io.StringIO()).width == 200
+    monkeypatch.setenv("COLUMNS", "120")
+    assert summary_console(io.StringIO()).width == 120
+    assert summary_console(io.StringIO(), min_width=130).width == 130
+
+
+def test_help_shows_defaults_one_way():
+    import re
+
+    for cmd in ["fit", "encode", "audit", "export", "eval", "dedup", "lookup", "kae-plan", "bind-slot"]:
+        res = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "250"})
+        assert res.exit_code == 0
+        assert not re.search(r"\(default[:)]", res.output), f"{cmd}: a default written '(default ...)' instead of '[default: ...]'"

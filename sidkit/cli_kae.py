@@ -88,7 +88,7 @@ def bind_slot_command(
     alias: Optional[List[str]] = typer.Option(None, "--alias", help="Another spelling that also matches (repeatable)."),
     items: Optional[Path] = typer.Option(None, "--items", help="Catalog whose items carrying the word give the slot's routing scorer."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of --items. [default: the model's]"),
-    max_route_share: float = typer.Option(MAX_ROUTE_SHARE, "--max-route-share", help="With --items: at most this share of the items lacking the attribute may be routed to the new slot."),
+    max_route_share: float = typer.Option(MAX_ROUTE_SHARE, "--max-route-share", help="With --items: at most this share of the fit items carrying another word of the group (true negatives) may be routed to the new slot; the attribute-less items that would move are reported."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No message."),
 ) -> None:

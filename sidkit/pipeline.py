@@ -26,6 +26,9 @@ from sidkit.quantizers.base import Items, Progress, check_enough_items
 __all__ = ["FitResult", "Model", "encode", "encode_batch", "fit", "load_model", "save_tensors"]
 
 
+KAE_COLLISION_HINT = 0.2  # a KAE fit above this collision rate without residual levels gets the hint
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` returns: the model directory, the codes and the report."""
@@ -188,6 +191,10 @@ def fit(
     from sidkit.metrics.levels import sink_warnings
 
     more = list(more) + sink_warnings(report.get("levels", []), method=cfg.method, balanced=bool(cfg.balanced))
+    if cfg.method == "kae" and not cfg.residual_levels and report["collision"]["collision_rate"] > KAE_COLLISION_HINT:
+        more.append(f"kae: the attribute positions alone give {100 * report['collision']['collision_rate']:.1f}% collisions "
+                    f"(items with the same words share a SID); add semantic levels after them with "
+                    f"{opt('residual_levels')} 1 or 2 ({opt('residual_method')} rqkmeans by default)")
     col = report["collision"]
     summary = {
         "model_dir": str(out),

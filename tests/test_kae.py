@@ -714,3 +714,31 @@ def test_kae_plan_names_real_columns_and_refuses_repeated_ids(tmp_path):
     r = CliRunner().invoke(app, ["kae-plan", str(tmp_path / "inter.parquet"), "-o", str(tmp_path / "p.toml")])
     assert r.exit_code == 2 and "duplicated ids" in r.output and "'a'" in r.output
     assert not (tmp_path / "p.toml").exists()
+
+
+def test_plan_orders_path_levels_coarse_to_fine():
+    """Ascending entropy, except that the levels of one category path keep path order."""
+    from sidkit.kae.plan import CategorySpec, order_groups
+
+    specs = [CategorySpec.parse(n) for n in ["categories[1]", "categories[4]", "colors", "categories[2]", "brand"]]
+    members = [[1], [0], [2], [3], [4]]  # categories[4], categories[1], colors, categories[2], brand
+    H = [1.0, 3.0, 0.5, 2.0, 4.0]  # by entropy alone: colors, categories[4], categories[2], categories[1], brand
+    got = order_groups(members, H, specs)
+    assert got == [[2], [0], [3], [1], [4]]  # colors keeps position 0; the path levels come 1, 2, 4
+    # a merged group counts by its shallowest level; groups without path levels keep entropy order
+    got = order_groups([[2, 1], [0], [4]], [0.1, 0.2, 0.3], specs)
+    assert got == [[0], [2, 1], [4]]
+
+
+def test_kae_fit_hints_at_residual_levels_when_attributes_collide(tmp_path):
+    import sidkit
+    from sidkit.datasets import make_catalog
+
+    pq.write_table(make_catalog(800, dim=16, seed=2), tmp_path / "items.parquet")
+    r = sidkit.fit(tmp_path / "items.parquet", out=tmp_path / "m", method="kae", attributes="brand,categories")
+    assert r.report["collision"]["collision_rate"] > 0.2
+    assert any("residual_levels 1 or 2" in w for w in r.summary.get("warnings", []))  # the option by its Python name here
+    assert not any("sink" in w for w in r.summary.get("warnings", []))
+    r = sidkit.fit(tmp_path / "items.parquet", out=tmp_path / "m2", method="kae", attributes="brand,categories",
+                   residual_levels=1, codebook_size=16)
+    assert not any("residual_levels" in w for w in r.summary.get("warnings", []))

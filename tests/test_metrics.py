@@ -237,3 +237,5 @@ def test_sink_warnings_name_the_level_and_the_fix():
     assert len(w) == 1 and w[0].startswith("level 2: normalized perplexity") and "--balanced" in w[0]
     assert "--method rqvae" in sink_warnings(levels, method="rqkmeans", balanced=True)[0]
     assert sink_warnings(levels[:1]) == []
+    assert "--max-steps" in sink_warnings(levels, method="rqvae")[0] and "--balanced" not in sink_warnings(levels, method="quasid")[0]
+    assert sink_warnings(levels, method="kae") == []  # attribute positions follow the words' frequencies

@@ -540,6 +540,25 @@ def write_plan(plan: Plan, path: str | Path) -> None:
 # --------------------------------------------------------------------------------------------
 # making a plan
 
+def order_groups(members: list, entropies: Sequence[float], specs: Sequence[CategorySpec]) -> list:
+    """Coarse to fine: ascending H(Z_g) (METHODS.md §5.3 step 4), with one constraint added: the
+    levels of one category path come in path order (a group holding ``categories[1]`` before one
+    holding only deeper levels of ``categories``), however the entropies fall. Groups holding
+    levels of a path keep the positions the entropy order gave them and are re-dealt over those
+    positions by their shallowest level; other groups keep their entropy positions."""
+    order = sorted(range(len(members)), key=lambda i: (entropies[i], members[i]))
+    out = [members[i] for i in order]
+    for col in sorted({specs[a].column for g in out for a in g if specs[a].level is not None}):
+        def depth(g):
+            return min((specs[a].level for a in g if specs[a].column == col and specs[a].level is not None), default=None)
+
+        slots = [k for k, g in enumerate(out) if depth(g) is not None]
+        dealt = sorted((out[k] for k in slots), key=lambda g: (depth(g), g))
+        for k, g in zip(slots, dealt):
+            out[k] = g
+    return out
+
+
 def make_plan(table: pa.Table | Mapping[str, Sequence], attributes: Sequence[str] | None = None, *, groups: int = 6,
               mu_bal: float = DEFAULTS["mu_bal"], k_max: int = DEFAULTS["k_max"], eps: float = DEFAULTS["eps"],
               f_min: int = DEFAULTS["f_min"], reserved_ratio: float = DEFAULTS["reserved_ratio"],
@@ -558,7 +577,7 @@ def make_plan(table: pa.Table | Mapping[str, Sequence], attributes: Sequence[str
     st = GroupStats(cats, rows)
     G = min(groups, len(cats))
     members, log = merge_categories(st, G, mu_bal=mu_bal, k_max=k_max, refine_passes=refine_passes)
-    members.sort(key=lambda g: (st.stats(g)[1], g))  # ascending H(Z_g)
+    members = order_groups(members, [st.stats(g)[1] for g in members], specs)
     ln2 = math.log(2)
     gplans = []
     for i, g in enumerate(members):

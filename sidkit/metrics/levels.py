@@ -79,6 +79,8 @@ def sink_warnings(levels: list[dict], *, method: str | None = None, balanced: bo
     """One warning per level of a report's ``levels`` block whose normalized perplexity is below
     ``threshold``, naming the largest code's share and the fix (``--balanced`` for an RQ-KMeans
     fit that was not balanced; a different tokenizer or more levels otherwise)."""
+    if method == "kae":  # attribute positions follow the words' own frequencies: a skew there is the data
+        return []
     out = []
     for i, lv in enumerate(levels):
         p = lv.get("normalized_perplexity")
@@ -88,6 +90,8 @@ def sink_warnings(levels: list[dict], *, method: str | None = None, balanced: bo
             fix = "refit with --balanced (capacity-capped k-means)"
         elif method == "rqkmeans":
             fix = "try --method rqvae, or fewer codes at this level"
+        elif method in ("rqvae", "quasid", "adasid"):
+            fix = "train longer (--max-steps), or try --sinkhorn or --method quasid (collision-aware)"
         else:
             fix = "for an RQ-KMeans tokenizer refit with --balanced, or use --method rqvae"
         out.append(f"level {i + 1}: normalized perplexity {p:.2f} (below {threshold}): a few 'sink' codes take most "

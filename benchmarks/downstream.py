@@ -1,7 +1,8 @@
 """Downstream benchmark (METHODS.md §6.2): Recall@K / NDCG@K of a recommender over each tokenizer's SIDs.
 
 For each shared catalog, fit codes with every requested method (rqkmeans, rqvae, quasid, adasid,
-kae; ``METHOD:zcr`` fits it with ``--dedup zcr``, ``METHOD:none`` with ``--dedup none``) and
+kae; ``METHOD:zcr`` fits it with ``--dedup zcr``, ``METHOD:none`` with ``--dedup none``,
+``METHOD+balanced`` with that boolean option switched on) and
 ``--fit-seeds`` tokenizer seeds, add the published indexes of ../shared (``--published``, the
 Scientific catalog), evaluate every table under one protocol (``--model sasrec-sid`` or
 ``tiger``, ``--seeds`` downstream seeds) with the most-popular and sasrec-id baselines, then print
@@ -42,8 +43,9 @@ def log(*a):
 def fit_codes(ds: str, spec: str, out: Path, max_steps: int | None, seed: int = 0) -> dict:
     import sidkit
 
-    method, _, dedup = spec.partition(":")
-    opts: dict = {"method": method, "seed": seed, "dedup": dedup or "suffix"}
+    head, _, dedup = spec.partition(":")
+    method, *flags = head.split("+")  # rqkmeans+balanced: a boolean fit option switched on
+    opts: dict = {"method": method, "seed": seed, "dedup": dedup or "suffix", **{f: True for f in flags}}
     if method not in ("rqkmeans", "kae") and max_steps:
         opts["max_steps"] = max_steps
     inter = DATA / ds / "interactions.parquet"
@@ -110,8 +112,8 @@ def main() -> None:
     from sidkit.eval import evaluate
 
     methods = [m for m in args.methods.split(",") if m]
-    notes = [f"{m}: not in sidkit.config.METHODS {METHODS}; skipped" for m in methods if m.partition(":")[0] not in METHODS]
-    methods = [m for m in methods if m.partition(":")[0] in METHODS]
+    notes = [f"{m}: not in sidkit.config.METHODS {METHODS}; skipped" for m in methods if m.partition(":")[0].split("+")[0] not in METHODS]
+    methods = [m for m in methods if m.partition(":")[0].split("+")[0] in METHODS]
     for n in notes:
         log("note:", n)
     root = args.keep or Path(tempfile.mkdtemp(prefix="sidkit-downstream-"))
@@ -123,7 +125,7 @@ def main() -> None:
         for m in methods:
             for fs in range(args.fit_seeds):
                 name = m if args.fit_seeds == 1 else f"{m}@{fs}"
-                out = root / f"{ds}_{m.replace(':', '_')}_s{fs}"
+                out = root / f"{ds}_{m.replace(':', '_').replace('+', '_')}_s{fs}"
                 log(f"[{ds}] fit {name} ...")
                 try:
                     fits[name] = fit_codes(ds, m, out, args.max_steps, seed=fs)

@@ -1,6 +1,6 @@
 """ZCR vs suffix on the shared catalogs: collision rate, items moved, reconstruction cost, time.
 
-For each catalog and method: one `sidkit fit` (default --dedup suffix), then `sidkit.zcr.dedup`
+For each catalog and method: one `sidkit fit` (default --dedup suffix), then `sidkit.dedup.dedup`
 on its codes (the same codes as `fit --dedup zcr`, see tests/test_zcr.py), timed against the fit
 in the same process. The published indexes of ../shared (native vs their ZCR variant) are
 audited next to them.
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import sidkit
-from sidkit.zcr import dedup
+from sidkit.dedup import dedup
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -272,7 +272,7 @@ def dedup_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
 ) -> None:
     """Resolve a SID table's collisions again: ZCR (collision-free SIDs of the same length), suffixes, or none."""
-    from sidkit.zcr import dedup
+    from sidkit.dedup import dedup
 
     try:
         info = dedup(codes, model, items, out, method=method, id_col=id_col)

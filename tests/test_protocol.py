@@ -129,11 +129,11 @@ def test_help_texts_take_their_defaults_from_the_config():
 
 STAGES = [  # (module prefix, stage): lower stages never import higher ones, even lazily
     ("sidkit.errors", 0), ("sidkit.config", 0), ("sidkit._progress", 0),
-    ("sidkit.io", 1), ("sidkit.features", 1), ("sidkit.metrics", 1), ("sidkit.report", 1), ("sidkit.datasets", 1), ("sidkit.tokens", 1),
+    ("sidkit.io", 1), ("sidkit.features", 1), ("sidkit.metrics", 1), ("sidkit.report", 1), ("sidkit.datasets", 1), ("sidkit.tokens", 1), ("sidkit.zcr", 1),
     ("sidkit.quantizers", 2), ("sidkit.regularizers", 2), ("sidkit.kae", 2),
     ("sidkit.methods", 3), ("sidkit.modeldir", 4), ("sidkit.mapstep", 4),
     ("sidkit.pipeline", 5), ("sidkit.encoding", 5), ("sidkit.ray_engine", 5), ("sidkit.spark", 5), ("sidkit.audit", 5), ("sidkit.export", 5),
-    ("sidkit.eval", 5), ("sidkit.sidlookup", 5),
+    ("sidkit.eval", 5), ("sidkit.sidlookup", 5), ("sidkit.dedup", 5),
     ("sidkit._clitools", 6), ("sidkit.cli", 6), ("sidkit.__main__", 6),
 ]
 

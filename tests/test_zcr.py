@@ -15,6 +15,7 @@ import sidkit
 from sidkit.cli import app
 from sidkit.datasets import make_catalog
 from sidkit.encoding import fill_suffixes, zcr_partition
+from sidkit.dedup import dedup
 from sidkit.zcr import last_level_candidates, place_new, zcr_reassign, zcr_reference
 
 runner = CliRunner()
@@ -196,7 +197,9 @@ def test_encode_keeps_existing_codes_and_places_new_items(cat, tmp_path):
     sidkit.encode(tmp_path / "m", tmp_path / "new.parquet", tmp_path / "parts/", partition_rows=37)
     assert _full(pq.read_table(tmp_path / "parts")) == got
     # audit shows how the table was deduplicated
-    rep = sidkit.audit(tmp_path / "m" / "codes.parquet")
+    from sidkit.audit import audit
+
+    rep = audit(tmp_path / "m" / "codes.parquet")
     assert rep["dedup"]["method"] == "zcr" and rep["dedup"]["items_moved"] > 0
 
 
@@ -212,7 +215,7 @@ def test_dedup_command(cat, tmp_path):
     # the same, with the catalog's rows in another order
     t = pq.read_table(cat / "items.parquet")
     pq.write_table(t.take(pa.array(np.random.default_rng(0).permutation(len(t)))), tmp_path / "shuffled.parquet")
-    sidkit.zcr.dedup(tmp_path / "m" / "codes.parquet", tmp_path / "m", tmp_path / "shuffled.parquet", tmp_path / "z2.parquet")
+    dedup(tmp_path / "m" / "codes.parquet", tmp_path / "m", tmp_path / "shuffled.parquet", tmp_path / "z2.parquet")
     assert _full(pq.read_table(tmp_path / "z2.parquet")) == _full(pq.read_table(tmp_path / "z.parquet"))
     # never over an input; zcr needs the model and the catalog; a table of another model is refused
     sidkit.fit(cat / "items.parquet", out=tmp_path / "other", method="rqkmeans", levels=3, codebook_size=16, seed=1)

@@ -1,0 +1,99 @@
+"""``sidkit dedup``: resolve the collisions of an existing sidkit SID table again (ZCR,
+:mod:`sidkit.zcr`; suffixes; or none)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sidkit.io.codes import assign_suffix, pack_keys
+
+
+def dedup(codes_path, model_dir, items, out, *, method: str = "zcr", id_col: str | None = None) -> dict:
+    """Resolve the collisions of a sidkit codes table again, with ``method`` ``zcr`` (reassign
+    last-level codes; needs the model the table came from and the catalog's embeddings, read
+    only for the colliding rows), ``suffix`` or ``none``. Writes ``out`` atomically (never over
+    an input) and returns the summary (ZCR's statistics under ``dedup``)."""
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from sidkit.errors import ConfigError, DataError, InputFileError, ModelError, opt
+    from sidkit.features import fuse
+    from sidkit.io.artifacts import check_output
+    from sidkit.io.catalog import embedding_to_numpy, resolve_columns
+    from sidkit.io.codes import read_codes, write_codes
+    from sidkit.io.source import open_source
+    from sidkit.modeldir import load_model
+    from sidkit.quantizers.base import Items
+    from sidkit.zcr import DEDUP_METHODS, zcr_reassign
+
+    if method not in DEDUP_METHODS:
+        raise ConfigError(f"{opt('method')} '{method}' is not known; use one of {', '.join(DEDUP_METHODS)}")
+    codes_path, out = Path(codes_path), Path(out)
+    check_output(out, opt("out", "-o"), {"CODES": codes_path, opt("model"): model_dir, opt("items"): items})
+    if not codes_path.is_file():
+        raise InputFileError(f"{codes_path}: not found (or not a file); give the codes.parquet of 'sidkit fit' or an 'sidkit encode' output file")
+    try:
+        ids, codes, _, md = read_codes(codes_path)
+    except (pa.ArrowException, OSError, KeyError) as e:
+        raise InputFileError(f"{codes_path}: not a sidkit codes table ({' '.join(str(e).split())[:100]}); "
+                             "it needs columns item_id and sid") from None
+    md = dict(md or {})
+    n = len(codes)
+    stats: dict = {"method": method}
+    if method == "zcr":
+        if model_dir is None or items is None:
+            raise ConfigError(f"{opt('method')} zcr needs {opt('model')} (the model the table came from) and {opt('items')} (the catalog's embeddings)")
+        model = load_model(model_dir)
+        sizes = list(model.codebook_sizes)
+        if md.get("model_fingerprint") and model.meta.get("model_fingerprint") and md["model_fingerprint"] != model.meta["model_fingerprint"]:
+            raise ModelError(f"{codes_path}: the table was written by another model than {model_dir} (fingerprints differ); "
+                             f"give the {opt('model')} that made it")
+        if codes.shape[1] != len(sizes) or (n and (codes.max(0) >= np.asarray(sizes)).any()):
+            raise ModelError(f"{codes_path}: its SIDs do not fit {model_dir}'s codebooks ({'x'.join(map(str, sizes))}); "
+                             f"give the {opt('model')} that made it")
+        src = open_source(items)
+        id_col = id_col or model.meta.get("input", {}).get("id_col", "item_id")
+        resolve_columns(src.schema_arrow, src.path, id_col, list(model.fusion.columns))
+        cat_ids = pa.chunked_array([b.data.column(id_col) for b in src.iter_batches(columns=[id_col])]).combine_chunks()
+        ids_arr = pa.array(ids.tolist() if ids.dtype == object else ids)
+        if ids_arr.type != cat_ids.type:
+            try:
+                ids_arr = ids_arr.cast(cat_ids.type)
+            except (pa.ArrowException, ValueError):
+                raise DataError(f"{src.path}: id column '{id_col}' has type {cat_ids.type}, the table's item_id {ids_arr.type}; "
+                                "give the catalog the table was encoded from") from None
+        where = pc.fill_null(pc.index_in(ids_arr, value_set=cat_ids), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+        def residuals(rows: np.ndarray):
+            cat_rows = where[rows]
+            if (cat_rows < 0).any():
+                bad = ids[rows[np.flatnonzero(cat_rows < 0)[0]]]
+                raise DataError(f"{src.path}: item {bad!r} of {codes_path} is not in the catalog; give the catalog the table was encoded from")
+            o = np.argsort(cat_rows, kind="stable")
+            t = src.take_rows(cat_rows[o], list(model.fusion.columns))
+            X = fuse({c: embedding_to_numpy(t.column(c), src.path, c) for c in model.fusion.columns}, model.fusion, source=str(src.path))
+            R, C = model.tokenizer.zcr_space(Items(X, {}, finite=True), codes[rows[o]])
+            if R is None:
+                raise ConfigError(f"{model_dir}: a {model.meta.get('method')} model has no residual last level; use {opt('method')} suffix")
+            back = np.empty_like(R)
+            back[o] = R
+            return back, C
+
+        from sidkit.quantizers.base import Tokenizer
+
+        if type(model.tokenizer).zcr_space is Tokenizer.zcr_space:
+            raise ConfigError(f"{model_dir}: a {model.meta.get('method')} model has no residual last level; use {opt('method')} suffix")
+        res = zcr_reassign(codes, ids, sizes, residuals)
+        codes, suffix, stats = res.codes, res.suffix, res.stats
+    elif method == "suffix":
+        suffix = assign_suffix(codes, ids)
+    else:
+        suffix = np.zeros(n, np.int32)
+    md["dedup"] = stats
+    write_codes(out, pa.array(ids.tolist() if ids.dtype == object else ids), codes, suffix, md)
+    key = pack_keys(codes)
+    n_distinct = len(np.unique(key)) if n else 0
+    return {"output": str(out), "n_items": n, "method": method, "collision_rate": round(1 - n_distinct / n, 6) if n else 0.0,
+            "max_suffix": int(suffix.max()) if n else 0, "dedup": stats}

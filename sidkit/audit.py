@@ -158,6 +158,28 @@ def _attach_display(buckets: list, keep, attrs: dict, display_cols) -> None:
         b["display"] = {c: [_cell(attrs[c][i]) if i is not None else None for i in idx] for c in display_cols}
 
 
+def _attach_display_large(buckets: list, src, display_cols) -> None:
+    """:func:`_attach_display` for a catalog too large to read whole: the listed members' display
+    columns are read in one pass over those columns (``src``: a
+    :class:`~sidkit.metrics.semantic.CatalogVectors`)."""
+    rows = sorted({int(r) for b in buckets for r in b.get("rows", [])})
+    names = src.source.schema_arrow.names
+    if isinstance(display_cols, str):
+        display_cols = [c.strip() for c in display_cols.split(",") if c.strip()]
+    if display_cols is None:
+        display_cols = [c for c in ("title",) if c in names]
+        cat = next((c for c in ("category_leaf", "leaf", "categories", "category") if c in names), None)
+        if cat:
+            display_cols.append(cat)
+    missing = [c for c in display_cols if c not in names]
+    if missing:
+        raise ConfigError(f"{opt('display_cols')}: no catalog column {missing[0]!r} (columns: {', '.join(sorted(names))})")
+    if not rows or not display_cols:
+        return
+    vals = src.column_values(rows, display_cols)
+    _attach_display(buckets, np.asarray(rows), vals, display_cols)
+
+
 def _cell(v):
     if v is None:
         return None
@@ -343,6 +365,7 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
                                                item_ids=np.asarray(ids)[keep], codebook_sizes=sizes, seed=seed,
                                                sample=semantic_sample)
         else:
+            _attach_display_large(rep.get("top_buckets") or [], src, display_cols)
             rep["semantic"] = semantic_metrics(codes[keep], src, attributes=True, item_ids=np.asarray(ids)[keep],
                                                codebook_sizes=sizes, seed=seed, sample=semantic_sample)
     if interactions is not None:

@@ -339,6 +339,8 @@ def test_audit_items_streams_a_large_catalog(tmp_path, monkeypatch):
     assert abs(s["locality_gap"] - small["semantic"]["locality_gap"]) < 0.15
     for w in s["worst_conflicts"]:  # rows are SID-table rows, with their ids
         assert [int(ids[r]) for r in w["rows"]] == w["item_ids"]
+    # the bucket tables list the members' display columns as for a small catalog (read in one pass)
+    assert big["top_buckets"][0]["display"] == small["top_buckets"][0]["display"] and big["top_buckets"][0]["display"]
     again = audit(tmp_path / "codes.parquet", items=d, semantic_sample=500, batch_size=1000)["semantic"]
     assert _untimed(again) == _untimed(s) and set(s["seconds"]) >= {"train_index", "add_all_items", "search"}
 

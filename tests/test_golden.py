@@ -38,7 +38,7 @@ EXAMPLES = REPO / "examples"
 COMMON = {"levels": 3, "codebook_size": 32, "seed": 0}
 RQVAE = {**COMMON, "max_steps": 120, "eval_every": 40}
 CASES = {
-    "rqkmeans": {"method": "rqkmeans", **COMMON},
+    "rqkmeans": {"method": "rqkmeans", "balanced": False, **COMMON},
     "rqkmeans-balanced": {"method": "rqkmeans", "balanced": True, **COMMON},
     "rqvae": {"method": "rqvae", **RQVAE},
     "rqvae-sinkhorn": {"method": "rqvae", "sinkhorn": True, **RQVAE},

@@ -563,6 +563,31 @@ class CatalogVectors(VectorSource):
 
         return map_ids(ids, self._code_ids)
 
+    def column_values(self, code_rows, columns) -> dict:
+        """``{column: [value per row of code_rows]}`` of the catalog's ``columns`` for the given
+        SID-table rows (None where the catalog lacks the item): one pass over the id column and
+        those columns only, for the few rows a report lists (bucket members)."""
+        import pyarrow as pa
+
+        want = np.asarray(code_rows, np.int64)
+        where = {int(r): i for i, r in enumerate(want)}
+        out = {c: [None] * len(want) for c in columns}
+        names = self.source.schema_arrow.names
+        cols = [c for c in columns if c in names]
+        if not cols or not len(want):
+            return out
+        for b in self.source.iter_batches(batch_size=self.batch_size, columns=[self.id_col, *cols]):
+            r = self._code_rows(b.data.column(self.id_col).to_numpy(zero_copy_only=False))
+            hit = [j for j in np.flatnonzero(r >= 0).tolist() if int(r[j]) in where]
+            if not hit:
+                continue
+            take = pa.array(hit)
+            for c in cols:
+                vals = b.data.column(c).take(take).to_pylist()
+                for j, v in zip(hit, vals):
+                    out[c][where[int(r[j])]] = v
+        return out
+
     def batches(self, attributes=()):
         from sidkit.features import fuse, make_spec
         from sidkit.io.catalog import iter_catalog_batches

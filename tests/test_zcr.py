@@ -225,3 +225,15 @@ def test_dedup_command(cat, tmp_path):
         res = runner.invoke(app, ["dedup", str(tmp_path / "m" / "codes.parquet"), *args])
         assert res.exit_code == 2 and msg in res.output, res.output
     assert not (tmp_path / "q.parquet").exists()
+
+
+def test_sampled_fit_reads_back_only_the_colliding_rows(cat, tmp_path):
+    """Above --train-sample the catalog is not in memory: ZCR reads the colliding rows' embeddings
+    back from the file, and gives the same codes as 'sidkit dedup' of the suffix fit."""
+    z = sidkit.fit(cat / "items.parquet", out=tmp_path / "z", method="rqkmeans", levels=3, codebook_size=16, seed=0,
+                   train_sample=600, dedup="zcr")
+    s = sidkit.fit(cat / "items.parquet", out=tmp_path / "s", method="rqkmeans", levels=3, codebook_size=16, seed=0,
+                   train_sample=600)
+    dedup(tmp_path / "s" / "codes.parquet", tmp_path / "s", cat / "items.parquet", tmp_path / "d.parquet")
+    assert _full(pq.read_table(tmp_path / "z" / "codes.parquet")) == _full(pq.read_table(tmp_path / "d.parquet"))
+    assert z.report["dedup"]["items_moved"] > 0 and z.summary["train_rows"] == 600

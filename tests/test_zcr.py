@@ -232,8 +232,8 @@ def test_sampled_fit_reads_back_only_the_colliding_rows(cat, tmp_path):
     back from the file, and gives the same codes as 'sidkit dedup' of the suffix fit."""
     z = sidkit.fit(cat / "items.parquet", out=tmp_path / "z", method="rqkmeans", levels=3, codebook_size=16, seed=0,
                    train_sample=600, dedup="zcr")
-    s = sidkit.fit(cat / "items.parquet", out=tmp_path / "s", method="rqkmeans", levels=3, codebook_size=16, seed=0,
-                   train_sample=600)
+    sidkit.fit(cat / "items.parquet", out=tmp_path / "s", method="rqkmeans", levels=3, codebook_size=16, seed=0,
+               train_sample=600)
     dedup(tmp_path / "s" / "codes.parquet", tmp_path / "s", cat / "items.parquet", tmp_path / "d.parquet")
     assert _full(pq.read_table(tmp_path / "z" / "codes.parquet")) == _full(pq.read_table(tmp_path / "d.parquet"))
     assert z.report["dedup"]["items_moved"] > 0 and z.summary["train_rows"] == 600

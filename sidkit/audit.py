@@ -140,18 +140,25 @@ def _load_items(path, code_ids, id_col: str | None):
     return keep, np.asarray(X)[r], leaf, titles, attrs
 
 
-def _attach_display(buckets: list, keep, attrs: dict, display_cols) -> None:
-    """Add ``display`` ({column: [value per listed member]}) to each bucket entry."""
+def _display_columns(display_cols, names) -> list[str]:
+    """The ``--display-cols`` list (a list or comma string), checked against the catalog's column
+    ``names``; default ``title`` plus the category column when present."""
     if isinstance(display_cols, str):
         display_cols = [c.strip() for c in display_cols.split(",") if c.strip()]
     if display_cols is None:
-        display_cols = [c for c in ("title",) if c in attrs]
-        cat = next((c for c in ("category_leaf", "leaf", "categories", "category") if c in attrs), None)
+        display_cols = [c for c in ("title",) if c in names]
+        cat = next((c for c in ("category_leaf", "leaf", "categories", "category") if c in names), None)
         if cat:
             display_cols.append(cat)
-    missing = [c for c in display_cols if c not in attrs]
+    missing = [c for c in display_cols if c not in names]
     if missing:
-        raise ConfigError(f"{opt('display_cols')}: no catalog column {missing[0]!r} (columns: {', '.join(sorted(attrs))})")
+        raise ConfigError(f"{opt('display_cols')}: no catalog column {missing[0]!r} (columns: {', '.join(sorted(names))})")
+    return list(display_cols)
+
+
+def _attach_display(buckets: list, keep, attrs: dict, display_cols) -> None:
+    """Add ``display`` ({column: [value per listed member]}) to each bucket entry."""
+    display_cols = _display_columns(display_cols, attrs)
     pos = {int(r): i for i, r in enumerate(keep)}
     for b in buckets:
         idx = [pos.get(int(r)) for r in b.get("rows", [])]
@@ -163,17 +170,7 @@ def _attach_display_large(buckets: list, src, display_cols) -> None:
     columns are read in one pass over those columns (``src``: a
     :class:`~sidkit.metrics.semantic.CatalogVectors`)."""
     rows = sorted({int(r) for b in buckets for r in b.get("rows", [])})
-    names = src.source.schema_arrow.names
-    if isinstance(display_cols, str):
-        display_cols = [c.strip() for c in display_cols.split(",") if c.strip()]
-    if display_cols is None:
-        display_cols = [c for c in ("title",) if c in names]
-        cat = next((c for c in ("category_leaf", "leaf", "categories", "category") if c in names), None)
-        if cat:
-            display_cols.append(cat)
-    missing = [c for c in display_cols if c not in names]
-    if missing:
-        raise ConfigError(f"{opt('display_cols')}: no catalog column {missing[0]!r} (columns: {', '.join(sorted(names))})")
+    display_cols = _display_columns(display_cols, src.source.schema_arrow.names)
     if not rows or not display_cols:
         return
     vals = src.column_values(rows, display_cols)

@@ -53,21 +53,35 @@ def dedup(codes_path, model_dir, items, out, *, method: str = "zcr", id_col: str
         if codes.shape[1] != len(sizes) or (n and (codes.max(0) >= np.asarray(sizes)).any()):
             raise ModelError(f"{codes_path}: its SIDs do not fit {model_dir}'s codebooks ({'x'.join(map(str, sizes))}); "
                              f"give the {opt('model')} that made it")
+        from sidkit.quantizers.base import Tokenizer
+
+        if type(model.tokenizer).zcr_space is Tokenizer.zcr_space:
+            raise ConfigError(f"{model_dir}: a {model.meta.get('method')} model has no residual last level; use {opt('method')} suffix")
         src = open_source(items)
         id_col = id_col or model.meta.get("input", {}).get("id_col", "item_id")
         resolve_columns(src.schema_arrow, src.path, id_col, list(model.fusion.columns))
-        cat_ids = pa.chunked_array([b.data.column(id_col) for b in src.iter_batches(columns=[id_col])]).combine_chunks()
-        ids_arr = pa.array(ids.tolist() if ids.dtype == object else ids)
-        if ids_arr.type != cat_ids.type:
+        id_type = src.schema_arrow.field(id_col).type
+
+        def as_ids(a: np.ndarray) -> pa.Array:
+            arr = pa.array(a.tolist() if a.dtype == object else a)
+            if arr.type == id_type:
+                return arr
             try:
-                ids_arr = ids_arr.cast(cat_ids.type)
+                return arr.cast(id_type)
             except (pa.ArrowException, ValueError):
-                raise DataError(f"{src.path}: id column '{id_col}' has type {cat_ids.type}, the table's item_id {ids_arr.type}; "
+                raise DataError(f"{src.path}: id column '{id_col}' has type {id_type}, the table's item_id {arr.type}; "
                                 "give the catalog the table was encoded from") from None
-        where = pc.fill_null(pc.index_in(ids_arr, value_set=cat_ids), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+        as_ids(ids[:1])  # a catalog with another id type is refused before any work
 
         def residuals(rows: np.ndarray):
-            cat_rows = where[rows]
+            # the catalog rows of only these items: one pass over the id column, O(batch + rows) memory
+            want = as_ids(ids[rows])
+            cat_rows = np.full(len(rows), -1, np.int64)
+            for b in src.iter_batches(columns=[id_col]):
+                pos = pc.fill_null(pc.index_in(b.data.column(0), value_set=want), -1).to_numpy(zero_copy_only=False)
+                hit = np.flatnonzero(pos >= 0)
+                cat_rows[pos[hit]] = b.offset + hit
             if (cat_rows < 0).any():
                 bad = ids[rows[np.flatnonzero(cat_rows < 0)[0]]]
                 raise DataError(f"{src.path}: item {bad!r} of {codes_path} is not in the catalog; give the catalog the table was encoded from")
@@ -75,16 +89,10 @@ def dedup(codes_path, model_dir, items, out, *, method: str = "zcr", id_col: str
             t = src.take_rows(cat_rows[o], list(model.fusion.columns))
             X = fuse({c: embedding_to_numpy(t.column(c), src.path, c) for c in model.fusion.columns}, model.fusion, source=str(src.path))
             R, C = model.tokenizer.zcr_space(Items(X, {}, finite=True), codes[rows[o]])
-            if R is None:
-                raise ConfigError(f"{model_dir}: a {model.meta.get('method')} model has no residual last level; use {opt('method')} suffix")
             back = np.empty_like(R)
             back[o] = R
             return back, C
 
-        from sidkit.quantizers.base import Tokenizer
-
-        if type(model.tokenizer).zcr_space is Tokenizer.zcr_space:
-            raise ConfigError(f"{model_dir}: a {model.meta.get('method')} model has no residual last level; use {opt('method')} suffix")
         res = zcr_reassign(codes, ids, sizes, residuals)
         codes, suffix, stats = res.codes, res.suffix, res.stats
     elif method == "suffix":

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from sidkit.errors import ConfigError, DataError, InputFileError, ModelError, opt
 from sidkit.io.codes import codes_table, pack_keys
-from sidkit.zcr import ZCR_CANDIDATES, prefix_keys
+from sidkit.zcr import ZCR_CANDIDATES, full_keys, prefix_keys
 from sidkit.io.source import ParquetSource, open_source
 from sidkit.mapstep import _encode_codes, candidates_array, encode_batch, model_dedup, staged_name  # noqa: F401  (re-exported)
 
@@ -245,16 +245,6 @@ def kept_suffixes(keys: np.ndarray, ids: pa.Array, m_keys: np.ndarray, m_ids: pa
     return suf
 
 
-def _full_keys(prefix: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """One opaque key per (prefix key, last code): the suffix bucket of a ZCR model's row."""
-    n = len(prefix)
-    w = 8 if prefix.dtype == np.int64 else prefix.dtype.itemsize
-    pb = (prefix.astype(">i8").view(np.uint8) if prefix.dtype == np.int64 else np.frombuffer(prefix.tobytes(), np.uint8)).reshape(n, w)
-    lb = np.asarray(last).astype(">i4").view(np.uint8).reshape(n, 4)
-    both = np.ascontiguousarray(np.hstack([pb, lb]))
-    return both.view(np.dtype((np.void, both.shape[1]))).ravel()
-
-
 def zcr_partition(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, ids: pa.Array,
                   m_prefix: np.ndarray, m_last: np.ndarray, m_ids: pa.Array, m_suffix: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """The encode-time ZCR rule over one partition of rows (in input order) and the model's rows
@@ -282,7 +272,7 @@ def zcr_partition(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, ids: p
     out_last[pending] = placed[pending]
     suf[pending[~spill[pending]]] = 0
     if spill.any():
-        suf = fill_suffixes(_full_keys(prefix, out_last), suf, _full_keys(m_prefix, m_last), m_suffix)
+        suf = fill_suffixes(full_keys(prefix, out_last), suf, full_keys(m_prefix, m_last), m_suffix)
     return out_last.astype(np.int32), suf, pending
 
 

@@ -43,12 +43,11 @@ def _encode_codes(model: Model, emb: dict, cols: dict, source: str, candidates: 
             raise DataError(f"{source}: column '{c}' has embedding width {emb[c].shape[1]}, the model expects {d}; "
                             f"encode with embeddings from the same embedding model")
     items = Items(fuse(emb, model.fusion, source=source), cols, finite=True)
-    codes = model.tokenizer.encode(items)
     if not candidates:
-        return codes
+        return model.tokenizer.encode(items)
     from sidkit.zcr import last_level_candidates
 
-    R, C = model.tokenizer.zcr_space(items, codes)
+    codes, R, C = model.tokenizer.encode_zcr(items)
     return codes, last_level_candidates(np.asarray(R, np.float32), np.asarray(C, np.float32))
 
 

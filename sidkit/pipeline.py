@@ -143,38 +143,37 @@ def fit(
         if sampled:
             ids_arr, codes, sample_codes, emb_sha, more_warnings = _encode_catalog(src, cfg, spec, tok, catalog.rows, progress)
             warnings += more_warnings
-            suffix = _suffixes(codes, ids_arr)
             ids = ids_arr.to_numpy(zero_copy_only=False)
         else:
             ids_arr = catalog.ids
             ids = catalog.ids_numpy
             codes = sample_codes = tok.encode(items_)
             emb_sha = _sha(X)
-            suffix = assign_suffix(codes, ids)
         dedup = None
-        if cfg.dedup == "zcr":
+        if cfg.dedup == "suffix":
+            suffix = _suffixes(codes, ids_arr) if sampled else assign_suffix(codes, ids)
+        elif cfg.dedup == "zcr":
             natural = sample_codes
             codes, suffix, dedup = _zcr(codes, ids, tok, None if sampled else X, src, cfg, spec)
             sample_codes = codes[catalog.rows] if sampled else codes
-            before = tok.reconstruction_mse(items_, natural)
-            if before is not None:
-                dedup["reconstruction_mse_before"] = before
-        elif cfg.dedup == "none":
+        else:
             suffix = np.zeros(len(codes), np.int32)
         report = build_report(codes, tok.codebook_sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed,
                               semantic_sample=cfg.report_sample,
                               sample_codes=sample_codes if sampled else None)
-        recon_mse = tok.reconstruction_mse(items_, sample_codes)
-        if dedup is not None and recon_mse is not None:  # the reassigned codes' error, decoded
-            recon_mse = _decoded_mse(tok, items_, sample_codes)
+        if dedup is None:
+            recon_mse = tok.reconstruction_mse(items_, sample_codes)
+        else:  # the natural codes' error, and the reassigned codes' error (decoded)
+            recon_mse = before = tok.reconstruction_mse(items_, natural)
+            if before is not None:
+                recon_mse = _decoded_mse(tok, items_, sample_codes)
+                dedup.update(reconstruction_mse_before=before, reconstruction_mse_after=recon_mse)
         if recon_mse is not None:
             report["reconstruction"] = reconstruction_block(recon_mse, X)
             if sampled:
                 report["reconstruction"]["sample_size"] = n_train
         report.update(tok.report_blocks(sample_codes))  # blocks of the rows the tokenizer was fitted on
         report["dedup"] = dedup if dedup is not None else {"method": cfg.dedup}
-        if dedup is not None and recon_mse is not None:
-            dedup["reconstruction_mse_after"] = recon_mse
         training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "reconstruction_mse": recon_mse, **tok.training_summary(),
                                     "train_rows": n_train, "catalog_rows": n_rows, "sample_seed": cfg.seed if sampled else None}
         if built.regularizer:

@@ -97,10 +97,10 @@ def zcr_reassign(codes: np.ndarray, item_ids, sizes: list[int],
     R, C = residuals(movable) if len(movable) else (np.zeros((0, 1), np.float32), np.zeros((V, 1), np.float32))
     R = np.asarray(R, np.float64)
     C = np.asarray(C, np.float64)
-    pos = {int(r): i for i, r in enumerate(movable)}
     cn = (C * C).sum(1)
     costs = []
     stats["groups"] = int(len(starts))
+    at = 0  # the movable rows of group g are the next len(mov) rows of ``movable`` (and of R)
     for g in range(len(starts)):
         members = rows[starts[g]:ends[g]]
         if not ok[g]:
@@ -112,7 +112,8 @@ def zcr_reassign(codes: np.ndarray, item_ids, sizes: list[int],
         blocked = np.zeros(V, bool)
         blocked[codes[fixed, -1]] = True
         free = np.flatnonzero(~blocked)
-        Rg = R[[pos[int(r)] for r in mov]]
+        Rg = R[at:at + len(mov)]
+        at += len(mov)
         dist = (Rg * Rg).sum(1)[:, None] - 2 * Rg @ C.T + cn[None, :]
         cur = codes[mov, -1].astype(np.int64)
         got, cost = solve_group(cur, dist, free)
@@ -168,6 +169,17 @@ def last_level_candidates(R: np.ndarray, C: np.ndarray, m: int = ZCR_CANDIDATES)
     return out.astype(np.int16 if len(C) <= 32767 else np.int32)
 
 
+def full_keys(prefix: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """One opaque key per (prefix key, last code): a row's full SID, comparable across arrays
+    of the same prefix-key kind (int64, or bytes for wide keys)."""
+    n = len(prefix)
+    w = 8 if prefix.dtype == np.int64 else prefix.dtype.itemsize
+    pb = (prefix.astype(">i8").view(np.uint8) if prefix.dtype == np.int64 else np.frombuffer(prefix.tobytes(), np.uint8)).reshape(n, w)
+    lb = np.asarray(last).astype(">i4").view(np.uint8).reshape(n, 4)
+    both = np.ascontiguousarray(np.hstack([pb, lb]))
+    return both.view(np.dtype((np.void, both.shape[1]))).ravel()
+
+
 def place_new(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, pending: np.ndarray,
               taken_prefix: np.ndarray, taken_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Encode-time rule over one partition (rows in input order). ``prefix``/``last`` every row's
@@ -176,11 +188,28 @@ def place_new(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, pending: n
     last codes of every row and a mask of the rows that found no free code (they get a suffix)."""
     out = last.astype(np.int64).copy()
     spill = np.zeros(len(last), bool)
+    pending = np.asarray(pending, np.int64)
+    if not len(pending):
+        return out, spill
+    # A prefix group where no pending row's own code is held (by a kept row or another pending
+    # row) places every row on its own code: only the other, contested groups need the row-order
+    # walk below, so the Python work is O(rows of contested groups), not O(partition).
+    own = full_keys(prefix[pending], last[pending])
+    o = np.argsort(own, kind="stable")
+    same = own[o][1:] == own[o][:-1]
+    clash = np.zeros(len(pending), bool)
+    clash[o[1:][same]] = clash[o[:-1][same]] = True
+    clash |= np.isin(own, full_keys(taken_prefix, taken_last))
+    if not clash.any():
+        return out, spill
+    contested = np.unique(prefix[pending[clash]])
+    walk = pending[np.isin(prefix[pending], contested)]
+    mine = np.isin(taken_prefix, contested)
     taken: dict = {}
-    for p, v in zip(taken_prefix.tolist(), taken_last.tolist()):
+    for p, v in zip(taken_prefix[mine].tolist(), taken_last[mine].tolist()):
         taken.setdefault(p, set()).add(v)
     pk = prefix.tolist()  # ints, or bytes for wide keys
-    for i in pending.tolist():
+    for i in walk.tolist():
         s = taken.setdefault(pk[i], set())
         v = int(last[i])
         if v in s:

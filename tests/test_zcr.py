@@ -160,6 +160,9 @@ def test_fit_dedup_zcr_gives_collision_free_sids_of_the_same_length(cat, tmp_pat
     assert z.report["collision"]["collision_rate"] < sfx.report["collision"]["collision_rate"]
     assert d["reconstruction_mse_after"] >= d["reconstruction_mse_before"] - 1e-9
     assert z.report["reconstruction"]["mse"] == pytest.approx(d["reconstruction_mse_after"])
+    # encode of the model (one encoder pass for codes and candidates) keeps every item's code
+    sidkit.encode(tmp_path / "z", cat / "items.parquet", tmp_path / "again.parquet")
+    assert _full(pq.read_table(tmp_path / "again.parquet")) == _full(tz)
     # same seed, same inputs: the same codes
     z2 = sidkit.fit(cat / "items.parquet", out=tmp_path / "z2", method=method, levels=3, codebook_size=32, seed=0, dedup="zcr", **extra)
     assert (z2.codes == z.codes).all() and (z2.suffix == z.suffix).all()
@@ -237,3 +240,36 @@ def test_sampled_fit_reads_back_only_the_colliding_rows(cat, tmp_path):
     dedup(tmp_path / "s" / "codes.parquet", tmp_path / "s", cat / "items.parquet", tmp_path / "d.parquet")
     assert _full(pq.read_table(tmp_path / "z" / "codes.parquet")) == _full(pq.read_table(tmp_path / "d.parquet"))
     assert z.report["dedup"]["items_moved"] > 0 and z.summary["train_rows"] == 600
+
+
+def _place_reference(prefix, last, cand, pending, taken_prefix, taken_last):
+    """Slow reference of the encode-time rule: every pending row in input order."""
+    out, spill, taken = last.astype(np.int64).copy(), np.zeros(len(last), bool), {}
+    for p, v in zip(taken_prefix.tolist(), taken_last.tolist()):
+        taken.setdefault(p, set()).add(v)
+    for i in pending.tolist():
+        s = taken.setdefault(int(prefix[i]), set())
+        v = int(last[i])
+        if v in s:
+            v = next((int(c) for c in cand[i] if int(c) not in s), -1)
+            if v < 0:
+                spill[i] = True
+                continue
+        s.add(v)
+        out[i] = v
+    return out, spill
+
+
+def test_place_new_equals_the_row_by_row_reference():
+    """place_new walks only the contested prefix groups; the result is the full walk's."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, P, V = int(rng.integers(1, 150)), int(rng.integers(1, 25)), int(rng.integers(2, 10))
+        prefix, last = rng.integers(0, P, n).astype(np.int64), rng.integers(0, V, n)
+        cand = np.stack([rng.permutation(V)[:min(4, V)] for _ in range(n)])
+        pending = np.sort(rng.choice(n, int(rng.integers(0, n + 1)), replace=False))
+        kept = np.setdiff1d(np.arange(n), pending)
+        tp = np.concatenate([rng.integers(0, P, 5).astype(np.int64), prefix[kept]])
+        tl = np.concatenate([rng.integers(0, V, 5), last[kept]])
+        want, got = _place_reference(prefix, last, cand, pending, tp, tl), place_new(prefix, last, cand, pending, tp, tl)
+        assert (want[0] == got[0]).all() and (want[1] == got[1]).all()

@@ -212,6 +212,13 @@ class Tokenizer:
         level is not a residual codebook (ZCR, :mod:`sidkit.zcr`, cannot run on it)."""
         return None
 
+    def encode_zcr(self, items) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(codes, residuals before the last level, last codebook)`` of ``items``: what an
+        encode of a ZCR model needs per batch. Tokenizers that can share work between the two
+        (the RQ-VAE's encoder pass) override it."""
+        codes = self.encode(items)
+        return (codes, *self.zcr_space(items, codes))
+
     def fit_messages(self) -> tuple[list[str], list[str]]:
         """(notes, warnings) for the fit summary."""
         return [], []

@@ -461,9 +461,17 @@ class RQVAE(Tokenizer):
         return self._encode_with(self.module_, items_matrix(items, n_features=self.n_features_in_, min_rows=0))
 
     def zcr_space(self, items, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z = self.latents(items)
+        return self._last_residual(self.latents(items), np.asarray(codes))
+
+    def encode_zcr(self, items) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Codes, last-level residuals and last codebook from one encoder pass."""
+        self._require_fitted("encode")
+        codes, z = self._encode_with(self.module_, items_matrix(items, n_features=self.n_features_in_, min_rows=0),
+                                     with_latents=True)
+        return (codes, *self._last_residual(z, codes))
+
+    def _last_residual(self, z: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         books = self.codebooks_
-        codes = np.asarray(codes)
         R = z - decode_codes(codes[:, :-1], books[:-1]) if codes.shape[1] > 1 else z
         return R, books[-1]
 

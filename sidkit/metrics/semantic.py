@@ -570,7 +570,8 @@ class CatalogVectors(VectorSource):
         import pyarrow as pa
 
         want = np.asarray(code_rows, np.int64)
-        where = {int(r): i for i, r in enumerate(want)}
+        order = np.argsort(want, kind="stable")
+        srt = want[order]
         out = {c: [None] * len(want) for c in columns}
         names = self.source.schema_arrow.names
         cols = [c for c in columns if c in names]
@@ -578,14 +579,15 @@ class CatalogVectors(VectorSource):
             return out
         for b in self.source.iter_batches(batch_size=self.batch_size, columns=[self.id_col, *cols]):
             r = self._code_rows(b.data.column(self.id_col).to_numpy(zero_copy_only=False))
-            hit = [j for j in np.flatnonzero(r >= 0).tolist() if int(r[j]) in where]
-            if not hit:
+            k = np.minimum(np.searchsorted(srt, r), len(srt) - 1)
+            hit = np.flatnonzero((r >= 0) & (srt[k] == r))  # vectorised: the batch rows that are listed
+            if not hit.size:
                 continue
             take = pa.array(hit)
+            dest = order[k[hit]].tolist()
             for c in cols:
-                vals = b.data.column(c).take(take).to_pylist()
-                for j, v in zip(hit, vals):
-                    out[c][where[int(r[j])]] = v
+                for i, v in zip(dest, b.data.column(c).take(take).to_pylist()):
+                    out[c][i] = v
         return out
 
     def batches(self, attributes=()):

@@ -262,7 +262,7 @@ def print_summary(rep: dict, file=None) -> None:
 
 
 def dedup_command(
-    codes: Path = typer.Argument(..., help="A sidkit SID table (codes.parquet of 'sidkit fit', or an 'sidkit encode' output file)."),
+    codes: Path = typer.Argument(..., help="A sidkit SID table (codes.parquet of 'sidkit fit', or a 'sidkit encode' output file)."),
     out: Path = typer.Option(..., "--out", "-o", help="SID table to write (replaced atomically; never one of the inputs)."),
     method: str = typer.Option("zcr", "--method", help="zcr (reassign last-level codes inside each prefix group: distinct SIDs of the same length), suffix (0, 1, ... per shared SID) or none."),
     model: Optional[Path] = typer.Option(None, "--model", help="The model directory the table came from (zcr)."),

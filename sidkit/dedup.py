@@ -33,11 +33,11 @@ def dedup(codes_path, model_dir, items, out, *, method: str = "zcr", id_col: str
     codes_path, out = Path(codes_path), Path(out)
     check_output(out, opt("out", "-o"), {"CODES": codes_path, opt("model"): model_dir, opt("items"): items})
     if not codes_path.is_file():
-        raise InputFileError(f"{codes_path}: not found (or not a file); give the codes.parquet of 'sidkit fit' or an 'sidkit encode' output file")
+        raise InputFileError(f"{codes_path}: not found (or not a file); give the codes.parquet of 'sidkit fit' or a 'sidkit encode' output file")
     try:
         ids, codes, _, md = read_codes(codes_path)
     except (pa.ArrowException, OSError, KeyError) as e:
-        raise InputFileError(f"{codes_path}: not a sidkit codes table ({' '.join(str(e).split())[:100]}); "
+        raise InputFileError(f"{codes_path}: not a sidkit codes table ({' '.join(str(e).split()).split('. ')[0][:120]}); "
                              "it needs columns item_id and sid") from None
     md = dict(md or {})
     n = len(codes)

@@ -1,8 +1,9 @@
 """Greedy residual nearest-code encoding, shared by every residual quantizer.
 
 For each level l: c_l = argmin_k ||r - C^l_k||^2, r <- r - C^l_{c_l}. The fast path works on
-chunks of about 4,096 rows with one matrix multiply per level (||r||^2 is dropped: it does not
-change the argmin) and ``min(dim=1).indices``, which is faster than ``argmin`` in current torch.
+chunks of about 1,024 rows with one matrix multiply per level (||r||^2 is dropped: it does not
+change the argmin) and numpy's row-wise ``argmax`` (SIMD; ``torch.max(dim=1)`` cost twice the
+matmul at d = 64).
 """
 
 from __future__ import annotations
@@ -49,10 +50,10 @@ def residual_encode(
     buf = np.empty((chunk, d + 1), dtype=np.float32)
     buf[:, d] = 1.0
     r_all = torch.from_numpy(buf)
-    scores = [torch.empty(chunk, b.shape[0]) for b in books]
-    vals = torch.empty(chunk)
-    idx = torch.empty((L, chunk), dtype=torch.long)
-    idx_np = idx.numpy()
+    scores_np = [np.empty((chunk, b.shape[0]), dtype=np.float32) for b in books]
+    scores = [torch.from_numpy(a) for a in scores_np]
+    idx_np = np.empty((L, chunk), dtype=np.int64)
+    idx = torch.from_numpy(idx_np)
     picked = torch.empty(chunk, d)
     with torch.inference_mode():
         for s in range(0, n, chunk):
@@ -61,7 +62,8 @@ def residual_encode(
             r = r_all[:m]
             for l in range(L):
                 torch.mm(r, aug[l], out=scores[l][:m])
-                torch.max(scores[l][:m], dim=1, out=(vals[:m], idx[l, :m]))
+                # numpy's row-wise argmax is SIMD; torch.max(dim=1) cost 2x the matmul here.
+                np.argmax(scores_np[l][:m], axis=1, out=idx_np[l, :m])
                 if l < L - 1 or return_residual:
                     torch.index_select(books[l], 0, idx[l, :m], out=picked[:m])
                     r[:, :d].sub_(picked[:m])

@@ -185,26 +185,6 @@ def _cell(v):
     return v if isinstance(v, (int, float, bool)) else str(v)
 
 
-def dedup_metadata(path) -> dict | None:
-    """How a sidkit SID table's collisions were resolved (``--dedup``, ``sidkit dedup``) and, for
-    ZCR, how many items moved at what cost: the ``dedup`` entry of its Parquet metadata (a
-    directory: its first shard), or None for other tables."""
-    from sidkit.io.codes import read_codes_metadata
-
-    p = Path(path)
-    try:
-        if p.is_dir():
-            shards = sorted(q for q in p.glob("*.parquet") if not q.name.startswith(("_", ".")))
-            p = shards[0] if shards else p
-        if not p.is_file() or p.suffix != ".parquet":
-            return None
-        md = read_codes_metadata(p) or {}
-    except Exception:  # noqa: BLE001 - an unreadable footer was reported by the reader already
-        return None
-    dd = md.get("dedup")
-    return dd if isinstance(dd, dict) else None
-
-
 def fingerprint(path) -> str:
     """sha256 (first 16 hex digits) of the input: a file, or every file under a directory / glob
     in sorted order with its name. A Parquet file contributes its size and its footer (schema,
@@ -370,6 +350,8 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
 
         rep["popularity"] = popularity_metrics(codes, ids, kw["interactions"]["item_id"], sizes)
     rep["source"] = {"path": str(codes_path), "has_suffix": sfx is not None, "fingerprint": fingerprint(codes_path)}
+    from sidkit.io.codes import dedup_metadata
+
     dd = dedup_metadata(codes_path)
     if dd is not None:
         rep["dedup"] = dd

@@ -72,6 +72,7 @@ def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = Non
     """Like :func:`export`, also returning a summary dict (format, path, n_items, n_levels,
     suffix, warnings)."""
     from sidkit.io.artifacts import check_output
+    from sidkit.io.codes import unused_suffix
     from sidkit.io.sidtable import read_sid_table
     from sidkit.tokens import check_token_format, token_grid
 
@@ -89,6 +90,7 @@ def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = Non
     check_output(out, opt("out", "-o"), {"CODES": codes_path})
     check_output(tokens_file, opt("tokens_file", "--tokens-file"), {"CODES": codes_path, opt("out", "-o"): out})
     ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, suffix=suffix, codebook_size=codebook_size)
+    sfx = unused_suffix(codes_path, sfx, suffix)
     grid = None
     if tokens_file is not None:
         from sidkit.export_stacks import needs_sizes, suffix_grid_size

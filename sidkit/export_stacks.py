@@ -184,6 +184,7 @@ def stack_export(codes_path, fmt: str, out, *, name: str | None = None, interact
     """Write one of :data:`STACK_FORMATS` to the folder ``out`` (replaced as a whole). Returns a
     summary dict (format, path, files, n_items, n_levels, n_users, n_grid_tokens, warnings)."""
     from sidkit.io.artifacts import atomic_dir, check_output
+    from sidkit.io.codes import unused_suffix
     from sidkit.io.sidtable import read_sid_table
 
     if fmt not in STACK_FORMATS:
@@ -201,6 +202,7 @@ def stack_export(codes_path, fmt: str, out, *, name: str | None = None, interact
             raise ConfigError(f"--format hf-tokenizer needs {opt('base', '--base')} DIR: a local Hugging Face tokenizer or model directory")
         _need_transformers()
     ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, suffix=suffix, codebook_size=codebook_size)
+    sfx = unused_suffix(codes_path, sfx, suffix)
     warnings = list(warnings)
     n, L = codes.shape
     info = {"format": fmt, "path": str(out), "name": name, "n_items": int(n), "n_levels": int(L), "token_format": tf,

@@ -424,3 +424,40 @@ def test_item_text_without_a_description_column(tmp_path):
     assert titles == ["B", "A"] and missing == 0 and all(not d for d in (descs or ["", ""]))
     with pytest.raises(SchemaError, match="no text column 'description'"):  # asked for by name: required
         read_item_text(tmp_path / "items.parquet", ["a"], id_col=None, title_col="title", text_cols=["description"])
+
+
+@pytest.mark.parametrize("dedup", ["zcr", "none", "suffix"])
+def test_all_zero_suffix_of_a_zcr_table_is_not_exported(data, dedup):
+    """A table made with --dedup zcr (or none) whose suffixes are all 0 exports its L core tokens:
+    no constant extra token, no suffix level in the token grid. A suffix-deduplicated table keeps
+    the suffix token even when it is all 0 (its token count must not change on a refresh)."""
+    d = data["dir"]
+    n = len(data["ids"])
+    codes = data["codes"].copy()
+    codes[:, 2] = np.arange(n)  # distinct 3-token SIDs, as ZCR gives
+    t = pa.table({"item_id": data["ids"], "sid": pa.array(codes.astype(np.int32).tolist(), pa.list_(pa.int32())),
+                  "suffix": pa.array(np.zeros(n, np.int32))})
+    meta = {"codebook_sizes": [10, 4, 64], "dedup": {"method": dedup}}
+    pq.write_table(t.replace_schema_metadata({b"sidkit": json.dumps(meta).encode()}), d / "t.parquet")
+    r = run("export", d / "t.parquet", "--format", "lcrec", "-o", d / "lc", "--name", "X", "--tokens-file", d / "tok.txt")
+    assert r.exit_code == 0, r.output
+    index = json.loads((d / "lc" / "X.index.json").read_text())
+    grid = (d / "tok.txt").read_text().split()
+    if dedup == "suffix":
+        assert all(len(v) == 4 and v[3] == "<d_0>" for v in index.values())
+        assert len(grid) == 10 + 4 + 64 + 64
+    else:
+        assert all(len(v) == 3 for v in index.values())
+        assert grid == [f"<a_{c}>" for c in range(10)] + [f"<b_{c}>" for c in range(4)] + [f"<c_{c}>" for c in range(64)]
+    r = run("export", d / "t.parquet", "--format", "tokens")
+    assert r.exit_code == 0, r.output
+    first = r.output.splitlines()[1]
+    assert first.endswith("<d_0>\"") == (dedup == "suffix"), first
+    # a ZCR table where a group was too large for the last codebook keeps its suffix
+    sfx = np.zeros(n, np.int32)
+    sfx[1] = 1
+    pq.write_table(t.set_column(2, "suffix", pa.array(sfx)).replace_schema_metadata({b"sidkit": json.dumps(meta).encode()}),
+                   d / "t2.parquet")
+    r = run("export", d / "t2.parquet", "--format", "index-json", "-o", d / "t2.json")
+    assert r.exit_code == 0, r.output
+    assert all(len(v) == 4 for v in json.loads((d / "t2.json").read_text()).values())

@@ -123,6 +123,38 @@ def read_codes_metadata(path_or_schema) -> dict[str, Any] | None:
     return md if isinstance(md, dict) else None
 
 
+def dedup_metadata(path) -> dict | None:
+    """How a sidkit SID table's collisions were resolved (``--dedup``, ``sidkit dedup``) and, for
+    ZCR, how many items moved at what cost: the ``dedup`` entry of its Parquet metadata (a
+    directory: its first shard), or None for other tables."""
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        if p.is_dir():
+            shards = sorted(q for q in p.glob("*.parquet") if not q.name.startswith(("_", ".")))
+            p = shards[0] if shards else p
+        if not p.is_file() or p.suffix != ".parquet":
+            return None
+        md = read_codes_metadata(p) or {}
+    except Exception:  # noqa: BLE001 - an unreadable footer was reported by the reader already
+        return None
+    dd = md.get("dedup")
+    return dd if isinstance(dd, dict) else None
+
+
+def unused_suffix(path, sfx, suffix: str = "auto"):
+    """``sfx``, or None when the table's suffix column carries nothing: with ``suffix="auto"``, a
+    sidkit table made with ``--dedup zcr`` or ``none`` whose suffixes are all 0 (ZCR resolved every
+    group; ``none`` never numbers). Exports then write the L core tokens without a constant
+    extra token. A suffix-deduplicated table keeps its suffix even where it is all 0, so its token
+    count does not change when a refresh adds a collision."""
+    if sfx is None or suffix != "auto" or np.any(sfx):
+        return sfx
+    dd = dedup_metadata(path)
+    return None if dd is not None and dd.get("method") in ("zcr", "none") else sfx
+
+
 def table_to_codes(table: pa.Table, path: str | os.PathLike = "codes") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(item_ids, codes (n, L) int32, suffix) from a sidkit codes table."""
     from sidkit.errors import DataError

@@ -376,6 +376,31 @@ def test_train_sasrec_matches_hand_written_loop(one_thread):
     assert [c[1:3] for c in calls] == [(e, cfg.epochs) for e in range(1, len(scores) + 1)] + [(cfg.epochs, cfg.epochs)]
 
 
+def test_tiger_encoder_drops_batch_wide_padding_exactly():
+    """A batch of short histories is encoded without its all-padding leading columns; the memory of
+    every real position equals the one computed in a batch padded to the full length."""
+    import torch
+
+    from sidkit.eval.models import TIGER
+
+    rng = np.random.default_rng(0)
+    codes = np.unique(rng.integers(0, 6, size=(80, 3)), axis=0)
+    torch.manual_seed(0)
+    model = TIGER(codes, [6, 6, 6], max_items=8, d=16, n_heads=2, n_layers=2, ff=32).eval()
+    short = np.full((3, 8), -1)
+    short[0, -2:], short[1, -3:], short[2, -1:] = [1, 2], [3, 4, 5], [6]
+    long = rng.integers(0, len(codes), size=(1, 8))
+    with torch.no_grad():
+        mem_s, pad_s = model.encode(torch.as_tensor(short))
+        mem_f, pad_f = model.encode(torch.as_tensor(np.concatenate([short, long])))
+    depth = 3
+    assert mem_s.shape[1] == 3 * depth and mem_f.shape[1] == 8 * depth  # trimmed to the longest history
+    tail = mem_f[:3, -3 * depth:]
+    real = ~pad_s
+    assert torch.equal(pad_s, pad_f[:3, -3 * depth:])
+    torch.testing.assert_close(mem_s[real], tail[real], rtol=1e-5, atol=1e-5)
+
+
 def test_train_tiger_matches_hand_written_loop(one_thread):
     import torch
 
@@ -384,7 +409,7 @@ def test_train_tiger_matches_hand_written_loop(one_thread):
     split = _toy_split(120)
     codes = np.random.default_rng(1).integers(0, 3, size=(split.n_items, 2))
     sid_full, sizes = M.full_sids(codes, None, [3, 3])
-    cfg = tiny_cfg(d=16, epochs=3, patience=1, min_epochs=1, lr=3e-3)
+    cfg = tiny_cfg(d=16, epochs=6, patience=1, min_epochs=1, lr=3e-3)
     calls = []
     net, trie, info = M.train_tiger(split, sid_full, sizes, seed=5, cfg=cfg, beam=5, progress=lambda *a: calls.append(a))
 
@@ -397,9 +422,10 @@ def test_train_tiger_matches_hand_written_loop(one_thread):
     _, vh, vt = split.histories("valid")
     losses = []
 
+    lengths = (Xt >= 0).sum(1)
+
     def batches():
-        perm = torch.randperm(len(Xt), generator=gen)
-        return [perm[a:a + 256] for a in range(0, len(perm), 256)]
+        return M._length_batches(lengths, 256, gen)
 
     def loss(idx):
         out = ref.loss(Xt[idx], St[idx])

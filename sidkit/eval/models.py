@@ -378,12 +378,21 @@ class TIGER(nn.Module):
         self.d = d
 
     def encode(self, hist: torch.Tensor):
+        """Encoder memory of left-padded histories (B, H) (-1 = padding). Leading columns that are
+        padding in every row are dropped first (their keys are masked anyway, so the memory of
+        the other positions is the same): a batch of short histories costs what its longest one
+        costs, not ``max_items``."""
         B, H = hist.shape
+        start = self.max_items - H
+        used = (hist >= 0).any(0)
+        if H > 1 and not bool(used[0]):
+            first = int(used.to(torch.int8).argmax()) if bool(used.any()) else H - 1
+            hist, start, H = hist[:, first:], start + first, H - first
         n_items = self.item_tokens.shape[0] - 1
         rows = torch.where(hist < 0, torch.full_like(hist, n_items), hist)
         toks = self.item_tokens[rows].reshape(B, H * self.depth)
         lvl = torch.arange(self.depth).repeat(H)
-        ipos = torch.arange(self.max_items - H, self.max_items).repeat_interleave(self.depth)
+        ipos = torch.arange(start, start + H).repeat_interleave(self.depth)
         x = self.tok(toks) + self.level.weight[lvl][None] + self.item_pos.weight[ipos][None]
         pad = toks == self.PAD
         mem = self.tf.encoder(x, src_key_padding_mask=pad)
@@ -490,7 +499,7 @@ class _CachedDecoder:
 
 @torch.no_grad()
 def tiger_beam_search(model: TIGER, trie: SidTrie, hist: np.ndarray, *, beam: int = 20,
-                      batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+                      batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Trie-constrained beam search over a batch of users at once.
 
     Returns (leaves (n, beam): ``trie.leaf_item`` of each beam, catalog rows or -1, and scores
@@ -504,8 +513,12 @@ def tiger_beam_search(model: TIGER, trie: SidTrie, hist: np.ndarray, *, beam: in
     leaf = torch.as_tensor(trie.leaf_item)
     all_items, all_scores = [], []
     neg = float("-inf")
+    hist = np.asarray(hist)
+    # users in order of history length, so each batch's encoder input is as short as its longest
+    # history (see TIGER.encode); the results go back to the input order at the end
+    order = np.argsort((hist >= 0).sum(1), kind="stable") if hist.ndim == 2 else np.arange(len(hist))
     for a in range(0, len(hist), batch_size):
-        h = torch.as_tensor(hist[a:a + batch_size])
+        h = torch.as_tensor(hist[order[a:a + batch_size]])
         B = h.shape[0]
         mem, pad = model.encode(h)
         dec = _CachedDecoder(model, mem, pad)
@@ -535,7 +548,9 @@ def tiger_beam_search(model: TIGER, trie: SidTrie, hist: np.ndarray, *, beam: in
         all_scores.append(score.numpy())
     if not all_items:
         return np.zeros((0, beam), np.int64), np.zeros((0, beam), np.float32)
-    return np.concatenate(all_items), np.concatenate(all_scores)
+    items, scores = np.empty_like(np.concatenate(all_items)), np.empty_like(np.concatenate(all_scores))
+    items[order], scores[order] = np.concatenate(all_items), np.concatenate(all_scores)
+    return items, scores
 
 
 def ranks_from_beams(items: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -571,10 +586,12 @@ def train_tiger(split: Split, sid_full: np.ndarray, sizes: list[int], *, seed: i
     Xt, St = torch.as_tensor(X), torch.as_tensor(sid_full[tgt])
     vh, vt = _valid_subset(split, max(200, cfg.valid_users // 4), seed)
     bs = max(cfg.batch_size, 256)
+    lengths = (Xt >= 0).sum(1)
 
     def batches(gen: torch.Generator) -> list[torch.Tensor]:
-        perm = torch.randperm(len(Xt), generator=gen)
-        return [perm[a:a + bs] for a in range(0, len(perm), bs)]
+        # batches of similar history lengths (as SASRec's): the encoder drops the columns that
+        # are padding in the whole batch, and most training prefixes are short
+        return _length_batches(lengths, bs, gen)
 
     def validate(model: TIGER) -> float:
         items, _ = tiger_beam_search(model, trie, vh, beam=beam)

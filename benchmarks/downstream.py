@@ -2,7 +2,8 @@
 
 For each shared catalog, fit codes with every requested method (rqkmeans, rqvae, quasid, adasid,
 kae; ``METHOD:zcr`` fits it with ``--dedup zcr``, ``METHOD:none`` with ``--dedup none``,
-``METHOD+balanced`` with that boolean option switched on) and
+``METHOD+balanced`` with that boolean option switched on, ``METHOD@block.key=VALUE`` with one
+option of a config block set, e.g. ``quasid@align.weight=1e-3``) and
 ``--fit-seeds`` tokenizer seeds, add the published indexes of ../shared (``--published``, the
 Scientific catalog), evaluate every table under one protocol (``--model sasrec-sid`` or
 ``tiger``, ``--seeds`` downstream seeds) with the most-popular and sasrec-id baselines, then print
@@ -44,8 +45,13 @@ def fit_codes(ds: str, spec: str, out: Path, max_steps: int | None, seed: int = 
     import sidkit
 
     head, _, dedup = spec.partition(":")
+    head, *sets = head.split("@")  # quasid@align.weight=1e-3: one option of a config block
     method, *flags = head.split("+")  # rqkmeans+balanced: a boolean fit option switched on
     opts: dict = {"method": method, "seed": seed, "dedup": dedup or "suffix", **{f: True for f in flags}}
+    for kv in sets:
+        key, _, val = kv.partition("=")
+        block, _, name = key.partition(".")
+        opts.setdefault(block, {})[name] = json.loads(val)
     if method not in ("rqkmeans", "kae") and max_steps:
         opts["max_steps"] = max_steps
     inter = DATA / ds / "interactions.parquet"
@@ -112,8 +118,8 @@ def main() -> None:
     from sidkit.eval import evaluate
 
     methods = [m for m in args.methods.split(",") if m]
-    notes = [f"{m}: not in sidkit.config.METHODS {METHODS}; skipped" for m in methods if m.partition(":")[0].split("+")[0] not in METHODS]
-    methods = [m for m in methods if m.partition(":")[0].split("+")[0] in METHODS]
+    notes = [f"{m}: not in sidkit.config.METHODS {METHODS}; skipped" for m in methods if m.partition(":")[0].split("@")[0].split("+")[0] not in METHODS]
+    methods = [m for m in methods if m.partition(":")[0].split("@")[0].split("+")[0] in METHODS]
     for n in notes:
         log("note:", n)
     root = args.keep or Path(tempfile.mkdtemp(prefix="sidkit-downstream-"))

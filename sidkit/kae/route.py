@@ -411,12 +411,15 @@ def _margins(scorer: GroupScorer, X: np.ndarray, w: np.ndarray, b: float, extra)
 
 def fit_new_row(scorer: GroupScorer, X_pos: np.ndarray, X_neg: np.ndarray, y_neg_slot: np.ndarray,
                 extra: list[tuple[int, np.ndarray, float]] = (), *, l2: float = 1e-5, iters: int = 100,
-                target_recall: float = 0.9, max_null_share: float = 0.01, seed: int = 0,
+                target_recall: float = 0.95, max_null_share: float = 0.01, seed: int = 0,
                 stats: dict | None = None) -> tuple[np.ndarray, float]:
     """One new scorer row for a bound slot: positives = items carrying the word, negatives = the
     reservoir labelled with base slots (rows of other bindings are frozen too). ``l2`` defaults
     to 1e-5: on Office's colours it routed more held-out items than 1e-4 at the same cap
-    (0.901 against 0.887).
+    (0.901 against 0.887). ``target_recall`` 0.95, chosen on Office's colours (3 splits,
+    titles blanked): held-out-word hit rate 0.911 at 0.90, 0.927 at 0.95, the same at 0.97 (the
+    true-negative cap binds first), with 13-17% of attribute-less items of other words moved
+    instead of 9-15%.
 
     New words win by default: the row's bias is then raised so that, in 2-fold cross-fitting
     over the positives, ``target_recall`` of held-out positives would be routed to it, as long

@@ -402,7 +402,7 @@ def bind_slot(category: str, word: str, *, model_dir: str | os.PathLike | None =
     when the group is full, :class:`SlotError` / :class:`ModelError` on bad input (registry untouched).
     ``max_route_share``: at most this share of the fit items that carry a *different* word of
     the group (true negatives) may be routed to the new slot (the routing row's bias is raised
-    towards 90 % recall of the word's items only up to that point). Items that lacked the
+    towards 95 % recall of the word's items only up to that point). Items that lacked the
     attribute are not counted as negatives (they may be the word's own items); the share of
     them that would move is reported in the result's ``route`` (with recall, false-positive rate
     and precision of the new row).

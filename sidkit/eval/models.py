@@ -548,8 +548,9 @@ def tiger_beam_search(model: TIGER, trie: SidTrie, hist: np.ndarray, *, beam: in
         all_scores.append(score.numpy())
     if not all_items:
         return np.zeros((0, beam), np.int64), np.zeros((0, beam), np.float32)
-    items, scores = np.empty_like(np.concatenate(all_items)), np.empty_like(np.concatenate(all_scores))
-    items[order], scores[order] = np.concatenate(all_items), np.concatenate(all_scores)
+    sorted_items, sorted_scores = np.concatenate(all_items), np.concatenate(all_scores)
+    items, scores = np.empty_like(sorted_items), np.empty_like(sorted_scores)
+    items[order], scores[order] = sorted_items, sorted_scores
     return items, scores
 
 

@@ -127,8 +127,6 @@ def dedup_metadata(path) -> dict | None:
     """How a sidkit SID table's collisions were resolved (``--dedup``, ``sidkit dedup``) and, for
     ZCR, how many items moved at what cost: the ``dedup`` entry of its Parquet metadata (a
     directory: its first shard), or None for other tables."""
-    from pathlib import Path
-
     p = Path(path)
     try:
         if p.is_dir():

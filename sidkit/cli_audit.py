@@ -80,8 +80,9 @@ def export_command(
     text_cols: Optional[str] = typer.Option(None, "--text-cols", help="Catalog columns joined into the description (comma list; '' for none). [default: description, where the catalog has it]"),
     token_format: Optional[str] = typer.Option(None, "--token-format", help="Token template with {level} and {code}, or an example: "
                                                "'<a_12>' = '<{level}_{code}>', '<s_a_12>' = '<s_{level}_{code}>' (openonerec's). [default: <a_12>; openonerec: <s_a_12>]"),
-    tokens_file: Optional[Path] = typer.Option(None, "--tokens-file", help="Also write the full level-major token grid (every code of every level, the suffix level, "
-                                               "begin/end markers for openonerec), one token a line; fixed for a model's codebook sizes."),
+    tokens_file: Optional[Path] = typer.Option(None, "--tokens-file", help="Also write the full level-major token grid (every code of every level, the suffix level "
+                                               "unless a --dedup zcr/none table has no suffix in use, begin/end markers for openonerec), "
+                                               "one token a line; fixed for a model's codebook sizes."),
     codebook_size: Optional[str] = typer.Option(None, "--codebook-size", help="Codebook sizes for the token grid when the table does not record them (one, or one per level)."),
     suffix_size: Optional[int] = typer.Option(None, "--suffix-size", min=1, help="Tokens of the suffix level in the grid. [default: the last codebook size]"),
     base: Optional[Path] = typer.Option(None, "--base", help="hf-tokenizer: local Hugging Face model directory (tokenizer files + safetensors weights); nothing is downloaded."),

@@ -401,6 +401,56 @@ def test_tiger_encoder_drops_batch_wide_padding_exactly():
     torch.testing.assert_close(mem_s[real], tail[real], rtol=1e-5, atol=1e-5)
 
 
+def test_tiger_forward_equals_nn_transformer_in_eval_mode():
+    """TIGER computes its encoder and decoder over the parameters of ``model.tf``; in eval mode
+    this is nn.Transformer's own forward (pre-norm layers, padding and causal masks)."""
+    import torch
+
+    from sidkit.eval.models import TIGER
+
+    rng = np.random.default_rng(3)
+    codes = np.unique(rng.integers(0, 6, size=(60, 3)), axis=0)
+    torch.manual_seed(0)
+    model = TIGER(codes, [6, 6, 6], max_items=6, d=16, n_heads=2, n_layers=2, ff=32).eval()
+    hist = rng.integers(0, len(codes), size=(4, 6))
+    hist[0, :4], hist[1, :1] = -1, -1
+    hist = torch.as_tensor(hist)
+    with torch.no_grad():
+        mem, pad = model.encode(hist)
+        n = len(codes)
+        toks = model.item_tokens[torch.where(hist < 0, n, hist)].reshape(4, 18)
+        x = (model.tok(toks) + model.level.weight[torch.arange(3).repeat(6)][None]
+             + model.item_pos.weight[torch.arange(6).repeat_interleave(3)][None])
+        ref = model.tf.encoder(x, src_key_padding_mask=toks == model.PAD)
+        torch.testing.assert_close(mem[~pad], ref[~pad], rtol=1e-5, atol=1e-5)
+        y = torch.randn(4, 3, 16)
+        causal = torch.triu(torch.full((3, 3), float("-inf")), 1)
+        want = model.tf.decoder(y, mem, tgt_mask=causal, memory_key_padding_mask=pad, tgt_is_causal=True)
+        torch.testing.assert_close(model._decode(y, mem, pad), want, rtol=1e-5, atol=1e-5)
+
+
+def test_tiger_dropout_rate_scale_and_seed():
+    import torch
+
+    from sidkit.eval.models import TIGER
+
+    codes = np.arange(12).reshape(4, 3) % 6
+
+    def dropped(seed):
+        torch.manual_seed(seed)
+        m = TIGER(codes, [6, 6, 6], max_items=4, d=8, n_heads=2, n_layers=1, ff=16, dropout=0.1).train()
+        return m._drop(torch.ones(200, 500))
+
+    a = dropped(1)
+    assert torch.equal(a, dropped(1)) and not torch.equal(a, dropped(2))  # the torch seed fixes the masks
+    kept = a > 0
+    assert abs(float(kept.float().mean()) - (1 - 26 / 256)) < 0.005  # p = 0.1 in steps of 1/256
+    assert torch.allclose(a[kept], torch.tensor(256 / 230))  # inverted dropout: the mean is kept
+    m = TIGER(codes, [6, 6, 6], max_items=4, d=8, n_heads=2, n_layers=1, ff=16, dropout=0.1).eval()
+    x = torch.randn(3, 5)
+    assert m._drop(x) is x
+
+
 def test_train_tiger_matches_hand_written_loop(one_thread):
     import torch
 
@@ -409,7 +459,7 @@ def test_train_tiger_matches_hand_written_loop(one_thread):
     split = _toy_split(120)
     codes = np.random.default_rng(1).integers(0, 3, size=(split.n_items, 2))
     sid_full, sizes = M.full_sids(codes, None, [3, 3])
-    cfg = tiny_cfg(d=16, epochs=6, patience=1, min_epochs=1, lr=3e-3)
+    cfg = tiny_cfg(d=16, epochs=8, patience=1, min_epochs=1, lr=3e-3)
     calls = []
     net, trie, info = M.train_tiger(split, sid_full, sizes, seed=5, cfg=cfg, beam=5, progress=lambda *a: calls.append(a))
 

@@ -376,6 +376,11 @@ class TIGER(nn.Module):
         self.out = nn.Linear(d, self.vocab)
         self.max_items = max_items
         self.d = d
+        self.n_heads = n_heads
+        self.p = float(dropout)
+        # dropout masks come from a numpy generator seeded from torch's (so a torch seed fixes them):
+        # torch's CPU bernoulli_ costs ~20 ns per element, a quarter of a training step here
+        self._rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
 
     def encode(self, hist: torch.Tensor):
         """Encoder memory of left-padded histories (B, H) (-1 = padding). Leading columns that are
@@ -395,8 +400,48 @@ class TIGER(nn.Module):
         ipos = torch.arange(start, start + H).repeat_interleave(self.depth)
         x = self.tok(toks) + self.level.weight[lvl][None] + self.item_pos.weight[ipos][None]
         pad = toks == self.PAD
-        mem = self.tf.encoder(x, src_key_padding_mask=pad)
-        return mem, pad
+        keep = ~pad[:, None, None, :]  # attention mask: True = a real key
+        for layer in self.tf.encoder.layers:
+            x = x + self._drop(self._attention(layer.self_attn, layer.norm1(x), None, keep))
+            x = x + self._drop(self._feed_forward(layer, layer.norm2(x)))
+        return self.tf.encoder.norm(x), pad
+
+    # The transformer's forward, written out over the parameters of ``self.tf`` (pre-norm layers,
+    # as nn.Transformer with ``norm_first=True`` computes them in eval mode; tested against it).
+    # Training drops the outputs of attention and feed-forward blocks and the feed-forward hidden
+    # layer with probability ``self.p``; attention weights are not dropped (this keeps the fused
+    # attention kernel; it is ~1.3x faster per step than nn.Transformer's training path).
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p <= 0.0:
+            return x
+        t = int(round(self.p * 256))  # drop probability in steps of 1/256 (0.1 -> 26/256)
+        u = np.frombuffer(self._rng.bytes(x.numel()), dtype=np.uint8).reshape(x.shape)
+        return x * torch.from_numpy(u >= t).to(x.dtype).mul_(256.0 / (256 - t))
+
+    def _attention(self, mha: nn.MultiheadAttention, q_in: torch.Tensor, kv_in: torch.Tensor | None,
+                   keep: torch.Tensor | None, causal: bool = False) -> torch.Tensor:
+        B, T, d = q_in.shape
+        h = self.n_heads
+        W, b = mha.in_proj_weight, mha.in_proj_bias
+        if kv_in is None:  # self-attention: one fused projection
+            q, k, v = F.linear(q_in, W, b).view(B, T, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        else:
+            S = kv_in.shape[1]
+            q = F.linear(q_in, W[:d], b[:d]).view(B, T, h, d // h).transpose(1, 2)
+            k, v = F.linear(kv_in, W[d:], b[d:]).view(B, S, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=causal)
+        return mha.out_proj(a.transpose(1, 2).reshape(B, T, d))
+
+    def _feed_forward(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return layer.linear2(self._drop(layer.activation(layer.linear1(x))))
+
+    def _decode(self, y: torch.Tensor, mem: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        keep = ~pad[:, None, None, :]
+        for layer in self.tf.decoder.layers:
+            y = y + self._drop(self._attention(layer.self_attn, layer.norm1(y), None, None, causal=True))
+            y = y + self._drop(self._attention(layer.multihead_attn, layer.norm2(y), mem, keep))
+            y = y + self._drop(self._feed_forward(layer, layer.norm3(y)))
+        return self.tf.decoder.norm(y)
 
     def decode_logits(self, mem, pad, prefix: torch.Tensor) -> torch.Tensor:
         """prefix (B, t) of level tokens (raw codes); returns the level-t logits (B, sizes[t])."""
@@ -405,8 +450,7 @@ class TIGER(nn.Module):
         for l in range(t):
             toks[:, l + 1] = prefix[:, l] + self.offsets[l]
         y = self.tok(toks) + self.dec_pos.weight[: t + 1][None]
-        mask = torch.triu(torch.full((t + 1, t + 1), float("-inf")), 1)
-        h = self.tf.decoder(y, mem, tgt_mask=mask, memory_key_padding_mask=pad, tgt_is_causal=True)
+        h = self._decode(y, mem, pad)
         o = self.offsets[t]
         return self.out(h[:, -1])[:, o:o + self.sizes[t]]
 
@@ -417,8 +461,7 @@ class TIGER(nn.Module):
         for l in range(1, self.depth):
             toks[:, l] = target_sid[:, l - 1] + self.offsets[l - 1]
         y = self.tok(toks) + self.dec_pos.weight[: self.depth][None]
-        mask = torch.triu(torch.full((self.depth, self.depth), float("-inf")), 1)
-        h = self.tf.decoder(y, mem, tgt_mask=mask, memory_key_padding_mask=pad, tgt_is_causal=True)
+        h = self._decode(y, mem, pad)
         logits = self.out(h)
         total = 0.0
         for l in range(self.depth):

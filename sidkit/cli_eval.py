@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from sidkit._clitools import emit_json, fail, safe, summary_console, visible
-from sidkit.config import EVAL_EPOCHS
+from sidkit.config import EVAL_EPOCHS, TIGER_EPOCHS
 from sidkit.errors import ConfigError, SidkitError
 
 
@@ -22,7 +22,7 @@ def eval_command(
     model: str = typer.Option("sasrec-sid", "--model", help="Downstream model: sasrec-sid (SASRec over summed SID token embeddings) or tiger (generative, trie-constrained beam search)."),
     name: Optional[List[str]] = typer.Option(None, "--name", help="Display name of a table (repeatable, one per table, in order)."),
     seeds: int = typer.Option(3, "--seeds", help="Number of downstream training seeds (--seed, --seed+1, ...).", min=1),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help=f"Maximum training epochs (early stopping on validation Recall@10). [default: {EVAL_EPOCHS}]"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=f"sasrec-sid: maximum training epochs (early stopping on validation Recall@10); tiger: the epochs of its one-cycle schedule. [default: {EVAL_EPOCHS}; tiger {TIGER_EPOCHS}]"),
     baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Also evaluate most-popular and sasrec-id."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of the SID tables."),
     beam: int = typer.Option(20, "--beam", min=1, help="Beam width of --model tiger (validation and test)."),

@@ -195,6 +195,7 @@ PLAN_DEFAULTS = {"groups": 6, "mu_bal": 0.1, "k_max": 16384, "refine_passes": 3,
 
 #: maximum training epochs of the downstream models of ``sidkit eval``
 EVAL_EPOCHS = 30
+TIGER_EPOCHS = 8  # sidkit eval --model tiger: epochs of its one-cycle schedule
 
 # ---------------------------------------------------------------------------------------------
 # FitConfig

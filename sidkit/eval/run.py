@@ -102,7 +102,9 @@ def evaluate(
         constrained by a prefix trie).
     names : one display name per table (default: the file or directory name).
     seeds : downstream training seeds; metrics are means over seeds, with ``*_std`` spreads.
-    epochs : maximum epochs (default 30; early stopping on validation Recall@10, patience 3).
+    epochs : SASRec models: maximum epochs (default 30; early stopping on validation Recall@10,
+        patience 3). ``tiger``: the epochs of its one-cycle schedule (default 8; every epoch runs,
+        the best validation epoch is kept). The ``sasrec-id`` baseline of a tiger run uses it too.
     baselines : any of ``most-popular``, ``sasrec-id`` (default both).
     id_col, codebook_size, suffix : passed to :func:`sidkit.io.sidtable.read_sid_table` for every table.
     n_bootstrap : paired bootstrap resamples over test users.
@@ -158,6 +160,7 @@ def evaluate(
         if int(epochs) < 1:
             raise ConfigError(f"{opt('epochs')} {epochs}: must be >= 1")
         cfg.epochs = int(epochs)
+        cfg.tiger_epochs = int(epochs)
 
     tables, warnings = _read_tables(codes_paths, names, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
     catalog, w2 = _common_catalog(tables)
@@ -293,7 +296,9 @@ def evaluate(
         "protocol": {"ranking": "full catalog, no sampled negatives", "history_masked": False,
                      "history_len": split.max_history, "ks": list(KS), "bootstrap_resamples": n_bootstrap,
                      "beam": beam if tiger else None, "collisions": collisions if tiger else None,
-                     "early_stopping": f"validation Recall@10, patience {cfg.patience}, max {cfg.epochs} epochs",
+                     "early_stopping": (f"tiger: {cfg.tiger_epochs} epochs, one-cycle schedule to lr {cfg.tiger_lr} "
+                                        f"(warm-up {cfg.warmup:g} of the steps), best validation Recall@10 epoch kept"
+                                        if tiger else f"validation Recall@10, patience {cfg.patience}, max {cfg.epochs} epochs"),
                      "train_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}},
         "split": split.info,
         "warnings": warnings,

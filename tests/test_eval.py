@@ -465,7 +465,7 @@ def test_train_tiger_matches_hand_written_loop(one_thread):
     codes = np.random.default_rng(1).integers(0, 3, size=(split.n_items, 2))
     sid_full, sizes = M.full_sids(codes, None, [3, 3])
     # tiger runs its whole budget of epochs (no early stop: patience and min_epochs do not apply)
-    cfg = tiny_cfg(d=16, epochs=30, tiger_epochs=4, tiger_lr=4e-3, warmup=0.25, patience=1, min_epochs=1, lr=1e-4)
+    cfg = tiny_cfg(d=16, epochs=30, tiger_epochs=4, tiger_lr=4e-3, tiger_warmup=0.25, patience=1, min_epochs=1, lr=1e-4)
     calls = []
     net, trie, info = M.train_tiger(split, sid_full, sizes, seed=5, cfg=cfg, beam=5, progress=lambda *a: calls.append(a))
 

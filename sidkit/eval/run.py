@@ -297,7 +297,7 @@ def evaluate(
                      "history_len": split.max_history, "ks": list(KS), "bootstrap_resamples": n_bootstrap,
                      "beam": beam if tiger else None, "collisions": collisions if tiger else None,
                      "early_stopping": (f"tiger: {cfg.tiger_epochs} epochs, one-cycle schedule to lr {cfg.tiger_lr} "
-                                        f"(warm-up {cfg.warmup:g} of the steps), best validation Recall@10 epoch kept"
+                                        f"(warm-up {cfg.tiger_warmup:g} of the steps), best validation Recall@10 epoch kept"
                                         if tiger else f"validation Recall@10, patience {cfg.patience}, max {cfg.epochs} epochs"),
                      "train_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}},
         "split": split.info,

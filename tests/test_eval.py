@@ -470,8 +470,8 @@ def test_train_tiger_matches_hand_written_loop(one_thread):
     net, trie, info = M.train_tiger(split, sid_full, sizes, seed=5, cfg=cfg, beam=5, progress=lambda *a: calls.append(a))
 
     gen = M._set_seed(5)
-    ref = M.TIGER(sid_full, sizes, max_items=split.max_history, d=cfg.d, n_layers=cfg.n_layers, dropout=0.1)
-    opt = torch.optim.AdamW(ref.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ref = M.TIGER(sid_full, sizes, max_items=split.max_history, d=cfg.d, n_heads=cfg.n_heads, n_layers=cfg.n_layers, dropout=0.1)
+    opt = M.tiger_optimizer(ref.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     X, tgt = M._tiger_training_arrays(split, split.max_history)
     Xt, St = torch.as_tensor(X), torch.as_tensor(sid_full[tgt])
     assert len(Xt) > 256  # more than one batch per epoch
@@ -488,7 +488,7 @@ def test_train_tiger_matches_hand_written_loop(one_thread):
     lengths = (Xt >= 0).sum(1)
 
     def batches():
-        return M._length_batches(lengths, 256, gen)
+        return M._length_batches(lengths, 256, gen, M.TIGER_JITTER)
 
     def loss(idx):
         out = ref.loss(Xt[idx], St[idx])
@@ -531,7 +531,7 @@ def test_training_without_batches_only_validates(one_thread):
         else:
             net, _, info = M.train_tiger(split, sid_full, sizes, seed=0, cfg=cfg, beam=4, progress=lambda *a: calls.append(a))
             M._set_seed(0)
-            fresh = M.TIGER(sid_full, sizes, max_items=split.max_history, d=cfg.d, n_layers=cfg.n_layers, dropout=0.1)
+            fresh = M.TIGER(sid_full, sizes, max_items=split.max_history, d=cfg.d, n_heads=cfg.n_heads, n_layers=cfg.n_layers, dropout=0.1)
         assert _same_state(net, fresh), name
         assert info["epochs_run"] == 2 and info["best_epoch"] == 1, name
         assert 0.0 <= info["valid_recall@10"] <= 1.0

@@ -93,7 +93,7 @@ def ihr_study(items: Path, table: pa.Table, attributes: list[str], col: str, wor
         pq.write_table(eval_tbl, eval_items)
         encode(model, eval_items, pdir / "before.parquet")
         c0 = _codes(pdir / "before.parquet")
-        slots, lat = {}, []
+        slots, lat, route = {}, [], {}
         for w in fw:
             gpath = pdir / f"given_{len(slots)}.parquet"
             pq.write_table(table.take(pa.array(given[w])), gpath)
@@ -102,6 +102,7 @@ def ihr_study(items: Path, table: pa.Table, attributes: list[str], col: str, wor
                           **({} if max_route_share is None else {"max_route_share": max_route_share}))
             lat.append(time.perf_counter() - t1)
             slots[w] = r["slot"]
+            route[w] = r.get("route")
         encode(model, eval_items, pdir / "after.parquet")
         c1 = _codes(pdir / "after.parquet")
         n = len(c1)
@@ -122,7 +123,7 @@ def ihr_study(items: Path, table: pa.Table, attributes: list[str], col: str, wor
             ihr = float((c1[held[w], pos] == slots[w]).mean())
             per_word[w] = {"fold": k, "n_given": int(len(given[w])), "n_routed_eval": int(len(held[w])), "ihr": round(ihr, 4),
                            "explicit_items": int(len(explicit)), "explicit_hit_rate": hit_explicit,
-                           "ihr_before_binding": float((c0[held[w], pos] == slots[w]).mean())}
+                           "ihr_before_binding": float((c0[held[w], pos] == slots[w]).mean()), "route": route[w]}
             carriers_now |= m
             carriers_now[held[w]] = True
         others = ~carriers_now
@@ -220,7 +221,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--rqvae-steps", type=int, default=500)
     ap.add_argument("--min-precision", type=float, default=None, help="override the plan's route_min_precision")
-    ap.add_argument("--max-route-share", type=float, default=None, help="bind-slot's cap on routed attribute-less items (default: its own)")
+    ap.add_argument("--max-route-share", type=float, default=None, help="bind-slot's cap on the share of items carrying another word that are routed (default: its own)")
     ap.add_argument("--route-neighbours", type=int, default=None, help="override the plan's route_neighbours (0: embeddings alone)")
     ap.add_argument("--seeds", type=int, default=3, help="fold/half splits of the colour IHR with titles blanked (default 3)")
     ap.add_argument("--out", default=None)

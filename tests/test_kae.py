@@ -695,6 +695,26 @@ def test_route_cap_counts_known_other_words_not_blank_items_as_negatives():
     ihr, other, st = _planted_cap(True)  # half the blank items have another colour: 0.635 with the old cap
     assert ihr >= 0.75 and other <= 0.02, (ihr, other)
     assert 0 < st["null_routed_share"] < 0.6 and st["n_negatives"] > 0
+    assert st["capped"] is True  # the 1% true-negative cap, not the 95% target recall, set the bias
+
+
+def test_route_stats_say_when_target_recall_sets_the_bias():
+    """With a cap of 100% of true negatives the target recall alone sets the bias: not capped, and
+    the cross-fitted recall reaches it."""
+    from sidkit.kae.route import fit_new_row, fit_scorer
+
+    rng = np.random.default_rng(3)
+    d = 8
+    X = rng.normal(size=(400, d)).astype(np.float32)
+    slots = np.where(X[:, 0] > 0, 2, 3).astype(np.int32)
+    sc, _ = fit_scorer(X, slots, min_precision=0.5)
+    pos = (rng.normal(size=(40, d)) + np.r_[0, 4.0, [0] * (d - 2)]).astype(np.float32)
+    for share, capped in ((1.0, False), (0.0, True)):
+        st: dict = {}
+        fit_new_row(sc, pos, X, slots, max_null_share=share, stats=st)
+        assert st["capped"] is capped, (share, st)
+        if not capped:
+            assert st["cv_recall"] >= 0.95
 
 
 def test_kae_plan_names_real_columns_and_refuses_repeated_ids(tmp_path):

@@ -432,7 +432,8 @@ def fit_new_row(scorer: GroupScorer, X_pos: np.ndarray, X_neg: np.ndarray, y_neg
 
     ``stats`` (a dict, filled in): ``cv_recall`` (held-out positives routed, 2-fold),
     ``fp_rate`` (true negatives routed), ``precision`` (class-balanced: ``cv_recall / (cv_recall +
-    fp_rate)``, as if carriers and true negatives were equally many; None without either), ``null_routed_share``, ``n_negatives``.
+    fp_rate)``, as if carriers and true negatives were equally many; None without either), ``null_routed_share``, ``n_negatives``,
+    ``capped`` (the ``max_null_share`` cap, not ``target_recall``, set the bias).
     """
     base_W, base_b = scorer.W, scorer.b
     if extra:
@@ -457,6 +458,7 @@ def fit_new_row(scorer: GroupScorer, X_pos: np.ndarray, X_neg: np.ndarray, y_neg
 
     w, b = fit_on(X_pos)
     cv = None
+    capped = False
     if len(X_pos) >= 4 and target_recall > 0:
         perm = np.random.default_rng(seed).permutation(len(X_pos))
         folds = [perm[::2], perm[1::2]]
@@ -469,6 +471,7 @@ def fit_new_row(scorer: GroupScorer, X_pos: np.ndarray, X_neg: np.ndarray, y_neg
         if shift > 0 and true_neg.any():
             mn = _margins(scorer, Xn[true_neg], w, b, extra)
             cap = float(-np.quantile(mn, 1 - max_null_share))  # shift at which max_null_share of them would be routed
+            capped = max(0.0, cap) < shift
             shift = min(shift, max(0.0, cap))
         b = b + shift
         cv = cv + shift
@@ -481,5 +484,5 @@ def fit_new_row(scorer: GroupScorer, X_pos: np.ndarray, X_neg: np.ndarray, y_neg
         stats.update({"cv_recall": None if recall is None else round(recall, 4), "fp_rate": None if fp is None else round(fp, 4),
                       "precision": None if prec is None else round(prec, 4),
                       "null_routed_share": None if null_share is None else round(null_share, 4),
-                      "n_negatives": int(true_neg.sum())})
+                      "n_negatives": int(true_neg.sum()), "capped": bool(capped)})
     return w, float(b)

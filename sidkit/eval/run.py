@@ -104,7 +104,7 @@ def evaluate(
     seeds : downstream training seeds; metrics are means over seeds, with ``*_std`` spreads.
     epochs : SASRec models: maximum epochs (default 30; early stopping on validation Recall@10,
         patience 3). ``tiger``: the epochs of its one-cycle schedule (default 8; every epoch runs,
-        the best validation epoch is kept). The ``sasrec-id`` baseline of a tiger run uses it too.
+        the best validation epoch of its second half is kept). The ``sasrec-id`` baseline of a tiger run uses it too.
     baselines : any of ``most-popular``, ``sasrec-id`` (default both).
     id_col, codebook_size, suffix : passed to :func:`sidkit.io.sidtable.read_sid_table` for every table.
     n_bootstrap : paired bootstrap resamples over test users.
@@ -297,7 +297,7 @@ def evaluate(
                      "history_len": split.max_history, "ks": list(KS), "bootstrap_resamples": n_bootstrap,
                      "beam": beam if tiger else None, "collisions": collisions if tiger else None,
                      "early_stopping": (f"tiger: {cfg.tiger_epochs} epochs, one-cycle schedule to lr {cfg.tiger_lr} "
-                                        f"(warm-up {cfg.tiger_warmup:g} of the steps), best validation Recall@10 epoch kept"
+                                        f"(warm-up {cfg.tiger_warmup:g} of the steps), best validation Recall@10 epoch of the second half kept"
                                         if tiger else f"validation Recall@10, patience {cfg.patience}, max {cfg.epochs} epochs"),
                      "train_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}},
         "split": split.info,

@@ -473,7 +473,7 @@ def test_train_tiger_matches_hand_written_loop(one_thread):
     net, trie, info = M.train_tiger(split, sid_full, sizes, seed=5, cfg=cfg, beam=5, progress=lambda *a: calls.append(a))
 
     gen = M._set_seed(5)
-    ref = M.TIGER(sid_full, sizes, max_items=split.max_history, d=cfg.d, n_heads=cfg.n_heads, n_layers=cfg.n_layers, dropout=0.1)
+    ref = M.build_tiger(sid_full, sizes, split.max_history, cfg)
     opt = M.tiger_optimizer(ref.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     X, tgt = M._tiger_training_arrays(split, split.max_history)
     Xt, St = torch.as_tensor(X), torch.as_tensor(sid_full[tgt])
@@ -535,7 +535,7 @@ def test_training_without_batches_only_validates(one_thread):
         else:
             net, _, info = M.train_tiger(split, sid_full, sizes, seed=0, cfg=cfg, beam=4, progress=lambda *a: calls.append(a))
             M._set_seed(0)
-            fresh = M.TIGER(sid_full, sizes, max_items=split.max_history, d=cfg.d, n_heads=cfg.n_heads, n_layers=cfg.n_layers, dropout=0.1)
+            fresh = M.build_tiger(sid_full, sizes, split.max_history, cfg)
         assert _same_state(net, fresh), name
         # (tiger keeps the best of the second half of its epochs: epoch 2 of 2)
         assert info["epochs_run"] == 2 and info["best_epoch"] == (1 if name == "sasrec" else 2), name

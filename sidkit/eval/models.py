@@ -413,7 +413,6 @@ class TIGER(nn.Module):
         # dropout masks come from a numpy generator seeded from torch's (so a torch seed fixes them):
         # torch's CPU bernoulli_ costs ~20 ns per element, a quarter of a training step here
         self._rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
-        self._keep = None  # ((threshold, dtype), byte -> mask value table) of _drop
 
     def encode(self, hist: torch.Tensor):
         """Encoder memory of left-padded histories (B, H) (-1 = padding). Leading columns that are
@@ -448,12 +447,10 @@ class TIGER(nn.Module):
         if not self.training or self.p <= 0.0:
             return x
         t = int(round(self.p * 256))  # drop probability in steps of 1/256 (0.1 -> 26/256)
-        if self._keep is None or self._keep[0] != (t, x.dtype):
-            lut = np.zeros(256, dtype=torch.empty(0, dtype=x.dtype).numpy().dtype)
-            lut[t:] = 256.0 / (256 - t)
-            self._keep = ((t, x.dtype), lut)
+        keep = np.zeros(256, dtype=np.float32)  # byte -> 0 (dropped) or the keep scale
+        keep[t:] = 256.0 / (256 - t)
         u = np.frombuffer(self._rng.bytes(x.numel()), dtype=np.uint8).reshape(x.shape)
-        return x * torch.from_numpy(self._keep[1][u])  # byte -> 0 or the keep scale, in one pass
+        return x * torch.from_numpy(keep[u]).to(x.dtype)  # one lookup pass (a no-op cast in float32)
 
     def _attention(self, mha: nn.MultiheadAttention, q_in: torch.Tensor, kv_in: torch.Tensor | None,
                    keep: torch.Tensor | None, causal: bool = False) -> torch.Tensor:
@@ -661,6 +658,11 @@ def _tiger_training_arrays(split: Split, H: int):
 TIGER_JITTER = 0.5
 
 
+def build_tiger(sid_full: np.ndarray, sizes: list[int], max_items: int, cfg: TrainConfig) -> TIGER:
+    """The TIGER that :func:`train_tiger` trains (its width, heads and layers from ``cfg``)."""
+    return TIGER(sid_full, sizes, max_items=max_items, d=cfg.d, n_heads=cfg.n_heads, n_layers=cfg.n_layers, dropout=0.1)
+
+
 def tiger_optimizer(params, **kw) -> torch.optim.Optimizer:
     """AdamW for TIGER; the fused kernel where this torch has one for CPU tensors (torch >= 2.4):
     one call for all parameters instead of ~15 small ops per tensor (1.1 ms against 6.2 ms a step)."""
@@ -698,12 +700,11 @@ def train_tiger(split: Split, sid_full: np.ndarray, sizes: list[int], *, seed: i
 
     E = int(cfg.tiger_epochs)
     run = dataclasses.replace(cfg, epochs=E, min_epochs=E, lr=cfg.tiger_lr)  # every epoch of the budget runs
-    # the best epoch is chosen in the second half of the schedule: on the noisy 500-user subset an
-    # epoch near the peak learning rate was once picked (published LETTER, epoch 2 of 8: test
-    # Recall@10 0.0614, against 0.0789 with another seed that kept epoch 7)
     lr_at = one_cycle(E * -(-len(Xt) // bs), cfg.tiger_lr, cfg.tiger_warmup)
-    model, info = _train_loop(lambda: TIGER(sid_full, sizes, max_items=H, d=cfg.d, n_heads=cfg.n_heads,
-                                            n_layers=cfg.n_layers, dropout=0.1),
+    # select_from: the best epoch is chosen in the second half of the schedule. On the noisy
+    # 500-user subset an epoch near the peak learning rate was once kept (published LETTER, epoch
+    # 2 of 8: test Recall@10 0.0614, against 0.0789 with another seed that kept epoch 7).
+    model, info = _train_loop(lambda: build_tiger(sid_full, sizes, H, cfg),
                               tiger_optimizer, batches, lambda model, idx: model.loss(Xt[idx], St[idx]), validate,
                               seed=seed, cfg=run, progress=progress, stage=stage, clip_norm=1.0, report_loss=True,
                               lr_at=lr_at, select_from=E // 2 + 1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,9 +34,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    if not Path(args.table).exists() or not Path(args.interactions).exists():
-        print(f"skipped: {args.table} or {args.interactions} is missing (the shared data is not beside the repository)")
-        return 0
+    if args.repeats < 1 or args.threads < 1:
+        print("error: --repeats and --threads must be at least 1", file=sys.stderr)
+        return 2
+    for opt, path in (("--table", args.table), ("--interactions", args.interactions)):
+        if Path(path).exists():
+            continue
+        if path == ap.get_default(opt.lstrip("-")):
+            print(f"skipped: {path} is missing (the shared data is not beside the repository)")
+            return 0
+        print(f"error: {opt} {path}: no such file; give an existing SID table / interactions Parquet", file=sys.stderr)
+        return 2
 
     from sidkit.eval import evaluate
     from sidkit.eval.models import TrainConfig
@@ -69,7 +78,9 @@ def main(argv=None) -> int:
     print()
     print("tiger / sasrec-sid per pair: " + ", ".join(f"{r:.2f}x" for r in ratios) + f"; of the sums: {total:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": runs, "ratios": ratios, "ratio_of_sums": total}, indent=1))
+        tmp = Path(f"{args.json}.tmp")
+        tmp.write_text(json.dumps({"runs": runs, "ratios": ratios, "ratio_of_sums": total}, indent=1))
+        os.replace(tmp, args.json)  # no half-written file
     return 0
 
 

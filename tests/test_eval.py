@@ -322,10 +322,11 @@ def _reference_fit(model, opt, epoch_batches, batch_loss, validate, cfg, clip_no
                 opt.param_groups[0]["lr"] = lr_of_step[step]
             opt.step()
             step += 1
+        if epoch < select_from:  # cannot be kept: not validated
+            calls.append(None)
+            continue
         score = validate()
-        if epoch < select_from:
-            pass
-        elif score > best:
+        if score > best:
             best, best_epoch, bad = score, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
@@ -409,12 +410,17 @@ def test_tiger_encoder_drops_batch_wide_padding_exactly():
     torch.testing.assert_close(mem_s[real], tail[real], rtol=1e-5, atol=1e-5)
 
 
-def test_tiger_forward_equals_nn_transformer_in_eval_mode():
+@pytest.mark.parametrize("short", [0, 1000], ids=["fused-kernel", "explicit"])
+def test_tiger_forward_equals_nn_transformer_in_eval_mode(short, monkeypatch):
     """TIGER computes its encoder and decoder over the parameters of ``model.tf``; in eval mode
-    this is nn.Transformer's own forward (pre-norm layers, padding and causal masks)."""
+    this is nn.Transformer's own forward (pre-norm layers, padding and causal masks), with the
+    fused attention kernel and with the explicit matmul + softmax it uses for short inputs."""
     import torch
 
+    import sidkit.eval.models as M
     from sidkit.eval.models import TIGER
+
+    monkeypatch.setattr(M, "SHORT_ATTENTION", short)
 
     rng = np.random.default_rng(3)
     codes = np.unique(rng.integers(0, 6, size=(60, 3)), axis=0)
@@ -508,7 +514,9 @@ def test_train_tiger_matches_hand_written_loop(one_thread):
     assert {k: info[k] for k in want} == want
     assert want["epochs_run"] == 4  # the whole budget ran (the best state is restored: the sasrec test)
     assert _same_state(net, ref)
-    assert [c[3] for c in calls[:-1]] == [{"valid_recall@10": s, "loss": losses[(e + 1) * per_epoch - 1]}
+    assert scores[:2] == [None, None]  # epochs 1-2 cannot be kept: not validated
+    assert [c[3] for c in calls[:-1]] == [{**({} if s is None else {"valid_recall@10": s}),
+                                           "loss": losses[(e + 1) * per_epoch - 1]}
                                           for e, s in enumerate(scores)]
     assert calls[-1][3] == {"valid_recall@10": want["valid_recall@10"]}
 
@@ -540,7 +548,10 @@ def test_training_without_batches_only_validates(one_thread):
         # (tiger keeps the best of the second half of its epochs: epoch 2 of 2)
         assert info["epochs_run"] == 2 and info["best_epoch"] == (1 if name == "sasrec" else 2), name
         assert 0.0 <= info["valid_recall@10"] <= 1.0
-        assert [c[1] for c in calls] == [1, 2, 2] and all(set(c[3]) == {"valid_recall@10"} for c in calls), name
+        assert [c[1] for c in calls] == [1, 2, 2], name
+        # an epoch before tiger's select_from cannot be kept, so it is not validated either
+        first = set() if name == "tiger" else {"valid_recall@10"}
+        assert [set(c[3]) for c in calls] == [first, {"valid_recall@10"}, {"valid_recall@10"}], name
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -8,6 +8,7 @@ reserved slots ``<g{g}_r{k}>``. Reserved slots are never produced by fitting; on
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -98,6 +99,55 @@ class GroupCodebook:
     def from_dict(cls, d: Mapping) -> "GroupCodebook":
         words = [(str(c), str(w)) for c, w, _ in d["words"]]
         return cls(str(d["name"]), [str(c) for c in d["categories"]], words, [int(n) for _, _, n in d["words"]], int(d["n_reserved"]))
+
+
+RESERVOIR_WORDS = 32  # words of one group kept per reservoir item (the rest are dropped)
+
+
+def word_hash(word: str) -> int:
+    """A stable non-zero 63-bit hash of a normalized word (0 is the padding of ``word_hash_table``)."""
+    h = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little") >> 1
+    return h or 1
+
+
+def word_hash_table(words: Mapping[str, CategoryWords], categories: Sequence[str], rows: np.ndarray,
+                    max_words: int = RESERVOIR_WORDS) -> np.ndarray:
+    """(len(rows), W) int64: hashes of every word, kept by the plan or not, that each item of
+    ``rows`` (sorted item indices) has in any of ``categories``; 0 pads, W >= 1. An item with
+    more than ``max_words`` words keeps ``max_words`` of them (those of the smallest hashes)."""
+    rows = np.asarray(rows, np.int64)
+    at, hs = [], []
+    for c in categories:
+        cw = words.get(c)
+        if cw is None or not len(cw.items) or not len(rows):
+            continue
+        pos = np.minimum(np.searchsorted(rows, cw.items), len(rows) - 1)
+        hit = rows[pos] == cw.items
+        if not hit.any():
+            continue
+        codes = cw.codes[hit]
+        used = np.unique(codes)
+        lut = np.zeros(len(cw.vocab), np.int64)
+        lut[used] = [word_hash(cw.vocab[int(k)]) for k in used]
+        at.append(pos[hit])
+        hs.append(lut[codes])
+    if not at:
+        return np.zeros((len(rows), 1), np.int64)
+    pairs = np.unique(np.stack([np.concatenate(at), np.concatenate(hs)], axis=1), axis=0)  # sorted by row
+    r, h = pairs[:, 0], pairs[:, 1]
+    start = np.searchsorted(r, r, side="left")
+    rank = np.arange(len(r)) - start
+    keep = rank < max_words
+    out = np.zeros((len(rows), max(1, int(rank[keep].max()) + 1)), np.int64)
+    out[r[keep], rank[keep]] = h[keep]
+    return out
+
+
+def table_carriers(table: np.ndarray | None, terms: Sequence[str]) -> np.ndarray | None:
+    """Rows of a ``word_hash_table`` that have one of ``terms`` (None without a table)."""
+    if table is None:
+        return None
+    return np.isin(table, np.array([word_hash(t) for t in terms], np.int64)).any(axis=1)
 
 
 _TOKEN = re.compile(r"\w+")

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from sidkit.quantizers.base import Items, Tokenizer, as_items, check_codes, items_matrix
-from sidkit.kae.codebook import NULL, OTHER, Binding, GroupCodebook, encode_group, text_matches
+from sidkit.kae.codebook import NULL, OTHER, Binding, GroupCodebook, encode_group, text_matches, word_hash_table
 from sidkit.kae.plan import CategorySpec, CategoryWords, Plan, extract_words, group_vocabulary, reserved_count
 from sidkit.kae.route import IVF_NPROBE, GroupScorer, NeighbourFeatures, fit_ivf, fit_scorer, neighbour_mean
 
@@ -31,8 +31,8 @@ class KAE(Tokenizer):
     ----------
     plan : the grouping plan (:func:`sidkit.kae.make_plan` or :func:`sidkit.kae.read_plan`).
     route : fit a content-routing scorer per group for items that lack the group's attributes.
-    reservoir : fit items kept (embeddings + slots) as negatives for bind-time scorers, and as
-        the neighbour bank of the routing features.
+    reservoir : fit items kept (embeddings, slots and hashes of all their words) as negatives for
+        bind-time scorers, and as the neighbour bank of the routing features.
     route_neighbours : k of the neighbour-centred routing features (0: the embeddings alone).
     route_nprobe : inverted lists scanned per neighbour search when the reservoir is large enough
         for an inverted file (:func:`sidkit.kae.route.fit_ivf`); 0: exact search always.
@@ -62,6 +62,7 @@ class KAE(Tokenizer):
         self.carried_: dict = {"kept": [], "dropped": [], "active": []}
         self._res_X = np.zeros((0, 0), np.float32)
         self._res_slots = np.zeros((0, 0), np.int32)
+        self._res_words: list[np.ndarray | None] = []  # per group: the reservoir's word hashes (``word_hash_table``)
         self._ivf: tuple[np.ndarray, np.ndarray] | None = None  # the reservoir's inverted file (None: exact search)
         self._features: NeighbourFeatures | None = None
         self._fold_cache: dict = {}  # the routing scorers folded for encoding (``_folded_scorers``)
@@ -143,6 +144,9 @@ class KAE(Tokenizer):
         rows = np.sort(rng.choice(n, min(n, self.reservoir), replace=False))
         self._res_X = X[rows].copy()
         self._res_slots = det[rows].astype(np.int32)
+        # every word (kept or not) of the reservoir's items, hashed: a word bound later knows its own
+        # items among the bind-time negatives (an item with two colours is labelled with the kept one)
+        self._res_words = [word_hash_table(words, b.categories, rows) for b in self.books_]
         use_ivf = self.route and self.route_neighbours > 0 and self.route_nprobe > 0
         self._ivf = fit_ivf(self._res_X, seed=self.random_state) if use_ivf else None
         self._features = None
@@ -367,6 +371,9 @@ class KAE(Tokenizer):
         if self._ivf is not None:
             t["reservoir.ivf.centroids"] = self._ivf[0].astype(np.float32)
             t["reservoir.ivf.lists"] = self._ivf[1].astype(np.int32)
+        for g, h in enumerate(self._res_words):
+            if h is not None:
+                t[f"reservoir.words.{g}"] = np.ascontiguousarray(h, np.int64)
         for g, sc in enumerate(self.scorers_):
             if sc is not None:
                 t.update(sc.tensors(f"route.{g}"))
@@ -391,6 +398,10 @@ class KAE(Tokenizer):
         d = int(est._res_X.shape[1]) if est._res_X.ndim == 2 else 0
         if est._res_X.ndim != 2 or est._res_slots.ndim != 2 or est._res_slots.shape != (len(est._res_X), len(est.books_)):
             raise ValueError(f"reservoir tensors of shapes {est._res_X.shape} / {est._res_slots.shape} for {len(est.books_)} groups")
+        est._res_words = [tensors.get(f"reservoir.words.{g}") for g in range(len(est.books_))]  # None: written before them
+        for g, h in enumerate(est._res_words):
+            if h is not None and (h.ndim != 2 or len(h) != len(est._res_X) or h.dtype != np.int64):
+                raise ValueError(f"reservoir.words.{g} has shape {h.shape} ({h.dtype}), the reservoir has {len(est._res_X)} rows (int64 expected)")
         if ("reservoir.ivf.centroids" in tensors) != ("reservoir.ivf.lists" in tensors):
             raise ValueError("reservoir.ivf.centroids and reservoir.ivf.lists come together; one of them is missing")
         if "reservoir.ivf.centroids" in tensors:  # models written before the inverted file: exact search

@@ -20,7 +20,7 @@ import numpy as np
 
 from sidkit.config import MAX_ROUTE_SHARE
 from sidkit.errors import ConfigError, DataError, ModelError, SidkitError, opt
-from sidkit.kae.codebook import Binding, GroupCodebook
+from sidkit.kae.codebook import Binding, GroupCodebook, table_carriers
 from sidkit.kae.plan import CategorySpec, CategoryWords, normalize_word
 
 REGISTRY_FORMAT = 1
@@ -302,15 +302,16 @@ def carrier_mask(words: Mapping[str, CategoryWords], categories: Sequence[str], 
 
 
 def routing_row(sc, feats, Xr: np.ndarray, Sr: np.ndarray, X_pos: np.ndarray, extra_rows, max_route_share: float,
-                nbr: np.ndarray | None = None, stats: dict | None = None) -> tuple[np.ndarray, float]:
+                nbr: np.ndarray | None = None, stats: dict | None = None, carriers: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """A bound word's routing row against the frozen rows of the group's scorer ``sc``:
     positives ``X_pos`` (fused embeddings of its carriers), negatives the reservoir ``Xr`` with
-    its base slots ``Sr`` (``nbr``: the reservoir's saved neighbours, else searched; ``stats``:
-    filled with the row's estimated recall, false-positive rate and precision, see ``fit_new_row``)."""
+    its base slots ``Sr``, less the reservoir items that have the word too (``carriers``; see
+    ``fit_new_row``). ``nbr``: the reservoir's saved neighbours, else searched; ``stats``:
+    filled with the row's estimated recall, false-positive rate and precision."""
     from sidkit.kae.route import fit_new_row
 
     Fr = feats.from_neighbours(Xr, nbr) if feats.k > 0 and nbr is not None else feats(Xr)
-    return fit_new_row(sc, feats(X_pos), Fr, Sr, extra_rows, max_null_share=max_route_share, stats=stats)
+    return fit_new_row(sc, feats(X_pos), Fr, Sr, extra_rows, max_null_share=max_route_share, carriers=carriers, stats=stats)
 
 
 def _text_hits(cat, text_cols: Sequence[str], w: str, aliases: Sequence[str]) -> int:
@@ -383,11 +384,16 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
             return None, 0, notes
         X_pos = fuse(cat.embeddings, fusion, source=str(items))[carry]
     stats: dict = {}
-    wv, bv = routing_row(sc, feats, Xr, Sr, X_pos, extra_rows, max_route_share, tensors.get("reservoir.neighbours"), stats)
+    terms = [w, *[normalize_word(a) for a in aliases if normalize_word(a)]]
+    res_carry = table_carriers(tensors.get(f"reservoir.words.{g}"), terms)  # None: a model written before the word hashes
+    wv, bv = routing_row(sc, feats, Xr, Sr, X_pos, extra_rows, max_route_share, tensors.get("reservoir.neighbours"), stats,
+                         carriers=res_carry)
     if stats.get("null_routed_share") is not None:
         notes.append(f"routing row: estimated recall {stats['cv_recall']:.0%} of '{w}' items, "
                      f"{stats['fp_rate'] if stats['fp_rate'] is not None else 0:.1%} of items with another {kd.books[g].name} word routed to it; "
-                     f"{stats['null_routed_share']:.1%} of fit items without the attribute would move to the new slot")
+                     f"{stats['null_routed_share']:.1%} of fit items without the attribute would move to the new slot"
+                     + (f"; {stats['reservoir_carriers']} fit item(s) that have '{w}' beside a kept word were not counted as negatives"
+                        if stats.get("reservoir_carriers") else ""))
     return {"w": [float(x) for x in wv], "b": float(bv), "n_items": n, "route": stats}, n, notes
 
 
@@ -547,8 +553,10 @@ def carry_registry(old_reg: dict | None, est, words: Mapping[str, CategoryWords]
                     F_res = est.route_features(Xr)
                 extra = [(x["slot"], np.asarray(x["scorer"]["w"], np.float32), float(x["scorer"]["b"]))
                          for x in reg["bindings"] if x["group"] == g and x.get("scorer")]
+                res_words = est._res_words[g] if g < len(est._res_words) else None
                 wv, bv = fit_new_row(sc, est.route_features(X[carry]), F_res, est._res_slots[:, g], extra,
-                              max_null_share=float(b.get("max_route_share", MAX_ROUTE_SHARE)))
+                                     max_null_share=float(b.get("max_route_share", MAX_ROUTE_SHARE)),
+                                     carriers=table_carriers(res_words, sorted(terms)))
                 nb["scorer"] = {"w": [float(x) for x in wv], "b": float(bv), "n_items": int(carry.sum())}
             else:
                 note = "no catalog item carries the word, so its routing row was dropped (explicit matches only); re-run bind-slot --items to route again"

@@ -157,7 +157,8 @@ def main() -> None:
 
         def prog(stage, done, total, info):
             if done < total:
-                log(f"[{ds}] {stage} epoch {done} valid R@10 {info.get('valid_recall@10', float('nan')):.4f} ({time.perf_counter() - t0:.0f} s)")
+                score = f"valid R@10 {info['valid_recall@10']:.4f}" if "valid_recall@10" in info else "not validated (cannot be kept)"
+                log(f"[{ds}] {stage} epoch {done} {score} ({time.perf_counter() - t0:.0f} s)")
 
         res = evaluate(paths, DATA / ds / "interactions.parquet", names=names, seeds=tuple(range(args.seeds)),
                        epochs=args.epochs, progress=prog, model=args.model, beam=args.beam, return_per_user=True)

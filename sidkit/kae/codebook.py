@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -143,7 +143,7 @@ def word_hash_table(words: Mapping[str, CategoryWords], categories: Sequence[str
     return out
 
 
-def table_carriers(table: np.ndarray | None, terms: Sequence[str]) -> np.ndarray | None:
+def table_carriers(table: np.ndarray | None, terms: Iterable[str]) -> np.ndarray | None:
     """Rows of a ``word_hash_table`` that have one of ``terms`` (None without a table)."""
     if table is None:
         return None

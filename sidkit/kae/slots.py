@@ -351,6 +351,7 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
     if ivf is not None and (bad := NeighbourFeatures.check_ivf(ivf, Xr)):
         raise ModelError(f"{kd.path / 'model.safetensors'}: {bad}; re-run 'sidkit fit --method kae'")
     feats = NeighbourFeatures(Xr, int(kp.get("route_neighbours", 0)), ivf=ivf, nprobe=int(kp.get("route_nprobe", IVF_NPROBE)))
+    terms = {w, *[normalize_word(a) for a in aliases if normalize_word(a)]}
     if vector is not None:
         v = np.asarray(vector, np.float32).reshape(1, -1)
         if v.shape[1] != Xr.shape[1]:
@@ -372,7 +373,6 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
         text_cols = [c for c in kp.get("plan", {}).get("text_columns", ["title"]) if c in have and c not in cols]
         cat = read_catalog(items, id_col=id_col or kd.meta.get("input", {}).get("id_col", "item_id"),
                            embedding_cols=list(fusion.columns), attribute_cols=[c for c in cols if c in have] + text_cols)
-        terms = {w, *[normalize_word(a) for a in aliases if normalize_word(a)]}
         words = {s.name: extract_words(cat.attributes[s.column], s) for s in specs if s.column in have}
         carry = carrier_mask(words, [s.name for s in specs], terms, len(cat))
         n = int(carry.sum())
@@ -384,7 +384,6 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
             return None, 0, notes
         X_pos = fuse(cat.embeddings, fusion, source=str(items))[carry]
     stats: dict = {}
-    terms = [w, *[normalize_word(a) for a in aliases if normalize_word(a)]]
     res_carry = table_carriers(tensors.get(f"reservoir.words.{g}"), terms)  # None: a model written before the word hashes
     wv, bv = routing_row(sc, feats, Xr, Sr, X_pos, extra_rows, max_route_share, tensors.get("reservoir.neighbours"), stats,
                          carriers=res_carry)
@@ -556,7 +555,7 @@ def carry_registry(old_reg: dict | None, est, words: Mapping[str, CategoryWords]
                 res_words = est._res_words[g] if g < len(est._res_words) else None
                 wv, bv = fit_new_row(sc, est.route_features(X[carry]), F_res, est._res_slots[:, g], extra,
                                      max_null_share=float(b.get("max_route_share", MAX_ROUTE_SHARE)),
-                                     carriers=table_carriers(res_words, sorted(terms)))
+                                     carriers=table_carriers(res_words, terms))
                 nb["scorer"] = {"w": [float(x) for x in wv], "b": float(bv), "n_items": int(carry.sum())}
             else:
                 note = "no catalog item carries the word, so its routing row was dropped (explicit matches only); re-run bind-slot --items to route again"

@@ -98,12 +98,12 @@ def _child_main() -> None:
         rep = core_report(codes, sizes, item_ids=ids)
         n = rep["n_items"]
     elif kind == "stream":
-        from sidkit.audit import audit
+        from sidkit.report.audit import audit
 
         rep = audit(args[0])
         n = rep["n_items"]
     elif kind == "items":
-        from sidkit.audit import audit
+        from sidkit.report.audit import audit
 
         rep = audit(args[0], items=args[1])
         n = rep["n_items"]

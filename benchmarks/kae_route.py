@@ -49,7 +49,7 @@ from sidkit.features import fuse  # noqa: E402
 from sidkit.io.catalog import embedding_to_numpy  # noqa: E402
 from sidkit.kae.model import KAE  # noqa: E402
 from sidkit.kae.plan import make_plan  # noqa: E402
-from sidkit.modeldir import load_model  # noqa: E402
+from sidkit.model.directory import load_model  # noqa: E402
 from sidkit.pipeline import encode, fit  # noqa: E402
 from sidkit.quantizers.base import Items  # noqa: E402
 

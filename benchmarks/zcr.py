@@ -1,6 +1,6 @@
 """ZCR vs suffix on the shared catalogs: collision rate, items moved, reconstruction cost, time.
 
-For each catalog and method: one `sidkit fit` (default --dedup suffix), then `sidkit.dedup.dedup`
+For each catalog and method: one `sidkit fit` (default --dedup suffix), then `sidkit.dedup.table.dedup`
 on its codes (the same codes as `fit --dedup zcr`, see tests/test_zcr.py), timed against the fit
 in the same process. The published indexes of ../shared (native vs their ZCR variant) are
 audited next to them.
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import sidkit
-from sidkit.dedup import dedup
+from sidkit.dedup.table import dedup
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -53,7 +53,7 @@ def main() -> None:
                 # reconstruction cost: refit-free, decode the ZCR codes with the same model
                 import numpy as np
                 import pyarrow.parquet as pq
-                from sidkit.modeldir import load_model
+                from sidkit.model.directory import load_model
                 from sidkit.io.catalog import read_catalog
                 from sidkit.features import fuse
 

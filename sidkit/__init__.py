@@ -15,16 +15,16 @@ __all__ = [
 _LAZY = {
     "fit": ("sidkit.pipeline", "fit"),
     "encode": ("sidkit.pipeline", "encode"),
-    "encode_batch": ("sidkit.mapstep", "encode_batch"),
+    "encode_batch": ("sidkit.encoding.kernel", "encode_batch"),
     "open_source": ("sidkit.io.source", "open_source"),
-    "load_model": ("sidkit.modeldir", "load_model"),
+    "load_model": ("sidkit.model.directory", "load_model"),
     "read_catalog": ("sidkit.io.catalog", "read_catalog"),
     "RQKMeans": ("sidkit.quantizers.rqkmeans", "RQKMeans"),
     "RQVAE": ("sidkit.quantizers.rqvae", "RQVAE"),
     "SidkitError": ("sidkit.errors", "SidkitError"),
-    "audit": ("sidkit.audit", "audit"),
-    "export": ("sidkit.export", "export"),
-    "lookup": ("sidkit.sidlookup", "lookup"),
+    "audit": ("sidkit.report.audit", "audit"),
+    "export": ("sidkit.formats.export", "export"),
+    "lookup": ("sidkit.formats.lookup", "lookup"),
     "sid_report": ("sidkit.metrics", "sid_report"),
 }
 

@@ -19,8 +19,8 @@ from sidkit.features import degenerate_warnings, fuse, make_spec, zero_rows
 from sidkit.io.artifacts import ensure_parent, model_lock
 from sidkit.io.catalog import iter_catalog_batches, read_catalog, read_catalog_sample
 from sidkit.io.codes import assign_suffix, pack_keys
-from sidkit.mapstep import encode_batch  # noqa: F401  (re-exported: the library's name for it)
-from sidkit.modeldir import Model, load_model, model_meta, save_tensors, write_model_dir
+from sidkit.encoding.kernel import encode_batch  # noqa: F401  (re-exported: the library's name for it)
+from sidkit.model.directory import Model, load_model, model_meta, save_tensors, write_model_dir
 from sidkit.quantizers.base import Items, Progress, check_enough_items
 
 __all__ = ["FitResult", "Model", "encode", "encode_batch", "fit", "load_model", "save_tensors"]
@@ -266,10 +266,10 @@ def _encode_catalog(src, cfg, spec, tok, sample_rows: np.ndarray, progress, batc
 
 
 def _zcr(codes: np.ndarray, ids: np.ndarray, tok, X: np.ndarray | None, src, cfg, spec):
-    """ZCR (:mod:`sidkit.zcr`) of a fitted catalog: residuals of the colliding rows only, from
+    """ZCR (:mod:`sidkit.dedup.zcr`) of a fitted catalog: residuals of the colliding rows only, from
     ``X`` in memory or read back from the source (a sampled fit)."""
     from sidkit.io.catalog import embedding_to_numpy
-    from sidkit.zcr import zcr_reassign
+    from sidkit.dedup.zcr import zcr_reassign
 
     def residuals(rows: np.ndarray):
         o = np.argsort(rows, kind="stable")
@@ -353,8 +353,8 @@ def prepare_out(out, method: str, inputs: Mapping[str, Any]) -> Path:
 
 
 def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os.PathLike, **options) -> dict:
-    """Encode a catalog with a fitted model: see :func:`sidkit.encoding.encode` (this name stays
+    """Encode a catalog with a fitted model: see :func:`sidkit.encoding.job.encode` (this name stays
     for the library API)."""
-    from sidkit.encoding import encode as _encode
+    from sidkit.encoding.job import encode as _encode
 
     return _encode(model_dir, items, out, **options)

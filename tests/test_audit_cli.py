@@ -11,11 +11,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sidkit._clitools import OneLineErrors
-from sidkit.audit import audit, check_gates, parse_gate
-from sidkit.cli_audit import audit_command, export_command
+from sidkit.cli._tools import OneLineErrors
+from sidkit.report.audit import audit, check_gates, parse_gate
+from sidkit.cli.audit import audit_command
+from sidkit.cli.export import export_command
 from sidkit.errors import ConfigError, GateFailed
-from sidkit.export import level_letter
+from sidkit.formats.export import level_letter
 from sidkit.io.codes import assign_suffix, write_codes
 from sidkit.io.sidtable import read_sid_table
 

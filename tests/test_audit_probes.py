@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from sidkit.audit import audit
+from sidkit.report.audit import audit
 from sidkit.metrics import sid_report
-from sidkit.metrics._core import build_buckets
+from sidkit.metrics.buckets import build_buckets
 from sidkit.metrics.popularity import popularity_metrics
 from sidkit.metrics.prefix import fanout_per_level
 from sidkit.metrics.semantic import (
@@ -165,8 +165,8 @@ def test_bucket_tables_show_titles_and_category(tmp_path):
 def test_cli_bucket_table_shows_titles_escaped(tmp_path):
     import typer
 
-    from sidkit._clitools import OneLineErrors
-    from sidkit.cli_audit import audit_command
+    from sidkit.cli._tools import OneLineErrors
+    from sidkit.cli.audit import audit_command
 
     app = typer.Typer(cls=OneLineErrors)
     app.command("audit")(audit_command)

@@ -86,7 +86,7 @@ def test_stream_sampled_hamming_is_seeded(tmp_path):
 
 
 def test_audit_streams_identically(tmp_path):
-    from sidkit.audit import audit
+    from sidkit.report.audit import audit
 
     sizes = [8, 8, 8]
     codes = _codes(600, sizes, 2, [(6, 30), (4, 400)])
@@ -105,7 +105,7 @@ def test_audit_streams_identically(tmp_path):
 
 
 def test_unknown_sizes_stream_warns_like_in_memory(tmp_path):
-    from sidkit.audit import audit
+    from sidkit.report.audit import audit
 
     codes = _codes(200, [6, 6, 6], 0)
     pq.write_table(_table(np.arange(200), codes), tmp_path / "c.parquet")
@@ -210,7 +210,7 @@ def test_sharded_metadata_must_agree(tmp_path):
 
 
 def test_export_and_eval_accept_shards(tmp_path):
-    from sidkit.export import export_with_info
+    from sidkit.formats.export import export_with_info
 
     sizes = [8, 8]
     t = _table(np.arange(30), _codes(30, sizes, 1), sizes)
@@ -319,7 +319,7 @@ def test_sampled_semantic_is_seeded_and_ci_covers_exact(tmp_path):
 
 def test_audit_items_streams_a_large_catalog(tmp_path, monkeypatch):
     import sidkit.metrics.semantic as sem
-    from sidkit.audit import audit
+    from sidkit.report.audit import audit
 
     X, lab, t = _catalog(None, 4000, seed=2)
     d = _write_shards(tmp_path / "cat", t, [1500])

@@ -19,7 +19,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sidkit.cli_eval import eval_command
+from sidkit.cli.eval import eval_command
 from sidkit.eval import evaluate, ndcg_at_k, paired_bootstrap, recall_at_k
 from sidkit.eval.metrics import ranks_from_scores, summarize
 from sidkit.eval.split import load_split, split_arrays
@@ -27,7 +27,7 @@ from sidkit.eval.split import load_split, split_arrays
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 
-from sidkit._clitools import OneLineErrors  # noqa: E402
+from sidkit.cli._tools import OneLineErrors  # noqa: E402
 
 app = typer.Typer(cls=OneLineErrors)  # the sidkit app's group: errors name command-line flags
 app.command("eval")(eval_command)

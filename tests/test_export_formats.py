@@ -302,7 +302,7 @@ def test_tokens_file_needs_sizes_and_suffix_size(tmp_path):
 
 def test_lookup_collided_full_and_missing(data):
     from sidkit import lookup
-    from sidkit.sidlookup import SidIndex
+    from sidkit.formats.lookup import SidIndex
 
     d = data["dir"]
     codes, sfx, ids = data["codes"], data["suffix"], data["ids"]
@@ -417,7 +417,7 @@ def test_item_text_without_a_description_column(tmp_path):
     import pyarrow.parquet as pq
 
     from sidkit.errors import SchemaError
-    from sidkit.export_stacks import read_item_text
+    from sidkit.formats.stacks import read_item_text
 
     pq.write_table(pa.table({"item_id": ["a", "b"], "title": ["A", "B"]}), tmp_path / "items.parquet")
     titles, descs, missing = read_item_text(tmp_path / "items.parquet", ["b", "a"], id_col=None, title_col="title", text_cols=None)

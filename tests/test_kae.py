@@ -513,9 +513,9 @@ def test_inverted_file_is_stored_deterministic_and_checked_on_load(tmp_path, mon
     from safetensors.numpy import load_file, save_file
 
     from sidkit.errors import ModelError
-    from sidkit.io.modelfiles import tensor_fingerprint
+    from sidkit.model.files import tensor_fingerprint
     from sidkit.kae.route import NeighbourFeatures, fit_ivf
-    from sidkit.modeldir import load_model
+    from sidkit.model.directory import load_model
     from sidkit.pipeline import encode, fit
 
     t, X, _ = _routed_catalog(2000)
@@ -836,7 +836,7 @@ def test_bind_slot_leaves_out_reservoir_items_with_the_word_and_refit_keeps_doin
     reservoir items it left out of the negatives, and a model without the hashes still binds."""
     from safetensors.numpy import load_file, save_file
 
-    from sidkit.io.modelfiles import tensor_fingerprint
+    from sidkit.model.files import tensor_fingerprint
     from sidkit.kae.model import KAE
     from sidkit.methods import load_tokenizer
     from sidkit.pipeline import fit

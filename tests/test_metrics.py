@@ -10,7 +10,7 @@ import pytest
 
 from sidkit.errors import DataError
 from sidkit.metrics import CORE_KEYS, core_report, sid_report
-from sidkit.metrics import _core
+from sidkit.metrics import buckets as _core
 
 HAND = np.array([[0, 1, 2], [0, 1, 2], [0, 1, 3], [1, 0, 0]])
 

@@ -165,7 +165,7 @@ def test_fit_report_and_audit_items_agree(tmp_path):
     pq.write_table(t, tmp_path / "items.parquet")
     sidkit.fit(tmp_path / "items.parquet", out=tmp_path / "m", method="rqkmeans", levels=2, codebook_size=8)
     fitted = json.loads((tmp_path / "m" / "report.json").read_text())
-    from sidkit.audit import audit  # (sidkit.audit is the module once something imported it)
+    from sidkit.report.audit import audit  # (sidkit.audit is the module once something imported it)
 
     audited = audit(tmp_path / "m", items=tmp_path / "items.parquet")
     assert fitted["semantic"] == json.loads(json.dumps(audited["semantic"]))

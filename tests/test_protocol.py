@@ -127,19 +127,22 @@ def test_help_texts_take_their_defaults_from_the_config():
 # ------------------------------------------------------------------------------------------
 # layering: no import cycles, no module imports a higher stage
 
-STAGES = [  # (module prefix, stage): lower stages never import higher ones, even lazily
+STAGES = [  # (module prefix, stage): lower stages never import higher ones, even lazily; the longest prefix decides
     ("sidkit.errors", 0), ("sidkit.config", 0), ("sidkit._progress", 0),
-    ("sidkit.io", 1), ("sidkit.features", 1), ("sidkit.metrics", 1), ("sidkit.report", 1), ("sidkit.datasets", 1), ("sidkit.tokens", 1), ("sidkit.zcr", 1),
+    ("sidkit.io", 1), ("sidkit.features", 1), ("sidkit.metrics", 1), ("sidkit.report", 1), ("sidkit.datasets", 1),
+    ("sidkit.formats.tokens", 1), ("sidkit.dedup.zcr", 1), ("sidkit.model.files", 1),
     ("sidkit.quantizers", 2), ("sidkit.regularizers", 2), ("sidkit.kae", 2),
-    ("sidkit.methods", 3), ("sidkit.modeldir", 4), ("sidkit.mapstep", 4),
-    ("sidkit.pipeline", 5), ("sidkit.encoding", 5), ("sidkit.ray_engine", 5), ("sidkit.spark", 5), ("sidkit.audit", 5), ("sidkit.export", 5),
-    ("sidkit.eval", 5), ("sidkit.sidlookup", 5), ("sidkit.dedup", 5),
-    ("sidkit._clitools", 6), ("sidkit.cli", 6), ("sidkit.__main__", 6),
+    ("sidkit.methods", 3),
+    ("sidkit.model", 4), ("sidkit.encoding.kernel", 4),
+    ("sidkit.pipeline", 5), ("sidkit.encoding", 5), ("sidkit.report.audit", 5), ("sidkit.formats", 5),
+    ("sidkit.eval", 5), ("sidkit.dedup", 5),
+    ("sidkit.cli", 6), ("sidkit.__main__", 6),
 ]
 
 
 def _stage(mod: str) -> int:
-    return max((s for p, s in STAGES if mod == p or mod.startswith(p + ".") or mod.startswith(p + "_")), default=-1)
+    hits = [(len(p), s) for p, s in STAGES if mod == p or mod.startswith(p + ".")]
+    return max(hits)[1] if hits else -1
 
 
 def _graph() -> dict[str, set[str]]:
@@ -197,8 +200,8 @@ def test_import_and_version_load_no_heavy_stack():
 
 
 def test_model_directory_has_one_owner():
-    """Only sidkit.modeldir writes a model directory (atomic_dir) and loads tokenizers; the
+    """Only sidkit.model.directory writes a model directory (atomic_dir) and loads tokenizers; the
     other atomic_dir users write encode's folder of codes shards and export's stack folders."""
     users = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "sidkit").rglob("*.py")
                    if "atomic_dir(" in p.read_text() and p.name not in ("artifacts.py",))
-    assert users == ["sidkit/encoding.py", "sidkit/export_stacks.py", "sidkit/modeldir.py"], users
+    assert users == ["sidkit/encoding/job.py", "sidkit/formats/stacks.py", "sidkit/model/directory.py"], users

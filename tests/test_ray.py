@@ -75,7 +75,7 @@ def data(tmp_path_factory):
 
 
 def test_staged_files_equal_encode_batch_per_shard(ray, data, tmp_path):
-    from sidkit.ray_engine import ray_map_stage
+    from sidkit.encoding.ray_engine import ray_map_stage
 
     src = open_source(data["shards"])
     seen = []
@@ -155,7 +155,7 @@ def test_killed_run_leaves_the_old_output(ray, data, tmp_path):
 
 
 def test_worker_error_is_the_one_line_error_naming_the_shard(ray, data, tmp_path):
-    from sidkit.ray_engine import ray_map_stage
+    from sidkit.encoding.ray_engine import ray_map_stage
 
     shards = tmp_path / "shards"
     shards.mkdir()
@@ -187,7 +187,7 @@ def test_cli_engine_ray(ray, data, tmp_path):
 
 
 def test_without_ray_the_error_says_how_to_install(data, tmp_path, monkeypatch):
-    from sidkit.ray_engine import RAY_MISSING, ray_map_stage
+    from sidkit.encoding.ray_engine import RAY_MISSING, ray_map_stage
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(ConfigError) as e:
@@ -196,7 +196,7 @@ def test_without_ray_the_error_says_how_to_install(data, tmp_path, monkeypatch):
 
 
 def test_spark_map_in_arrow_function_equals_encode_batch(data):
-    from sidkit.spark import encode_arrow_batches, spark_schema
+    from sidkit.encoding.spark import encode_arrow_batches, spark_schema
 
     t = pq.read_table(data["shards"] / "s3.parquet")
     empty = pa.RecordBatch.from_arrays([pa.array([], f.type) for f in t.schema], schema=t.schema)
@@ -211,7 +211,7 @@ def test_spark_map_in_arrow_function_equals_encode_batch(data):
 
 
 def test_worker_cpus_share_the_cluster_and_every_actor_fits_on_a_node():
-    from sidkit.ray_engine import _fits, worker_cpus
+    from sidkit.encoding.ray_engine import _fits, worker_cpus
 
     assert worker_cpus([2], 1) == 2 and worker_cpus([2], 2) == 1 and worker_cpus([2], 4) == 0.5
     assert worker_cpus([8, 8], 1) == 8  # one actor lives on one node: not 16
@@ -225,7 +225,7 @@ def test_worker_cpus_share_the_cluster_and_every_actor_fits_on_a_node():
 def test_shard_encoder_reports_errors_as_data(data, tmp_path):
     """The actor class alone (no Ray): a model or shard a node cannot see, and an unwritable stage
     folder, come back as one-line errors naming the path and the node."""
-    from sidkit.ray_engine import _ShardEncoder
+    from sidkit.encoding.ray_engine import _ShardEncoder
 
     shard = str(data["shards"] / "s0.parquet")
     r = _ShardEncoder(str(tmp_path / "nowhere"), str(tmp_path), "item_id", 1000)({"index": [0], "path": [shard]})
@@ -245,7 +245,7 @@ def test_shard_encoder_reports_errors_as_data(data, tmp_path):
 def test_an_address_nobody_answers_is_a_one_line_error():
     import socket
 
-    from sidkit.ray_engine import _check_reachable
+    from sidkit.encoding.ray_engine import _check_reachable
 
     with socket.socket() as s:  # a port that was free a moment ago
         s.bind(("127.0.0.1", 0))

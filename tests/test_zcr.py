@@ -1,4 +1,4 @@
-"""Zero-Collision Reassignment (sidkit.zcr): the matching against a brute force, fit --dedup,
+"""Zero-Collision Reassignment (sidkit.dedup.zcr): the matching against a brute force, fit --dedup,
 encode-time placement, 'sidkit dedup' and the audit block."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 import sidkit
 from sidkit.cli import app
 from sidkit.datasets import make_catalog
-from sidkit.encoding import fill_suffixes, zcr_partition
-from sidkit.dedup import dedup
-from sidkit.zcr import last_level_candidates, place_new, zcr_reassign, zcr_reference
+from sidkit.encoding.job import fill_suffixes, zcr_partition
+from sidkit.dedup.table import dedup
+from sidkit.dedup.zcr import last_level_candidates, place_new, zcr_reassign, zcr_reference
 
 runner = CliRunner()
 
@@ -200,7 +200,7 @@ def test_encode_keeps_existing_codes_and_places_new_items(cat, tmp_path):
     sidkit.encode(tmp_path / "m", tmp_path / "new.parquet", tmp_path / "parts/", partition_rows=37)
     assert _full(pq.read_table(tmp_path / "parts")) == got
     # audit shows how the table was deduplicated
-    from sidkit.audit import audit
+    from sidkit.report.audit import audit
 
     rep = audit(tmp_path / "m" / "codes.parquet")
     assert rep["dedup"]["method"] == "zcr" and rep["dedup"]["items_moved"] > 0

@@ -434,7 +434,7 @@ class KAE(Tokenizer):
 
     def attach(self, files, meta: dict) -> "KAE":
         """Load and check the bindings of a model directory's slot registry (``slots.json``);
-        ``files`` is the :class:`~sidkit.io.modelfiles.ModelDir` the model was read from."""
+        ``files`` is the :class:`~sidkit.model.files.ModelDir` the model was read from."""
         from sidkit.errors import ModelError
         from sidkit.kae.slots import read_registry, registry_bindings
 

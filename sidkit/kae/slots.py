@@ -126,7 +126,7 @@ def check_registry(reg, p: Path, books: Sequence[GroupCodebook] | None = None,
 def read_registry(path: str | Path, books: Sequence[GroupCodebook] | None = None, scorer_dims=None,
                   fingerprint: str | None = None, raw: bytes | None = None) -> dict:
     """Read and validate ``slots.json`` (``raw``: its bytes, already read)."""
-    from sidkit.io.modelfiles import parse_json
+    from sidkit.model.files import parse_json
 
     p = Path(path)
     fix = "restore it from a backup or re-run 'sidkit fit --method kae'"
@@ -145,7 +145,7 @@ def old_registry(model_dir) -> dict | None:
     """The slot registry of the KAE model at ``model_dir`` (None when there is no KAE model
     with a registry there), for a refit. A damaged registry is a ModelError: a refit would lose
     its bindings."""
-    from sidkit.io.modelfiles import read_json
+    from sidkit.model.files import read_json
 
     d = Path(model_dir)
     mj = d / "sidkit.json"
@@ -190,7 +190,7 @@ class _KaeDir:
 
     def __init__(self, model_dir: str | os.PathLike | None):
         from sidkit.io.artifacts import recover_dir
-        from sidkit.io.modelfiles import check_meta, read_json
+        from sidkit.model.files import check_meta, read_json
 
         d = model_dir or os.environ.get("SIDKIT_MODEL") or "."
         self.shown = Path(d)
@@ -331,7 +331,7 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    from sidkit.io.modelfiles import check_tensors
+    from sidkit.model.files import check_tensors
     from sidkit.kae.route import IVF_NPROBE, GroupScorer, NeighbourFeatures
 
     notes: list[str] = []

@@ -9,7 +9,7 @@ their inputs are given.
 from __future__ import annotations
 
 
-from sidkit.metrics._core import check_codes
+from sidkit.metrics.buckets import check_codes
 from sidkit.metrics.collision import collision_metrics
 from sidkit.metrics.core import CORE_KEYS, core_report
 from sidkit.metrics.diversity import diversity_metrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sidkit.io.ids import map_ids
-from sidkit.metrics._core import check_codes
+from sidkit.metrics.buckets import check_codes
 from sidkit.metrics.hamming import common_prefix_length, sample_pairs
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.metrics._core import Buckets, build_buckets, check_codes
+from sidkit.metrics.buckets import Buckets, build_buckets, check_codes
 
 
 def gini_from_sizes(sizes: np.ndarray, n_zeros: int = 0) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidkit.metrics._core import check_codes
+from sidkit.metrics.buckets import check_codes
 
 _HEADLINE = (("collision", "collision_rate"), ("collision", "unique_sid_ratio"), ("collision", "collided_item_fraction"),
              ("collision", "max_bucket_size"), ("diversity", "sid_entropy_ratio"))

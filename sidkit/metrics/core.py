@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.metrics._core import build_buckets, check_codes
+from sidkit.metrics.buckets import build_buckets, check_codes
 from sidkit.metrics.collision import collision_metrics
 from sidkit.metrics.diversity import diversity_metrics
 from sidkit.metrics.hamming import hamming_metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.metrics._core import Buckets, build_buckets, check_codes, hist_entropy_nats
+from sidkit.metrics.buckets import Buckets, build_buckets, check_codes, hist_entropy_nats
 
 
 def diversity_metrics(codes=None, codebook_sizes=None, *, buckets: Buckets | None = None) -> dict:

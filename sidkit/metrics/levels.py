@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.metrics._core import check_codes, entropy_nats
+from sidkit.metrics.buckets import check_codes, entropy_nats
 
 
 def level_metrics(codes, codebook_sizes=None, *, _checked: bool = False) -> list[dict]:

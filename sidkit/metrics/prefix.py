@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.metrics._core import (
+from sidkit.metrics.buckets import (
     Buckets,
     build_buckets,
     check_codes,

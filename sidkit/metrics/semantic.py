@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.metrics._core import build_buckets, check_codes
+from sidkit.metrics.buckets import build_buckets, check_codes
 from sidkit.metrics.hamming import common_prefix_length, hamming_distance, sample_pairs
 
 _SKIP_ATTRS = {"title", "description", "embed_text", "text", "name"}

@@ -6,7 +6,7 @@ second one over the rows of the largest buckets:
 
 * per-level code counts are summed batch by batch;
 * the bucket sizes are counted in a dense table over every possible SID when
-  :func:`sidkit.metrics._core._dense_ok` holds (the same rule as in memory: the product of the
+  :func:`sidkit.metrics.buckets._dense_ok` holds (the same rule as in memory: the product of the
   codebook sizes is at most ``max(2^22, 2N)``): memory is 8 bytes per possible SID, flat in rows
   (134 MB for 256^3);
 * otherwise (large codebooks) the packed 64-bit key of every row is kept, 8 bytes per row, sorted
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from sidkit.io.codes import key_space, pack_keys
-from sidkit.metrics._core import Buckets, _dense_ok
+from sidkit.metrics.buckets import Buckets, _dense_ok
 from sidkit.metrics.collision import bucket_entries, collision_metrics, rows_with_keys, top_bucket_keys
 from sidkit.metrics.diversity import diversity_metrics
 from sidkit.metrics.hamming import hamming_metrics, pair_rows

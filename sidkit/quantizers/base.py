@@ -209,7 +209,7 @@ class Tokenizer:
     def zcr_space(self, items, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The residuals of ``items`` before the last level, given their ``codes`` (n, d), and
         the last codebook (V, d), in the quantizer's own space; None for a tokenizer whose last
-        level is not a residual codebook (ZCR, :mod:`sidkit.zcr`, cannot run on it)."""
+        level is not a residual codebook (ZCR, :mod:`sidkit.dedup.zcr`, cannot run on it)."""
         return None
 
     def encode_zcr(self, items) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -233,7 +233,7 @@ class Tokenizer:
 
     def attach(self, files, meta: dict) -> None:
         """Read the files of its model directory that this tokenizer keeps outside the tensors
-        (``files``: a :class:`~sidkit.io.modelfiles.ModelDir`; KAE: ``slots.json``)."""
+        (``files``: a :class:`~sidkit.model.files.ModelDir`; KAE: ``slots.json``)."""
 
     def carry_over(self, previous: Path | None, items: Items) -> None:
         """Take over what users added to the model this fit replaces (``previous`` is its

@@ -11,8 +11,8 @@ table whose sizes came from metadata.
 Formats: ``tokens`` is a CSV ``item_id,sid`` with the token string; ``index-json`` is
 ``{item_id: [tokens]}``; ``csv`` is ``item_id,sid_0..sid_{L-1}[,suffix]``. The folder formats
 ``lcrec``, ``minionerec``, ``openonerec`` and ``hf-tokenizer`` (the files those stacks read) are
-in :mod:`sidkit.export_stacks`; the token format and the full token grid (``tokens_file``) in
-:mod:`sidkit.tokens`.
+in :mod:`sidkit.formats.stacks`; the token format and the full token grid (``tokens_file``) in
+:mod:`sidkit.formats.tokens`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from sidkit.errors import ConfigError, opt
-from sidkit.tokens import DEFAULT_FORMAT, level_letter  # noqa: F401  (level_letter: re-exported)
+from sidkit.formats.tokens import DEFAULT_FORMAT, level_letter  # noqa: F401  (level_letter: re-exported)
 
 FILE_FORMATS = ("tokens", "index-json", "csv")
 FORMATS = FILE_FORMATS + ("lcrec", "minionerec", "openonerec", "hf-tokenizer")
@@ -32,7 +32,7 @@ FORMATS = FILE_FORMATS + ("lcrec", "minionerec", "openonerec", "hf-tokenizer")
 
 def token_rows(codes: np.ndarray, suffix: np.ndarray | None, fmt: str = DEFAULT_FORMAT) -> list[list[str]]:
     """Per item, the list of tokens (suffix token appended when ``suffix`` is given)."""
-    from sidkit.export_stacks import item_rows
+    from sidkit.formats.stacks import item_rows
 
     return item_rows(codes, suffix, fmt)
 
@@ -57,7 +57,7 @@ def export(codes_path, fmt: str, out=None, *, id_col: str | None = None, suffix:
         as a formula gets a leading ``'`` (see :func:`csv_cell`).
     kwargs : ``token_format``, ``tokens_file``, ``codebook_size``, ``suffix_size`` (every format);
         for the folder formats also ``name``, ``interactions``, ``items``, ``title_col``,
-        ``text_cols`` and ``base`` (see :func:`sidkit.export_stacks.stack_export`).
+        ``text_cols`` and ``base`` (see :func:`sidkit.formats.stacks.stack_export`).
 
     Returns
     -------
@@ -74,12 +74,12 @@ def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = Non
     from sidkit.io.artifacts import check_output
     from sidkit.io.codes import unused_suffix
     from sidkit.io.sidtable import read_sid_table
-    from sidkit.tokens import check_token_format, token_grid
+    from sidkit.formats.tokens import check_token_format, token_grid
 
     if fmt not in FORMATS:
         raise ConfigError(f"{opt('fmt', '--format')} {fmt!r}: use one of {', '.join(FORMATS)}")
     if fmt not in FILE_FORMATS:
-        from sidkit.export_stacks import stack_export
+        from sidkit.formats.stacks import stack_export
 
         info = stack_export(codes_path, fmt, out, id_col=id_col, suffix=suffix, token_format=token_format,
                             tokens_file=tokens_file, codebook_size=codebook_size, suffix_size=suffix_size, **stack)
@@ -93,7 +93,7 @@ def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = Non
     sfx = unused_suffix(codes_path, sfx, suffix)
     grid = None
     if tokens_file is not None:
-        from sidkit.export_stacks import needs_sizes, suffix_grid_size
+        from sidkit.formats.stacks import needs_sizes, suffix_grid_size
 
         sizes = needs_sizes(sizes, codes_path)
         grid = token_grid(sizes, suffix_size=suffix_grid_size(sizes, sfx, suffix_size), fmt=tf)
@@ -102,7 +102,7 @@ def export_with_info(codes_path, fmt: str, out=None, *, id_col: str | None = Non
             "n_levels": int(codes.shape[1]), "suffix_token": sfx is not None, "codebook_sizes": sizes,
             "token_format": tf, "warnings": warnings}
     if grid is not None:
-        from sidkit.export_stacks import write_tokens_file
+        from sidkit.formats.stacks import write_tokens_file
 
         write_tokens_file(tokens_file, grid)
         info["tokens_file"] = str(tokens_file)

@@ -9,7 +9,7 @@
 | ``report.json``, ``report.html`` | the audit of the fitted codes |
 | more | the tokenizer's ``extra_files()`` (``train_log.parquet``; KAE ``slots.json``, ``kae.toml``) |
 
-Loading checks every file against the others (:mod:`sidkit.io.modelfiles`), reads them through
+Loading checks every file against the others (:mod:`sidkit.model.files`), reads them through
 one directory handle, and rebuilds the tokenizer through the method registry
 (:mod:`sidkit.methods`).
 """
@@ -26,7 +26,7 @@ import numpy as np
 
 from sidkit.errors import ModelError
 from sidkit.features import FusionSpec
-from sidkit.io.modelfiles import FORMAT_VERSION, tensor_fingerprint
+from sidkit.model.files import FORMAT_VERSION, tensor_fingerprint
 
 __all__ = ["FORMAT_VERSION", "Model", "load_model", "model_meta", "save_tensors", "write_model_dir"]
 
@@ -105,7 +105,7 @@ class Model:
     meta: dict
     estimator: Any  # the tokenizer
     fusion: FusionSpec
-    files: Any = None  # sidkit.io.modelfiles.ModelDir: the directory as it was when loaded
+    files: Any = None  # sidkit.model.files.ModelDir: the directory as it was when loaded
 
     @property
     def tokenizer(self):
@@ -126,7 +126,7 @@ def load_model(model_dir: str | os.PathLike) -> Model:
 
     from sidkit import methods
     from sidkit.io.artifacts import recover_dir
-    from sidkit.io.modelfiles import ModelDir, check_estimator, check_meta, check_tensors
+    from sidkit.model.files import ModelDir, check_estimator, check_meta, check_tensors
 
     p = Path(model_dir)
     if not p.exists():

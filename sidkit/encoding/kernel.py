@@ -1,8 +1,8 @@
 """The map step of an encode: one Arrow batch of catalog rows -> (``item_id``, core ``sid``).
 
-Every engine calls this (``sidkit.encoding.map_local`` here, ``sidkit.ray_engine`` on a Ray
-cluster, ``sidkit.spark`` in Spark's ``mapInArrow``). It sits below the engines and the encode
-orchestration (``sidkit.encoding``) so that they can all import it without an import cycle.
+Every engine calls this (``sidkit.encoding.job.map_local`` here, ``sidkit.encoding.ray_engine`` on a Ray
+cluster, ``sidkit.encoding.spark`` in Spark's ``mapInArrow``). It sits below the engines and the encode
+orchestration (``sidkit.encoding.job``) so that they can all import it without an import cycle.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sidkit.io.codes import codes_table
 from sidkit.quantizers.base import Items
 
 if TYPE_CHECKING:
-    from sidkit.modeldir import Model
+    from sidkit.model.directory import Model
 
 __all__ = ["encode_batch", "staged_name"]
 
@@ -37,7 +37,7 @@ def model_dedup(model: Model) -> str:
 def _encode_codes(model: Model, emb: dict, cols: dict, source: str, candidates: bool = False):
     """Codes of one batch of checked embeddings (and the attribute columns the tokenizer reads).
     With ``candidates`` (a ZCR model), also each row's nearest last-level codes, nearest first
-    (:func:`sidkit.zcr.last_level_candidates`), for the encode-time placement."""
+    (:func:`sidkit.dedup.zcr.last_level_candidates`), for the encode-time placement."""
     for c, d in zip(model.fusion.columns, model.fusion.dims):
         if emb[c].shape[1] != d:
             raise DataError(f"{source}: column '{c}' has embedding width {emb[c].shape[1]}, the model expects {d}; "
@@ -45,7 +45,7 @@ def _encode_codes(model: Model, emb: dict, cols: dict, source: str, candidates: 
     items = Items(fuse(emb, model.fusion, source=source), cols, finite=True)
     if not candidates:
         return model.tokenizer.encode(items)
-    from sidkit.zcr import last_level_candidates
+    from sidkit.dedup.zcr import last_level_candidates
 
     codes, R, C = model.tokenizer.encode_zcr(items)
     return codes, last_level_candidates(np.asarray(R, np.float32), np.asarray(C, np.float32))

@@ -11,9 +11,9 @@ from typing import List, Optional
 
 import typer
 
-from sidkit._clitools import emit_json as _emit
-from sidkit._clitools import fail as _fail
-from sidkit._clitools import safe, summary_console, visible
+from sidkit.cli._tools import emit_json as _emit
+from sidkit.cli._tools import fail as _fail
+from sidkit.cli._tools import safe, summary_console, visible
 from sidkit.errors import SidkitError
 from sidkit.config import MAX_ROUTE_SHARE, PLAN_DEFAULTS
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.tokens import BEGIN, END, check_token_format, letter_level, token_regex
+from sidkit.formats.tokens import BEGIN, END, check_token_format, letter_level, token_regex
 
 
 class SidIndex:

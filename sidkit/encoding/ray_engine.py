@@ -2,14 +2,14 @@
 
 An encode has two stages (DESIGN.md §6): a *map* stage that turns every catalog row into its core
 SID, which is embarrassingly parallel, and a *finish* stage (the global suffix pass and the final
-atomic write, :func:`sidkit.encoding.finish_encode`), which needs every row of a core SID bucket.
+atomic write, :func:`sidkit.encoding.job.finish_encode`), which needs every row of a core SID bucket.
 This module runs the map stage on a Ray cluster and writes the same *staged* files as the local
 engine's map stage:
 
 - one Parquet file per input shard, ``stage_dir/part-{i:05d}.parquet``, ``i`` being the shard's
   index in :attr:`ParquetSource.shards <sidkit.io.source.ParquetSource.shards>` (sorted paths);
 - each holds the shard's rows in the shard's row order, columns ``item_id`` (the input id column's
-  values and type) and ``sid`` (``list<int32>``): what :func:`sidkit.mapstep.encode_batch` returns.
+  values and type) and ``sid`` (``list<int32>``): what :func:`sidkit.encoding.kernel.encode_batch` returns.
 
 Design. The Ray Dataset is the list of shard paths (``from_items``), not the rows: one
 ``map_batches`` call per shard, on a pool of actors that each load the model once, from its
@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sidkit.errors import ConfigError, InputFileError, ModelError, SidkitError, opt
-from sidkit.mapstep import encode_batch, model_dedup, staged_name
+from sidkit.encoding.kernel import encode_batch, model_dedup, staged_name
 
 __all__ = ["RAY_MISSING", "encode_shard", "ray_map_stage", "staged_name"]
 
@@ -75,7 +75,7 @@ def encode_shard(model, shard: str | os.PathLike, dest: str | os.PathLike, *, id
     """Encode one Parquet shard into the staged file ``dest`` (atomically); return its row count.
 
     The shard is streamed in record batches of ``batch_size`` rows through
-    :func:`sidkit.mapstep.encode_batch`; ``dest`` gets columns ``item_id`` and ``sid`` in the
+    :func:`sidkit.encoding.kernel.encode_batch`; ``dest`` gets columns ``item_id`` and ``sid`` in the
     shard's row order. A failure leaves no ``dest`` (and no temp file). Errors reading the shard
     are :class:`InputFileError` naming it; errors writing ``dest`` are left as ``OSError``.
     """
@@ -133,7 +133,7 @@ class _ShardEncoder:
         self.node = socket.gethostname()
         self.error: tuple[str, str] | None = None
         try:
-            from sidkit.modeldir import load_model
+            from sidkit.model.directory import load_model
 
             if not Path(model_dir).is_dir():
                 raise ModelError(f"{model_dir}: the model directory is not found on node {self.node}; on a cluster it "

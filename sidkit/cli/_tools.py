@@ -17,9 +17,21 @@ from typer.core import TyperGroup
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout and nothing else.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars or summary.")
+
+
 def visible(text: Any) -> str:
     """``text`` with control characters shown as escapes (one line, no terminal sequences)."""
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
+def print_warnings(warnings, quiet: bool = False) -> None:
+    """``warning: ...`` lines on stderr (catalog text made visible), unless ``quiet``."""
+    if quiet:
+        return
+    for w in warnings or []:
+        typer.echo(f"warning: {visible(w)}", err=True)
 
 
 def safe(text: Any) -> str:

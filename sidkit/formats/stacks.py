@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from sidkit.errors import ConfigError, DataError, InputFileError, SchemaError, opt
-from sidkit.tokens import BEGIN, DEFAULT_FORMAT, END, OPENONEREC_FORMAT, check_token_format, token, token_grid
+from sidkit.formats.tokens import BEGIN, DEFAULT_FORMAT, END, OPENONEREC_FORMAT, check_token_format, token, token_grid
 
 STACK_FORMATS = ("lcrec", "minionerec", "openonerec", "hf-tokenizer")
 MAX_HISTORY = 10  # MiniOneRec's sliding window (data/amazon18_data_process.py)

@@ -1,4 +1,4 @@
-"""Typer commands ``sidkit audit`` and ``sidkit export`` (registered in :mod:`sidkit.cli`).
+"""Typer command ``sidkit audit`` (registered in :mod:`sidkit.cli`).
 
 Exit codes: 0 ok, 1 a ``--fail-on`` gate tripped, 2 bad input or usage (one ``error: ...`` line
 on stderr, nothing written). ``--json`` prints exactly one JSON document on stdout.
@@ -6,21 +6,13 @@ on stderr, nothing written). ``--json`` prints exactly one JSON document on stdo
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from sidkit._clitools import emit_json, fail, summary_console, visible
+from sidkit.cli._tools import emit_json, fail, print_warnings, summary_console, visible
 from sidkit.errors import GateFailed, SidkitError
-
-
-def _warn(warnings, quiet: bool) -> None:
-    if quiet:
-        return
-    for w in warnings or []:
-        typer.echo(f"warning: {visible(w)}", err=True)
 
 
 def audit_command(
@@ -40,7 +32,7 @@ def audit_command(
     semantic_sample: int = typer.Option(100_000, "--semantic-sample", min=0, help="Catalogs over 100k items: seeded query items of the semantic block, searched in an approximate index over all items (0: every item)."),
 ) -> None:
     """Collision report and diversity metrics for any SID table."""
-    from sidkit.audit import audit
+    from sidkit.report.audit import audit
 
     try:
         rep = audit(codes, items=items, interactions=interactions, baseline=baseline, codebook_size=codebook_size,
@@ -49,7 +41,7 @@ def audit_command(
     except GateFailed as e:
         rep = getattr(e, "report", None)
         if rep is not None:
-            _warn(rep.get("warnings"), quiet)
+            print_warnings(rep.get("warnings"), quiet)
             if json_out:
                 emit_json(rep)
             elif not quiet:
@@ -58,98 +50,11 @@ def audit_command(
         raise typer.Exit(1)
     except SidkitError as e:
         fail(e)
-    _warn(rep.get("warnings"), quiet)
+    print_warnings(rep.get("warnings"), quiet)
     if json_out:
         emit_json(rep)
     elif not quiet:
         print_summary(rep)
-
-
-def export_command(
-    codes: Path = typer.Argument(..., help="SID table to export (any format audit reads)."),
-    fmt: str = typer.Option("tokens", "--format", "-f", help="tokens | index-json | csv (one file), or a folder for a "
-                            "recommender stack: lcrec (LC-Rec, LETTER) | minionerec | openonerec | hf-tokenizer."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file; the output folder for the stack formats (replaced as a whole). [default: stdout]"),
-    id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of the SID table."),
-    suffix: str = typer.Option("auto", "--suffix", help="Last token as de-dup suffix: auto | last | none."),
-    raw: bool = typer.Option(False, "--raw", help="tokens/csv: write ids exactly as they are, also those that begin with = + - @ tab or CR (by default such a cell gets a leading ' so that spreadsheets do not run it as a formula)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Stack formats: the dataset name of the files (NAME.index.json, ...); no dots. [default: items; pid2sid for openonerec]"),
-    interactions: Optional[Path] = typer.Option(None, "--interactions", help="lcrec/minionerec: interactions Parquet (user_id, item_id, timestamp or position) for NAME.inter.json / the train, valid and test CSVs."),
-    items: Optional[Path] = typer.Option(None, "--items", help="lcrec/minionerec: the catalog, for the titles and descriptions of NAME.item.json and the info file."),
-    title_col: str = typer.Option("title", "--title-col", help="Catalog column of the item titles."),
-    text_cols: Optional[str] = typer.Option(None, "--text-cols", help="Catalog columns joined into the description (comma list; '' for none). [default: description, where the catalog has it]"),
-    token_format: Optional[str] = typer.Option(None, "--token-format", help="Token template with {level} and {code}, or an example: "
-                                               "'<a_12>' = '<{level}_{code}>', '<s_a_12>' = '<s_{level}_{code}>' (openonerec's). [default: <a_12>; openonerec: <s_a_12>]"),
-    tokens_file: Optional[Path] = typer.Option(None, "--tokens-file", help="Also write the full level-major token grid (every code of every level, the suffix level "
-                                               "unless a --dedup zcr/none table has no suffix in use, begin/end markers for openonerec), "
-                                               "one token a line; fixed for a model's codebook sizes."),
-    codebook_size: Optional[str] = typer.Option(None, "--codebook-size", help="Codebook sizes for the token grid when the table does not record them (one, or one per level)."),
-    suffix_size: Optional[int] = typer.Option(None, "--suffix-size", min=1, help="Tokens of the suffix level in the grid. [default: the last codebook size]"),
-    base: Optional[Path] = typer.Option(None, "--base", help="hf-tokenizer: local Hugging Face model directory (tokenizer files + safetensors weights); nothing is downloaded."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary (needs -o, except for index-json)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings or summary."),
-) -> None:
-    """Export SIDs as token strings, index JSON or a sid_0.. CSV, or as the files LC-Rec, LETTER, MiniOneRec, OpenOneRec or a Hugging Face tokenizer read."""
-    from sidkit.errors import ConfigError
-    from sidkit.export import FILE_FORMATS, export_with_info
-
-    try:
-        if json_out and out is None and fmt != "index-json":
-            raise ConfigError("--json prints a summary, so give the output file with -o (or use --format index-json)")
-        stack = {}
-        if fmt not in FILE_FORMATS:
-            stack = dict(name=name, interactions=interactions, items=items, title_col=title_col,
-                         text_cols=None if text_cols is None else [c.strip() for c in text_cols.split(",") if c.strip()],
-                         base=base)
-        else:
-            for flag, v in (("--name", name), ("--interactions", interactions), ("--items", items), ("--base", base)):
-                if v is not None:
-                    raise ConfigError(f"{flag} is for the folder formats (lcrec, minionerec, openonerec, hf-tokenizer), not --format {fmt}")
-        res, info = export_with_info(codes, fmt, out, id_col=id_col, suffix=suffix, raw=raw, token_format=token_format,
-                                     tokens_file=tokens_file, codebook_size=codebook_size, suffix_size=suffix_size, **stack)
-    except SidkitError as e:
-        fail(e)
-    _warn(info.get("warnings"), quiet)
-    if out is None:
-        sys.stdout.write(res)
-        sys.stdout.flush()
-        return
-    if json_out:
-        emit_json(info)
-    elif not quiet:
-        if fmt in FILE_FORMATS:
-            typer.echo(visible(f"wrote {info['n_items']:,} SIDs ({info['n_levels']} levels{' + suffix token' if info['suffix_token'] else ''}) as {fmt} to {out}"))
-        else:
-            typer.echo(visible(f"wrote {info['n_items']:,} SIDs as {fmt} to {out}/: {', '.join(info['files'])}"))
-        if info.get("tokens_file"):
-            typer.echo(visible(f"wrote {info['n_grid_tokens']:,} grid tokens to {info['tokens_file']}"))
-
-
-def lookup_command(
-    codes: Path = typer.Argument(..., help="SID table the strings come from (any format audit reads)."),
-    sids: Optional[List[str]] = typer.Argument(None, help="Generated SID strings, e.g. '<a_12><b_3><c_77><d_0>' (a core SID without its suffix token gives all its items). '-' or none: one per line on stdin."),
-    token_format: Optional[str] = typer.Option(None, "--token-format", help="Token template of the strings ({level}, {code}): '<a_12>' or '<s_a_12>'. [default: <a_12>]"),
-    id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of the SID table."),
-    suffix: str = typer.Option("auto", "--suffix", help="Last token as de-dup suffix: auto | last | none."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document: [{sid, item_ids}, ...]."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings."),
-) -> None:
-    """Map generated SID strings back to item ids: one line per string, its ids separated by spaces (empty for an invalid or unknown SID)."""
-    from sidkit.sidlookup import SidIndex
-
-    strings = list(sids or [])
-    if not strings or strings == ["-"]:
-        strings = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    try:
-        idx = SidIndex.from_table(codes, token_format=token_format, id_col=id_col, suffix=suffix)
-        res = idx.lookup(strings)
-    except SidkitError as e:
-        fail(e)
-    if json_out:
-        emit_json([{"sid": s, "item_ids": r} for s, r in zip(strings, res)])
-        return
-    for s, r in zip(strings, res):
-        typer.echo(visible(s) + "\t" + " ".join(visible(str(v)) for v in r))
 
 
 def print_summary(rep: dict, file=None) -> None:
@@ -260,33 +165,3 @@ def print_summary(rep: dict, file=None) -> None:
         con.print(bt)
     for g in rep.get("gates") or []:
         con.print(visible(f"gate {g['gate']}: value {g['value']:.6g} -> {'TRIPPED' if g['tripped'] else 'ok'}"), markup=False)
-
-
-def dedup_command(
-    codes: Path = typer.Argument(..., help="A sidkit SID table (codes.parquet of 'sidkit fit', or a 'sidkit encode' output file)."),
-    out: Path = typer.Option(..., "--out", "-o", help="SID table to write (replaced atomically; never one of the inputs)."),
-    method: str = typer.Option("zcr", "--method", help="zcr (reassign last-level codes inside each prefix group: distinct SIDs of the same length), suffix (0, 1, ... per shared SID) or none."),
-    model: Optional[Path] = typer.Option(None, "--model", help="The model directory the table came from (zcr)."),
-    items: Optional[Path] = typer.Option(None, "--items", help="The catalog with the embeddings (zcr; only colliding rows are read)."),
-    id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of --items. [default: the model's]"),
-    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
-) -> None:
-    """Resolve a SID table's collisions again: ZCR (collision-free SIDs of the same length), suffixes, or none."""
-    from sidkit.dedup import dedup
-
-    try:
-        info = dedup(codes, model, items, out, method=method, id_col=id_col)
-    except SidkitError as e:
-        fail(e)
-    if json_out:
-        emit_json(info)
-        return
-    if quiet:
-        return
-    d = info["dedup"]
-    line = f"{info['n_items']:,} SIDs -> {out} ({method}; collision rate {info['collision_rate']:.4f}"
-    if method == "zcr":
-        line += (f", {d['items_moved']:,} items moved, mean cost {d['mean_cost']:.4g}, "
-                 f"{d['groups_unresolved']:,} groups too large for the last codebook ({d['items_unresolved']:,} items keep suffixes)")
-    typer.echo(visible(line + ")"))

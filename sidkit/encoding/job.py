@@ -3,8 +3,8 @@
 Two stages, so that the expensive one can run anywhere:
 
 1. **map** — every input shard is encoded in record batches into a staged shard
-   (``item_id``, ``sid``), row for row (:func:`map_local` here, ``sidkit.ray_engine`` on a Ray
-   cluster; both call :func:`sidkit.mapstep.encode_batch`'s core).
+   (``item_id``, ``sid``), row for row (:func:`map_local` here, ``sidkit.encoding.ray_engine`` on a Ray
+   cluster; both call :func:`sidkit.encoding.kernel.encode_batch`'s core).
 2. **finish** — the global suffix pass (:func:`finish_encode`): an item of the model's
    ``codes.parquet`` whose core SID is unchanged keeps its suffix; every other item gets the next
    free suffix of its core SID bucket, counted past the model's suffixes, in input order. The
@@ -33,9 +33,9 @@ import pyarrow.parquet as pq
 
 from sidkit.errors import ConfigError, DataError, InputFileError, ModelError, opt
 from sidkit.io.codes import codes_table, pack_keys
-from sidkit.zcr import ZCR_CANDIDATES, full_keys, prefix_keys
+from sidkit.dedup.zcr import ZCR_CANDIDATES, full_keys, prefix_keys
 from sidkit.io.source import ParquetSource, open_source
-from sidkit.mapstep import _encode_codes, candidates_array, encode_batch, model_dedup, staged_name  # noqa: F401  (re-exported)
+from sidkit.encoding.kernel import _encode_codes, candidates_array, encode_batch, model_dedup, staged_name  # noqa: F401  (re-exported)
 
 PARTITION_ROWS = 1 << 20  # rows per partition of the suffix pass (about 40 MB of state each)
 MANIFEST = "_sidkit.json"  # written into a directory output; readers skip "_" names
@@ -252,7 +252,7 @@ def zcr_partition(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, ids: p
     model's last code and suffix; every other row takes its own last code if no item holds it,
     else the nearest free one of its candidates, else the next free suffix of its own SID.
     Returns (last codes, suffixes, the rows placed: not kept from the model)."""
-    from sidkit.zcr import place_new
+    from sidkit.dedup.zcr import place_new
 
     n = len(prefix)
     out_last = np.asarray(last, np.int64).copy()
@@ -279,7 +279,7 @@ def zcr_partition(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, ids: p
 # ---------------------------------------------------------------------------------------------
 # stages
 
-# the map step (encode_batch, the staged shard names) lives in sidkit.mapstep, below the engines
+# the map step (encode_batch, the staged shard names) lives in sidkit.encoding.kernel, below the engines
 _staged_name = staged_name
 
 
@@ -327,7 +327,7 @@ def _model_batches(model, sizes, batch_size: int, zcr: bool = False) -> Iterator
     """(ids, keys, suffix) of the model's codes.parquet in batches, checked against the model;
     with ``zcr`` (ids, prefix keys, suffix, last codes)."""
     from sidkit.io.codes import read_codes_metadata, table_to_codes
-    from sidkit.io.modelfiles import check_model_codes
+    from sidkit.model.files import check_model_codes
 
     if not model.files.exists("codes.parquet"):
         return
@@ -619,7 +619,7 @@ def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os
     """
     from sidkit.io.artifacts import check_output, scratch_dir
     from sidkit.io.catalog import resolve_columns
-    from sidkit.modeldir import load_model
+    from sidkit.model.directory import load_model
 
     t0 = time.perf_counter()
     if engine not in ENGINES:
@@ -658,7 +658,7 @@ def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os
         stage.mkdir()
         n_zero = None
         if engine == "ray":
-            from sidkit.ray_engine import ray_map_stage
+            from sidkit.encoding.ray_engine import ray_map_stage
 
             staged = ray_map_stage(model.path, src, stage, id_col=id_col, address=address, workers=workers or 1,
                                    batch_size=batch_size, progress=progress)

@@ -1,4 +1,4 @@
-"""The ``sidkit`` command line: a thin Typer layer over the library (one call per command)."""
+"""Typer commands ``sidkit fit`` and ``sidkit encode`` (registered in :mod:`sidkit.cli`)."""
 
 from __future__ import annotations
 
@@ -7,38 +7,12 @@ from typing import List, Optional
 
 import typer
 
-from sidkit import __version__
-from sidkit._clitools import OneLineErrors, emit_json, fail, fmt, safe, summary_console, visible
+from sidkit.cli._tools import JsonOpt, QuietOpt, emit_json, fail, fmt, safe, summary_console, visible
 from sidkit.config import help_for
 from sidkit.errors import SidkitError
 
-app = typer.Typer(
-    cls=OneLineErrors,
-    name="sidkit",
-    help="Semantic IDs for item catalogs: fit tokenizers, encode items, audit and export SID tables.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # help texts are plain: "[default: 3]" must show as typed
-)
 
-JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout and nothing else.")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars or summary.")
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"sidkit {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit.")) -> None:
-    """Semantic IDs for item catalogs."""
-
-
-@app.command()
-def fit(
+def fit_command(
     items: Path = typer.Argument(..., help="Catalog: a Parquet file, a directory of Parquet shards or a glob, with an id column and one or more float-list embedding columns."),
     method: Optional[str] = typer.Option(None, "--method", "-m", help=help_for("method")),
     out: Path = typer.Option(Path("sidkit-model"), "--out", "-o", help="Model directory to write (replaced atomically)."),
@@ -136,8 +110,7 @@ def _print_fit_summary(s: dict) -> None:
     c.print(t)
 
 
-@app.command()
-def encode(
+def encode_command(
     model: Path = typer.Argument(..., help="Model directory written by 'sidkit fit'."),
     items: Path = typer.Argument(..., help="Catalog to encode: a Parquet file, a directory of Parquet shards or a glob (streamed in record batches)."),
     output: str = typer.Option(..., "--out", "--output", "-o", help="Codes Parquet file to write, or a folder ending in '/' for one codes shard per input shard (replaced as a whole). --output is the same option (its earlier name)."),
@@ -170,37 +143,3 @@ def encode(
             typer.echo(f"warning: {visible(w)}", err=True)
         typer.echo(f"encoded {summary['n_items']:,} items -> {visible(summary['output'])} "
                    f"({summary['n_kept']:,} kept, {summary['n_new_or_changed']:,} new or changed, {summary['seconds']:.1f} s)")
-
-
-def _register_audit_commands() -> None:
-    from sidkit.cli_audit import audit_command, dedup_command, export_command, lookup_command
-    from sidkit.cli_eval import eval_command
-
-    app.command("audit")(audit_command)
-    app.command("export")(export_command)
-    app.command("lookup")(lookup_command)
-    app.command("dedup")(dedup_command)
-    app.command("eval")(eval_command)
-
-
-_register_audit_commands()
-
-
-def _register_kae_commands() -> None:
-    from sidkit.cli_kae import bind_slot_command, kae_plan_command, slots_command, unbind_slot_command
-
-    app.command("kae-plan")(kae_plan_command)
-    app.command("bind-slot")(bind_slot_command)
-    app.command("unbind-slot")(unbind_slot_command)
-    app.command("slots")(slots_command)
-
-
-_register_kae_commands()
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

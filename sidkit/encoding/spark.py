@@ -9,7 +9,7 @@ order). docs/scale.md spells the suffix pass out in PySpark.
 Example::
 
     from functools import partial
-    from sidkit.spark import encode_arrow_batches, spark_schema
+    from sidkit.encoding.spark import encode_arrow_batches, spark_schema
 
     codes = catalog_df.select("item_id", "embedding").mapInArrow(
         partial(encode_arrow_batches, model_dir="/shared/models/m"), spark_schema("string"))
@@ -31,7 +31,7 @@ __all__ = ["encode_arrow_batches", "spark_schema"]
 
 @functools.lru_cache(maxsize=4)
 def _model(model_dir: str):
-    from sidkit.modeldir import load_model
+    from sidkit.model.directory import load_model
 
     return load_model(model_dir)
 
@@ -50,7 +50,7 @@ def encode_arrow_batches(batches: Iterable[pa.RecordBatch], model_dir: str | os.
     (:func:`sidkit.pipeline.encode_batch`); suffixes are assigned afterwards, see the module doc.
     """
     from sidkit.errors import DataError
-    from sidkit.mapstep import encode_batch
+    from sidkit.encoding.kernel import encode_batch
 
     model = _model(os.fspath(os.path.abspath(model_dir)))
     for b in batches:

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from sidkit._clitools import emit_json, fail, safe, summary_console, visible
+from sidkit.cli._tools import emit_json, fail, safe, summary_console, visible
 from sidkit.config import EVAL_EPOCHS, TIGER_EPOCHS
 from sidkit.errors import ConfigError, SidkitError
 

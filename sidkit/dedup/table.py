@@ -1,5 +1,5 @@
 """``sidkit dedup``: resolve the collisions of an existing sidkit SID table again (ZCR,
-:mod:`sidkit.zcr`; suffixes; or none)."""
+:mod:`sidkit.dedup.zcr`; suffixes; or none)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def dedup(codes_path, model_dir, items, out, *, method: str = "zcr", id_col: str
     from sidkit.io.catalog import embedding_to_numpy, resolve_columns
     from sidkit.io.codes import read_codes, write_codes
     from sidkit.io.source import open_source
-    from sidkit.modeldir import load_model
+    from sidkit.model.directory import load_model
     from sidkit.quantizers.base import Items
-    from sidkit.zcr import DEDUP_METHODS, zcr_reassign
+    from sidkit.dedup.zcr import DEDUP_METHODS, zcr_reassign
 
     if method not in DEDUP_METHODS:
         raise ConfigError(f"{opt('method')} '{method}' is not known; use one of {', '.join(DEDUP_METHODS)}")

@@ -1,0 +1,1 @@
+"""Collision resolution: the suffix rule and ZCR."""

@@ -1,0 +1,1 @@
+"""Encoding: one batch kernel, the engines that schedule it, and the finish stage."""

@@ -1,0 +1,1 @@
+"""Exports: formats, the token grid and lookup of generated SIDs."""

@@ -1,0 +1,1 @@
+"""The model directory: layout, reading, validation and writing."""

@@ -205,3 +205,22 @@ def test_model_directory_has_one_owner():
     users = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "sidkit").rglob("*.py")
                    if "atomic_dir(" in p.read_text() and p.name not in ("artifacts.py",))
     assert users == ["sidkit/encoding/job.py", "sidkit/formats/stacks.py", "sidkit/model/directory.py"], users
+
+
+def test_public_api_is_reachable_and_not_shadowed_by_submodules():
+    """Every name in ``sidkit.__all__`` resolves after ``import sidkit`` (subpackages included), and
+    importing the modules behind the public functions never replaces those functions."""
+    code = ("import importlib, inspect, types, sidkit\n"
+            "missing = [n for n in sidkit.__all__ if getattr(sidkit, n, None) is None]\n"
+            "for m in ('sidkit.pipeline', 'sidkit.report.audit', 'sidkit.formats.export', 'sidkit.formats.lookup',\n"
+            "          'sidkit.eval.run', 'sidkit.model.directory', 'sidkit.encoding.job', 'sidkit.cli'):\n"
+            "    importlib.import_module(m)\n"
+            "jobs = ['fit', 'encode', 'audit', 'export', 'lookup', 'evaluate', 'load_model']\n"
+            "not_fn = [n for n in jobs if not inspect.isfunction(getattr(sidkit, n))]\n"
+            "subs = [n for n in ('eval', 'metrics', 'kae', 'encoding', 'formats', 'model', 'dedup', 'report')\n"
+            "        if not isinstance(getattr(sidkit, n), types.ModuleType)]\n"
+            "undocumented = [n for n in jobs if f'sidkit.{n}(' not in sidkit.__doc__]\n"
+            "print(missing, not_fn, subs, undocumented)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[] [] [] []", r.stdout

@@ -10,6 +10,7 @@ import numpy as np
 
 from sidkit.metrics.buckets import build_buckets, check_codes
 from sidkit.metrics.hamming import common_prefix_length, hamming_distance, sample_pairs
+from sidkit.metrics.knn import drop_self
 
 _SKIP_ATTRS = {"title", "description", "embed_text", "text", "name"}
 
@@ -33,14 +34,7 @@ def knn_search(X: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, 
             idx = np.argsort(-S, axis=1)[:, :kk]
             nbrs[s:s + 1024] = idx
             sims[s:s + 1024] = np.take_along_axis(S, idx, 1)
-    # drop self (or the last neighbour when self is not returned, e.g. exact duplicates)
-    is_self = nbrs == queries[:, None]
-    has_self = is_self.any(axis=1)
-    keep = ~is_self
-    keep[~has_self, -1] = False
-    out_n = nbrs[keep].reshape(queries.size, kk - 1)
-    out_s = sims[keep].reshape(queries.size, kk - 1)
-    return out_n, out_s
+    return drop_self(nbrs, sims, queries)
 
 
 LEAF_COLUMNS = ("category_leaf", "leaf", "leaf_category")

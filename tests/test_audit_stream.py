@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sidkit.errors import DataError, SchemaError
-from sidkit.io.sidtable import UniqueIdCheck, open_sid_stream, read_sid_table
+from sidkit.io.ids import UniqueIdCheck
+from sidkit.io.sidtable import open_sid_stream, read_sid_table
 from sidkit.metrics import core_report
 from sidkit.metrics.stream import core_report_stream
 
@@ -132,9 +133,9 @@ def test_duplicate_ids_across_shards(tmp_path):
     ids = np.arange(100)
     ids[90] = 12  # unsorted from row 90: rows before it are re-read
     d = _write_shards(tmp_path / "s", _table(ids, _codes(100, sizes, 0), sizes), [50])
-    with pytest.raises(DataError, match="item id 12 appears more than once"):
+    with pytest.raises(DataError, match="id column 'item_id' has duplicated ids, e.g. 12;"):
         core_report_stream(open_sid_stream(d), batch_size=16)
-    with pytest.raises(DataError, match="item id 12 appears more than once"):
+    with pytest.raises(DataError, match=r"id column 'item_id' has 1 duplicated ids \(2 rows\), e.g. 12;"):
         read_sid_table(d)
 
 
@@ -161,7 +162,7 @@ def test_unique_id_check_spills_and_finds_duplicates(tmp_path, strings):
     for a in range(0, len(vals), 999):
         chk.add(vals[a:a + 999], a)
     dup = vals[17].item() if isinstance(vals[17], np.generic) else vals[17]
-    with pytest.raises(DataError, match=f"item id {dup!r} appears more than once"):
+    with pytest.raises(DataError, match=f"duplicated ids, e.g. {dup!r};"):
         chk.finish(S())
     assert not list(tmp_path.glob("sidkit-ids-*"))  # the spill directory is removed
 

@@ -159,7 +159,9 @@ def test_duplicate_ids_across_shards(heavy, tmp_path):
 
 def test_hash_collisions_are_checked_on_the_real_ids(heavy, tmp_path, monkeypatch):
     d, _ = heavy
-    monkeypatch.setattr(encoding, "id_hash", lambda ids: np.zeros(len(ids), np.uint64))  # every id collides
+    import sidkit.encoding.job as job
+
+    monkeypatch.setattr(job, "id_hash", lambda ids: np.zeros(len(ids), np.uint64))  # every id collides
     s = sidkit.encode(d / "m", d / "shards", tmp_path / "o.parquet", partition_rows=400)
     assert s["n_items"] == 3000
 

@@ -199,7 +199,7 @@ def test_trie_only_decodes_valid_sids():
 
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 4, size=(30, 2))
-    sid_full, sizes = full_sids(codes, None, [4, 4])
+    sid_full, sizes = full_sids(codes, None, [4, 4], np.arange(len(codes)))
     trie = SidTrie(sid_full, sizes)
     valid = {tuple(r) for r in sid_full}
     assert all(trie.contains(r) for r in sid_full)
@@ -472,7 +472,7 @@ def test_train_tiger_matches_hand_written_loop(one_thread):
 
     split = _toy_split(120)
     codes = np.random.default_rng(1).integers(0, 3, size=(split.n_items, 2))
-    sid_full, sizes = M.full_sids(codes, None, [3, 3])
+    sid_full, sizes = M.full_sids(codes, None, [3, 3], np.arange(len(codes)))
     # tiger runs its whole budget of epochs (no early stop: patience and min_epochs do not apply)
     cfg = tiny_cfg(d=16, epochs=30, tiger_epochs=4, tiger_lr=4e-3, tiger_warmup=0.25, patience=1, min_epochs=1, lr=1e-4)
     calls = []
@@ -530,7 +530,7 @@ def test_training_without_batches_only_validates(one_thread):
     split = split_arrays(users, items, split=None, n_items=9)
     assert all(len(t) == 1 for t in split.train)
     cfg = tiny_cfg(d=16, epochs=2, min_epochs=1, patience=5)
-    sid_full, sizes = M.full_sids(np.arange(9)[:, None] % 3, None, [3])
+    sid_full, sizes = M.full_sids(np.arange(9)[:, None] % 3, None, [3], np.arange(9))
     for name in ("sasrec", "tiger"):
         calls = []
         if name == "sasrec":

@@ -139,9 +139,11 @@ def test_duplicate_ids_across_shards(tmp_path, catalog):
 
 def test_equal_id_hashes_are_checked_against_the_ids(monkeypatch, catalog):
     import sidkit.io.catalog as c
+    import sidkit.io.ids as ids_mod
 
-    real = c.hash_ids
-    monkeypatch.setattr(c, "hash_ids", lambda ids: real(ids) % np.uint64(97))  # many hash collisions
+    real = ids_mod.id_hash
+    for m in (c, ids_mod):  # the catalog pass hashes, the check re-hashes the candidates
+        monkeypatch.setattr(m, "id_hash", lambda ids: real(ids) % np.uint64(97))  # many hash collisions
     cat = read_catalog_sample(catalog / "shards", SAMPLE, 0)  # unique ids: no error
     assert len(cat) == SAMPLE
 

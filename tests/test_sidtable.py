@@ -101,7 +101,7 @@ def _one_line(e):
     ("neg.csv", "item_id,sid_0,sid_1\na,1,2\nb,-1,3\n", DataError, "negative"),
     ("gap.csv", "item_id,sid_0,sid_2\na,1,2\n", SchemaError, "numbered"),
     ("nocodes.csv", "item_id,price\na,1.5\n", SchemaError, "no SID columns"),
-    ("dup.csv", "item_id,sid_0\na,1\na,2\n", DataError, "more than once"),
+    ("dup.csv", "item_id,sid_0\na,1\na,2\n", DataError, "has 1 duplicated ids"),
     ("blank.csv", "item_id,sid_0,sid_1\na,1,2\nb,,3\n", DataError, "row 1"),
     ("ragged_str.csv", 'item_id,sid\na,"[1,2]"\nb,"[1]"\n', DataError, "same length"),
 ])

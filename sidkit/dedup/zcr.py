@@ -67,6 +67,20 @@ def solve_group(cur: np.ndarray, dist: np.ndarray, free: np.ndarray) -> tuple[np
     return new, cost
 
 
+def _reassign_group(codes: np.ndarray, mov: np.ndarray, fixed: np.ndarray, Rg: np.ndarray, C: np.ndarray,
+                    cn: np.ndarray, V: int) -> tuple[np.ndarray, list[float]]:
+    """One prefix group: the new last codes of its colliding rows ``mov`` (residuals ``Rg``),
+    the codes of its non-colliding rows ``fixed`` blocked; and the cost increase of each moved item."""
+    blocked = np.zeros(V, bool)
+    blocked[codes[fixed, -1]] = True
+    free = np.flatnonzero(~blocked)
+    dist = (Rg * Rg).sum(1)[:, None] - 2 * Rg @ C.T + cn[None, :]
+    cur = codes[mov, -1].astype(np.int64)
+    got, _ = solve_group(cur, dist, free)
+    idx = np.arange(len(cur))[got != cur]
+    return got, (dist[idx, got[idx]] - dist[idx, cur[idx]]).tolist()
+
+
 def zcr_reassign(codes: np.ndarray, item_ids, sizes: list[int],
                  residuals: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> ZCRResult:
     """ZCR over a whole table. ``residuals(rows)`` returns the last-level residuals of those rows
@@ -108,21 +122,12 @@ def zcr_reassign(codes: np.ndarray, item_ids, sizes: list[int],
             stats["items_unresolved"] += int(len(members))
             continue
         mov = members[colliding[members]]
-        fixed = members[~colliding[members]]
-        blocked = np.zeros(V, bool)
-        blocked[codes[fixed, -1]] = True
-        free = np.flatnonzero(~blocked)
-        Rg = R[at:at + len(mov)]
+        got, cost_of_moved = _reassign_group(codes, mov, members[~colliding[members]], R[at:at + len(mov)], C, cn, V)
         at += len(mov)
-        dist = (Rg * Rg).sum(1)[:, None] - 2 * Rg @ C.T + cn[None, :]
-        cur = codes[mov, -1].astype(np.int64)
-        got, cost = solve_group(cur, dist, free)
-        moved = got != cur
         new[mov, -1] = got
         stats["groups_resolved"] += 1
-        stats["items_moved"] += int(moved.sum())
-        idx = np.arange(len(cur))[moved]
-        costs.extend((dist[idx, got[idx]] - dist[idx, cur[idx]]).tolist())
+        stats["items_moved"] += len(cost_of_moved)
+        costs.extend(cost_of_moved)
     if costs:
         c = np.asarray(costs)
         stats.update(mean_cost=round(float(c.mean()), 6), max_cost=round(float(c.max()), 6), total_cost=round(float(c.sum()), 6))

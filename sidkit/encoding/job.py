@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from sidkit.errors import ConfigError, DataError, InputFileError, ModelError, opt
 from sidkit.io.codes import codes_table, pack_keys
 from sidkit.dedup.zcr import ZCR_CANDIDATES, full_keys, prefix_keys
+from sidkit.io.ids import duplicate_ids_error, id_hash
 from sidkit.io.source import ParquetSource, open_source
 from sidkit.encoding.kernel import _encode_codes, candidates_array, encode_batch, model_dedup, staged_name  # noqa: F401  (re-exported)
 
@@ -80,16 +81,6 @@ def _key_numpy(arr: pa.Array, void_width: int | None) -> np.ndarray:
         return arr.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     buf = arr.buffers()[1]
     return np.frombuffer(buf, dtype=np.dtype((np.void, void_width)))[arr.offset: arr.offset + len(arr)].copy()
-
-
-def id_hash(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A 64-bit hash of each id (strings and integers; equal ids, equal hashes)."""
-    import polars as pl
-
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    s = pl.Series(ids.cast(pa.large_string()) if not pa.types.is_integer(ids.type) else ids.cast(pa.int64()))
-    return s.hash(seed=0).to_numpy().astype(np.uint64, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -574,9 +565,7 @@ def _check_duplicates(hash_dir: Path, parts: int, st: ParquetSource, label: str,
     counts = vc.field("counts").to_numpy(zero_copy_only=False)
     dup = vc.field("values").filter(pa.array(counts > 1)).to_pylist()
     if dup:
-        n_dup = int(counts[counts > 1].sum())
-        raise DataError(f"{label}: id column '{id_col}' has duplicated ids ({n_dup} rows or more), e.g. "
-                        f"{', '.join(map(repr, dup[:3]))}; ids must be unique")
+        raise duplicate_ids_error(label, id_col, dup)  # counted over the hash suspects only
 
 
 # ---------------------------------------------------------------------------------------------

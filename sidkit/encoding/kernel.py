@@ -67,7 +67,8 @@ def encode_batch(model: Model, batch: pa.RecordBatch | pa.Table, *, id_col: str 
     bucket (see :func:`encode`). This is the function to call from Ray's ``map_batches`` or
     Spark's ``mapInArrow``; ``source`` names the input in error messages.
     """
-    from sidkit.io.catalog import check_ids, embedding_to_numpy
+    from sidkit.io.catalog import embedding_to_numpy
+    from sidkit.io.ids import check_no_null_ids
 
     id_col = id_col or model.meta.get("input", {}).get("id_col", "item_id")
     names = batch.schema.names
@@ -76,7 +77,7 @@ def encode_batch(model: Model, batch: pa.RecordBatch | pa.Table, *, id_col: str 
             raise DataError(f"{source}: no column '{c}' (columns: {', '.join(names[:12])}); the model reads {id_col} and "
                             f"{', '.join(model.fusion.columns)}")
     ids = batch.column(id_col)
-    check_ids(ids, Path(source), id_col)
+    check_no_null_ids(ids, Path(source), id_col)
     emb = {c: embedding_to_numpy(batch.column(c), Path(source), c) for c in model.fusion.columns}
     cols = {c: batch.column(c) for c in model.tokenizer.attribute_columns if c in names}
     got = _encode_codes(model, emb, cols, source, candidates=candidates)

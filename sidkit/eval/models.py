@@ -24,28 +24,16 @@ from sidkit.eval.split import Split
 
 
 # ----------------------------------------------------------------------------- helpers
-def dedup_suffix(codes: np.ndarray) -> np.ndarray:
-    """0, 1, 2, ... inside every group of identical SIDs, in row order (sidkit's suffix rule)."""
-    codes = np.asarray(codes)
-    _, inv = np.unique(codes, axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    order = np.argsort(inv, kind="stable")
-    sorted_inv = inv[order]
-    first = np.concatenate(([True], sorted_inv[1:] != sorted_inv[:-1]))
-    starts = np.flatnonzero(first)
-    rank = np.arange(len(inv)) - np.repeat(starts, np.diff(np.append(starts, len(inv))))
-    out = np.empty(len(inv), np.int64)
-    out[order] = rank
-    return out
-
-
-def full_sids(codes: np.ndarray, suffix: np.ndarray | None, sizes=None) -> tuple[np.ndarray, list[int]]:
+def full_sids(codes: np.ndarray, suffix: np.ndarray | None, sizes=None, item_ids=None) -> tuple[np.ndarray, list[int]]:
     """``sid + [suffix]`` (n, L+1) and the vocabulary size of each of the L+1 positions.
 
-    A missing suffix is computed (0, 1, ... inside each collision group, ascending row order)."""
+    A missing suffix is computed by sidkit's suffix rule (:func:`~sidkit.io.codes.assign_suffix`:
+    0, 1, ... inside each collision group by ascending ``item_ids``, the rows' ids)."""
     codes = np.asarray(codes, np.int64)
     if suffix is None:
-        suffix = dedup_suffix(codes)
+        from sidkit.io.codes import assign_suffix
+
+        suffix = assign_suffix(codes, item_ids)
     suffix = np.asarray(suffix, np.int64)
     L = codes.shape[1]
     if sizes is None:

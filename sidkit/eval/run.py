@@ -220,7 +220,7 @@ def evaluate(
         if group:  # the SIDs as given: the codes, plus the table's own suffix
             sid_full, sizes = M.table_sids(t["codes"], t["suffix"], t["sizes"])
         else:
-            sid_full, sizes = M.full_sids(t["codes"], t["suffix"], t["sizes"])
+            sid_full, sizes = M.full_sids(t["codes"], t["suffix"], t["sizes"], catalog)
             if t["suffix"] is None:
                 warnings.append(f"{t['name']}: no suffix; a de-dup suffix was computed (0, 1, ... inside each collision group)")
             if len(np.unique(sid_full, axis=0)) != len(sid_full):

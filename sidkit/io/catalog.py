@@ -17,14 +17,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sidkit.errors import DataError, InputFileError, SchemaError, opt
+from sidkit.io.ids import check_id_type, check_no_null_ids, check_unique_hashed, check_unique_ids, examples, id_hash
 from sidkit.io.source import ParquetSource, open_source
 
 _FLOAT_TYPES = (pa.float32(), pa.float64(), pa.float16())
-
-
-def _examples(values, limit: int = 3) -> str:
-    vals = [repr(v) for v in list(values)[:limit]]
-    return ", ".join(vals) + (", ..." if len(values) > limit else "")
 
 
 def open_parquet(path: str | os.PathLike, what: str = "catalog") -> pq.ParquetFile:
@@ -52,9 +48,7 @@ def resolve_columns(schema: pa.Schema, path: Path, id_col: str, embedding_cols: 
     names = schema.names
     if id_col not in names:
         raise SchemaError(f"{path}: no id column '{id_col}' (columns: {', '.join(names[:12])}); pass {opt('id_col')} NAME")
-    idt = schema.field(id_col).type
-    if not (pa.types.is_integer(idt) or pa.types.is_string(idt) or pa.types.is_large_string(idt)):
-        raise SchemaError(f"{path}: id column '{id_col}' has type {idt}; ids must be strings or integers")
+    check_id_type(schema.field(id_col).type, path, id_col)
     if embedding_cols:
         cols = list(dict.fromkeys(embedding_cols))
         for c in cols:
@@ -83,7 +77,7 @@ def embedding_to_numpy(arr: pa.Array | pa.ChunkedArray, path: Path, col: str, ro
     n = len(arr)
     if arr.null_count:
         rows = np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))
-        raise DataError(f"{path}: column '{col}' has {arr.null_count} null embedding rows (rows {_examples((rows + row_offset).tolist())}); drop those items or fill their embeddings")
+        raise DataError(f"{path}: column '{col}' has {arr.null_count} null embedding rows (rows {examples((rows + row_offset).tolist())}); drop those items or fill their embeddings")
     if pa.types.is_fixed_size_list(arr.type):
         d = arr.type.list_size
         values = arr.values.slice(arr.offset * d, n * d)
@@ -112,26 +106,6 @@ def embedding_to_numpy(arr: pa.Array | pa.ChunkedArray, path: Path, col: str, ro
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
         raise DataError(f"{path}: column '{col}' has values beyond the float32 range (|x| > 3.4e38, first at row {bad + row_offset}); rescale the embeddings")
     return x
-
-
-def check_ids(ids: pa.Array | pa.ChunkedArray, path: Path, id_col: str, row_offset: int = 0) -> None:
-    if ids.null_count:
-        isnull = ids.is_null()
-        if isinstance(isnull, pa.ChunkedArray):
-            isnull = isnull.combine_chunks()
-        rows = np.flatnonzero(isnull.to_numpy(zero_copy_only=False)) + row_offset
-        raise DataError(f"{path}: id column '{id_col}' has {ids.null_count} null ids (rows {_examples(rows.tolist())}); every item needs an id")
-
-
-def check_unique_ids(ids: pa.Array | pa.ChunkedArray, path: Path, id_col: str) -> None:
-    vc = pc.value_counts(ids)
-    if isinstance(vc, pa.ChunkedArray):
-        vc = vc.combine_chunks()
-    counts = vc.field("counts").to_numpy(zero_copy_only=False)
-    dup = counts > 1
-    if dup.any():
-        values = vc.field("values").filter(pa.array(dup)).to_pylist()
-        raise DataError(f"{path}: id column '{id_col}' has {int(dup.sum())} duplicated ids ({int(counts[dup].sum())} rows), e.g. {_examples(values)}; ids must be unique")
 
 
 @dataclass
@@ -248,7 +222,7 @@ def read_catalog(
     if not src.is_sharded:
         table = src.read(read_cols)
         ids = table.column(id_col).combine_chunks()
-        check_ids(ids, p, id_col)
+        check_no_null_ids(ids, p, id_col)
         embeddings = {c: embedding_to_numpy(table.column(c), p, c) for c in cols}
     else:  # check each shard's rows, so that a message names the shard and the row inside it
         id_parts, emb_parts, attr_parts = [], {c: [] for c in cols}, []
@@ -258,7 +232,7 @@ def read_catalog(
                     t = pf.read(columns=read_cols)
                 except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
                     raise InputFileError(f"{shard}: could not read the data ({str(e).splitlines()[0]}); the file may be truncated, re-export it") from None
-            check_ids(t.column(id_col), shard, id_col)
+            check_no_null_ids(t.column(id_col), shard, id_col)
             dims = {c: emb_parts[c][0].shape[1] for c in cols if emb_parts[c]}
             for c in cols:
                 emb_parts[c].append(embedding_to_numpy(t.column(c), shard, c, 0, dims.get(c)))
@@ -298,7 +272,7 @@ def iter_catalog_batches(
     for b in src.iter_batches(batch_size=batch_size, columns=[id_col, *cols, *extra]):
         batch = b.data
         ids = batch.column(id_col)
-        check_ids(ids, b.shard, id_col, b.local)
+        check_no_null_ids(ids, b.shard, id_col, b.local)
         emb = {c: embedding_to_numpy(batch.column(c), b.shard, c, b.local, dims.get(c)) for c in cols}
         for c in cols:  # later batches and shards must agree with the first rows' widths
             dims.setdefault(c, emb[c].shape[1])
@@ -310,48 +284,6 @@ def iter_catalog_batches(
 
 # ---------------------------------------------------------------------------------------------
 # catalogs bigger than memory: a seeded sample, ids checked over every row
-
-def hash_ids(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """64-bit hashes (uint64) of ids: integers as int64, strings as large strings, so that the
-    same id hashes the same in every batch and shard."""
-    import polars as pl
-
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    ids = ids.cast(pa.int64()) if pa.types.is_integer(ids.type) else ids.cast(pa.large_string())
-    return pl.Series(ids).hash(seed=0).to_numpy()
-
-
-def check_unique_hashed(src: ParquetSource, id_col: str, hashes: np.ndarray, batch_size: int = 65536) -> None:
-    """Raise the duplicated-ids DataError when ids of ``src`` repeat, given the 64-bit hashes of
-    every row's id (:func:`hash_ids`, in source order). Memory: a sorted copy of the hashes
-    (8 bytes a row). Equal hashes are only candidates: the real ids of those rows are read back
-    (id column only) and compared, so a hash collision of two different ids is not an error."""
-    h = np.sort(hashes)
-    cand = np.unique(h[1:][h[1:] == h[:-1]])
-    del h
-    if not len(cand):
-        return
-    parts, where = [], []
-    for b in src.iter_batches(batch_size=batch_size, columns=[id_col]):
-        col = b.data.column(0)
-        hit = np.flatnonzero(np.isin(hash_ids(col), cand))
-        if len(hit):
-            parts.append(col.take(pa.array(hit)))
-            where += [(b.shard, b.local + int(i)) for i in hit]
-    ids = pa.chunked_array(parts).combine_chunks()
-    vc = pc.value_counts(ids)
-    counts = vc.field("counts").to_numpy(zero_copy_only=False)
-    dup = counts > 1
-    if not dup.any():
-        return  # different ids with equal hashes
-    values = vc.field("values").filter(pa.array(dup)).to_pylist()
-    first = values[0]
-    at = [where[i] for i in np.flatnonzero(pc.equal(ids, pa.scalar(first, ids.type)).to_numpy(zero_copy_only=False))][:3]
-    rows = " and ".join(f"row {r} of {s}" if src.is_sharded else f"row {r}" for s, r in at)
-    raise DataError(f"{src.path}: id column '{id_col}' has {int(dup.sum())} duplicated ids ({int(counts[dup].sum())} rows), "
-                    f"e.g. {_examples(values)} ({first!r} at {rows}); ids must be unique")
-
 
 def read_catalog_sample(
     path: str | os.PathLike,
@@ -384,8 +316,8 @@ def read_catalog_sample(
     for b in src.iter_batches(batch_size=batch_size, columns=[id_col, *cols, *attrs]):
         batch, m = b.data, b.data.num_rows
         ids = batch.column(id_col)
-        check_ids(ids, b.shard, id_col, b.local)
-        hashes[b.offset:b.offset + m] = hash_ids(ids)
+        check_no_null_ids(ids, b.shard, id_col, b.local)
+        hashes[b.offset:b.offset + m] = id_hash(ids)
         lo, hi = np.searchsorted(rows, [b.offset, b.offset + m])
         take = rows[lo:hi] - b.offset
         for c in cols:

@@ -28,6 +28,7 @@ import numpy as np
 
 from sidkit.config import parse_codebook_size
 from sidkit.errors import DataError, InputFileError, SchemaError, opt
+from sidkit.io.ids import check_no_null_ids, check_unique_ids
 
 _TOKEN = re.compile(r"<([A-Za-z]+)_(-?\d+)>")
 _LEVEL_COL = re.compile(r"^(sid_|sid|c|code_|code|level_|l)(\d+)$")
@@ -88,14 +89,15 @@ def read_sid_table(path, *, id_col: str | None = None, codebook_size=None, suffi
     ids_arrow = None
     bounds = None  # (shard path, first row, end row) per shard of a sharded input
     if not isinstance(p, Path):  # a directory of Parquet shards or a glob
-        ids, codes, sfx, token_cols, ids_arrow, sizes_meta, bounds = _read_shards(p, id_col)
+        ids, codes, sfx, token_cols, ids_arrow, sizes_meta, bounds, idc = _read_shards(p, id_col)
         p = p.path
         kind = "parquet"
     elif (kind := _sniff(p)) == "json":
         ids, codes, sfx, token_cols = _read_index_json(p)
+        idc = "item_id"  # the JSON keys
     else:
         table, sizes_meta = _read_table(p, kind, id_col)
-        ids, codes, sfx, token_cols, ids_arrow = _table_codes(table, p, id_col)
+        ids, codes, sfx, token_cols, ids_arrow, idc = _table_codes(table, p, id_col)
         if kind in ("csv", "tsv") and ids.dtype == object and any(isinstance(v, str) and v[:1] == "'" for v in ids):
             ids = np.array([csv_uncell(v) for v in ids], dtype=object)
             ids_arrow = None
@@ -104,7 +106,7 @@ def read_sid_table(path, *, id_col: str | None = None, codebook_size=None, suffi
         raise DataError(f"{path}: the SID table has no rows; give at least one item")
     if codes.shape[1] == 0:
         raise DataError(f"{path}: SIDs have no tokens; every item needs at least one code")
-    _check_ids(ids_arrow if ids_arrow is not None else ids, p)
+    check_unique_ids(ids_arrow if ids_arrow is not None else ids, p, idc)
     if sfx is None and suffix != "none" and codes.shape[1] >= 2:
         if suffix == "last" or _looks_like_suffix(codes):
             sfx = codes[:, -1].astype(np.int32)
@@ -182,7 +184,7 @@ def _read_shards(src, id_col):
                             f"shards of one SID table need the same codebook sizes")
         if not parts:
             sizes_meta = sm
-        ids, codes, sfx, token_cols, idarr = _table_codes(table, shard, id_col)
+        ids, codes, sfx, token_cols, idarr, idc = _table_codes(table, shard, id_col)
         if L is not None and codes.shape[1] != L:
             raise DataError(f"{shard}: SIDs have {codes.shape[1]} codes here but {L} in {parts[0][0]}; all SIDs need the same length")
         L = codes.shape[1]
@@ -195,7 +197,7 @@ def _read_shards(src, id_col):
     codes = np.concatenate([x[2] for x in parts]) if len(parts) > 1 else parts[0][2]
     sfx = None if parts[0][3] is None else np.concatenate([x[3] for x in parts])
     idarr = pa.chunked_array([x[5] for x in parts]).combine_chunks() if len(parts) > 1 else parts[0][5]
-    return ids, codes, sfx, parts[0][4], idarr, sizes_meta, bounds
+    return ids, codes, sfx, parts[0][4], idarr, sizes_meta, bounds, idc
 
 
 def _sniff(p: Path) -> str:
@@ -300,9 +302,7 @@ def _table_codes(table, p: Path, id_col: str | None, row0: int = 0):
             raise SchemaError(f"{p}: no id column found (columns: {', '.join(names)}); add an 'item_id' column or pass {opt('id_col')}")
         idc = rest[0]
     idarr = table.column(idc).combine_chunks()
-    if idarr.null_count:
-        row = int(np.flatnonzero(idarr.is_null().to_numpy(zero_copy_only=False))[0])
-        raise DataError(f"{p}: id column {idc!r} is null at row {row0 + row}; every item needs an id")
+    check_no_null_ids(idarr, p, idc, row0)
     ids = idarr.to_numpy(zero_copy_only=False)
     if code_kind == "list":
         arr = table.column(list_col).combine_chunks()
@@ -342,7 +342,7 @@ def _table_codes(table, p: Path, id_col: str | None, row0: int = 0):
     if sfx_name is not None and sfx_name not in (idc,) and code_kind is not None:
         a = table.column(sfx_name).combine_chunks()
         sfx = _int_column(a, p, sfx_name, row0).astype(np.int32)
-    return ids, codes, sfx, token_cols, idarr
+    return ids, codes, sfx, token_cols, idarr, idc
 
 
 def _is_list(t) -> bool:
@@ -454,25 +454,6 @@ def _read_index_json(p: Path):
     return ids, codes, None, [f"token {l}" for l in range(codes.shape[1])]
 
 
-def _check_ids(ids, p: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(ids, (pa.Array, pa.ChunkedArray)):
-        arr = ids
-    else:
-        arr = pa.array(ids.tolist() if ids.dtype == object else ids)
-    if pa.types.is_integer(arr.type):
-        v = np.asarray(arr)
-        if v.size < 2 or bool(np.all(v[1:] > v[:-1])):  # sorted ids: unique without hashing
-            return
-    if len(pc.unique(arr)) != len(arr):
-        vc = pc.value_counts(arr)
-        cnt = vc.field("counts").to_numpy()
-        dup = vc.field("values")[int(np.argmax(cnt))].as_py()
-        raise DataError(f"{p}: item id {dup!r} appears more than once; item ids must be unique")
-
-
 def _check_values(codes: np.ndarray, sizes, p: Path, token_cols, row0: int = 0) -> None:
     mins = codes.min(axis=0)
     for l in np.flatnonzero(mins < 0):
@@ -564,7 +545,7 @@ class SidStream:
             if b.data.num_rows == 0:
                 continue
             t = pa.Table.from_batches([b.data])
-            i, codes, sfx, token_cols, _ = _table_codes(t, b.shard, self.id_col, row0=b.local)
+            i, codes, sfx, token_cols, _, _ = _table_codes(t, b.shard, self.id_col, row0=b.local)
             if self.split_last:
                 sfx = codes[:, -1].astype(np.int32)
                 codes = np.ascontiguousarray(codes[:, :-1])
@@ -626,7 +607,7 @@ def open_sid_stream(path, *, id_col: str | None = None, codebook_size=None, suff
         head = next(pf.iter_batches(batch_size=1))
     import pyarrow as pa
 
-    _, codes1, sfx1, _, _ = _table_codes(pa.Table.from_batches([head]), src.shards[first], id_col)
+    _, codes1, sfx1, _, _, idc = _table_codes(pa.Table.from_batches([head]), src.shards[first], id_col)
     has_suffix = sfx1 is not None
     L = codes1.shape[1]
     split_last = False
@@ -658,111 +639,4 @@ def open_sid_stream(path, *, id_col: str | None = None, codebook_size=None, suff
         srcname = opt("codebook_size") if codebook_size is not None else "the file metadata"
         raise DataError(f"{path}: {len(sizes)} codebook sizes from {srcname} but the SIDs have {L} levels; give one size or one per level")
     warnings: list[str] = []
-    return SidStream(src, id_col, None, L, list(sizes) if sizes is not None else None, split_last, has_suffix, warnings)
-
-
-class UniqueIdCheck:
-    """Checks that item ids are unique with bounded memory.
-
-    Ids that arrive strictly increasing (integers) cost nothing. Otherwise every id becomes a
-    64-bit fingerprint (integers: their value; strings: a hash, verified exactly on a match) and
-    fingerprints are spilled to ``2^b`` partition files under ``spill_dir`` (a temporary
-    directory), each checked on its own at the end: about 8 bytes per row on disk, and one
-    partition (at most ``part_rows`` fingerprints) in memory.
-    """
-
-    def __init__(self, path, n: int, *, spill_dir=None, part_rows: int = 1 << 22):
-        self.path, self.n, self.spill_dir, self.part_rows = path, n, spill_dir, part_rows
-        self.sorted = True
-        self.last = None
-        self.hashed = False
-        self.unsorted_from = None  # first row offset fed in the spilling mode
-        self._tmp = None
-        self._mem: list[np.ndarray] = []
-        bits = 0
-        while (n >> bits) > part_rows:
-            bits += 1
-        self.bits = bits
-
-    def _fp(self, ids) -> np.ndarray:
-        ids = np.asarray(ids)
-        if ids.dtype.kind in "iu":
-            return ids.astype(np.int64, copy=False).view(np.uint64)
-        import polars as pl
-
-        self.hashed = True
-        return pl.Series(ids.astype(str) if ids.dtype.kind != "U" else ids).hash(seed=0x51D).to_numpy()
-
-    def add(self, ids, offset: int) -> None:
-        ids = np.asarray(ids)
-        if self.sorted:
-            if ids.dtype.kind in "iu" and (ids.size < 2 or bool(np.all(ids[1:] > ids[:-1]))) \
-                    and (self.last is None or ids.size == 0 or ids[0] > self.last):
-                if ids.size:
-                    self.last = ids[-1]
-                return
-            self.sorted = False
-            self.unsorted_from = offset
-        self._spill(self._fp(ids))
-
-    def _spill(self, fp: np.ndarray) -> None:
-        if self.bits == 0:
-            self._mem.append(fp.copy())
-            return
-        import tempfile
-
-        if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="sidkit-ids-", dir=self.spill_dir)
-        part = (fp * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - self.bits)
-        order = np.argsort(part, kind="stable")
-        bounds = np.searchsorted(part[order], np.arange((1 << self.bits) + 1, dtype=np.uint64))
-        sfp = fp[order]
-        for j in range(1 << self.bits):
-            a, b = bounds[j], bounds[j + 1]
-            if a < b:
-                with open(f"{self._tmp.name}/{j}.u64", "ab") as f:
-                    sfp[a:b].tofile(f)
-
-    def finish(self, stream=None, batch_size: int = 1 << 20) -> None:
-        """Raise DataError naming a duplicated id. ``stream`` re-reads the rows fed before the ids
-        stopped arriving in increasing order (and finds the ids behind a duplicated hash)."""
-        try:
-            if self.sorted:
-                return
-            if self.unsorted_from:
-                for b in stream.batches(batch_size):
-                    if b.offset >= self.unsorted_from:
-                        break
-                    ids = np.asarray(b.ids)[: self.unsorted_from - b.offset]
-                    self._spill(self._fp(ids))
-            dups = []
-            parts = [np.concatenate(self._mem)] if self.bits == 0 and self._mem else []
-            if self.bits:
-                import os
-
-                parts = (np.fromfile(f"{self._tmp.name}/{j}.u64", dtype=np.uint64)
-                         for j in range(1 << self.bits) if os.path.exists(f"{self._tmp.name}/{j}.u64"))
-            for fp in parts:
-                fp.sort()
-                d = fp[1:][fp[1:] == fp[:-1]]
-                if d.size:
-                    dups.append(d[:64])
-                    if not self.hashed:
-                        break
-            if not dups:
-                return
-            d = np.unique(np.concatenate(dups))
-            if not self.hashed:
-                raise DataError(f"{self.path}: item id {int(d[0].view(np.int64))!r} appears more than once; item ids must be unique")
-            seen: dict = {}
-            for b in stream.batches(batch_size):
-                fp = self._fp(b.ids)
-                for v in np.asarray(b.ids)[np.isin(fp, d)]:
-                    v = v.item() if isinstance(v, np.generic) else v
-                    if v in seen:
-                        raise DataError(f"{self.path}: item id {v!r} appears more than once; item ids must be unique")
-                    seen[v] = True
-        finally:
-            if self._tmp is not None:
-                self._tmp.cleanup()
-                self._tmp = None
+    return SidStream(src, idc, None, L, list(sizes) if sizes is not None else None, split_last, has_suffix, warnings)

@@ -481,7 +481,7 @@ def read_attribute_table(path, columns: Sequence[str], *, id_col: str | None = N
     import difflib
 
     from sidkit.errors import SchemaError
-    from sidkit.io.catalog import check_ids, check_unique_hashed, hash_ids
+    from sidkit.io.ids import check_no_null_ids, check_unique_hashed, id_hash
     from sidkit.io.source import open_source
 
     src = open_source(path)
@@ -496,8 +496,8 @@ def read_attribute_table(path, columns: Sequence[str], *, id_col: str | None = N
         hashes = np.empty(src.num_rows, np.uint64)
         for b in src.iter_batches(batch_size=1 << 18, columns=[id_col]):
             ids = b.data.column(0)
-            check_ids(ids, b.shard, id_col, b.local)
-            hashes[b.offset:b.offset + b.data.num_rows] = hash_ids(ids)
+            check_no_null_ids(ids, b.shard, id_col, b.local)
+            hashes[b.offset:b.offset + b.data.num_rows] = id_hash(ids)
         check_unique_hashed(src, id_col, hashes)
     return src.read(list(columns))
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from sidkit.metrics.buckets import build_buckets, check_codes
 from sidkit.metrics.hamming import common_prefix_length, hamming_distance, sample_pairs
+from sidkit.metrics.knn import drop_self
 
 _SKIP_ATTRS = {"title", "description", "embed_text", "text", "name"}
 
@@ -33,14 +34,7 @@ def knn_search(X: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, 
             idx = np.argsort(-S, axis=1)[:, :kk]
             nbrs[s:s + 1024] = idx
             sims[s:s + 1024] = np.take_along_axis(S, idx, 1)
-    # drop self (or the last neighbour when self is not returned, e.g. exact duplicates)
-    is_self = nbrs == queries[:, None]
-    has_self = is_self.any(axis=1)
-    keep = ~is_self
-    keep[~has_self, -1] = False
-    out_n = nbrs[keep].reshape(queries.size, kk - 1)
-    out_s = sims[keep].reshape(queries.size, kk - 1)
-    return out_n, out_s
+    return drop_self(nbrs, sims, queries)
 
 
 LEAF_COLUMNS = ("category_leaf", "leaf", "leaf_category")
@@ -503,9 +497,8 @@ class CatalogVectors(VectorSource):
     def __init__(self, path, code_ids, *, id_col: str = "item_id", batch_size: int = 65536):
         import pyarrow as pa
 
-        from sidkit.errors import DataError
         from sidkit.io.catalog import _is_list_type, resolve_columns
-        from sidkit.io.sidtable import UniqueIdCheck
+        from sidkit.io.ids import UniqueIdCheck, check_no_null_ids
         from sidkit.io.source import open_source
 
         self.path, self.id_col, self.batch_size = path, id_col, batch_size
@@ -524,7 +517,7 @@ class CatalogVectors(VectorSource):
             self._sorted = code_ids[self._order]
         self._code_ids = code_ids
         present = np.zeros(code_ids.shape[0], bool)
-        chk = UniqueIdCheck(src.path, src.num_rows)
+        chk = UniqueIdCheck(src.path, src.num_rows, id_col=id_col)
 
         class _Ids:  # re-reads for the id check
             def batches(s, bs):
@@ -533,9 +526,7 @@ class CatalogVectors(VectorSource):
 
         for b in src.iter_batches(batch_size=batch_size, columns=[id_col]):
             col = b.data.column(0)
-            if col.null_count:
-                row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-                raise DataError(f"{b.shard}: id column '{id_col}' is null at row {b.local + row}; every item needs an id")
+            check_no_null_ids(col, b.shard, id_col, b.local)
             ids = col.to_numpy(zero_copy_only=False)
             chk.add(ids, b.offset)
             r = self._code_rows(ids)

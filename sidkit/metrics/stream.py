@@ -15,7 +15,7 @@ second one over the rows of the largest buckets:
   and the seed) and their rows' codes gathered during the pass;
 * the members of the ``top_k`` largest buckets are found by a second pass that recomputes keys.
 
-Item-id uniqueness is checked by :class:`sidkit.io.sidtable.UniqueIdCheck` (spilling 8 bytes per
+Item-id uniqueness is checked by :class:`sidkit.io.ids.UniqueIdCheck` (spilling 8 bytes per
 row to disk unless the ids increase).
 """
 
@@ -46,7 +46,7 @@ def core_report_stream(stream, sizes=None, *, seed: int = 0, n_pairs: int = 1_00
     ``sizes``: codebook sizes (default ``stream.sizes``; one pass finds them when unknown).
     ``batch_size``: rows per record batch (memory: about 60 bytes per row of a batch).
     """
-    from sidkit.io.sidtable import UniqueIdCheck
+    from sidkit.io.ids import UniqueIdCheck
 
     sizes = list(sizes if sizes is not None else (stream.sizes or stream.scan_sizes(batch_size)))
     n, L = stream.n, stream.L
@@ -68,7 +68,7 @@ def core_report_stream(stream, sizes=None, *, seed: int = 0, n_pairs: int = 1_00
         sub = np.zeros((need.size, L), np.int64)
     else:
         need = None
-    ids_check = UniqueIdCheck(stream.path, n, spill_dir=spill_dir) if check_ids else None
+    ids_check = UniqueIdCheck(stream.path, n, id_col=stream.id_col, spill_dir=spill_dir) if check_ids else None
     seen = 0
     for b in stream.batches(batch_size, ids=check_ids):
         codes = b.codes

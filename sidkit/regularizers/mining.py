@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from sidkit.metrics.knn import drop_self
 from sidkit.quantizers.rqvae import Regularizer
 
 
@@ -200,12 +201,8 @@ def knn_ip(X: np.ndarray, k: int, queries: np.ndarray | None = None) -> tuple[np
     index.add(X)
     qrows = np.arange(n) if queries is None else np.asarray(queries, np.int64)
     sims, nbrs = index.search(X if queries is None else X[qrows], k + 1)
-    is_self = nbrs == qrows[:, None]
-    drop = is_self.copy()
-    none = ~is_self.any(1)
-    drop[none, -1] = True  # duplicates may push self out of the list: drop the last instead
-    keep = ~drop
-    return sims[keep].reshape(q, k), nbrs[keep].reshape(q, k)
+    nbrs, sims = drop_self(nbrs, sims, qrows)
+    return sims, nbrs
 
 
 def nearest_other_sid_distance(Zn: np.ndarray, table: SIDTable, k: int = 10,

@@ -18,9 +18,34 @@ from typing import Any, Mapping
 from sidkit.errors import ConfigError, opt
 
 # ---------------------------------------------------------------------------------------------
-# The collision-aware regularizers' blocks (METHODS.md §8): defaults and bounds
+# The method registry: every fit method, the tokenizer class it fits and the regularizer it implies
+# (sidkit.methods builds and loads the tokenizers by class name)
 
-REGULARIZERS = ("quasid", "adasid")
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    class_name: str
+    regularizer: str | None  # the RQ-VAE regularizer the method implies
+    summary: str
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("rqkmeans", "RQKMeans", None, "faiss k-means per level on residuals"),
+    Method("rqvae", "RQVAE", None, "TIGER-style RQ-VAE"),
+    Method("quasid", "RQVAE", "quasid", "RQ-VAE with QuaSID's collision-aware regularizer"),
+    Method("adasid", "RQVAE", "adasid", "RQ-VAE with AdaSID's collision-aware regularizer"),
+    Method("kae", "KAE", None, "keyword-aligned attribute positions (+ optional residual levels)"),
+)}
+#: the methods that fit an RQ-VAE (quasid/adasid: with that regularizer)
+RQVAE_METHODS = tuple(name for name, m in METHODS.items() if m.class_name == "RQVAE")
+#: the collision-aware regularizers (an RQ-VAE with one is the method of that name)
+REGULARIZERS = tuple(m.regularizer for m in METHODS.values() if m.regularizer)
+#: the methods of KAE's trailing residual levels (every method with a residual last level)
+RESIDUAL_METHODS = tuple(name for name, m in METHODS.items() if m.class_name != "KAE")
+
+# ---------------------------------------------------------------------------------------------
+# The collision-aware regularizers' blocks (METHODS.md §8): defaults and bounds
 
 BLOCK_DEFAULTS: dict[str, dict[str, Any]] = {
     "mining": {
@@ -188,7 +213,6 @@ def resolve_blocks(values: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
 # ---------------------------------------------------------------------------------------------
 # FitConfig
 
-METHODS = ("rqkmeans", "rqvae", "quasid", "adasid", "kae")
 #: rows a fit trains on when --train-sample is not given (a seeded sample of bigger catalogs; every
 #: row is encoded). One cap for every method: RQ-VAE-family training sees max_steps x batch_size
 #: samples (2M at the defaults), so more rows add memory, not signal; faiss k-means trains each
@@ -197,7 +221,6 @@ METHODS = ("rqkmeans", "rqvae", "quasid", "adasid", "kae")
 #: per class) are stable well below 1M. The sample's fused matrix costs 1M x d x 4 bytes
 #: (0.5 GB at d = 128, 1.5 GB at d = 384).
 TRAIN_SAMPLE_DEFAULT = 1_000_000
-RQVAE_METHODS = ("rqvae", "quasid", "adasid")  # quasid/adasid: an RQ-VAE with that regularizer
 BLOCKS = ("mining", "align", "quasid", "adasid")  # nested tables, see BLOCK_DEFAULTS
 
 
@@ -258,23 +281,19 @@ class FitConfig:
 
     def regularizer_name(self) -> str | None:
         """'quasid' or 'adasid' when training runs with that regularizer, else None."""
-        return self.method if self.method in ("quasid", "adasid") else self.regularizer
+        return METHODS[self.method].regularizer or self.regularizer
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def codebook_sizes(self) -> list[int]:
-        cs = self.codebook_size
-        sizes = [int(cs)] * self.levels if isinstance(cs, int) else [int(k) for k in cs]
-        if len(sizes) != self.levels:
-            raise ConfigError(f"{opt('codebook_size')} lists {len(sizes)} sizes for {opt('levels')} {self.levels}; give one size or one per level")
-        return sizes
+        return codebook_sizes(self.codebook_size, self.levels)
 
     def validate(self) -> "FitConfig":
         if self.method not in METHODS:
             raise ConfigError(f"{opt('method')} '{self.method}' is not known; choose one of {', '.join(METHODS)}")
-        if self.method == "kae" and (self.residual_method not in METHODS[:4] or not isinstance(self.residual_levels, int) or self.residual_levels < 0 or self.groups < 1):
-            raise ConfigError(f"kae: {opt('residual_method')} must be one of {', '.join(METHODS[:4])}, {opt('residual_levels')} >= 0, {opt('groups')} >= 1")
+        if self.method == "kae" and (self.residual_method not in RESIDUAL_METHODS or not isinstance(self.residual_levels, int) or self.residual_levels < 0 or self.groups < 1):
+            raise ConfigError(f"kae: {opt('residual_method')} must be one of {', '.join(RESIDUAL_METHODS)}, {opt('residual_levels')} >= 0, {opt('groups')} >= 1")
         positive = ["levels", "niter", "epochs", "max_steps", "batch_size", "latent_dim", "eval_every", "sinkhorn_iters"]
         for name in positive:
             v = getattr(self, name)
@@ -304,7 +323,7 @@ class FitConfig:
         if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"{opt('device')} '{self.device}' is not known; use cpu or cuda")
         if self.regularizer is not None:
-            if self.regularizer not in ("quasid", "adasid"):
+            if self.regularizer not in REGULARIZERS:
                 raise ConfigError(f"{opt('regularizer')} '{self.regularizer}' is not known; choose quasid or adasid")
             if self.method != "rqvae" and self.method != self.regularizer:
                 raise ConfigError(f"{opt('regularizer')} needs {opt('method')} rqvae (got {opt('method')} {self.method})")
@@ -435,8 +454,8 @@ def parse_codebook_size(value) -> int | list[int] | None:
         return None
     if isinstance(value, bool):
         vals = None
-    elif isinstance(value, int):
-        vals = [value]
+    elif hasattr(value, "__index__"):  # int, numpy integer
+        vals = [int(value)]
     elif isinstance(value, str):
         try:
             vals = [int(v) for v in value.replace(" ", "").split(",") if v != ""]
@@ -453,6 +472,16 @@ def parse_codebook_size(value) -> int | list[int] | None:
     if any(v < 1 for v in vals):
         raise ConfigError(f"{opt('codebook_size')} {value!r}: sizes must be positive integers")
     return vals[0] if len(vals) == 1 and not isinstance(value, (list, tuple)) else vals
+
+
+def codebook_sizes(value, levels: int) -> list[int]:
+    """One codebook size per level from ``value`` (anything :func:`parse_codebook_size` reads):
+    one size for every level, or one per level (ConfigError when the counts disagree)."""
+    v = parse_codebook_size(value)
+    sizes = [v] * levels if isinstance(v, int) else list(v)
+    if len(sizes) != levels:
+        raise ConfigError(f"{opt('codebook_size')} lists {len(sizes)} sizes for {opt('levels')} {levels}; give one size or one per level")
+    return sizes
 
 
 def read_toml(path: str | os.PathLike, *, missing: str, what: str = "file") -> dict[str, Any]:

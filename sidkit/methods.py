@@ -1,9 +1,11 @@
-"""The method registry: method names -> tokenizer classes, for fitting and for loading.
+"""Tokenizers from method names, for fitting and for loading.
 
-``build(cfg, catalog)`` turns a resolved :class:`~sidkit.config.FitConfig` into an unfitted
-tokenizer (with its regularizers, KAE plan and residual levels); ``load_tokenizer(class_name,
-params, tensors)`` rebuilds a fitted one from a model directory. Adding a method means one entry
-in :data:`METHODS` and, where it needs one, a builder here.
+The method registry itself (names, tokenizer class, implied regularizer) is
+:data:`sidkit.config.METHODS`. ``build(cfg, catalog)`` turns a resolved
+:class:`~sidkit.config.FitConfig` into an unfitted tokenizer (with its regularizers, KAE plan and
+residual levels); ``load_tokenizer(class_name, params, tensors)`` rebuilds a fitted one from a
+model directory. Adding a method means one entry in :data:`~sidkit.config.METHODS` and, for a new
+tokenizer class, a builder here.
 """
 
 from __future__ import annotations
@@ -13,27 +15,11 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from sidkit.config import METHODS, Method
 from sidkit.errors import ConfigError, DataError, ModelError, opt
 
 #: class name -> module of every tokenizer class a model directory can name
 CLASSES = {"RQKMeans": "sidkit.quantizers.rqkmeans", "RQVAE": "sidkit.quantizers.rqvae", "KAE": "sidkit.kae.model"}
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    class_name: str
-    regularizer: str | None  # the RQ-VAE regularizer the method implies
-    summary: str
-
-
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("rqkmeans", "RQKMeans", None, "faiss k-means per level on residuals"),
-    Method("rqvae", "RQVAE", None, "TIGER-style RQ-VAE"),
-    Method("quasid", "RQVAE", "quasid", "RQ-VAE with QuaSID's collision-aware regularizer"),
-    Method("adasid", "RQVAE", "adasid", "RQ-VAE with AdaSID's collision-aware regularizer"),
-    Method("kae", "KAE", None, "keyword-aligned attribute positions (+ optional residual levels)"),
-)}
 
 
 def method(name: str) -> Method:
@@ -73,7 +59,7 @@ class Built:
 
 def build(cfg, catalog) -> Built:
     """The unfitted tokenizer of ``cfg.method`` for ``catalog`` (a :class:`~sidkit.io.catalog.Catalog`)."""
-    return _BUILDERS[cfg.method](cfg, catalog)
+    return _BUILDERS[METHODS[cfg.method].class_name](cfg, catalog)
 
 
 def _build_rqkmeans(cfg, catalog) -> Built:
@@ -178,8 +164,8 @@ def _build_kae(cfg, catalog) -> Built:
     return b
 
 
-_BUILDERS: dict[str, Callable] = {"rqkmeans": _build_rqkmeans, "rqvae": _build_rqvae, "quasid": _build_rqvae,
-                                  "adasid": _build_rqvae, "kae": _build_kae}
+#: tokenizer class name -> its builder
+_BUILDERS: dict[str, Callable] = {"RQKMeans": _build_rqkmeans, "RQVAE": _build_rqvae, "KAE": _build_kae}
 
 
 def fit_sizes(cfg) -> list[int]:

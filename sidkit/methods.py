@@ -65,8 +65,8 @@ def build(cfg, catalog) -> Built:
 def _build_rqkmeans(cfg, catalog) -> Built:
     from sidkit.quantizers.rqkmeans import RQKMeans
 
-    return Built(RQKMeans(cfg.levels, cfg.codebook_size, niter=cfg.niter, train_sample=cfg.train_sample,
-                          balanced=cfg.balanced, random_state=cfg.seed), warnings=_unused_interactions(cfg))
+    return Built(RQKMeans(cfg.levels, cfg.codebook_size, niter=cfg.rqkmeans.niter, train_sample=cfg.train_sample,
+                          balanced=cfg.rqkmeans.balanced, random_state=cfg.seed), warnings=_unused_interactions(cfg))
 
 
 def _unused_interactions(cfg) -> list[str]:
@@ -80,12 +80,8 @@ def _build_rqvae(cfg, catalog) -> Built:
     from sidkit.quantizers.rqvae import RQVAE
 
     regs, meta, warnings = _regularizers(cfg, catalog)
-    est = RQVAE(cfg.levels, cfg.codebook_size, latent_dim=cfg.latent_dim, hidden=tuple(cfg.hidden), beta=cfg.beta,
-                epochs=cfg.epochs, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                weight_decay=cfg.weight_decay, eval_every=cfg.eval_every, patience=cfg.patience,
-                recon_guard=cfg.recon_guard, dead_code_every=cfg.dead_code_every, sinkhorn=cfg.sinkhorn,
-                sinkhorn_eps=cfg.sinkhorn_eps, sinkhorn_iters=cfg.sinkhorn_iters, precision=cfg.precision,
-                device=cfg.device, random_state=cfg.seed, regularizers=regs)
+    training = {**dataclasses.asdict(cfg.rqvae), "hidden": tuple(cfg.rqvae.hidden)}  # the section holds RQVAE's keywords
+    est = RQVAE(cfg.levels, cfg.codebook_size, **training, random_state=cfg.seed, regularizers=regs)
     return Built(est, warnings=warnings, regularizer=meta)
 
 
@@ -113,17 +109,16 @@ def _regularizers(cfg, catalog) -> tuple[list, dict | None, list[str]]:
                 raise DataError(f"{cfg.interactions}: no training interactions of items in the training sample ({len(catalog)} rows); "
                                 f"raise {opt('train_sample')}")
             raise DataError(f"{cfg.interactions}: no training interactions (split == 'train' or all but the last two per user); check the file")
-    elif cfg.align.get("enabled", True) and (cfg.align.get("weight", 0) > 0 if name == "quasid" else cfg.adasid.get("lambda_align_max", 0) > 0):
+    elif cfg.align.enabled and (cfg.align.weight > 0 if name == "quasid" else cfg.adasid.lambda_align_max > 0):
         warnings.append(f"{name}: no {opt('interactions')} given, so the collaborative alignment term is off")
     attrs = catalog.attributes
     parts = [attrs[c] for c in ("title", "description") if c in attrs]
     texts = None
     if parts:
         texts = [" ".join(str(v) for v in vals if v) or None for vals in zip(*parts)]
-    info = {"texts": texts, "groups": attrs.get(cfg.quasid["group_col"]), "leaf": attrs.get(cfg.adasid["leaf_col"])}
-    reg = make_regularizer(name, {b: getattr(cfg, b) for b in ("mining", "align", "quasid", "adasid")},
-                           catalog_info=info, interactions=ti)
-    meta = {"name": name, "alignment": ti is not None and bool(cfg.align.get("enabled", True)),
+    info = {"texts": texts, "groups": attrs.get(cfg.quasid.group_col), "leaf": attrs.get(cfg.adasid.leaf_col)}
+    reg = make_regularizer(name, cfg.blocks(), catalog_info=info, interactions=ti)
+    meta = {"name": name, "alignment": ti is not None and bool(cfg.align.enabled),
             "interactions": ti.summary() if ti is not None else None,
             "mask_inputs": {"text": texts is not None, "group": info["groups"] is not None}}
     return [reg], meta, warnings
@@ -134,18 +129,19 @@ def _build_kae(cfg, catalog) -> Built:
     from sidkit.kae.plan import CategorySpec, make_plan, read_plan
 
     notes: list[str] = []
-    attrs = cfg.attributes
+    k = cfg.kae
+    attrs = k.attributes
     if isinstance(attrs, str):
         attrs = [a.strip() for a in attrs.split(",") if a.strip()]
-    if cfg.plan:
-        plan = read_plan(cfg.plan)
+    if k.plan:
+        plan = read_plan(k.plan)
         if attrs:
             notes.append(f"kae: {opt('plan')} given, so {opt('attributes')} is ignored (the plan lists the categories)")
     else:
         cols = [c for c in string_columns(catalog.source if catalog.source is not None else catalog.path) if c != cfg.id_col]
         if attrs:
             cols = list(dict.fromkeys(CategorySpec.parse(a).column for a in attrs))
-        plan, more = make_plan(catalog.arrow_columns(cols), attrs or None, groups=cfg.groups, seed=cfg.seed,
+        plan, more = make_plan(catalog.arrow_columns(cols), attrs or None, groups=k.groups, seed=cfg.seed,
                                exclude_columns=[cfg.id_col])
         notes += more
     needed = list(dict.fromkeys(CategorySpec.parse(c).column for c in plan.categories))
@@ -154,13 +150,13 @@ def _build_kae(cfg, catalog) -> Built:
     if missing:
         raise DataError(f"{catalog.path}: the KAE plan uses column(s) {', '.join(missing)} that the catalog lacks; fix the plan or the catalog")
     residual, b = None, Built(None, notes=notes)
-    if cfg.residual_levels:
+    if k.residual_levels:
         sub = build(_residual_config(cfg), catalog)
         residual = sub.tokenizer
         b.warnings += sub.warnings
         b.regularizer = sub.regularizer
     b.tokenizer = KAE(plan, route_neighbours=plan.route_neighbours, random_state=cfg.seed, residual=residual,
-                      residual_method=cfg.residual_method if residual is not None else None)
+                      residual_method=k.residual_method if residual is not None else None)
     return b
 
 
@@ -172,7 +168,7 @@ def fit_sizes(cfg) -> list[int]:
     """The codebook sizes a fit of ``cfg`` trains (for KAE: its residual levels')."""
     if cfg.method != "kae":
         return cfg.codebook_sizes()
-    if not cfg.residual_levels:
+    if not cfg.kae.residual_levels:
         return []
     return _residual_config(cfg).codebook_sizes()
 
@@ -180,7 +176,7 @@ def fit_sizes(cfg) -> list[int]:
 def _residual_config(cfg):
     """The config of a KAE fit's residual levels (a per-level size list that does not match the
     residual levels falls back to its first size)."""
-    rcfg = dataclasses.replace(cfg, method=cfg.residual_method, levels=cfg.residual_levels)
+    rcfg = dataclasses.replace(cfg, method=cfg.kae.residual_method, levels=cfg.kae.residual_levels)
     if isinstance(rcfg.codebook_size, list) and len(rcfg.codebook_size) != rcfg.levels:
         rcfg = dataclasses.replace(rcfg, codebook_size=rcfg.codebook_size[0])
     return rcfg

@@ -293,9 +293,8 @@ _SECTION_OF = {f.name: s for s, t in FLAT_SECTIONS.items() for f in dataclasses.
 #: the options in the order sidkit.json's "config" stores them (flat, blocks as nested tables);
 #: the stored layout predates the sections and stays as it is
 STORED_ORDER = ("method", "id_col", "embedding", "embedding_weights", "levels", "codebook_size", "seed", "niter",
-                "train_sample", "report_sample", "dedup", "balanced", *dataclasses.fields(RQVAEOptions),
-                "regularizer", "interactions", *BLOCKS, *dataclasses.fields(KAEOptions))
-STORED_ORDER = tuple(f.name if isinstance(f, dataclasses.Field) else f for f in STORED_ORDER)
+                "train_sample", "report_sample", "dedup", "balanced", *(f.name for f in dataclasses.fields(RQVAEOptions)),
+                "regularizer", "interactions", *BLOCKS, *(f.name for f in dataclasses.fields(KAEOptions)))
 
 
 @dataclass

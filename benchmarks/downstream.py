@@ -118,7 +118,7 @@ def main() -> None:
     from sidkit.eval import evaluate
 
     methods = [m for m in args.methods.split(",") if m]
-    notes = [f"{m}: not in sidkit.config.METHODS {METHODS}; skipped" for m in methods if m.partition(":")[0].split("@")[0].split("+")[0] not in METHODS]
+    notes = [f"{m}: not in sidkit.config.METHODS {tuple(METHODS)}; skipped" for m in methods if m.partition(":")[0].split("@")[0].split("+")[0] not in METHODS]
     methods = [m for m in methods if m.partition(":")[0].split("@")[0].split("+")[0] in METHODS]
     for n in notes:
         log("note:", n)

@@ -67,9 +67,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sidkit.config import METHODS, RQVAE_METHODS as RQVAE_FAMILY  # noqa: E402
+
 GiB = 1024 ** 3
-RQVAE_FAMILY = ("rqvae", "quasid", "adasid")
-ALL_METHODS = ("rqkmeans", "rqvae", "quasid", "adasid", "kae")
+ALL_METHODS = tuple(METHODS)
 ALL_STEPS = ("fit", "encode", "audit", "ray")
 N_SHARDS = 16
 BIG = 50_000_000  # sizes at or above this get no d = 128 file (encode/audit only, at d = 32)

@@ -1,4 +1,10 @@
-"""Fit options: defaults, TOML config files, and one validation pass.
+"""Fit options: the method registry, defaults, TOML config files, and one validation pass.
+
+:class:`FitConfig` keeps the options every method reads flat and one typed section per method
+family (:class:`RQKMeansOptions`, :class:`RQVAEOptions`, the regularizer blocks
+:class:`MiningOptions`, :class:`AlignOptions`, :class:`QuaSIDOptions`, :class:`AdaSIDOptions`, and
+:class:`KAEOptions`). :data:`METHODS` is the one registry of method names; :func:`codebook_sizes`
+the one reader of codebook sizes.
 
 Precedence: a flag given on the command line > the ``--config`` TOML file > the defaults below.
 A TOML file may hold the options at top level or under a ``[fit]`` table; keys use the flag
@@ -18,82 +24,121 @@ from typing import Any, Mapping
 from sidkit.errors import ConfigError, opt
 
 # ---------------------------------------------------------------------------------------------
-# The collision-aware regularizers' blocks (METHODS.md §8): defaults and bounds
+# The method registry: every fit method, the tokenizer class it fits and the regularizer it implies
+# (sidkit.methods builds and loads the tokenizers by class name)
 
-REGULARIZERS = ("quasid", "adasid")
 
-BLOCK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mining": {
-        "refresh_every": "auto",       # "auto" (one epoch but at least 50 steps), "epoch", or a number of steps; at most 1000
-        "h_max": 1,                    # largest Hamming distance of a mined overlap
-        "cap_per_bucket": 64,          # pairs sampled per bucket when pairs are enumerated
-        "max_pairs": 8192,             # batch pairs per step; more are subsampled uniformly (early, collapsed codes)
-        "collision_batch_frac": 0.5,   # psi: share of each batch drawn from collision buckets
-        "members_per_bucket": 8,       # members taken from each sampled bucket
-        "knn_k": 20,                   # frozen-input kNN list length
-        "rnn_k": 10,                   # latent kNN depth searched for r_nn (nearest item with another SID)
-        "rnn_queries": 8192,           # r_nn's median is taken over a seeded sample of this many SID-table rows (all rows when fewer)
-        "refresh_pool": 50000,         # SID-table rows: a seeded subset of this many training rows when there are more (README "Deviations")
-        "checkpoint": "conflicts",     # checkpoint selection: fewest unrelated exact collisions, then collision rate | "collision_rate"
-    },
-    "align": {
-        "mode": "user2item",           # user2item | item2item
-        "weight": 1e-4,                # lambda_DT (QuaSID; METHODS.md says 0.01, which wrecked locality and MSE here); AdaSID uses adasid.lambda_align_max
-        "tau": 0.07,
-        "hist_len": 20,
-        "window": 3,                   # item2item co-engagement window
-        "proj_dim": 64,
-        "hidden": 128,
-        "lr": 1e-3,                    # the towers' own Adam learning rate
-        "batch": 256,                  # training examples per step (positives are batch items)
-        "enabled": True,
-    },
-    "quasid": {
-        "lambda_hmr": 0.1,
-        "warmup": [0.05, 0.10],        # lambda_HMR: 0 until warmup[0], linear ramp to warmup[1]
-        "alpha_m": 1.0,                # m_max = alpha_m * median r_nn
-        "margin_fallback": 0.1,        # m_max before the first refresh
-        "gamma_s": 1.0,
-        "severity": True,              # ablation switch: False gives every overlap the full margin
-        "severity_weight": False,
-        "normalize": "valid",          # valid: mean over qualified pairs (METHODS.md §3.3) | active: over pairs inside their margin
-        "semantic_weight": 10.0,       # gamma_c: pair weight 1 + gamma_c * (1 - cos(x_i, x_j)); 0 = METHODS.md §3.3
-        "mask": True,                  # ablation switch: False disables every CAVPM rule
-        "dup_content": 0.98,           # cosine threshold, or false
-        "dup_text_hash": True,
-        "same_group": True,
-        "group_col": "group_id",
-        "degenerate_input": 0.99,      # cosine to the default vector, or false
-        "cf_equivalent": None,         # not available (no CF vectors input yet)
-        "kernel": "margin",            # margin (METHODS.md §3.3) | code_switch (sidkit variant)
-        "switch_margin": 0.05,         # code_switch: relative margin past the code boundary
-    },
-    "adasid": {
-        "lambda_rep_max": 0.3,         # METHODS.md says 0.1; 0.3 left fewer conflict items on Scientific
-        "lambda_align_max": 1e-4,      # METHODS.md says 0.01; see align.weight
-        "relax": True,                 # ablation switch: False gives rho = 1
-        "k_c": 10,
-        "T_k": 0.02,
-        "hard": False,
-        "taxonomy_gate": False,
-        "leaf_col": "category_leaf",
-        "load": True,                  # ablation switch: False is gamma_l = 0
-        "eta": 0.25,
-        "gamma_l": 1.0,
-        "schedule": "progress",        # progress | constant (ablation)
-        "progress": "max_steps_collision",   # max_steps_collision | steps
-        "warm": [0.05, 0.15],
-        "decay_start": 0.5,
-        "floor": 0.2,
-        "align_floor": 0.1,
-        "align_ramp_end": 0.7,
-        "kernel": "margin",            # margin | soft_overlap | code_switch
-        "switch_margin": 0.05,
-        "semantic_weight": 0.0,        # gamma_c as in quasid, budget-preserving (0: off)
-        "alpha_m": 1.0,
-        "margin_fallback": 0.1,
-    },
-}
+@dataclass(frozen=True)
+class Method:
+    name: str
+    class_name: str
+    regularizer: str | None  # the RQ-VAE regularizer the method implies
+    summary: str
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("rqkmeans", "RQKMeans", None, "faiss k-means per level on residuals"),
+    Method("rqvae", "RQVAE", None, "TIGER-style RQ-VAE"),
+    Method("quasid", "RQVAE", "quasid", "RQ-VAE with QuaSID's collision-aware regularizer"),
+    Method("adasid", "RQVAE", "adasid", "RQ-VAE with AdaSID's collision-aware regularizer"),
+    Method("kae", "KAE", None, "keyword-aligned attribute positions (+ optional residual levels)"),
+)}
+#: the methods that fit an RQ-VAE (quasid/adasid: with that regularizer)
+RQVAE_METHODS = tuple(name for name, m in METHODS.items() if m.class_name == "RQVAE")
+#: the collision-aware regularizers (an RQ-VAE with one is the method of that name)
+REGULARIZERS = tuple(m.regularizer for m in METHODS.values() if m.regularizer)
+#: the methods of KAE's trailing residual levels (every method with a residual last level)
+RESIDUAL_METHODS = tuple(name for name, m in METHODS.items() if m.class_name != "KAE")
+
+# ---------------------------------------------------------------------------------------------
+# The collision-aware regularizers' blocks (METHODS.md §8): TOML tables [fit.mining],
+# [fit.align], [fit.quasid], [fit.adasid]; defaults here, bounds in the tables below
+
+
+@dataclass
+class MiningOptions:
+    refresh_every: int | str = "auto"   # "auto" (one epoch but at least 50 steps), "epoch", or a number of steps; at most 1000
+    h_max: int = 1                      # largest Hamming distance of a mined overlap
+    cap_per_bucket: int = 64            # pairs sampled per bucket when pairs are enumerated
+    max_pairs: int = 8192               # batch pairs per step; more are subsampled uniformly (early, collapsed codes)
+    collision_batch_frac: float = 0.5   # psi: share of each batch drawn from collision buckets
+    members_per_bucket: int = 8         # members taken from each sampled bucket
+    knn_k: int = 20                     # frozen-input kNN list length
+    rnn_k: int = 10                     # latent kNN depth searched for r_nn (nearest item with another SID)
+    rnn_queries: int = 8192             # r_nn's median is taken over a seeded sample of this many SID-table rows (all rows when fewer)
+    refresh_pool: int = 50000           # SID-table rows: a seeded subset of this many training rows when there are more (README "Deviations")
+    checkpoint: str = "conflicts"       # checkpoint selection: fewest unrelated exact collisions, then collision rate | "collision_rate"
+
+
+@dataclass
+class AlignOptions:
+    mode: str = "user2item"             # user2item | item2item
+    weight: float = 1e-4                # lambda_DT (QuaSID; METHODS.md says 0.01, which wrecked locality and MSE here); AdaSID uses adasid.lambda_align_max
+    tau: float = 0.07
+    hist_len: int = 20
+    window: int = 3                     # item2item co-engagement window
+    proj_dim: int = 64
+    hidden: int = 128
+    lr: float = 1e-3                    # the towers' own Adam learning rate
+    batch: int = 256                    # training examples per step (positives are batch items)
+    enabled: bool = True
+
+
+@dataclass
+class QuaSIDOptions:
+    lambda_hmr: float = 0.1
+    warmup: list[float] = field(default_factory=lambda: [0.05, 0.10])  # lambda_HMR: 0 until warmup[0], linear ramp to warmup[1]
+    alpha_m: float = 1.0                # m_max = alpha_m * median r_nn
+    margin_fallback: float = 0.1        # m_max before the first refresh
+    gamma_s: float = 1.0
+    severity: bool = True               # ablation switch: False gives every overlap the full margin
+    severity_weight: bool = False
+    normalize: str = "valid"            # valid: mean over qualified pairs (METHODS.md §3.3) | active: over pairs inside their margin
+    semantic_weight: float = 10.0       # gamma_c: pair weight 1 + gamma_c * (1 - cos(x_i, x_j)); 0 = METHODS.md §3.3
+    mask: bool = True                   # ablation switch: False disables every CAVPM rule
+    dup_content: float | None = 0.98    # cosine threshold, or false
+    dup_text_hash: bool = True
+    same_group: bool = True
+    group_col: str = "group_id"
+    degenerate_input: float | None = 0.99  # cosine to the default vector, or false
+    cf_equivalent: float | None = None  # not available (no CF vectors input yet)
+    kernel: str = "margin"              # margin (METHODS.md §3.3) | code_switch (sidkit variant)
+    switch_margin: float = 0.05         # code_switch: relative margin past the code boundary
+
+
+@dataclass
+class AdaSIDOptions:
+    lambda_rep_max: float = 0.3         # METHODS.md says 0.1; 0.3 left fewer conflict items on Scientific
+    lambda_align_max: float = 1e-4      # METHODS.md says 0.01; see align.weight
+    relax: bool = True                  # ablation switch: False gives rho = 1
+    k_c: int = 10
+    T_k: float = 0.02
+    hard: bool = False
+    taxonomy_gate: bool = False
+    leaf_col: str = "category_leaf"
+    load: bool = True                   # ablation switch: False is gamma_l = 0
+    eta: float = 0.25
+    gamma_l: float = 1.0
+    schedule: str = "progress"          # progress | constant (ablation)
+    progress: str = "max_steps_collision"  # max_steps_collision | steps
+    warm: list[float] = field(default_factory=lambda: [0.05, 0.15])
+    decay_start: float = 0.5
+    floor: float = 0.2
+    align_floor: float = 0.1
+    align_ramp_end: float = 0.7
+    kernel: str = "margin"              # margin | soft_overlap | code_switch
+    switch_margin: float = 0.05
+    semantic_weight: float = 0.0        # gamma_c as in quasid, budget-preserving (0: off)
+    alpha_m: float = 1.0
+    margin_fallback: float = 0.1
+
+
+#: block name -> its options type (the TOML table [fit.<name>] and FitConfig.<name>)
+BLOCK_TYPES: dict[str, type] = {"mining": MiningOptions, "align": AlignOptions, "quasid": QuaSIDOptions,
+                                "adasid": AdaSIDOptions}
+BLOCKS = tuple(BLOCK_TYPES)
+#: every block's defaults as plain dicts (what the regularizers take)
+BLOCK_DEFAULTS: dict[str, dict[str, Any]] = {b: dataclasses.asdict(t()) for b, t in BLOCK_TYPES.items()}
 
 _CHOICES = {
     ("align", "mode"): ("user2item", "item2item"),
@@ -185,22 +230,9 @@ def resolve_blocks(values: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
 
 
 
-#: bind-slot's default cap on the share of attribute-less fit items routed to a new slot
-MAX_ROUTE_SHARE = 0.01
-
-#: defaults of a KAE plan (``sidkit kae-plan`` and the plan TOML)
-PLAN_DEFAULTS = {"groups": 6, "mu_bal": 0.1, "k_max": 16384, "refine_passes": 3, "eps": 0.01, "f_min": 5,
-                 "reserved_ratio": 0.05, "reserved_min": 32, "sample": 2_000_000, "route_min_precision": 0.5,
-                 "route_neighbours": 10}
-
-#: maximum training epochs of the downstream models of ``sidkit eval``
-EVAL_EPOCHS = 30
-TIGER_EPOCHS = 8  # sidkit eval --model tiger: epochs of its one-cycle schedule
-
 # ---------------------------------------------------------------------------------------------
-# FitConfig
+# FitConfig: the options every method shares, flat, and one typed section per method family
 
-METHODS = ("rqkmeans", "rqvae", "quasid", "adasid", "kae")
 #: rows a fit trains on when --train-sample is not given (a seeded sample of bigger catalogs; every
 #: row is encoded). One cap for every method: RQ-VAE-family training sees max_steps x batch_size
 #: samples (2M at the defaults), so more rows add memory, not signal; faiss k-means trains each
@@ -209,26 +241,19 @@ METHODS = ("rqkmeans", "rqvae", "quasid", "adasid", "kae")
 #: per class) are stable well below 1M. The sample's fused matrix costs 1M x d x 4 bytes
 #: (0.5 GB at d = 128, 1.5 GB at d = 384).
 TRAIN_SAMPLE_DEFAULT = 1_000_000
-RQVAE_METHODS = ("rqvae", "quasid", "adasid")  # quasid/adasid: an RQ-VAE with that regularizer
-BLOCKS = ("mining", "align", "quasid", "adasid")  # nested tables, see BLOCK_DEFAULTS
 
 
 @dataclass
-class FitConfig:
-    method: str = "rqvae"
-    id_col: str = "item_id"
-    embedding: list[str] | None = None
-    embedding_weights: list[float] | None = None
-    levels: int = 3
-    codebook_size: int | list[int] = 256
-    seed: int = 0
-    # rqkmeans
+class RQKMeansOptions:
     niter: int = 25
-    train_sample: int | None = None
-    report_sample: int = 20_000
-    dedup: str = "suffix"
-    balanced: bool = True  # rqkmeans (and KAE's rqkmeans residual levels): capacity-capped k-means, see HELP
-    # rqvae
+    balanced: bool = True  # capacity-capped k-means (also KAE's rqkmeans residual levels), see HELP
+
+
+@dataclass
+class RQVAEOptions:
+    """RQ-VAE training (rqvae, quasid, adasid): the :class:`~sidkit.quantizers.rqvae.RQVAE`
+    keyword arguments of the same names."""
+
     epochs: int = 300
     max_steps: int = 2000
     batch_size: int = 1024
@@ -246,21 +271,81 @@ class FitConfig:
     sinkhorn_iters: int = 50
     device: str = "cpu"
     precision: str = "fp32"
-    # collision-aware regularizers (METHODS.md §1.7-§4); TOML tables [fit.mining], [fit.align],
-    # [fit.quasid], [fit.adasid]; validate() fills every key with its default
-    regularizer: str | None = None
-    interactions: str | None = None
-    mining: dict = field(default_factory=dict)
-    align: dict = field(default_factory=dict)
-    quasid: dict = field(default_factory=dict)
-    adasid: dict = field(default_factory=dict)
-    # kae (METHODS.md §5): attribute columns, a plan from 'sidkit kae-plan', groups when planning on
-    # the fly, and optional trailing residual levels learned by another method
+
+
+@dataclass
+class KAEOptions:
+    """KAE (METHODS.md §5): attribute columns, a plan from 'sidkit kae-plan', groups when planning
+    on the fly, and optional trailing residual levels learned by another method."""
+
     attributes: list[str] | str | None = None
     plan: str | None = None
     groups: int = 6
     residual_levels: int = 0
     residual_method: str = "rqkmeans"
+
+
+#: section -> its options type, for the sections whose options are given flat (``epochs=...``,
+#: ``--epochs``); the regularizer blocks (BLOCK_TYPES) are given as tables
+FLAT_SECTIONS: dict[str, type] = {"rqkmeans": RQKMeansOptions, "rqvae": RQVAEOptions, "kae": KAEOptions}
+#: flat option name -> the section that holds it
+_SECTION_OF = {f.name: s for s, t in FLAT_SECTIONS.items() for f in dataclasses.fields(t)}
+#: the options in the order sidkit.json's "config" stores them (flat, blocks as nested tables);
+#: the stored layout predates the sections and stays as it is
+STORED_ORDER = ("method", "id_col", "embedding", "embedding_weights", "levels", "codebook_size", "seed", "niter",
+                "train_sample", "report_sample", "dedup", "balanced", *(f.name for f in dataclasses.fields(RQVAEOptions)),
+                "regularizer", "interactions", *BLOCKS, *(f.name for f in dataclasses.fields(KAEOptions)))
+
+
+@dataclass
+class FitConfig:
+    """A fit's options: the ones every method reads, flat, then one typed section per method family
+    (``cfg.rqvae.epochs``, ``cfg.quasid.lambda_hmr``, ``cfg.kae.residual_levels``). Callers give
+    them flat, as flags, keywords and TOML keys do (:meth:`from_options`); :meth:`to_dict` is the
+    layout sidkit.json stores."""
+
+    method: str = "rqvae"
+    id_col: str = "item_id"
+    embedding: list[str] | None = None
+    embedding_weights: list[float] | None = None
+    levels: int = 3
+    codebook_size: int | list[int] = 256
+    seed: int = 0
+    train_sample: int | None = None
+    report_sample: int = 20_000
+    dedup: str = "suffix"
+    # collision-aware regularizers (METHODS.md §1.7-§4): on top of rqvae, and their interactions
+    regularizer: str | None = None
+    interactions: str | None = None
+    # per method family
+    rqkmeans: RQKMeansOptions = field(default_factory=RQKMeansOptions)
+    rqvae: RQVAEOptions = field(default_factory=RQVAEOptions)
+    mining: MiningOptions = field(default_factory=MiningOptions)
+    align: AlignOptions = field(default_factory=AlignOptions)
+    quasid: QuaSIDOptions = field(default_factory=QuaSIDOptions)
+    adasid: AdaSIDOptions = field(default_factory=AdaSIDOptions)
+    kae: KAEOptions = field(default_factory=KAEOptions)
+
+    @classmethod
+    def from_options(cls, values: Mapping[str, Any]) -> "FitConfig":
+        """A config from flat option names (``epochs=...``, ``residual_levels=...``) and block
+        tables (``quasid={...}``, partial ones merged with the defaults by :meth:`validate`)."""
+        top: dict[str, Any] = {}
+        sections: dict[str, dict[str, Any]] = {s: {} for s in FLAT_SECTIONS}
+        for k, v in values.items():
+            if k in _SECTION_OF:
+                sections[_SECTION_OF[k]][k] = v
+            else:
+                top[k] = v
+        return cls(**top, **{s: t(**sections[s]) for s, t in FLAT_SECTIONS.items()})
+
+    def option(self, name: str) -> Any:
+        """The value of a flat option, wherever its section keeps it."""
+        return getattr(getattr(self, _SECTION_OF[name]), name) if name in _SECTION_OF else getattr(self, name)
+
+    def blocks(self) -> dict[str, dict[str, Any]]:
+        """The regularizer blocks as plain tables (what :func:`sidkit.regularizers.make_regularizer` takes)."""
+        return {b: dataclasses.asdict(getattr(self, b)) for b in BLOCKS}
 
     def train_rows(self, n_rows: int) -> int:
         """How many of a catalog's ``n_rows`` rows the fit trains on (``train_sample``, default
@@ -270,30 +355,29 @@ class FitConfig:
 
     def regularizer_name(self) -> str | None:
         """'quasid' or 'adasid' when training runs with that regularizer, else None."""
-        return self.method if self.method in ("quasid", "adasid") else self.regularizer
+        return METHODS[self.method].regularizer or self.regularizer
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The options as sidkit.json stores them: flat, the regularizer blocks as nested tables."""
+        blocks = self.blocks()
+        return {k: blocks[k] if k in blocks else copy.deepcopy(self.option(k)) for k in STORED_ORDER}
 
     def codebook_sizes(self) -> list[int]:
-        cs = self.codebook_size
-        sizes = [int(cs)] * self.levels if isinstance(cs, int) else [int(k) for k in cs]
-        if len(sizes) != self.levels:
-            raise ConfigError(f"{opt('codebook_size')} lists {len(sizes)} sizes for {opt('levels')} {self.levels}; give one size or one per level")
-        return sizes
+        return codebook_sizes(self.codebook_size, self.levels)
 
     def validate(self) -> "FitConfig":
         if self.method not in METHODS:
             raise ConfigError(f"{opt('method')} '{self.method}' is not known; choose one of {', '.join(METHODS)}")
-        if self.method == "kae" and (self.residual_method not in METHODS[:4] or not isinstance(self.residual_levels, int) or self.residual_levels < 0 or self.groups < 1):
-            raise ConfigError(f"kae: {opt('residual_method')} must be one of {', '.join(METHODS[:4])}, {opt('residual_levels')} >= 0, {opt('groups')} >= 1")
+        k = self.kae
+        if self.method == "kae" and (k.residual_method not in RESIDUAL_METHODS or not isinstance(k.residual_levels, int) or k.residual_levels < 0 or k.groups < 1):
+            raise ConfigError(f"kae: {opt('residual_method')} must be one of {', '.join(RESIDUAL_METHODS)}, {opt('residual_levels')} >= 0, {opt('groups')} >= 1")
         positive = ["levels", "niter", "epochs", "max_steps", "batch_size", "latent_dim", "eval_every", "sinkhorn_iters"]
         for name in positive:
-            v = getattr(self, name)
+            v = self.option(name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{opt(name)} must be a positive integer (got {v!r})")
         for name in ("lr", "sinkhorn_eps", "beta"):
-            v = getattr(self, name)
+            v = self.option(name)
             if not isinstance(v, (int, float)) or v <= 0:
                 raise ConfigError(f"{opt(name)} must be a positive number (got {v!r})")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
@@ -311,22 +395,25 @@ class FitConfig:
         sizes = self.codebook_sizes()
         if any(k < 2 or k > 65536 for k in sizes):
             raise ConfigError(f"{opt('codebook_size')} values must be between 2 and 65536 (got {sizes})")
-        if self.precision not in ("fp32", "bf16", "auto"):
-            raise ConfigError(f"{opt('precision')} '{self.precision}' is not known; use fp32, bf16 or auto")
-        if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ConfigError(f"{opt('device')} '{self.device}' is not known; use cpu or cuda")
+        r = self.rqvae
+        if r.precision not in ("fp32", "bf16", "auto"):
+            raise ConfigError(f"{opt('precision')} '{r.precision}' is not known; use fp32, bf16 or auto")
+        if r.device not in ("cpu", "cuda") and not str(r.device).startswith("cuda:"):
+            raise ConfigError(f"{opt('device')} '{r.device}' is not known; use cpu or cuda")
         if self.regularizer is not None:
-            if self.regularizer not in ("quasid", "adasid"):
+            if self.regularizer not in REGULARIZERS:
                 raise ConfigError(f"{opt('regularizer')} '{self.regularizer}' is not known; choose quasid or adasid")
             if self.method != "rqvae" and self.method != self.regularizer:
                 raise ConfigError(f"{opt('regularizer')} needs {opt('method')} rqvae (got {opt('method')} {self.method})")
-        blocks = resolve_blocks({b: getattr(self, b) for b in BLOCKS})
-        for b in BLOCKS:
-            setattr(self, b, blocks[b])
+        given = {b: getattr(self, b) for b in BLOCKS}  # a block may be a partial table of options
+        blocks = resolve_blocks({b: dataclasses.asdict(v) if isinstance(v, BLOCK_TYPES[b]) else v for b, v in given.items()})
+        for b, t in BLOCK_TYPES.items():
+            setattr(self, b, t(**blocks[b]))
         return self
 
 
-_FIELDS = {f.name for f in dataclasses.fields(FitConfig)}
+#: every fit option name a caller, a flag or the TOML file may give (besides shortcuts and switches)
+_FIELDS = set(STORED_ORDER)
 
 # ---------------------------------------------------------------------------------------------
 # The one table of fit options: what each means (the CLI's help text, with the default taken from
@@ -403,10 +490,9 @@ def default_of(name: str) -> Any:
     if name in SHORTCUTS:
         block, key = SHORTCUTS[name][0]
         return BLOCK_DEFAULTS[block][key]
-    f = next((f for f in dataclasses.fields(FitConfig) if f.name == name), None)
-    if f is None:
+    if name not in _FIELDS or name in BLOCKS:
         return None
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return FitConfig().option(name)
 
 
 def help_for(name: str) -> str:
@@ -447,8 +533,8 @@ def parse_codebook_size(value) -> int | list[int] | None:
         return None
     if isinstance(value, bool):
         vals = None
-    elif isinstance(value, int):
-        vals = [value]
+    elif hasattr(value, "__index__"):  # int, numpy integer
+        vals = [int(value)]
     elif isinstance(value, str):
         try:
             vals = [int(v) for v in value.replace(" ", "").split(",") if v != ""]
@@ -465,6 +551,16 @@ def parse_codebook_size(value) -> int | list[int] | None:
     if any(v < 1 for v in vals):
         raise ConfigError(f"{opt('codebook_size')} {value!r}: sizes must be positive integers")
     return vals[0] if len(vals) == 1 and not isinstance(value, (list, tuple)) else vals
+
+
+def codebook_sizes(value, levels: int) -> list[int]:
+    """One codebook size per level from ``value`` (anything :func:`parse_codebook_size` reads):
+    one size for every level, or one per level (ConfigError when the counts disagree)."""
+    v = parse_codebook_size(value)
+    sizes = [v] * levels if isinstance(v, int) else list(v)
+    if len(sizes) != levels:
+        raise ConfigError(f"{opt('codebook_size')} lists {len(sizes)} sizes for {opt('levels')} {levels}; give one size or one per level")
+    return sizes
 
 
 def read_toml(path: str | os.PathLike, *, missing: str, what: str = "file") -> dict[str, Any]:
@@ -511,7 +607,7 @@ def resolve(cli: Mapping[str, Any], config_path: str | os.PathLike | None = None
     if isinstance(values.get("embedding"), str):
         values["embedding"] = [values["embedding"]]
     try:
-        cfg = FitConfig(**values)
+        cfg = FitConfig.from_options(values)
     except TypeError as e:
         raise ConfigError(f"bad fit options: {e}") from None
     return cfg.validate()

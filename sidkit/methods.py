@@ -1,9 +1,11 @@
-"""The method registry: method names -> tokenizer classes, for fitting and for loading.
+"""Tokenizers from method names, for fitting and for loading.
 
-``build(cfg, catalog)`` turns a resolved :class:`~sidkit.config.FitConfig` into an unfitted
-tokenizer (with its regularizers, KAE plan and residual levels); ``load_tokenizer(class_name,
-params, tensors)`` rebuilds a fitted one from a model directory. Adding a method means one entry
-in :data:`METHODS` and, where it needs one, a builder here.
+The method registry itself (names, tokenizer class, implied regularizer) is
+:data:`sidkit.config.METHODS`. ``build(cfg, catalog)`` turns a resolved
+:class:`~sidkit.config.FitConfig` into an unfitted tokenizer (with its regularizers, KAE plan and
+residual levels); ``load_tokenizer(class_name, params, tensors)`` rebuilds a fitted one from a
+model directory. Adding a method means one entry in :data:`~sidkit.config.METHODS` and, for a new
+tokenizer class, a builder here.
 """
 
 from __future__ import annotations
@@ -13,27 +15,11 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from sidkit.config import METHODS, Method
 from sidkit.errors import ConfigError, DataError, ModelError, opt
 
 #: class name -> module of every tokenizer class a model directory can name
 CLASSES = {"RQKMeans": "sidkit.quantizers.rqkmeans", "RQVAE": "sidkit.quantizers.rqvae", "KAE": "sidkit.kae.model"}
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    class_name: str
-    regularizer: str | None  # the RQ-VAE regularizer the method implies
-    summary: str
-
-
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("rqkmeans", "RQKMeans", None, "faiss k-means per level on residuals"),
-    Method("rqvae", "RQVAE", None, "TIGER-style RQ-VAE"),
-    Method("quasid", "RQVAE", "quasid", "RQ-VAE with QuaSID's collision-aware regularizer"),
-    Method("adasid", "RQVAE", "adasid", "RQ-VAE with AdaSID's collision-aware regularizer"),
-    Method("kae", "KAE", None, "keyword-aligned attribute positions (+ optional residual levels)"),
-)}
 
 
 def method(name: str) -> Method:
@@ -73,14 +59,14 @@ class Built:
 
 def build(cfg, catalog) -> Built:
     """The unfitted tokenizer of ``cfg.method`` for ``catalog`` (a :class:`~sidkit.io.catalog.Catalog`)."""
-    return _BUILDERS[cfg.method](cfg, catalog)
+    return _BUILDERS[METHODS[cfg.method].class_name](cfg, catalog)
 
 
 def _build_rqkmeans(cfg, catalog) -> Built:
     from sidkit.quantizers.rqkmeans import RQKMeans
 
-    return Built(RQKMeans(cfg.levels, cfg.codebook_size, niter=cfg.niter, train_sample=cfg.train_sample,
-                          balanced=cfg.balanced, random_state=cfg.seed), warnings=_unused_interactions(cfg))
+    return Built(RQKMeans(cfg.levels, cfg.codebook_size, niter=cfg.rqkmeans.niter, train_sample=cfg.train_sample,
+                          balanced=cfg.rqkmeans.balanced, random_state=cfg.seed), warnings=_unused_interactions(cfg))
 
 
 def _unused_interactions(cfg) -> list[str]:
@@ -94,12 +80,8 @@ def _build_rqvae(cfg, catalog) -> Built:
     from sidkit.quantizers.rqvae import RQVAE
 
     regs, meta, warnings = _regularizers(cfg, catalog)
-    est = RQVAE(cfg.levels, cfg.codebook_size, latent_dim=cfg.latent_dim, hidden=tuple(cfg.hidden), beta=cfg.beta,
-                epochs=cfg.epochs, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                weight_decay=cfg.weight_decay, eval_every=cfg.eval_every, patience=cfg.patience,
-                recon_guard=cfg.recon_guard, dead_code_every=cfg.dead_code_every, sinkhorn=cfg.sinkhorn,
-                sinkhorn_eps=cfg.sinkhorn_eps, sinkhorn_iters=cfg.sinkhorn_iters, precision=cfg.precision,
-                device=cfg.device, random_state=cfg.seed, regularizers=regs)
+    training = {**dataclasses.asdict(cfg.rqvae), "hidden": tuple(cfg.rqvae.hidden)}  # the section holds RQVAE's keywords
+    est = RQVAE(cfg.levels, cfg.codebook_size, **training, random_state=cfg.seed, regularizers=regs)
     return Built(est, warnings=warnings, regularizer=meta)
 
 
@@ -127,17 +109,16 @@ def _regularizers(cfg, catalog) -> tuple[list, dict | None, list[str]]:
                 raise DataError(f"{cfg.interactions}: no training interactions of items in the training sample ({len(catalog)} rows); "
                                 f"raise {opt('train_sample')}")
             raise DataError(f"{cfg.interactions}: no training interactions (split == 'train' or all but the last two per user); check the file")
-    elif cfg.align.get("enabled", True) and (cfg.align.get("weight", 0) > 0 if name == "quasid" else cfg.adasid.get("lambda_align_max", 0) > 0):
+    elif cfg.align.enabled and (cfg.align.weight > 0 if name == "quasid" else cfg.adasid.lambda_align_max > 0):
         warnings.append(f"{name}: no {opt('interactions')} given, so the collaborative alignment term is off")
     attrs = catalog.attributes
     parts = [attrs[c] for c in ("title", "description") if c in attrs]
     texts = None
     if parts:
         texts = [" ".join(str(v) for v in vals if v) or None for vals in zip(*parts)]
-    info = {"texts": texts, "groups": attrs.get(cfg.quasid["group_col"]), "leaf": attrs.get(cfg.adasid["leaf_col"])}
-    reg = make_regularizer(name, {b: getattr(cfg, b) for b in ("mining", "align", "quasid", "adasid")},
-                           catalog_info=info, interactions=ti)
-    meta = {"name": name, "alignment": ti is not None and bool(cfg.align.get("enabled", True)),
+    info = {"texts": texts, "groups": attrs.get(cfg.quasid.group_col), "leaf": attrs.get(cfg.adasid.leaf_col)}
+    reg = make_regularizer(name, cfg.blocks(), catalog_info=info, interactions=ti)
+    meta = {"name": name, "alignment": ti is not None and bool(cfg.align.enabled),
             "interactions": ti.summary() if ti is not None else None,
             "mask_inputs": {"text": texts is not None, "group": info["groups"] is not None}}
     return [reg], meta, warnings
@@ -148,18 +129,19 @@ def _build_kae(cfg, catalog) -> Built:
     from sidkit.kae.plan import CategorySpec, make_plan, read_plan
 
     notes: list[str] = []
-    attrs = cfg.attributes
+    k = cfg.kae
+    attrs = k.attributes
     if isinstance(attrs, str):
         attrs = [a.strip() for a in attrs.split(",") if a.strip()]
-    if cfg.plan:
-        plan = read_plan(cfg.plan)
+    if k.plan:
+        plan = read_plan(k.plan)
         if attrs:
             notes.append(f"kae: {opt('plan')} given, so {opt('attributes')} is ignored (the plan lists the categories)")
     else:
         cols = [c for c in string_columns(catalog.source if catalog.source is not None else catalog.path) if c != cfg.id_col]
         if attrs:
             cols = list(dict.fromkeys(CategorySpec.parse(a).column for a in attrs))
-        plan, more = make_plan(catalog.arrow_columns(cols), attrs or None, groups=cfg.groups, seed=cfg.seed,
+        plan, more = make_plan(catalog.arrow_columns(cols), attrs or None, groups=k.groups, seed=cfg.seed,
                                exclude_columns=[cfg.id_col])
         notes += more
     needed = list(dict.fromkeys(CategorySpec.parse(c).column for c in plan.categories))
@@ -168,25 +150,25 @@ def _build_kae(cfg, catalog) -> Built:
     if missing:
         raise DataError(f"{catalog.path}: the KAE plan uses column(s) {', '.join(missing)} that the catalog lacks; fix the plan or the catalog")
     residual, b = None, Built(None, notes=notes)
-    if cfg.residual_levels:
+    if k.residual_levels:
         sub = build(_residual_config(cfg), catalog)
         residual = sub.tokenizer
         b.warnings += sub.warnings
         b.regularizer = sub.regularizer
     b.tokenizer = KAE(plan, route_neighbours=plan.route_neighbours, random_state=cfg.seed, residual=residual,
-                      residual_method=cfg.residual_method if residual is not None else None)
+                      residual_method=k.residual_method if residual is not None else None)
     return b
 
 
-_BUILDERS: dict[str, Callable] = {"rqkmeans": _build_rqkmeans, "rqvae": _build_rqvae, "quasid": _build_rqvae,
-                                  "adasid": _build_rqvae, "kae": _build_kae}
+#: tokenizer class name -> its builder
+_BUILDERS: dict[str, Callable] = {"RQKMeans": _build_rqkmeans, "RQVAE": _build_rqvae, "KAE": _build_kae}
 
 
 def fit_sizes(cfg) -> list[int]:
     """The codebook sizes a fit of ``cfg`` trains (for KAE: its residual levels')."""
     if cfg.method != "kae":
         return cfg.codebook_sizes()
-    if not cfg.residual_levels:
+    if not cfg.kae.residual_levels:
         return []
     return _residual_config(cfg).codebook_sizes()
 
@@ -194,7 +176,7 @@ def fit_sizes(cfg) -> list[int]:
 def _residual_config(cfg):
     """The config of a KAE fit's residual levels (a per-level size list that does not match the
     residual levels falls back to its first size)."""
-    rcfg = dataclasses.replace(cfg, method=cfg.residual_method, levels=cfg.residual_levels)
+    rcfg = dataclasses.replace(cfg, method=cfg.kae.residual_method, levels=cfg.kae.residual_levels)
     if isinstance(rcfg.codebook_size, list) and len(rcfg.codebook_size) != rcfg.levels:
         rcfg = dataclasses.replace(rcfg, codebook_size=rcfg.codebook_size[0])
     return rcfg

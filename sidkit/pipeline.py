@@ -108,7 +108,7 @@ def fit(
     t0 = time.perf_counter()
     cfg = resolve(options, config)
     out = prepare_out(out, cfg.method, {"ITEMS": items, opt("interactions"): cfg.interactions, opt("config"): config,
-                                        opt("plan"): cfg.plan})
+                                        opt("plan"): cfg.kae.plan})
     sizes = methods.fit_sizes(cfg)
     src = open_source(items)
     n_rows = src.num_rows
@@ -189,8 +189,8 @@ def fit(
     notes, more = tok.fit_messages()
     from sidkit.metrics.levels import sink_warnings
 
-    more = list(more) + sink_warnings(report.get("levels", []), method=cfg.method, balanced=bool(cfg.balanced))
-    if cfg.method == "kae" and not cfg.residual_levels and report["collision"]["collision_rate"] > KAE_COLLISION_HINT:
+    more = list(more) + sink_warnings(report.get("levels", []), method=cfg.method, balanced=bool(cfg.rqkmeans.balanced))
+    if cfg.method == "kae" and not cfg.kae.residual_levels and report["collision"]["collision_rate"] > KAE_COLLISION_HINT:
         more.append(f"kae: the attribute positions alone give {100 * report['collision']['collision_rate']:.1f}% collisions "
                     f"(items with the same words share a SID); add semantic levels after them with "
                     f"{opt('residual_levels')} 1 or 2 ({opt('residual_method')} rqkmeans by default)")

@@ -12,8 +12,8 @@ from typing import List, Optional
 import typer
 
 from sidkit.cli._tools import emit_json, fail, safe, summary_console, visible
-from sidkit.config import EVAL_EPOCHS, TIGER_EPOCHS
 from sidkit.errors import ConfigError, SidkitError
+from sidkit.eval.defaults import EVAL_EPOCHS, TIGER_EPOCHS
 
 
 def eval_command(

@@ -15,7 +15,7 @@ from sidkit.cli._tools import emit_json as _emit
 from sidkit.cli._tools import fail as _fail
 from sidkit.cli._tools import safe, summary_console, visible
 from sidkit.errors import SidkitError
-from sidkit.config import MAX_ROUTE_SHARE, PLAN_DEFAULTS
+from sidkit.kae.defaults import MAX_ROUTE_SHARE, PLAN_DEFAULTS
 
 ModelOpt = typer.Option(None, "--model", "-m", help="KAE model directory. [default: $SIDKIT_MODEL, else the current directory]")
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from sidkit.config import EVAL_EPOCHS, TIGER_EPOCHS
+from sidkit.eval.defaults import EVAL_EPOCHS, TIGER_EPOCHS
 from sidkit.eval.metrics import ranks_from_scores, recall_at_k
 from sidkit.eval.split import Split
 

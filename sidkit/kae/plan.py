@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sidkit.config import PLAN_DEFAULTS as DEFAULTS  # the plan's defaults live with the other options
 from sidkit.errors import ConfigError, SchemaError
+from sidkit.kae.defaults import PLAN_DEFAULTS as DEFAULTS
 
 PLAN_VERSION = 1
 _LEVEL = re.compile(r"^(?P<col>.+)\[(?P<lvl>\d+|\*)\]$")

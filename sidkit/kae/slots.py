@@ -18,9 +18,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sidkit.config import MAX_ROUTE_SHARE
 from sidkit.errors import ConfigError, DataError, ModelError, SidkitError, opt
 from sidkit.kae.codebook import Binding, GroupCodebook, table_carriers
+from sidkit.kae.defaults import MAX_ROUTE_SHARE
 from sidkit.kae.plan import CategorySpec, CategoryWords, normalize_word
 
 REGISTRY_FORMAT = 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sidkit.config import RQVAE_METHODS
 from sidkit.metrics.buckets import check_codes, entropy_nats
 
 
@@ -90,7 +91,7 @@ def sink_warnings(levels: list[dict], *, method: str | None = None, balanced: bo
             fix = "refit with --balanced (capacity-capped k-means)"
         elif method == "rqkmeans":
             fix = "try --method rqvae, or fewer codes at this level"
-        elif method in ("rqvae", "quasid", "adasid"):
+        elif method in RQVAE_METHODS:
             fix = "train longer (--max-steps), or try --sinkhorn or --method quasid (collision-aware)"
         else:
             fix = "for an RQ-KMeans tokenizer refit with --balanced, or use --method rqvae"

@@ -83,20 +83,14 @@ def check_matrix(X, *, name: str = "X", n_features: int | None = None, min_rows:
 
 
 def resolve_sizes(codebook_size, n_levels: int) -> list[int]:
-    """One codebook size per level from an int or a list (ConfigError when they disagree)."""
+    """One codebook size per level from an int, a list or a comma string (ConfigError when they
+    disagree or a size is below 2)."""
+    from sidkit.config import codebook_sizes
     from sidkit.errors import ConfigError, opt
 
-    if isinstance(codebook_size, (int, np.integer)) and not isinstance(codebook_size, bool):
-        sizes = [int(codebook_size)] * n_levels
-    else:
-        try:
-            sizes = [int(k) for k in codebook_size]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{opt('codebook_size')} must be an integer or a list of integers (got {codebook_size!r})") from None
-        if len(sizes) != n_levels:
-            raise ConfigError(f"{opt('codebook_size')} lists {len(sizes)} sizes for {n_levels} levels; give one size or one per level")
-    if not isinstance(n_levels, (int, np.integer)) or n_levels < 1:
+    if not isinstance(n_levels, (int, np.integer)) or isinstance(n_levels, bool) or n_levels < 1:
         raise ConfigError(f"{opt('levels')} must be at least 1 (got {n_levels!r})")
+    sizes = codebook_sizes(codebook_size, int(n_levels))
     if any(k < 2 for k in sizes):
         raise ConfigError(f"{opt('codebook_size')} must be at least 2 (got {sizes})")
     return sizes

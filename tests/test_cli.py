@@ -187,7 +187,7 @@ def test_progress_keeps_counter_and_eta_at_80_columns():
 
 
 def test_summaries_do_not_wrap_at_80_columns_when_piped(tmp_path, monkeypatch):
-    from sidkit.cli._tools import summary_console
+    from sidkit.report.console import summary_console
 
     monkeypatch.delenv("COLUMNS", raising=False)
     import io

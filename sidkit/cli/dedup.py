@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
-from sidkit.cli._tools import emit_json, fail, visible
+from sidkit.cli._tools import emit_json, fail
 from sidkit.errors import SidkitError
+from sidkit.report.text import dedup_line
 
 
 def dedup_command(
@@ -33,9 +34,4 @@ def dedup_command(
         return
     if quiet:
         return
-    d = info["dedup"]
-    line = f"{info['n_items']:,} SIDs -> {out} ({method}; collision rate {info['collision_rate']:.4f}"
-    if method == "zcr":
-        line += (f", {d['items_moved']:,} items moved, mean cost {d['mean_cost']:.4g}, "
-                 f"{d['groups_unresolved']:,} groups too large for the last codebook ({d['items_unresolved']:,} items keep suffixes)")
-    typer.echo(visible(line + ")"))
+    typer.echo(dedup_line(info, out, method))

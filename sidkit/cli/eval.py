@@ -11,9 +11,11 @@ from typing import List, Optional
 
 import typer
 
-from sidkit.cli._tools import emit_json, fail, safe, summary_console, visible
+from sidkit.cli._tools import emit_json, fail
 from sidkit.errors import ConfigError, SidkitError
 from sidkit.eval.defaults import EVAL_EPOCHS, TIGER_EPOCHS
+from sidkit.report.console import visible
+from sidkit.report.text import print_eval_table
 
 
 def eval_command(
@@ -56,32 +58,4 @@ def eval_command(
         return
     for w in res.get("warnings", []):
         typer.echo(f"warning: {visible(w)}", err=True)
-    print_table(res)
-
-
-def print_table(res: dict) -> None:
-    from rich.table import Table
-
-    c = summary_console(min_width=130)
-    multi = any(len(r.get("seeds", [])) > 1 for r in res["rows"])
-    t = Table(title=f"{res['n_users']:,} test users, {res['n_items']:,} items, full ranking "
-                    f"(random Recall@10 = {res['random_recall@10']:.4f})")
-    cols = ["table", "model", "R@5", "R@10" + (" ± std" if multi else ""), "R@20", "N@5", "N@10", "N@20",
-            f"ΔR@10 vs {safe(res['reference'])} [95% CI]"]
-    cce = [k for k in ("itemhit@5", "itemhit@10", "itemhit@20", "itemndcg@10") if all(k in r for r in res["rows"])]
-    if cce:  # TIGER: collision-corrected metrics (METHODS.md §6.5), before the delta column
-        cols[-1:-1] = ["IH@5", "IH@10", "IH@20", "IN@10"]
-    for col in cols:
-        t.add_column(col, justify="left" if col in ("table", "model") else "right", no_wrap=True)
-    for r in res["rows"]:
-        delta = "reference" if r["name"] == res["reference"] else (
-            f"{r['delta_recall@10']:+.1%} [{r['delta_recall@10_ci'][0]:+.1%}, {r['delta_recall@10_ci'][1]:+.1%}]")
-        r10 = f"{r['recall@10']:.4f}" + (f" ± {r['recall@10_std']:.4f}" if len(r.get("seeds", [])) > 1 else "")
-        t.add_row(safe(r["name"]), safe(r["model"]), f"{r['recall@5']:.4f}", r10, f"{r['recall@20']:.4f}", f"{r['ndcg@5']:.4f}",
-                  f"{r['ndcg@10']:.4f}", f"{r['ndcg@20']:.4f}", *([f"{r[k]:.4f}" for k in cce] if cce else []), delta)
-    c.print(t)
-    c.print(f"means over seeds (std of every metric in --json); paired bootstrap over users "
-            f"({res['protocol']['bootstrap_resamples']} resamples); history items not masked; {res['seconds']:.0f} s")
-    if cce:
-        c.print("R/N: the target's SID among the beams; IH/IN: ItemHit/ItemNDCG, a SID shared by G items is worth 1/G "
-                "(METHODS.md §6.5)")
+    print_eval_table(res)

@@ -8,8 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from sidkit.cli._tools import emit_json, fail, print_warnings, visible
+from sidkit.cli._tools import emit_json, fail, print_warnings
 from sidkit.errors import SidkitError
+from sidkit.report.text import export_lines, lookup_line
 
 
 def export_command(
@@ -64,12 +65,8 @@ def export_command(
     if json_out:
         emit_json(info)
     elif not quiet:
-        if fmt in FILE_FORMATS:
-            typer.echo(visible(f"wrote {info['n_items']:,} SIDs ({info['n_levels']} levels{' + suffix token' if info['suffix_token'] else ''}) as {fmt} to {out}"))
-        else:
-            typer.echo(visible(f"wrote {info['n_items']:,} SIDs as {fmt} to {out}/: {', '.join(info['files'])}"))
-        if info.get("tokens_file"):
-            typer.echo(visible(f"wrote {info['n_grid_tokens']:,} grid tokens to {info['tokens_file']}"))
+        for line in export_lines(info, fmt, out, one_file=fmt in FILE_FORMATS):
+            typer.echo(line)
 
 
 def lookup_command(
@@ -96,4 +93,4 @@ def lookup_command(
         emit_json([{"sid": s, "item_ids": r} for s, r in zip(strings, res)])
         return
     for s, r in zip(strings, res):
-        typer.echo(visible(s) + "\t" + " ".join(visible(str(v)) for v in r))
+        typer.echo(lookup_line(s, r))

@@ -7,11 +7,14 @@ from typing import List, Optional
 
 import typer
 
-from sidkit.cli._tools import JsonOpt, QuietOpt, emit_json, fail, fmt, safe, summary_console, visible
+from sidkit.cli._tools import JsonOpt, QuietOpt, emit_json, fail
 from sidkit.config import help_for
 from sidkit.errors import SidkitError
+from sidkit.report.console import visible
+from sidkit.report.text import encode_line, print_fit_summary
 
 
+# fit_command is long because its signature is the option list (one typer.Option per fit setting).
 def fit_command(
     items: Path = typer.Argument(..., help="Catalog: a Parquet file, a directory of Parquet shards or a glob, with an id column and one or more float-list embedding columns."),
     method: Optional[str] = typer.Option(None, "--method", "-m", help=help_for("method")),
@@ -93,21 +96,9 @@ def fit_command(
         for w in result.summary.get("warnings", []):
             typer.echo(f"warning: {visible(w)}", err=True)
         if not quiet:
-            _print_fit_summary(result.summary)
+            print_fit_summary(result.summary)
 
 
-def _print_fit_summary(s: dict) -> None:
-    from rich.table import Table
-
-    c = summary_console()
-    c.print(f"[bold]{safe(s['method'])}[/] on {s['n_items']:,} items -> [bold]{safe(s['model_dir'])}[/] "
-            f"({s['fit_seconds']:.1f} s fit, {s['total_seconds']:.1f} s total)")
-    c.print(f"collision rate [bold]{s['collision_rate']:.2%}[/]  unique SIDs {s['unique_sid_ratio']:.2%}  "
-            f"largest bucket {s['max_bucket_size']}  reconstruction MSE {fmt(s['reconstruction_mse'], '.3g')}")
-    t = Table("level", "codebook", "utilization", "normalized perplexity")
-    for l, (k, u, p) in enumerate(zip(s["codebook_sizes"], s["utilization"], s["normalized_perplexity"])):
-        t.add_row(str(l), str(k), f"{u:.1%}", f"{p:.3f}")
-    c.print(t)
 
 
 def encode_command(
@@ -141,5 +132,4 @@ def encode_command(
     if not quiet:
         for w in summary.get("warnings", []):
             typer.echo(f"warning: {visible(w)}", err=True)
-        typer.echo(f"encoded {summary['n_items']:,} items -> {visible(summary['output'])} "
-                   f"({summary['n_kept']:,} kept, {summary['n_new_or_changed']:,} new or changed, {summary['seconds']:.1f} s)")
+        typer.echo(encode_line(summary))

@@ -13,9 +13,10 @@ import typer
 
 from sidkit.cli._tools import emit_json as _emit
 from sidkit.cli._tools import fail as _fail
-from sidkit.cli._tools import safe, summary_console, visible
 from sidkit.errors import SidkitError
 from sidkit.kae.defaults import MAX_ROUTE_SHARE, PLAN_DEFAULTS
+from sidkit.report.console import visible
+from sidkit.report.text import bind_line, print_plan, print_slots, unbind_line
 
 ModelOpt = typer.Option(None, "--model", "-m", help="KAE model directory. [default: $SIDKIT_MODEL, else the current directory]")
 
@@ -61,24 +62,6 @@ def kae_plan_command(
         print_plan(d)
 
 
-def print_plan(d: dict) -> None:
-    from rich.table import Table
-
-    c = summary_console()
-    c.print(f"[bold]KAE plan[/] -> {safe(d['plan_file'])}  ({d['report'].get('n_items', 0):,} items, {len(d['groups'])} groups, "
-            f"objective J = {d['report'].get('objective_bits', 0):.3f} bits)")
-    t = Table("pos", "group", "categories", "H(Z) bits", "H(A|Z) bits", "kept words", "coverage", "reserved", "capacity")
-    for i, g in enumerate(d["groups"]):
-        s = g["stats"]
-        t.add_row(str(i), safe(g["name"]), safe(", ".join(g["categories"])), f"{s['entropy_bits']:.2f}", f"{s['loss_bits']:.3f}",
-                  str(s["kept_words"]), f"{s['coverage']:.1%}", str(s["reserved"]), str(s["capacity"]))
-    c.print(t)
-    mi = d["report"].get("mutual_information") or []
-    if mi:
-        m = Table("category a", "category b", "I(A_a; A_b) bits", "co-presence", title="pairwise mutual information", title_justify="left")
-        for r in sorted(mi, key=lambda r: -r["mi_bits"]):
-            m.add_row(safe(r["a"]), safe(r["b"]), f"{r['mi_bits']:.3f}", f"{r['co_presence']:.1%}")
-        c.print(m)
 
 
 def bind_slot_command(
@@ -106,8 +89,7 @@ def bind_slot_command(
     if not quiet:
         for n in r["notes"]:
             typer.echo(f"note: {visible(n)}", err=True)
-        typer.echo(visible(f"{r['category']}:{r['word']} -> group {r['group']} (position {r['position']}), slot {r['slot']} {r['token']} "
-                           f"[{r['state']}, registry version {r['version']}]"))
+        typer.echo(bind_line(r))
 
 
 def unbind_slot_command(
@@ -127,7 +109,7 @@ def unbind_slot_command(
     if as_json:
         _emit(r)
     elif not quiet:
-        typer.echo(visible(f"unbound {r['category']}:{r['word']} from slot {r['slot']} of group {r['group']} (registry version {r['version']})"))
+        typer.echo(unbind_line(r))
 
 
 def slots_command(
@@ -145,27 +127,4 @@ def slots_command(
     if as_json:
         _emit(r)
         return
-    from rich.table import Table
-
-    c = summary_console()
-    c.print(f"[bold]slot registry[/] {safe(r['model_dir'])}  version {r['version']}")
-    t = Table("pos", "group", "categories", "capacity", "active", "reserved", "bound", "free")
-    for g in r["groups"]:
-        t.add_row(str(g["position"]), safe(g["group"]), safe(", ".join(g["categories"])), str(g["capacity"]), str(g["active"]),
-                  str(g["reserved"]), str(g["bound"]), str(g["free"]))
-    c.print(t)
-    bound = [(g, b) for g in r["groups"] for b in g["bindings"]]
-    if bound:
-        bt = Table("group", "slot", "token", "category", "word", "aliases", "version", "routing")
-        for g, b in bound:
-            bt.add_row(safe(g["group"]), str(b["slot"]), safe(b["token"]), safe(b["category"]), safe(b["word"]), safe(", ".join(b["aliases"])), str(b["version"]),
-                       "yes" if b["routing"] else "explicit only")
-        c.print(bt)
-    if not quiet and r["history"]:
-        c.print("history: " + "; ".join(safe(_history_entry(h)) for h in r["history"][-10:]))
-
-
-def _history_entry(h: dict) -> str:
-    if h.get("op") == "refit":
-        return f"v{h['version']} refit (kept {h.get('kept', 0)}, dropped {h.get('dropped', 0)} bindings)"
-    return f"v{h['version']} {h['op']} {h['category']}:{h['word']} (slot {h['slot']})"
+    print_slots(r, quiet)

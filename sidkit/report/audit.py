@@ -277,14 +277,48 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
     SidkitError on bad input (nothing written); GateFailed after writing outputs when a gate trips.
     """
     from sidkit.io.artifacts import check_output
-    from sidkit.io.sidtable import open_sid_stream, read_sid_table
     from sidkit.metrics import sid_report, sid_report_blocks
-    from sidkit.metrics.stream import can_stream, core_report_stream
 
     check_output(html, opt("html"), {"CODES": codes_path, opt("items"): items, opt("interactions"): interactions, opt("baseline"): baseline})
     gates = [parse_gate(g) for g in ([fail_on] if isinstance(fail_on, str) else (fail_on or []))]
+    core, ids, codes, sfx, sizes, warnings = _read_codes(
+        codes_path, id_col=id_col, codebook_size=codebook_size, suffix=suffix, streaming=streaming, seed=seed,
+        n_pairs=n_pairs, batch_size=batch_size, need_rows=items is not None or interactions is not None or baseline is not None)
+    kw: dict[str, Any] = {}
+    if interactions is not None:
+        kw["interactions"] = _read_interactions(interactions)
+    if baseline is not None:
+        kw["baseline"] = _read_baseline(baseline, codebook_size, suffix, sizes, warnings)
+    if core is None:
+        rep = sid_report(codes, sizes, item_ids=ids, seed=seed, n_pairs=n_pairs, **kw)
+    else:
+        rep = sid_report_blocks(core, codes, sizes, item_ids=ids, seed=seed, **kw)
+    if items is not None:
+        rep["semantic"] = _semantic_block(rep, items, ids, codes, sizes, warnings, id_col=id_col, seed=seed,
+                                          semantic_sample=semantic_sample, display_cols=display_cols)
+    if interactions is not None:
+        from sidkit.metrics.popularity import popularity_metrics
+
+        rep["popularity"] = popularity_metrics(codes, ids, kw["interactions"]["item_id"], sizes)
+    _describe(rep, codes_path, sfx, warnings, {
+        "seed": seed, "n_pairs": n_pairs, "semantic_sample": semantic_sample, "suffix": suffix,
+        "codebook_size": None if codebook_size is None else str(codebook_size), "id_col": id_col,
+        "items": None if items is None else str(items),
+        "interactions": None if interactions is None else str(interactions),
+        "baseline": None if baseline is None else str(baseline)})
+    _gate_and_write(rep, gates, html)
+    return rep
+
+
+def _read_codes(codes_path, *, id_col, codebook_size, suffix, streaming: bool, seed: int, n_pairs: int,
+                batch_size: int, need_rows: bool):
+    """The SID table: ``(core, ids, codes, sfx, sizes, warnings)``. A streamable table gives its core
+    blocks (``core``) in record batches, and ids / codes only when another block (``need_rows``)
+    joins on them; otherwise (``core`` None) the table is read whole."""
+    from sidkit.io.sidtable import open_sid_stream, read_sid_table
+    from sidkit.metrics.stream import can_stream, core_report_stream
+
     stream = open_sid_stream(codes_path, id_col=id_col, codebook_size=codebook_size, suffix=suffix) if streaming else None
-    core = None
     if stream is not None:
         warnings = list(stream.warnings)
         sizes = stream.sizes
@@ -294,75 +328,62 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
         if can_stream(sizes):
             core = core_report_stream(stream, sizes, seed=seed, n_pairs=n_pairs, batch_size=batch_size)
             sfx = True if stream.has_suffix or stream.split_last else None
-            if items is not None or interactions is not None or baseline is not None:
-                ids, codes = _gather(stream, batch_size)  # 8 + 4 L bytes per row, for the other blocks
-            else:
-                ids, codes = None, None
-    if core is None:
-        ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
-        if sizes is None:
-            sizes = [int(m) + 1 for m in codes.max(axis=0)]
-            _unknown_sizes(warnings, sizes)
-    kw: dict[str, Any] = {}
-    if interactions is not None:
-        kw["interactions"] = _read_interactions(interactions)
-    if baseline is not None:
-        b_ids, b_codes, _, b_sizes, b_warn = read_sid_table(baseline, codebook_size=codebook_size, suffix=suffix)
-        if b_sizes is None:
-            b_sizes = [max(int(m) + 1, s) for m, s in zip(b_codes.max(axis=0), sizes)] if b_codes.shape[1] == len(sizes) else None
-        warnings.extend(f"baseline: {w}" for w in b_warn)
-        kw["baseline"] = {"item_ids": b_ids, "codes": b_codes, "codebook_sizes": b_sizes}
-    if core is None:
-        rep = sid_report(codes, sizes, item_ids=ids, seed=seed, n_pairs=n_pairs, **kw)
-    else:
-        rep = sid_report_blocks(core, codes, sizes, item_ids=ids, seed=seed, **kw)
-    if items is not None:
-        from sidkit.io.source import open_source
-        from sidkit.metrics.semantic import (
-            EXACT_MAX_ITEMS,
-            CatalogVectors,
-            semantic_metrics,
-        )
+            ids, codes = _gather(stream, batch_size) if need_rows else (None, None)  # 8 + 4 L bytes per row
+            return core, ids, codes, sfx, sizes, warnings
+    ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
+    if sizes is None:
+        sizes = [int(m) + 1 for m in codes.max(axis=0)]
+        _unknown_sizes(warnings, sizes)
+    return None, ids, codes, sfx, sizes, warnings
 
-        if semantic_sample < 0:
-            raise ConfigError(f"{opt('semantic_sample')} must be >= 0 (0: every item is a query), got {semantic_sample}")
-        if open_source(items).num_rows <= EXACT_MAX_ITEMS:  # small: read whole, exact block
-            keep, X, leaf, titles, attrs = _load_items(items, ids, id_col)
-            src = None
-        else:  # large: stream the catalog (index + sampled rows only)
-            src = CatalogVectors(items, ids, id_col=_catalog_id(items, id_col))
-            keep = src.code_rows
-        if keep.size == 0:
-            raise DataError(f"{items}: none of the SID table's item ids are in the catalog; check {opt('id_col')} and the files")
-        if keep.size < len(ids):
-            warnings.append(f"{len(ids) - keep.size} items of the SID table are not in {Path(items).name}; the semantic block uses the other {keep.size}")
-        if src is None:
-            _attach_display(rep.get("top_buckets") or [], keep, attrs, display_cols)
-            rep["semantic"] = semantic_metrics(codes[keep], X, leaf=leaf, attributes=attrs, titles=titles,
-                                               item_ids=np.asarray(ids)[keep], codebook_sizes=sizes, seed=seed,
-                                               sample=semantic_sample)
-        else:
-            _attach_display_large(rep.get("top_buckets") or [], src, display_cols)
-            rep["semantic"] = semantic_metrics(codes[keep], src, attributes=True, item_ids=np.asarray(ids)[keep],
-                                               codebook_sizes=sizes, seed=seed, sample=semantic_sample)
-    if interactions is not None:
-        from sidkit.metrics.popularity import popularity_metrics
 
-        rep["popularity"] = popularity_metrics(codes, ids, kw["interactions"]["item_id"], sizes)
-    rep["source"] = {"path": str(codes_path), "has_suffix": sfx is not None, "fingerprint": fingerprint(codes_path)}
-    from sidkit.io.codes import dedup_metadata
+def _read_baseline(baseline, codebook_size, suffix, sizes, warnings: list) -> dict:
+    """The baseline table of the ``compare`` block (its warnings appended to ``warnings``)."""
+    from sidkit.io.sidtable import read_sid_table
 
-    dd = dedup_metadata(codes_path)
-    if dd is not None:
-        rep["dedup"] = dd
-    rep["config"] = {"seed": seed, "n_pairs": n_pairs, "semantic_sample": semantic_sample, "suffix": suffix,
-                     "codebook_size": None if codebook_size is None else str(codebook_size), "id_col": id_col,
-                     "items": None if items is None else str(items),
-                     "interactions": None if interactions is None else str(interactions),
-                     "baseline": None if baseline is None else str(baseline)}
-    from sidkit.metrics.levels import sink_warnings
+    b_ids, b_codes, _, b_sizes, b_warn = read_sid_table(baseline, codebook_size=codebook_size, suffix=suffix)
+    if b_sizes is None:
+        b_sizes = [max(int(m) + 1, s) for m, s in zip(b_codes.max(axis=0), sizes)] if b_codes.shape[1] == len(sizes) else None
+    warnings.extend(f"baseline: {w}" for w in b_warn)
+    return {"item_ids": b_ids, "codes": b_codes, "codebook_sizes": b_sizes}
 
-    rep["warnings"] = warnings + sink_warnings(rep.get("levels", []))
+
+def _semantic_block(rep: dict, items, ids, codes, sizes, warnings: list, *, id_col, seed: int, semantic_sample: int,
+                    display_cols) -> dict:
+    """The ``semantic`` block against the catalog ``items`` (read whole when small, streamed when
+    large); also attaches the catalog's display columns to the largest buckets of ``rep``."""
+    from sidkit.io.source import open_source
+    from sidkit.metrics.semantic import (
+        EXACT_MAX_ITEMS,
+        CatalogVectors,
+        semantic_metrics,
+    )
+
+    if semantic_sample < 0:
+        raise ConfigError(f"{opt('semantic_sample')} must be >= 0 (0: every item is a query), got {semantic_sample}")
+    if open_source(items).num_rows <= EXACT_MAX_ITEMS:  # small: read whole, exact block
+        keep, X, leaf, titles, attrs = _load_items(items, ids, id_col)
+        src = None
+    else:  # large: stream the catalog (index + sampled rows only)
+        src = CatalogVectors(items, ids, id_col=_catalog_id(items, id_col))
+        keep = src.code_rows
+    if keep.size == 0:
+        raise DataError(f"{items}: none of the SID table's item ids are in the catalog; check {opt('id_col')} and the files")
+    if keep.size < len(ids):
+        warnings.append(f"{len(ids) - keep.size} items of the SID table are not in {Path(items).name}; the semantic block uses the other {keep.size}")
+    if src is None:
+        _attach_display(rep.get("top_buckets") or [], keep, attrs, display_cols)
+        return semantic_metrics(codes[keep], X, leaf=leaf, attributes=attrs, titles=titles,
+                                item_ids=np.asarray(ids)[keep], codebook_sizes=sizes, seed=seed,
+                                sample=semantic_sample)
+    _attach_display_large(rep.get("top_buckets") or [], src, display_cols)
+    return semantic_metrics(codes[keep], src, attributes=True, item_ids=np.asarray(ids)[keep],
+                            codebook_sizes=sizes, seed=seed, sample=semantic_sample)
+
+
+def _gate_and_write(rep: dict, gates: list, html) -> None:
+    """Check the gates (``rep["gates"]``), write the HTML report, then raise GateFailed (carrying
+    the report) when a gate tripped."""
     results = check_gates(rep, gates) if gates else []
     rep["gates"] = results
     if html is not None:
@@ -374,4 +395,16 @@ def audit(codes_path, *, items=None, interactions=None, baseline=None, codebook_
         err.report = rep
         err.tripped = [r for r in results if r["tripped"]]
         raise err
-    return rep
+
+
+def _describe(rep: dict, codes_path, sfx, warnings: list, config: dict) -> None:
+    """The report's ``source``, ``dedup`` (from the table's metadata), ``config`` and ``warnings``."""
+    from sidkit.io.codes import dedup_metadata
+    from sidkit.metrics.levels import sink_warnings
+
+    rep["source"] = {"path": str(codes_path), "has_suffix": sfx is not None, "fingerprint": fingerprint(codes_path)}
+    dd = dedup_metadata(codes_path)
+    if dd is not None:
+        rep["dedup"] = dd
+    rep["config"] = config
+    rep["warnings"] = warnings + sink_warnings(rep.get("levels", []))

@@ -16,11 +16,12 @@ import pyarrow as pa
 from sidkit.config import resolve
 from sidkit.errors import InputFileError, opt
 from sidkit.features import degenerate_warnings, fuse, make_spec, zero_rows
-from sidkit.io.artifacts import ensure_parent, model_lock
+from sidkit.io.artifacts import ensure_parent
 from sidkit.io.catalog import iter_catalog_batches, read_catalog, read_catalog_sample
 from sidkit.io.codes import assign_suffix, pack_keys
 from sidkit.encoding.kernel import encode_batch  # noqa: F401  (re-exported: the library's name for it)
 from sidkit.model.directory import Model, load_model, model_meta, save_tensors, write_model_dir
+from sidkit.model.lock import model_lock
 from sidkit.quantizers.base import Items, Progress, check_enough_items
 
 __all__ = ["FitResult", "Model", "encode", "encode_batch", "fit", "load_model", "save_tensors"]

@@ -144,7 +144,8 @@ def test_fit_config_sections_keep_the_flat_options_and_the_stored_layout():
 STAGES = [  # (module prefix, stage): lower stages never import higher ones, even lazily; the longest prefix decides
     ("sidkit.errors", 0), ("sidkit.config", 0), ("sidkit._progress", 0),
     ("sidkit.io", 1), ("sidkit.features", 1), ("sidkit.metrics", 1), ("sidkit.report", 1), ("sidkit.datasets", 1),
-    ("sidkit.formats.tokens", 1), ("sidkit.dedup.zcr", 1), ("sidkit.model.files", 1),
+    ("sidkit.formats.tokens", 1), ("sidkit.dedup.zcr", 1),
+    ("sidkit.model.layout", 1), ("sidkit.model.lock", 1), ("sidkit.model.files", 1),
     ("sidkit.quantizers", 2), ("sidkit.regularizers", 2), ("sidkit.kae", 2),
     ("sidkit.methods", 3),
     ("sidkit.model", 4), ("sidkit.encoding.kernel", 4),
@@ -215,11 +216,25 @@ def test_import_and_version_load_no_heavy_stack():
 
 
 def test_model_directory_has_one_owner():
-    """Only sidkit.model.directory writes a model directory (atomic_dir) and loads tokenizers; the
-    other atomic_dir users write encode's folder of codes shards and export's stack folders."""
-    users = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "sidkit").rglob("*.py")
-                   if "atomic_dir(" in p.read_text() and p.name not in ("artifacts.py",))
+    """sidkit.model owns the model directory: sidkit.model.directory is the only writer of a whole
+    one (atomic_dir; the other atomic_dir users write encode's folder of codes shards and export's
+    stack folders) and loader of its tokenizer; sidkit.model.layout names every file and holds the
+    one reader (ModelDir), through which KAE's slot commands read too; sidkit.model.lock the lock."""
+    import re
+
+    src = {p.relative_to(REPO).as_posix(): p.read_text() for p in (REPO / "sidkit").rglob("*.py")}
+    users = sorted(p for p, t in src.items() if "atomic_dir(" in t and not p.endswith("io/artifacts.py"))
     assert users == ["sidkit/encoding/job.py", "sidkit/formats/stacks.py", "sidkit/model/directory.py"], users
+    names = ("sidkit.json", "model.safetensors", "codes.parquet", "codebooks.parquet", "report.json", "slots.json", "kae.toml")
+    for name in names:
+        defs = [p for p, t in src.items() if re.search(rf'^\s*\w+\s*=\s*"{re.escape(name)}"', t, re.M)]
+        assert defs == ["sidkit/model/layout.py"], (name, defs)
+    for what, home in (("class ModelDir", "sidkit/model/layout.py"), ("def recover_dir", "sidkit/model/layout.py"),
+                       ("def model_lock", "sidkit/model/lock.py"), ("def check_meta", "sidkit/model/files.py"),
+                       ("def load_model", "sidkit/model/directory.py"), ("def write_model_dir", "sidkit/model/directory.py")):
+        assert [p for p, t in src.items() if what + "(" in t or what + ":" in t] == [home], what
+    kae = "".join(t for p, t in src.items() if p.startswith("sidkit/kae/"))
+    assert "write_json_atomic" not in kae and ".read_bytes()" not in kae  # slots.json: the model layer's reader and writer
 
 
 def test_public_api_is_reachable_and_not_shadowed_by_submodules():

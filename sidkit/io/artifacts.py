@@ -6,9 +6,9 @@
   old or new directory. Elsewhere (other systems, file systems without the flag) the fallback moves
   the old directory aside and the new one in; a kill between those two renames leaves the old one
   under a hidden ``.old`` name, and the next sidkit run on that path (fit, encode, bind-slot)
-  puts it back.
-* :func:`model_lock`: one lock per model directory (``.NAME.lock`` beside it) shared by the
-  directory swap of ``fit`` and the slot registry changes of ``bind-slot`` / ``unbind-slot``.
+  puts it back (:func:`clean_stale`; :func:`sidkit.model.layout.recover_dir` for the readers).
+* Every directory swap runs under the lock of the directory (:func:`sidkit.model.lock.model_lock`,
+  ``.NAME.lock`` beside it), the one ``fit`` and ``bind-slot`` take for a model directory.
 * Every temp file or folder is held under an exclusive ``flock`` while its writer lives; the next
   write to the same path removes the ones whose writer died (``kill -9``) and never a live one.
 * :func:`check_output` refuses an output path that is one of the command's inputs.
@@ -25,12 +25,11 @@ import os
 import re
 import secrets
 import shutil
-import threading
-import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from sidkit.errors import opt
+from sidkit.model.lock import model_lock
 
 try:  # POSIX
     import fcntl
@@ -131,7 +130,7 @@ def clean_stale(path: str | os.PathLike) -> list[Path]:
 
     A temp whose writer still runs is held under flock and kept. An ``.old`` folder (the fallback
     swap's displaced model) is put back at ``path`` when ``path`` is missing. Callers that swap
-    directories call this under :func:`model_lock`."""
+    directories call this under :func:`~sidkit.model.lock.model_lock`."""
     if fcntl is None:  # pragma: no cover
         return []
     path = Path(path)
@@ -156,108 +155,6 @@ def clean_stale(path: str | os.PathLike) -> list[Path]:
         finally:
             os.close(fd)
     return done
-
-
-def recover_dir(path: str | os.PathLike) -> bool:
-    """Put back a model directory that a killed fallback swap left under a hidden ``.old`` name
-    (only when ``path`` itself is missing). True when something was restored."""
-    path = Path(path)
-    if os.path.lexists(path) or not any(p.name.endswith(".old") for p in stale_temps(path)):
-        return False
-    try:
-        with model_lock(path, timeout=30):
-            return any(p.name.endswith(".old") for p in clean_stale(path))
-    except OSError:
-        return False
-
-
-# ---------------------------------------------------------------------------------------------
-# the model-directory lock
-
-_HELD: dict[str, list] = {}  # lock path -> [fd, depth, thread lock] of the locks this process holds
-_HELD_GUARD = threading.Lock()
-
-
-def lock_path(model_dir: str | os.PathLike) -> Path:
-    """``.NAME.lock`` beside the (resolved) model directory."""
-    p = Path(model_dir).resolve()
-    return p.parent / f".{p.name}.lock"
-
-
-def _flock_acquire(lp: Path, deadline: float | None) -> int:
-    """flock ``lp`` exclusively; the file is created if needed and must still be the file at
-    ``lp`` once locked (a releasing holder unlinks it)."""
-    while True:
-        fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None else 0))
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise TimeoutError from None
-                    time.sleep(0.05)
-            try:
-                if os.stat(lp).st_ino == os.fstat(fd).st_ino:
-                    return fd
-            except FileNotFoundError:
-                pass
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)  # the holder before us removed the file: lock the new one
-
-
-@contextlib.contextmanager
-def model_lock(model_dir: str | os.PathLike, timeout: float = -1) -> Iterator[None]:
-    """Hold the exclusive lock of a model directory (re-entrant within a thread).
-
-    ``fit`` takes it for the directory swap (and, for KAE, while it carries the slot bindings
-    over); ``bind-slot`` and ``unbind-slot`` take it for each registry change. The lock is the
-    file ``.NAME.lock`` beside the directory, flock'ed while held and removed on release.
-    Raises :class:`~sidkit.errors.ModelError` after ``timeout`` seconds (negative: wait)."""
-    from sidkit.errors import ModelError
-
-    lp = lock_path(model_dir)
-    key = str(lp)
-    with _HELD_GUARD:
-        entry = _HELD.setdefault(key, [None, 0, threading.RLock()])
-    tlock = entry[2]
-    if not tlock.acquire(timeout=timeout if timeout >= 0 else -1):
-        raise ModelError(f"{Path(model_dir)}: another sidkit task holds the model's lock {lp.name}; try again when it has finished")
-    try:
-        if entry[1] == 0:
-            deadline = time.monotonic() + timeout if timeout >= 0 else None
-            try:
-                if fcntl is None:  # pragma: no cover - not POSIX
-                    from filelock import FileLock
-
-                    fl = FileLock(key)
-                    fl.acquire(timeout=timeout)
-                    entry[0] = fl
-                else:
-                    entry[0] = _flock_acquire(lp, deadline)
-            except TimeoutError:
-                raise ModelError(f"{Path(model_dir)}: another sidkit command (a fit or a bind-slot) has held the model's lock "
-                                 f"{lp.name} for {timeout:.0f} s; try again when it has finished") from None
-            except OSError as e:
-                raise ModelError(f"{lp}: cannot create the model lock ({e.strerror}); the folder that holds the model must be writable") from None
-        entry[1] += 1
-        try:
-            yield
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                held, entry[0] = entry[0], None
-                if fcntl is None:  # pragma: no cover
-                    held.release()
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(lp)  # still locked: waiters find the file gone and retry
-                    os.close(held)
-    finally:
-        tlock.release()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,9 +329,9 @@ def resolve_out_dir(path: str | os.PathLike) -> Path:
 
 def swap_in(tmp: Path, path: Path) -> None:
     """Move the complete directory ``tmp`` to ``path``, replacing what is there. Call under
-    :func:`model_lock`. Every instant leaves a complete directory at ``path`` (exchange), except
-    in the fallback, where a kill between its two renames leaves the old one at ``.NAME.*.old``
-    for :func:`clean_stale` / :func:`recover_dir` to put back."""
+    :func:`~sidkit.model.lock.model_lock`. Every instant leaves a complete directory at ``path``
+    (exchange), except in the fallback, where a kill between its two renames leaves the old one
+    at ``.NAME.*.old`` for :func:`clean_stale` / :func:`sidkit.model.layout.recover_dir` to put back."""
     parent = path.parent
     if not os.path.lexists(path):
         os.rename(tmp, path)
@@ -500,7 +397,7 @@ def atomic_dir(path: str | os.PathLike, *, locked: bool = False) -> Iterator[Pat
     """Build a directory in a held temp folder beside ``path`` and swap it in when the block
     succeeds (see :func:`swap_in`); an existing directory is left untouched when the block raises.
 
-    The swap runs under :func:`model_lock` (``locked=True``: the caller already holds it).
+    The swap runs under :func:`~sidkit.model.lock.model_lock` (``locked=True``: the caller already holds it).
     Temp folders of killed runs are removed first."""
     path = resolve_out_dir(path)
     ensure_parent(path)

@@ -20,8 +20,7 @@ from sidkit.quantizers.base import Items, Tokenizer, as_items, check_codes, item
 from sidkit.kae.codebook import NULL, OTHER, Binding, GroupCodebook, encode_group, text_matches, word_hash_table
 from sidkit.kae.plan import CategorySpec, CategoryWords, Plan, extract_words, group_vocabulary, reserved_count
 from sidkit.kae.route import IVF_NPROBE, GroupScorer, NeighbourFeatures, fit_ivf, fit_scorer, neighbour_mean
-
-SLOTS_FILE = "slots.json"
+from sidkit.model.layout import KAE_PLAN, REFIT, SLOTS
 
 
 class KAE(Tokenizer):
@@ -314,7 +313,7 @@ class KAE(Tokenizer):
 
         reg = dict(self.registry_) if self.registry_ is not None else new_registry(self, fingerprint)
         reg["model_fingerprint"] = fingerprint
-        files = {SLOTS_FILE: reg, "kae.toml": plan_to_toml(self.plan)}
+        files = {SLOTS: reg, KAE_PLAN: plan_to_toml(self.plan)}
         if self.residual_ is not None:
             files.update(self.residual_.extra_files(fingerprint))
         return files
@@ -434,16 +433,13 @@ class KAE(Tokenizer):
 
     def attach(self, files, meta: dict) -> "KAE":
         """Load and check the bindings of a model directory's slot registry (``slots.json``);
-        ``files`` is the :class:`~sidkit.model.files.ModelDir` the model was read from."""
-        from sidkit.errors import ModelError
+        ``files`` is the :class:`~sidkit.model.layout.ModelDir` the model was read from."""
         from sidkit.kae.slots import read_registry, registry_bindings
 
-        if not files.exists(SLOTS_FILE):
-            raise ModelError(f"{files.path / SLOTS_FILE}: the slot registry is missing; this KAE model directory is incomplete, restore it from a "
-                             "backup, or re-run 'sidkit fit --method kae' (bindings are then lost)")
         dims = [int(sc.W.shape[1]) if sc is not None else None for sc in self.scorers_]
-        reg = read_registry(files.path / SLOTS_FILE, self.books_, dims, meta.get("model_fingerprint"),
-                            raw=files.read_bytes(SLOTS_FILE, "slot registry"))
+        reg = read_registry(files, self.books_, dims, meta.get("model_fingerprint"), fix=REFIT,
+                            missing=f"{files.path / SLOTS}: the slot registry is missing; this KAE model directory is incomplete, "
+                                    "restore it from a backup, or re-run 'sidkit fit --method kae' (bindings are then lost)")
         self.bindings_ = registry_bindings(reg)
         return self
 

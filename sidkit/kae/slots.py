@@ -1,9 +1,11 @@
 """The slot registry of a KAE model directory (``slots.json``) and ``bind_slot`` / ``unbind_slot``
 (METHODS.md §5.6 steps 1-5 and 8).
 
-Every change runs under the model directory's lock (:func:`sidkit.io.artifacts.model_lock`, the
-one ``fit`` takes to swap the directory, so a refit and a bind never interleave) and is written
-atomically (temp file + ``os.replace``) with a new registry version and one more entry in the
+The registry is read through the model directory's one reader
+(:class:`~sidkit.model.layout.ModelDir`) and validated here. Every change runs under the model
+directory's lock (:func:`sidkit.model.lock.model_lock`, the one ``fit`` takes to swap the
+directory, so a refit and a bind never interleave) and is written atomically
+(:func:`sidkit.model.layout.replace_file`) with a new registry version and one more entry in the
 append-only history. Nothing else in the model directory changes: ``sidkit encode`` reads the
 registry, so items that carry a bound word (or route to it) get the bound slot. A refit carries
 the bindings over (:func:`carry_registry`).
@@ -22,10 +24,10 @@ from sidkit.errors import ConfigError, DataError, ModelError, SidkitError, opt
 from sidkit.kae.codebook import Binding, GroupCodebook, table_carriers
 from sidkit.kae.defaults import MAX_ROUTE_SHARE
 from sidkit.kae.plan import CategorySpec, CategoryWords, normalize_word
+from sidkit.model.layout import META, REGISTRY_FORMAT, SLOTS, TENSORS, ModelDir
 
-REGISTRY_FORMAT = 1
-SLOTS_FILE = "slots.json"
 LOCK_TIMEOUT_S = 120.0
+REGISTRY_FIX = "restore it from a backup or re-run 'sidkit fit --method kae'"
 
 
 class NoReservedSlot(SidkitError):
@@ -123,21 +125,16 @@ def check_registry(reg, p: Path, books: Sequence[GroupCodebook] | None = None,
     return reg
 
 
-def read_registry(path: str | Path, books: Sequence[GroupCodebook] | None = None, scorer_dims=None,
-                  fingerprint: str | None = None, raw: bytes | None = None) -> dict:
-    """Read and validate ``slots.json`` (``raw``: its bytes, already read)."""
-    from sidkit.model.files import parse_json
+def read_registry(files: ModelDir, books: Sequence[GroupCodebook] | None = None, scorer_dims=None,
+                  fingerprint: str | None = None, *, missing: str | None = None, fix: str = REGISTRY_FIX) -> dict:
+    """Read ``slots.json`` of an opened model directory and validate it (see :func:`check_registry`).
+    ``missing``: the message when the file is missing; ``fix``: the advice when it is unreadable."""
+    from sidkit.model.layout import parse_json
 
-    p = Path(path)
-    fix = "restore it from a backup or re-run 'sidkit fit --method kae'"
-    if raw is None:
-        try:
-            raw = p.read_bytes()
-        except FileNotFoundError:
-            raise ModelError(f"{p}: the slot registry is missing; this KAE model directory is incomplete, {fix}") from None
-        except OSError as e:
-            raise ModelError(f"{p}: cannot read the slot registry ({e.strerror}); {fix}") from None
-    reg = parse_json(raw, p, f"the slot registry is damaged, {fix}")
+    p = files.path / SLOTS
+    raw = files.read_bytes(SLOTS, "slot registry", fix,
+                           missing=missing or f"{p}: the slot registry is missing; this KAE model directory is incomplete, {REGISTRY_FIX}")
+    reg = parse_json(raw, p, f"the slot registry is damaged, {REGISTRY_FIX}")
     return check_registry(reg, p, books, scorer_dims, fingerprint)
 
 
@@ -145,22 +142,22 @@ def old_registry(model_dir) -> dict | None:
     """The slot registry of the KAE model at ``model_dir`` (None when there is no KAE model
     with a registry there), for a refit. A damaged registry is a ModelError: a refit would lose
     its bindings."""
-    from sidkit.model.files import read_json
-
     d = Path(model_dir)
-    mj = d / "sidkit.json"
-    if not mj.is_file() or not (d / SLOTS_FILE).is_file():
+    if not d.is_dir():
         return None
     try:
-        meta = read_json(mj)
+        files = ModelDir(d)
+        if not files.is_file(META) or not files.is_file(SLOTS):
+            return None
+        meta = files.read_json(META)
     except ModelError:
         return None
     if not isinstance(meta, dict) or meta.get("method") != "kae":
         return None
     try:
-        return read_registry(d / SLOTS_FILE)
+        return read_registry(files)
     except ModelError as e:
-        raise ModelError(f"{e}; the refit would lose its bindings, so repair or remove {d / SLOTS_FILE} first") from None
+        raise ModelError(f"{e}; the refit would lose its bindings, so repair or remove {d / SLOTS} first") from None
 
 
 def registry_bindings(reg: dict) -> list[Binding]:
@@ -186,11 +183,12 @@ def scorer_dims_from_file(path: Path, n_groups: int) -> list[int | None]:
 
 
 class _KaeDir:
-    """A KAE model directory opened for slot operations (JSON only; tensors loaded on demand)."""
+    """A KAE model directory opened for slot operations (JSON only; tensors loaded on demand).
+    ``sidkit.json`` and ``slots.json`` are read through one :class:`~sidkit.model.layout.ModelDir`."""
 
     def __init__(self, model_dir: str | os.PathLike | None):
-        from sidkit.io.artifacts import recover_dir
-        from sidkit.model.files import check_meta, read_json
+        from sidkit.model.files import read_meta
+        from sidkit.model.layout import recover_dir
 
         d = model_dir or os.environ.get("SIDKIT_MODEL") or "."
         self.shown = Path(d)
@@ -203,40 +201,40 @@ class _KaeDir:
             recover_dir(self.path)
         if not self.path.is_dir():
             raise ModelError(f"{d}: model directory not found; pass {opt('model_dir', '--model')} DIR, set $SIDKIT_MODEL or run inside a model directory")
-        mj = self.path / "sidkit.json"
-        if not mj.is_file():
-            raise ModelError(f"{d}: not a sidkit model directory (sidkit.json is missing); pass {opt('model_dir', '--model')} DIR or set $SIDKIT_MODEL")
-        self.meta = check_meta(read_json(mj), mj)
+        self.files = ModelDir(self.path)
+        if not self.files.is_file(META):
+            raise ModelError(f"{d}: not a sidkit model directory ({META} is missing); pass {opt('model_dir', '--model')} DIR or set $SIDKIT_MODEL")
+        self.meta = read_meta(self.files)
         if self.meta.get("method") != "kae":
             raise ModelError(f"{d}: a '{self.meta.get('method')}' model has no attribute slots; fit one with 'sidkit fit ITEMS --method kae'")
-        self.books = books_from_params(self.meta["estimator"]["params"], mj)
+        self.books = books_from_params(self.meta["estimator"]["params"], self.path / META)
         self.fingerprint = self.meta.get("model_fingerprint")
-        self.registry_path = self.path / SLOTS_FILE
         self._scorer_dims: list[int | None] | None = None
 
     @property
     def scorer_dims(self) -> list[int | None]:
         if self._scorer_dims is None:
-            self._scorer_dims = scorer_dims_from_file(self.path / "model.safetensors", len(self.books))
+            self._scorer_dims = scorer_dims_from_file(self.path / TENSORS, len(self.books))
         return self._scorer_dims
 
     def read(self) -> dict:
         """The validated registry."""
-        return read_registry(self.registry_path, self.books, self.scorer_dims, self.fingerprint)
+        return read_registry(self.files, self.books, self.scorer_dims, self.fingerprint)
 
     def group_of(self, category: str) -> int:
         return group_of(self.books, category)
 
     def lock(self):
-        from sidkit.io.artifacts import model_lock
+        from sidkit.model.lock import model_lock
 
         return model_lock(self.path, timeout=LOCK_TIMEOUT_S)
 
     def write(self, reg: dict) -> None:
-        from sidkit.io.artifacts import write_json_atomic
+        """Replace ``slots.json`` (the caller holds :meth:`lock`)."""
+        from sidkit.model.layout import replace_file
 
         reg["updated"] = _now()
-        write_json_atomic(self.registry_path, reg)
+        replace_file(self.path, SLOTS, reg)
 
 
 def books_from_params(params: dict, p: Path) -> list[GroupCodebook]:
@@ -336,20 +334,20 @@ def _scorer_row(kd: _KaeDir, g: int, w: str, aliases: Sequence[str], items, vect
 
     notes: list[str] = []
     try:
-        tensors = load_file(str(kd.path / "model.safetensors"))
+        tensors = load_file(str(kd.path / TENSORS))
     except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{kd.path / 'model.safetensors'}: unreadable ({str(e).splitlines()[0]}); re-run 'sidkit fit --method kae'") from None
+        raise ModelError(f"{kd.path / TENSORS}: unreadable ({str(e).splitlines()[0]}); re-run 'sidkit fit --method kae'") from None
     check_tensors(tensors, kd.meta, kd.path)
     sc = GroupScorer.from_tensors(tensors, f"route.{g}")
     if sc is None:
         return None, None, [f"group '{kd.books[g].name}' has no routing scorer; the word binds for explicit matches only"]
     if "reservoir.X" not in tensors or "reservoir.slots" not in tensors:
-        raise ModelError(f"{kd.path / 'model.safetensors'}: the routing reservoir is missing; re-run 'sidkit fit --method kae'")
+        raise ModelError(f"{kd.path / TENSORS}: the routing reservoir is missing; re-run 'sidkit fit --method kae'")
     Xr, Sr = tensors["reservoir.X"], tensors["reservoir.slots"][:, g]
     kp = kd.meta["estimator"]["params"]
     ivf = (tensors["reservoir.ivf.centroids"], tensors["reservoir.ivf.lists"]) if "reservoir.ivf.centroids" in tensors else None
     if ivf is not None and (bad := NeighbourFeatures.check_ivf(ivf, Xr)):
-        raise ModelError(f"{kd.path / 'model.safetensors'}: {bad}; re-run 'sidkit fit --method kae'")
+        raise ModelError(f"{kd.path / TENSORS}: {bad}; re-run 'sidkit fit --method kae'")
     feats = NeighbourFeatures(Xr, int(kp.get("route_neighbours", 0)), ivf=ivf, nprobe=int(kp.get("route_nprobe", IVF_NPROBE)))
     terms = {w, *[normalize_word(a) for a in aliases if normalize_word(a)]}
     if vector is not None:

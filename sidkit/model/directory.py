@@ -1,17 +1,9 @@
-"""The model directory: the one place that writes, loads and validates it.
+"""Writing and loading a whole model directory (layer 4: it builds tokenizers through
+:mod:`sidkit.methods`).
 
-| file | written from |
-|---|---|
-| ``model.safetensors`` | the tokenizer's ``state_dict()`` (fingerprinted: :func:`save_tensors`) |
-| ``sidkit.json`` | :func:`model_meta`: version, format, method, config, estimator class + params, fusion, input, training |
-| ``codes.parquet`` | the fitted codes and suffixes (metadata: method, sizes, fingerprint) |
-| ``codebooks.parquet`` | the tokenizer's ``codebooks_table(codes)`` |
-| ``report.json``, ``report.html`` | the audit of the fitted codes |
-| more | the tokenizer's ``extra_files()`` (``train_log.parquet``; KAE ``slots.json``, ``kae.toml``) |
-
-Loading checks every file against the others (:mod:`sidkit.model.files`), reads them through
-one directory handle, and rebuilds the tokenizer through the method registry
-(:mod:`sidkit.methods`).
+:func:`write_model_dir` writes every file of the layout (:mod:`sidkit.model`) at once, swapped in
+atomically; :func:`load_model` reads them through one :class:`~sidkit.model.layout.ModelDir`,
+checks each against the others (:mod:`sidkit.model.files`) and rebuilds the tokenizer.
 """
 
 from __future__ import annotations
@@ -26,9 +18,10 @@ import numpy as np
 
 from sidkit.errors import ModelError
 from sidkit.features import FusionSpec
-from sidkit.model.files import FORMAT_VERSION, tensor_fingerprint
+from sidkit.model.files import tensor_fingerprint
+from sidkit.model.layout import CODEBOOKS, CODES, FORMAT_VERSION, META, REPORT_HTML, REPORT_JSON, TENSORS
 
-__all__ = ["FORMAT_VERSION", "Model", "load_model", "model_meta", "save_tensors", "write_model_dir"]
+__all__ = ["Model", "load_model", "model_meta", "save_tensors", "write_model_dir"]
 
 
 def save_tensors(tensors: Mapping[str, np.ndarray], method: str) -> tuple[bytes, str]:
@@ -80,11 +73,11 @@ def write_model_dir(out: Path, *, blob: bytes, meta: dict, item_ids, codes: np.n
     codes_meta = {"method": meta["method"], "codebook_sizes": meta["codebook_sizes"],
                   "model_fingerprint": meta["model_fingerprint"], "n_levels": meta["n_levels"], **(codes_metadata or {})}
     with atomic_dir(out, locked=True) as tmp:
-        (tmp / "model.safetensors").write_bytes(blob)
-        write_json_atomic(tmp / "sidkit.json", meta)
-        pq.write_table(codes_table(item_ids, codes, suffix, codes_meta), tmp / "codes.parquet")
-        pq.write_table(codebooks, tmp / "codebooks.parquet")
-        write_json_atomic(tmp / "report.json", report)
+        (tmp / TENSORS).write_bytes(blob)
+        write_json_atomic(tmp / META, meta)
+        pq.write_table(codes_table(item_ids, codes, suffix, codes_meta), tmp / CODES)
+        pq.write_table(codebooks, tmp / CODEBOOKS)
+        write_json_atomic(tmp / REPORT_JSON, report)
         for name, content in extra.items():
             if isinstance(content, pa.Table):
                 pq.write_table(content, tmp / name)
@@ -94,7 +87,7 @@ def write_model_dir(out: Path, *, blob: bytes, meta: dict, item_ids, codes: np.n
                 write_json_atomic(tmp / name, content)
         from sidkit.report.html import render_html
 
-        render_html(report, tmp / "report.html")
+        render_html(report, tmp / REPORT_HTML)
 
 
 @dataclass
@@ -105,7 +98,7 @@ class Model:
     meta: dict
     estimator: Any  # the tokenizer
     fusion: FusionSpec
-    files: Any = None  # sidkit.model.files.ModelDir: the directory as it was when loaded
+    files: Any = None  # sidkit.model.layout.ModelDir: the directory as it was when loaded
 
     @property
     def tokenizer(self):
@@ -125,8 +118,8 @@ def load_model(model_dir: str | os.PathLike) -> Model:
     from safetensors.numpy import load as st_load
 
     from sidkit import methods
-    from sidkit.io.artifacts import recover_dir
-    from sidkit.model.files import ModelDir, check_estimator, check_meta, check_tensors
+    from sidkit.model.files import check_estimator, check_tensors, read_meta
+    from sidkit.model.layout import ModelDir, recover_dir
 
     p = Path(model_dir)
     if not p.exists():
@@ -134,19 +127,19 @@ def load_model(model_dir: str | os.PathLike) -> Model:
     if not p.is_dir():
         raise ModelError(f"{p}: model directory not found; pass the --out directory of 'sidkit fit'")
     d = ModelDir(p)
-    if not d.exists("sidkit.json"):
-        raise ModelError(f"{p}: not a sidkit model directory (sidkit.json is missing); pass the --out directory of 'sidkit fit'")
-    meta = check_meta(d.read_json("sidkit.json"), p / "sidkit.json")
+    if not d.exists(META):
+        raise ModelError(f"{p}: not a sidkit model directory ({META} is missing); pass the --out directory of 'sidkit fit'")
+    meta = read_meta(d)
     m = methods.method(meta["method"])
     cls = meta["estimator"].get("class", m.class_name)
     if cls != m.class_name:
-        raise ModelError(f"{p / 'sidkit.json'}: field 'estimator.class' is {cls!r}, but method '{m.name}' is fitted by "
+        raise ModelError(f"{p / META}: field 'estimator.class' is {cls!r}, but method '{m.name}' is fitted by "
                          f"{m.class_name}; restore the file or re-run 'sidkit fit' to rebuild the model")
-    raw = d.read_bytes("model.safetensors")
+    raw = d.read_bytes(TENSORS)
     try:
         tensors = st_load(raw)
     except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{p / 'model.safetensors'}: unreadable ({str(e).splitlines()[0]}); re-run 'sidkit fit'") from None
+        raise ModelError(f"{p / TENSORS}: unreadable ({str(e).splitlines()[0]}); re-run 'sidkit fit'") from None
     check_tensors(tensors, meta, p)
     tok = _load(m.class_name, meta["estimator"]["params"], tensors, p)
     tok.attach(d, meta)  # KAE: the slot registry

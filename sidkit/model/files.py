@@ -1,26 +1,23 @@
 """Validation of a model directory's files against each other.
 
 ``sidkit.json`` describes the fit, ``model.safetensors`` holds its tensors, ``codes.parquet`` the
-fitted codes and (KAE) ``slots.json`` the bindings. Every loader checks them here, so an edited or
-mixed-up file is a :class:`~sidkit.errors.ModelError` naming the file and the field, never
-codes that sidkit's own ``audit`` would reject.
+fitted codes. Every loader checks them here, so an edited or mixed-up file is a
+:class:`~sidkit.errors.ModelError` naming the file and the field, never codes that sidkit's own
+``audit`` would reject. (KAE's ``slots.json`` is checked against its codebooks by
+:func:`sidkit.kae.slots.check_registry`.)
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from sidkit.errors import ModelError
-
-FORMAT_VERSION = 1
-REFIT = "re-run 'sidkit fit' to rebuild the model"
+from sidkit.model.layout import FORMAT_VERSION, META, REFIT, TENSORS, ModelDir
 
 
 def tensor_fingerprint(tensors: Mapping[str, np.ndarray]) -> str:
@@ -31,25 +28,6 @@ def tensor_fingerprint(tensors: Mapping[str, np.ndarray]) -> str:
         h.update(f"{name}:{t.dtype.str}:{t.shape};".encode())
         h.update(t.tobytes())
     return h.hexdigest()[:16]
-
-
-def parse_json(raw: bytes, path: Path, fix: str = REFIT) -> Any:
-    """Parse JSON bytes read from ``path``; ModelError when they are not valid UTF-8 JSON."""
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{path}: not valid JSON ({str(e).splitlines()[0]}); {fix}") from None
-
-
-def read_json(path: Path, *, what: str = "model file", fix: str = REFIT) -> Any:
-    """Parse a JSON file; ModelError when it is missing, unreadable or not valid UTF-8 JSON."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{path}: {what} not found; {fix}") from None
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read the {what} ({e.strerror}); {fix}") from None
-    return parse_json(raw, path, fix)
 
 
 def _field(p: Path, name: str, problem: str) -> ModelError:
@@ -112,11 +90,16 @@ def check_meta(meta: Any, p: Path) -> dict:
     return meta
 
 
+def read_meta(d: ModelDir) -> dict:
+    """``sidkit.json`` of an opened model directory, read and validated."""
+    return check_meta(d.read_json(META), d.path / META)
+
+
 def check_tensors(tensors: Mapping[str, np.ndarray], meta: dict, d: Path) -> None:
     """``model.safetensors`` must be the tensors ``sidkit.json`` was written with."""
     fp = meta.get("model_fingerprint")
     if fp is not None and tensor_fingerprint(tensors) != fp:
-        raise ModelError(f"{d / 'model.safetensors'}: its tensors are not the ones {d / 'sidkit.json'} was written with "
+        raise ModelError(f"{d / TENSORS}: its tensors are not the ones {d / META} was written with "
                          f"(model_fingerprint {fp}); the files come from different fits or were edited, {REFIT}")
 
 
@@ -134,7 +117,7 @@ def estimator_shape(est) -> tuple[list[int], int | None]:
 
 def check_estimator(est, meta: dict, d: Path) -> None:
     """Codebook sizes, levels and input width of the loaded tensors against ``sidkit.json``."""
-    p = d / "sidkit.json"
+    p = d / META
     sizes, dim = estimator_shape(est)
     if sizes != list(meta["codebook_sizes"]):
         raise _field(p, "codebook_sizes", f"is {meta['codebook_sizes']} but model.safetensors holds codebooks of sizes {sizes}")
@@ -158,56 +141,3 @@ def check_model_codes(ids, codes: np.ndarray, suffix: np.ndarray, md: dict | Non
             raise ModelError(f"{path}: row {int(bad[0]) + row_offset} holds a code outside the model's codebooks {sizes}; {REFIT}")
         if (suffix < 0).any():
             raise ModelError(f"{path}: column 'suffix' holds a negative value at row {int(np.flatnonzero(suffix < 0)[0]) + row_offset}; {REFIT}")
-
-
-class ModelDir:
-    """A model directory opened for reading: every file is read relative to one directory handle,
-    so a concurrent refit that swaps the directory cannot mix files of two fits."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except FileNotFoundError:
-            raise ModelError(f"{self.path}: model directory not found; pass the --out directory of 'sidkit fit'") from None
-        except NotADirectoryError:
-            raise ModelError(f"{self.path}: is a file, not a model directory; pass the --out directory of 'sidkit fit'") from None
-        except OSError as e:
-            raise ModelError(f"{self.path}: cannot open the model directory ({e.strerror})") from None
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __del__(self):  # pragma: no cover - best effort
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def _opener(self, name, flags):
-        return os.open(name, flags, dir_fd=self._fd)
-
-    def exists(self, name: str) -> bool:
-        try:
-            os.stat(name, dir_fd=self._fd)
-            return True
-        except FileNotFoundError:
-            return False
-
-    def open(self, name: str):
-        """A binary file object of ``name`` inside the directory."""
-        return open(name, "rb", opener=self._opener)
-
-    def read_bytes(self, name: str, what: str = "model file", fix: str = REFIT) -> bytes:
-        try:
-            with self.open(name) as f:
-                return f.read()
-        except FileNotFoundError:
-            raise ModelError(f"{self.path}: not a complete sidkit model directory ({name} is missing); {fix}") from None
-        except OSError as e:
-            raise ModelError(f"{self.path / name}: cannot read the {what} ({e.strerror}); {fix}") from None
-
-    def read_json(self, name: str, what: str = "model file", fix: str = REFIT) -> Any:
-        return parse_json(self.read_bytes(name, what, fix), self.path / name, fix)

@@ -227,7 +227,7 @@ class Tokenizer:
 
     def attach(self, files, meta: dict) -> None:
         """Read the files of its model directory that this tokenizer keeps outside the tensors
-        (``files``: a :class:`~sidkit.model.files.ModelDir`; KAE: ``slots.json``)."""
+        (``files``: a :class:`~sidkit.model.layout.ModelDir`; KAE: ``slots.json``)."""
 
     def carry_over(self, previous: Path | None, items: Items) -> None:
         """Take over what users added to the model this fit replaces (``previous`` is its

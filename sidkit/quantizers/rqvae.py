@@ -494,8 +494,9 @@ class RQVAE(Tokenizer):
 
     def extra_files(self, fingerprint: str) -> dict:
         from sidkit.io.artifacts import rows_table
+        from sidkit.model.layout import TRAIN_LOG
 
-        return {"train_log.parquet": rows_table(self.history_)} if getattr(self, "history_", None) else {}
+        return {TRAIN_LOG: rows_table(self.history_)} if getattr(self, "history_", None) else {}
 
     # --- persistence -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -134,7 +135,7 @@ def _meta(kind: str, **params: object) -> dict[bytes, bytes]:
 # catalog
 
 
-def make_catalog(
+def make_catalog(  # long for its docstring; the code is ~50 lines of named steps
     n_items: int = 2000,
     dim: int = 64,
     *,
@@ -197,8 +198,51 @@ def make_catalog(
     if not (0.0 <= float(near_duplicate_frac) <= 0.5):
         raise ConfigError(f"near_duplicate_frac must be in [0, 0.5], got {near_duplicate_frac!r}")
     r_names, r_cent, r_items, r_attr, r_dup, r_img = _streams(seed, 6)
+    tree = _category_tree(r_names, n_top, n_mid, n_leaf)
+    cent = _category_centroids(r_cent, tree, dim)
 
-    # ---- names: categories (unique across the catalog), per-leaf title tokens, brands
+    # ---- items
+    leaf = r_items.choice(tree.n_leaves, size=n_items, p=cent.leaf_share)
+    noise = _offsets(r_items, (n_items, dim), cent.leaf_noise[leaf][:, None])
+    emb = _normalize(cent.leaf_c[leaf] + noise)
+    brand, colors, materials, titles = _item_attributes(r_attr, tree, cent, leaf)
+    width = max(6, len(str(n_items)))
+    item_ids = [f"item_{i + 1:0{width}d}" for i in range(n_items)]
+    duplicate_of: list[str | None] = [None] * n_items
+    img = None
+    if image_dim:
+        # shared leaf structure + part of the text item noise + own noise, through a fixed projection
+        own = _offsets(r_img, (n_items, dim), cent.leaf_noise[leaf][:, None])
+        img_latent = cent.leaf_c[leaf] + 0.6 * noise + 0.8 * own
+        proj = r_img.standard_normal((dim, image_dim)) / np.sqrt(dim)
+        img = _normalize(img_latent @ proj)
+    n_dup = int(round(float(near_duplicate_frac) * n_items))
+    if n_dup:
+        _plant_duplicates(r_dup, n_dup, emb=emb, img=img, leaf=leaf, brand=brand, titles=titles, colors=colors,
+                          materials=materials, duplicate_of=duplicate_of, item_ids=item_ids)
+
+    columns = {
+        "item_id": pa.array(item_ids, type=pa.string()),
+        "title": pa.array(titles, type=pa.string()),
+        "brand": pa.array(brand.tolist(), type=pa.string()),
+        "categories": pa.array([tree.paths[j] for j in leaf], type=pa.list_(pa.string())),
+        "category_leaf": pa.array([tree.leaf_names[j] for j in leaf], type=pa.string()),
+        "color": pa.array(colors, type=pa.string()),
+        "material": pa.array(materials, type=pa.string()),
+        "duplicate_of": pa.array(duplicate_of, type=pa.string()),
+        "embedding": _fixed_size_list(emb),
+    }
+    if image_dim:
+        columns["image_embedding"] = _fixed_size_list(img)
+    meta = _meta(
+        "make_catalog", n_items=n_items, dim=dim, n_categories=[n_top, n_mid, n_leaf],
+        near_duplicate_frac=float(near_duplicate_frac), image_dim=image_dim, seed=int(seed),
+    )  # fmt: skip
+    return pa.table(columns).replace_schema_metadata(meta)
+
+
+def _category_tree(r_names: np.random.Generator, n_top: int, n_mid: int, n_leaf: int) -> SimpleNamespace:
+    """Names: categories (unique across the catalog), per-leaf title tokens, brands (own per top + shared)."""
     taken = {w.lower() for w in _TOP_NAMES + _ADJECTIVES + _COLORS + _MATERIALS}
     top_names = _TOP_NAMES[:n_top] + _words(r_names, max(0, n_top - len(_TOP_NAMES)), taken)
     mid_names = _words(r_names, n_top * n_mid, taken)
@@ -214,34 +258,40 @@ def make_catalog(
     paths = [
         [top_names[leaf_top[j]], mid_names[leaf_mid[j]], leaf_names[j]] for j in range(n_leaves)
     ]
+    return SimpleNamespace(n_top=n_top, n_mid=n_mid, n_leaves=n_leaves, leaf_names=leaf_names, leaf_tokens=leaf_tokens,
+                           n_own=n_own, n_shared=n_shared, own_brands=own_brands, shared_brands=shared_brands,
+                           leaf_mid=leaf_mid, leaf_top=leaf_top, paths=paths)
 
-    # ---- centroids (hierarchical Gaussian) and per-category attribute preferences
+
+def _category_centroids(r_cent: np.random.Generator, tree: SimpleNamespace, dim: int) -> SimpleNamespace:
+    """Centroids (hierarchical Gaussian), leaf sizes and noise, per-category attribute preferences."""
+    n_top, n_mid, n_leaves = tree.n_top, tree.n_mid, tree.n_leaves
     top_c = _normalize(r_cent.standard_normal((n_top, dim)))
     mid_c = top_c[np.arange(n_top * n_mid) // n_mid] + _offsets(r_cent, (n_top * n_mid, dim), _MID_SPREAD)
-    leaf_c = mid_c[leaf_mid] + _offsets(r_cent, (n_leaves, dim), _LEAF_SPREAD)
+    leaf_c = mid_c[tree.leaf_mid] + _offsets(r_cent, (n_leaves, dim), _LEAF_SPREAD)
     leaf_noise = r_cent.uniform(*_ITEM_SPREAD, size=n_leaves)
     leaf_share = r_cent.dirichlet(np.full(n_leaves, 2.0))  # uneven leaf sizes
     leaf_color_p = r_cent.dirichlet(np.full(len(_COLORS), 0.3), size=n_leaves)
     mid_material_p = r_cent.dirichlet(np.full(len(_MATERIALS), 0.3), size=n_top * n_mid)
+    return SimpleNamespace(leaf_c=leaf_c, leaf_noise=leaf_noise, leaf_share=leaf_share, leaf_color_p=leaf_color_p,
+                           mid_material_p=mid_material_p)
 
-    # ---- items
-    leaf = r_items.choice(n_leaves, size=n_items, p=leaf_share)
-    noise = _offsets(r_items, (n_items, dim), leaf_noise[leaf][:, None])
-    latent = leaf_c[leaf] + noise
-    emb = _normalize(latent)
 
-    own_w, shared_w = _zipf(n_own, 1.1), _zipf(n_shared, 1.1)
+def _item_attributes(r_attr: np.random.Generator, tree: SimpleNamespace, cent: SimpleNamespace, leaf: np.ndarray):
+    """Brand, color, material (nullable) and title of every item; returns (brand array, colors, materials, titles)."""
+    n_items = leaf.size
+    own_w, shared_w = _zipf(tree.n_own, 1.1), _zipf(tree.n_shared, 1.1)
     use_own = r_attr.random(n_items) < _OWN_BRAND
-    own_pick = r_attr.choice(n_own, size=n_items, p=own_w)
-    shared_pick = r_attr.choice(n_shared, size=n_items, p=shared_w)
-    brand = np.where(use_own, own_brands[leaf_top[leaf], own_pick], shared_brands[shared_pick])
+    own_pick = r_attr.choice(tree.n_own, size=n_items, p=own_w)
+    shared_pick = r_attr.choice(tree.n_shared, size=n_items, p=shared_w)
+    brand = np.where(use_own, tree.own_brands[tree.leaf_top[leaf], own_pick], tree.shared_brands[shared_pick])
 
     u_color = r_attr.random(n_items)
-    color_idx = (leaf_color_p[leaf].cumsum(axis=1) < u_color[:, None]).sum(axis=1)
+    color_idx = (cent.leaf_color_p[leaf].cumsum(axis=1) < u_color[:, None]).sum(axis=1)
     color_idx = np.minimum(color_idx, len(_COLORS) - 1)
     color_null = r_attr.random(n_items) < _COLOR_NULL
     u_mat = r_attr.random(n_items)
-    mat_idx = (mid_material_p[leaf_mid[leaf]].cumsum(axis=1) < u_mat[:, None]).sum(axis=1)
+    mat_idx = (cent.mid_material_p[tree.leaf_mid[leaf]].cumsum(axis=1) < u_mat[:, None]).sum(axis=1)
     mat_idx = np.minimum(mat_idx, len(_MATERIALS) - 1)
     mat_null = r_attr.random(n_items) < _MATERIAL_NULL
     adj = r_attr.integers(len(_ADJECTIVES), size=n_items)
@@ -255,56 +305,29 @@ def make_catalog(
     titles = []
     for i in range(n_items):
         j = leaf[i]
-        t = f"{brand[i]} {_ADJECTIVES[adj[i]]} {leaf_tokens[j, tok[i]]} {leaf_names[j]}"
+        t = f"{brand[i]} {_ADJECTIVES[adj[i]]} {tree.leaf_tokens[j, tok[i]]} {tree.leaf_names[j]}"
         if colors[i] is not None and say_color[i]:
             t += f", {colors[i].title()}"
         titles.append(f"{t} {chr(65 + model_letter[i])}-{model_num[i]}")
+    return brand, colors, materials, titles
 
-    width = max(6, len(str(n_items)))
-    item_ids = [f"item_{i + 1:0{width}d}" for i in range(n_items)]
-    duplicate_of: list[str | None] = [None] * n_items
 
-    # ---- planted near-duplicates: copy an original's attributes, suffix its title, jitter its vector
-    n_dup = int(round(float(near_duplicate_frac) * n_items))
-    img_latent = None
-    if image_dim:
-        # shared leaf structure + part of the text item noise + own noise, through a fixed projection
-        own = _offsets(r_img, (n_items, dim), leaf_noise[leaf][:, None])
-        img_latent = leaf_c[leaf] + 0.6 * noise + 0.8 * own
-        proj = r_img.standard_normal((dim, image_dim)) / np.sqrt(dim)
-        img = _normalize(img_latent @ proj)
-    if n_dup:
-        perm = r_dup.permutation(n_items)
-        dups, origs = perm[:n_dup], perm[n_dup : 2 * n_dup]
-        suffix = r_dup.integers(len(_DUP_SUFFIXES), size=n_dup)
-        emb[dups] = _normalize(emb[origs] + _offsets(r_dup, (n_dup, dim), _DUP_SPREAD))
-        if image_dim:
-            img[dups] = _normalize(img[origs] + _offsets(r_dup, (n_dup, image_dim), _DUP_SPREAD))
-        leaf[dups] = leaf[origs]
-        brand[dups] = brand[origs]
-        for d, o, s in zip(dups.tolist(), origs.tolist(), suffix.tolist()):
-            titles[d] = titles[o] + _DUP_SUFFIXES[s]
-            colors[d], materials[d] = colors[o], materials[o]
-            duplicate_of[d] = item_ids[o]
-
-    columns = {
-        "item_id": pa.array(item_ids, type=pa.string()),
-        "title": pa.array(titles, type=pa.string()),
-        "brand": pa.array(brand.tolist(), type=pa.string()),
-        "categories": pa.array([paths[j] for j in leaf], type=pa.list_(pa.string())),
-        "category_leaf": pa.array([leaf_names[j] for j in leaf], type=pa.string()),
-        "color": pa.array(colors, type=pa.string()),
-        "material": pa.array(materials, type=pa.string()),
-        "duplicate_of": pa.array(duplicate_of, type=pa.string()),
-        "embedding": _fixed_size_list(emb),
-    }
-    if image_dim:
-        columns["image_embedding"] = _fixed_size_list(img)
-    meta = _meta(
-        "make_catalog", n_items=n_items, dim=dim, n_categories=[n_top, n_mid, n_leaf],
-        near_duplicate_frac=float(near_duplicate_frac), image_dim=image_dim, seed=int(seed),
-    )  # fmt: skip
-    return pa.table(columns).replace_schema_metadata(meta)
+def _plant_duplicates(r_dup: np.random.Generator, n_dup: int, *, emb, img, leaf, brand, titles, colors, materials,
+                      duplicate_of, item_ids) -> None:
+    """Planted near-duplicates, in place: copy an original's attributes, suffix its title, jitter its vector(s)."""
+    n_items, dim = emb.shape
+    perm = r_dup.permutation(n_items)
+    dups, origs = perm[:n_dup], perm[n_dup : 2 * n_dup]
+    suffix = r_dup.integers(len(_DUP_SUFFIXES), size=n_dup)
+    emb[dups] = _normalize(emb[origs] + _offsets(r_dup, (n_dup, dim), _DUP_SPREAD))
+    if img is not None:
+        img[dups] = _normalize(img[origs] + _offsets(r_dup, (n_dup, img.shape[1]), _DUP_SPREAD))
+    leaf[dups] = leaf[origs]
+    brand[dups] = brand[origs]
+    for d, o, s in zip(dups.tolist(), origs.tolist(), suffix.tolist()):
+        titles[d] = titles[o] + _DUP_SUFFIXES[s]
+        colors[d], materials[d] = colors[o], materials[o]
+        duplicate_of[d] = item_ids[o]
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,69 +378,14 @@ def make_interactions(
     if max_len > n:
         raise ConfigError(f"max_len ({max_len}) is larger than the catalog ({n} items)")
     r_pop, r_users = _streams(seed, 2)
-
-    if "category_leaf" in catalog.column_names:
-        leaf_names = np.array(catalog.column("category_leaf").to_pylist(), dtype=object)
-        leaf_names[leaf_names == None] = ""  # noqa: E711  (object array elementwise compare)
-        uniq, leaf = np.unique(leaf_names.astype(str), return_inverse=True)
-    else:
-        uniq, leaf = np.array([""]), np.zeros(n, dtype=np.int64)
-    n_leaves = len(uniq)
-    leaf_mid = np.zeros(n_leaves, dtype=np.int64)
-    if "categories" in catalog.column_names:
-        mids = [" > ".join((p or [])[:2]) for p in catalog.column("categories").to_pylist()]
-        _, mid_of_item = np.unique(np.array(mids, dtype=str), return_inverse=True)
-        leaf_mid[leaf] = mid_of_item  # every item of a leaf shares its mid
-
-    pop = 1.0 / (1.0 + r_pop.permutation(n)) ** _POP_EXPONENT
-    all_items = np.arange(n)
-    global_cum = np.cumsum(pop) / pop.sum()
-    order = np.argsort(leaf, kind="stable")
-    bounds = np.searchsorted(leaf[order], np.arange(n_leaves + 1))
-    leaf_items = [order[bounds[j] : bounds[j + 1]] for j in range(n_leaves)]
-    leaf_cum = []
-    for items in leaf_items:
-        c = np.cumsum(pop[items])
-        leaf_cum.append(c / c[-1])
-    leaf_pop = np.array([pop[items].sum() for items in leaf_items])
-    leaf_p = np.sqrt(leaf_pop) / np.sqrt(leaf_pop).sum()  # flatter than item popularity
-    mid_leaves = {m: np.flatnonzero(leaf_mid == m) for m in np.unique(leaf_mid)}
-
-    def draw(j: int | None, seen: set[int]) -> int:
-        """An unseen item of leaf ``j`` (whole catalog when None), by popularity."""
-        items, cum = (all_items, global_cum) if j is None else (leaf_items[j], leaf_cum[j])
-        i = int(items[min(int(np.searchsorted(cum, r_users.random())), len(items) - 1)])
-        if i not in seen:
-            return i
-        rest = np.array([k for k in items.tolist() if k not in seen], dtype=np.int64)
-        if len(rest) == 0:  # leaf exhausted: any unseen item (max_len <= n, so one exists)
-            rest = np.array([k for k in range(n) if k not in seen], dtype=np.int64)
-        c = np.cumsum(pop[rest])
-        return int(rest[min(int(np.searchsorted(c, r_users.random() * c[-1])), len(rest) - 1)])
+    leaf, n_leaves, leaf_mid = _leaf_structure(catalog)
+    pick = _ItemPicker(r_pop, r_users, leaf, n_leaves, leaf_mid)
 
     users, items_out, positions, times = [], [], [], []
     uwidth = max(5, len(str(n_users)))
     for u in range(n_users):
-        k = min(n_leaves, 1 + int(r_users.random() < 0.5))
-        prefs = r_users.choice(n_leaves, size=k, replace=False, p=leaf_p)
-        length = int(r_users.integers(min_len, max_len + 1))
-        cur = int(prefs[0])
-        seen: set[int] = set()
-        seq = []
-        for _ in range(length):
-            r = r_users.random()
-            if r < 0.78:
-                if k > 1 and r_users.random() < 0.25:
-                    cur = int(prefs[1]) if cur == int(prefs[0]) else int(prefs[0])
-                i = draw(cur, seen)
-            elif r < 0.90:
-                sib = mid_leaves[leaf_mid[cur]]
-                j = int(sib[r_users.integers(len(sib))])
-                i = draw(j, seen)
-            else:
-                i = draw(None, seen)
-            seen.add(i)
-            seq.append(i)
+        seq = pick.sequence(min_len, max_len)
+        length = len(seq)
         start = _BASE_TIME + int(r_users.integers(0, 180 * 86400))
         gaps = 60 + np.floor(r_users.exponential(6 * 3600, size=length)).astype(np.int64)
         gaps[0] = 0
@@ -440,6 +408,85 @@ def make_interactions(
             "split": pa.array(split.tolist(), type=pa.string()),
         }
     ).replace_schema_metadata(meta)
+
+
+def _leaf_structure(catalog: pa.Table) -> tuple[np.ndarray, int, np.ndarray]:
+    """Each item's leaf index, the number of leaves and each leaf's mid index (one category when the
+    catalog has no ``category_leaf``; one mid when it has no ``categories``)."""
+    n = catalog.num_rows
+    if "category_leaf" in catalog.column_names:
+        leaf_names = np.array(catalog.column("category_leaf").to_pylist(), dtype=object)
+        leaf_names[leaf_names == None] = ""  # noqa: E711  (object array elementwise compare)
+        uniq, leaf = np.unique(leaf_names.astype(str), return_inverse=True)
+    else:
+        uniq, leaf = np.array([""]), np.zeros(n, dtype=np.int64)
+    n_leaves = len(uniq)
+    leaf_mid = np.zeros(n_leaves, dtype=np.int64)
+    if "categories" in catalog.column_names:
+        mids = [" > ".join((p or [])[:2]) for p in catalog.column("categories").to_pylist()]
+        _, mid_of_item = np.unique(np.array(mids, dtype=str), return_inverse=True)
+        leaf_mid[leaf] = mid_of_item  # every item of a leaf shares its mid
+    return leaf, n_leaves, leaf_mid
+
+
+class _ItemPicker:
+    """The users' item choices of :func:`make_interactions`: Zipf item popularity (random ranks, from
+    ``r_pop``), preferred leaves by flattened leaf popularity; every choice draws from ``r_users``."""
+
+    def __init__(self, r_pop, r_users, leaf, n_leaves, leaf_mid):
+        n = leaf.size
+        self.r, self.n, self.n_leaves, self.leaf_mid = r_users, n, n_leaves, leaf_mid
+        self.pop = pop = 1.0 / (1.0 + r_pop.permutation(n)) ** _POP_EXPONENT
+        self.all_items = np.arange(n)
+        self.global_cum = np.cumsum(pop) / pop.sum()
+        order = np.argsort(leaf, kind="stable")
+        bounds = np.searchsorted(leaf[order], np.arange(n_leaves + 1))
+        self.leaf_items = leaf_items = [order[bounds[j] : bounds[j + 1]] for j in range(n_leaves)]
+        self.leaf_cum = []
+        for items in leaf_items:
+            c = np.cumsum(pop[items])
+            self.leaf_cum.append(c / c[-1])
+        leaf_pop = np.array([pop[items].sum() for items in leaf_items])
+        self.leaf_p = np.sqrt(leaf_pop) / np.sqrt(leaf_pop).sum()  # flatter than item popularity
+        self.mid_leaves = {m: np.flatnonzero(leaf_mid == m) for m in np.unique(leaf_mid)}
+
+    def draw(self, j: int | None, seen: set[int]) -> int:
+        """An unseen item of leaf ``j`` (whole catalog when None), by popularity."""
+        items, cum = (self.all_items, self.global_cum) if j is None else (self.leaf_items[j], self.leaf_cum[j])
+        i = int(items[min(int(np.searchsorted(cum, self.r.random())), len(items) - 1)])
+        if i not in seen:
+            return i
+        rest = np.array([k for k in items.tolist() if k not in seen], dtype=np.int64)
+        if len(rest) == 0:  # leaf exhausted: any unseen item (max_len <= n, so one exists)
+            rest = np.array([k for k in range(self.n) if k not in seen], dtype=np.int64)
+        c = np.cumsum(self.pop[rest])
+        return int(rest[min(int(np.searchsorted(c, self.r.random() * c[-1])), len(rest) - 1)])
+
+    def sequence(self, min_len: int, max_len: int) -> list[int]:
+        """One user's items: 1 or 2 preferred leaves, then per step the current preferred leaf (78%,
+        switching now and then), a sibling leaf (12%) or the whole catalog (10%); no repeats."""
+        r = self.r
+        k = min(self.n_leaves, 1 + int(r.random() < 0.5))
+        prefs = r.choice(self.n_leaves, size=k, replace=False, p=self.leaf_p)
+        length = int(r.integers(min_len, max_len + 1))
+        cur = int(prefs[0])
+        seen: set[int] = set()
+        seq = []
+        for _ in range(length):
+            x = r.random()
+            if x < 0.78:
+                if k > 1 and r.random() < 0.25:
+                    cur = int(prefs[1]) if cur == int(prefs[0]) else int(prefs[0])
+                i = self.draw(cur, seen)
+            elif x < 0.90:
+                sib = self.mid_leaves[self.leaf_mid[cur]]
+                j = int(sib[r.integers(len(sib))])
+                i = self.draw(j, seen)
+            else:
+                i = self.draw(None, seen)
+            seen.add(i)
+            seq.append(i)
+        return seq
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,66 +545,81 @@ def write_large_catalog(
     n_clusters = _check_int("n_clusters", n_clusters, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     seed = _check_int("seed", seed, 0)
-    rng = np.random.default_rng([seed, 0])
-    centers = _normalize(rng.standard_normal((n_clusters, dim))).astype(np.float32)
-    subs = np.repeat(centers, _LARGE_SUB, axis=0) + _offsets(
-        rng, (n_clusters * _LARGE_SUB, dim), _LARGE_SUB_SPREAD
-    )
-    subs = subs.astype(np.float32)
-    cum = np.cumsum(rng.dirichlet(np.full(n_clusters, 2.0)))
-    scale = np.float32(_LARGE_ITEM_SPREAD / np.sqrt(dim))
-
-    def block(b: int) -> np.ndarray:
-        start = b * _LARGE_BLOCK
-        m = min(_LARGE_BLOCK, n_items - start)
-        r = np.random.default_rng([seed, 1, b])
-        cl = np.minimum(np.searchsorted(cum, r.random(m), side="right"), n_clusters - 1)
-        sub = cl * _LARGE_SUB + r.integers(_LARGE_SUB, size=m)
-        x = r.standard_normal((m, dim), dtype=np.float32)
-        x *= scale
-        x += subs[sub]
-        x /= np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
-        if not attributes:
-            return x, None
-        brand = (cl % _LARGE_BRANDS).astype(np.int32)
-        color = pa.array((sub * 7 + cl) % len(_LARGE_COLORS), type=pa.int32(),
-                         mask=np.random.default_rng([seed, 2, b]).random(m) < _LARGE_COLOR_MISSING)
-        return x, (brand, color)
-
+    gen = _LargeMixture(n_items, dim, n_clusters, seed, attributes)
     fields = [("item_id", pa.int64()), ("embedding", pa.list_(pa.float32(), dim))]
     extra = {}
     if attributes:
         fields += [("brand", pa.string()), ("color", pa.string())]
         extra["attributes"] = True
-        brands = pa.array([f"brand-{i:02d}" for i in range(_LARGE_BRANDS)])
-        colors = pa.array(_LARGE_COLORS)
     schema = pa.schema(
         fields,
         metadata=_meta("write_large_catalog", n_items=n_items, dim=dim, n_clusters=n_clusters, seed=seed, **extra),
     )
     path = Path(path)
-    cache: tuple[int, tuple] | None = None
     with atomic_path(path, suffix=".parquet") as tmp:
         with pq.ParquetWriter(
             tmp, schema, compression="none", use_dictionary=["brand", "color"] if attributes else False,
             write_statistics=["item_id"],
         ) as writer:
             for a in range(0, n_items, batch_size):
-                b = min(a + batch_size, n_items)
-                pieces, attrs = [], []
-                for k in range(a // _LARGE_BLOCK, (b - 1) // _LARGE_BLOCK + 1):
-                    if cache is None or cache[0] != k:
-                        cache = (k, block(k))
-                    lo = k * _LARGE_BLOCK
-                    sl = slice(max(a, lo) - lo, min(b, lo + _LARGE_BLOCK) - lo)
-                    pieces.append(cache[1][0][sl])
-                    if attributes:
-                        attrs.append((cache[1][1][0][sl], cache[1][1][1][sl]))
-                x = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-                cols = [pa.array(np.arange(a, b, dtype=np.int64)), _fixed_size_list(x)]
-                if attributes:
-                    cols.append(brands.take(pa.array(np.concatenate([p[0] for p in attrs]))))
-                    cols.append(colors.take(pa.concat_arrays([p[1] for p in attrs])))
-                batch = pa.record_batch(cols, schema=schema)
+                batch = pa.record_batch(gen.rows(a, min(a + batch_size, n_items)), schema=schema)
                 writer.write_batch(batch, row_group_size=batch_size)
     return path
+
+
+class _LargeMixture:
+    """The two-level Gaussian mixture of :func:`write_large_catalog`, generated in blocks of
+    ``_LARGE_BLOCK`` rows with a random stream per block (the last block is kept for the next rows)."""
+
+    def __init__(self, n_items: int, dim: int, n_clusters: int, seed: int, attributes: bool):
+        self.n_items, self.dim, self.n_clusters, self.seed, self.attributes = n_items, dim, n_clusters, seed, attributes
+        rng = np.random.default_rng([seed, 0])
+        centers = _normalize(rng.standard_normal((n_clusters, dim))).astype(np.float32)
+        subs = np.repeat(centers, _LARGE_SUB, axis=0) + _offsets(
+            rng, (n_clusters * _LARGE_SUB, dim), _LARGE_SUB_SPREAD
+        )
+        self.subs = subs.astype(np.float32)
+        self.cum = np.cumsum(rng.dirichlet(np.full(n_clusters, 2.0)))
+        self.scale = np.float32(_LARGE_ITEM_SPREAD / np.sqrt(dim))
+        if attributes:
+            self.brands = pa.array([f"brand-{i:02d}" for i in range(_LARGE_BRANDS)])
+            self.colors = pa.array(_LARGE_COLORS)
+        self._cache: tuple[int, tuple] | None = None
+
+    def block(self, b: int) -> tuple:
+        """Block ``b``: its unit vectors and, with attributes, (brand index, color index with nulls)."""
+        start = b * _LARGE_BLOCK
+        m = min(_LARGE_BLOCK, self.n_items - start)
+        seed = self.seed
+        r = np.random.default_rng([seed, 1, b])
+        cl = np.minimum(np.searchsorted(self.cum, r.random(m), side="right"), self.n_clusters - 1)
+        sub = cl * _LARGE_SUB + r.integers(_LARGE_SUB, size=m)
+        x = r.standard_normal((m, self.dim), dtype=np.float32)
+        x *= self.scale
+        x += self.subs[sub]
+        x /= np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+        if not self.attributes:
+            return x, None
+        brand = (cl % _LARGE_BRANDS).astype(np.int32)
+        color = pa.array((sub * 7 + cl) % len(_LARGE_COLORS), type=pa.int32(),
+                         mask=np.random.default_rng([seed, 2, b]).random(m) < _LARGE_COLOR_MISSING)
+        return x, (brand, color)
+
+    def rows(self, a: int, b: int) -> list:
+        """The columns of rows ``a`` .. ``b``-1 (item_id, embedding[, brand, color])."""
+        pieces, attrs = [], []
+        for k in range(a // _LARGE_BLOCK, (b - 1) // _LARGE_BLOCK + 1):
+            if self._cache is None or self._cache[0] != k:
+                self._cache = (k, self.block(k))
+            blk = self._cache[1]
+            lo = k * _LARGE_BLOCK
+            sl = slice(max(a, lo) - lo, min(b, lo + _LARGE_BLOCK) - lo)
+            pieces.append(blk[0][sl])
+            if self.attributes:
+                attrs.append((blk[1][0][sl], blk[1][1][sl]))
+        x = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        cols = [pa.array(np.arange(a, b, dtype=np.int64)), _fixed_size_list(x)]
+        if self.attributes:
+            cols.append(self.brands.take(pa.array(np.concatenate([p[0] for p in attrs]))))
+            cols.append(self.colors.take(pa.concat_arrays([p[1] for p in attrs])))
+        return cols

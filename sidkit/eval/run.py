@@ -69,7 +69,7 @@ def _common_catalog(tables) -> tuple[np.ndarray, list[str]]:
     return common, warnings
 
 
-def evaluate(
+def evaluate(  # long for its docstring (the result contract); the code is ~40 lines of named steps
     codes_paths: Sequence[str | os.PathLike],
     interactions: str | os.PathLike,
     *,
@@ -133,9 +133,65 @@ def evaluate(
     ``n_items``, ``protocol``, ``split``, ``warnings``, ``seconds``.
     """
     t_start = time.perf_counter()
+    codes_paths = list(codes_paths)
+    names, seeds = _check_args(codes_paths, model=model, names=names, seeds=seeds, collisions=collisions, baselines=baselines)
+    cfg = _train_config(train_config, epochs)
+
+    tables, warnings = _read_tables(codes_paths, names, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
+    catalog, w2 = _common_catalog(tables)
+    warnings += w2
+
+    split, test_hist, test_tgt = _load_split(interactions, catalog, warnings)
+
+    import torch
+
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(cfg.threads)))
+    tiger = model == "tiger"
+    res = _Rows(tiger)
+    run = _Run(split=split, test_hist=test_hist, test_tgt=test_tgt, cfg=cfg, seeds=seeds, beam=beam, progress=progress,
+               catalog=catalog)
+    for t in tables:
+        row, ranks_by_seed, infos, cce = _eval_table(t, model, collisions, run, warnings)
+        res.finish(row, ranks_by_seed, infos, cce if tiger else None)
+    _eval_baselines(baselines, run, res)
+    torch.set_num_threads(n_threads)
+
+    _add_bootstrap_deltas(res, tiger, n_bootstrap=n_bootstrap, seed=seeds[0])
+    rows = res.rows
+    rnd = 1.0 / split.n_items
+    extra = {"per_user": res.per_user_arrays()} if return_per_user else {}
+    return {
+        **extra,
+        "rows": rows,
+        "reference": rows[0]["name"],
+        "n_users": int(len(test_tgt)),
+        "n_items": int(split.n_items),
+        "random_recall@10": min(1.0, 10 * rnd),
+        "protocol": _protocol(split, cfg, tiger=tiger, n_bootstrap=n_bootstrap, beam=beam, collisions=collisions),
+        "split": split.info,
+        "warnings": warnings,
+        "seconds": time.perf_counter() - t_start,
+    }
+
+
+def _load_split(interactions, catalog, warnings: list):
+    """The leave-one-out split of the interactions with catalog items, and its test histories and targets."""
+    from sidkit.eval.split import load_split
+
+    split = load_split(interactions, catalog)
+    if split.info["n_interactions_dropped"]:
+        warnings.append(f"{split.info['n_interactions_dropped']} interactions are with items outside the SID tables and were dropped")
+    _, test_hist, test_tgt = split.histories("test")
+    if len(test_tgt) == 0:
+        raise DataError(f"{interactions}: no user has both a history and a test target after the split")
+    return split, test_hist, test_tgt
+
+
+def _check_args(codes_paths, *, model, names, seeds, collisions, baselines) -> tuple[list[str], list[int]]:
+    """Validate evaluate's arguments; return the display names (made unique) and the seeds as ints."""
     if model not in MODELS:
         raise ConfigError(f"{opt('model')} '{model}' is not known; choose one of {', '.join(MODELS)}")
-    codes_paths = list(codes_paths)
     if not codes_paths:
         raise ConfigError("give at least one SID table")
     if names is None or len(names) == 0:
@@ -153,6 +209,10 @@ def evaluate(
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
         raise ConfigError(f"baseline {bad[0]!r} is not known; choose from {', '.join(BASELINES)}")
+    return names, seeds
+
+
+def _train_config(train_config, epochs):
     from sidkit.eval.models import TrainConfig
 
     cfg = dataclasses.replace(train_config or TrainConfig())  # a copy: the caller's config stays as it was
@@ -161,149 +221,163 @@ def evaluate(
             raise ConfigError(f"{opt('epochs')} {epochs}: must be >= 1")
         cfg.epochs = int(epochs)
         cfg.tiger_epochs = int(epochs)
+    return cfg
 
-    tables, warnings = _read_tables(codes_paths, names, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
-    catalog, w2 = _common_catalog(tables)
-    warnings += w2
 
-    from sidkit.eval.split import load_split
+@dataclasses.dataclass
+class _Run:
+    """What every downstream training of one evaluate call shares."""
 
-    split = load_split(interactions, catalog)
-    if split.info["n_interactions_dropped"]:
-        warnings.append(f"{split.info['n_interactions_dropped']} interactions are with items outside the SID tables and were dropped")
-    _, test_hist, test_tgt = split.histories("test")
-    if len(test_tgt) == 0:
-        raise DataError(f"{interactions}: no user has both a history and a test target after the split")
+    split: object
+    test_hist: object
+    test_tgt: object
+    cfg: object
+    seeds: list
+    beam: int
+    progress: Callable | None
+    catalog: object  # the item ids, in the order of the split's item index
 
-    import torch
 
-    import sidkit.eval.models as M
+def _per_user_recall(ranks_by_seed):
+    return np.mean([recall_at_k(r, 10) for r in ranks_by_seed], axis=0)
 
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(cfg.threads)))
-    rows, per_user, per_user_item = [], [], []
-    tiger = model == "tiger"
 
-    def finish(row, ranks_by_seed, infos, cce_by_seed=None):
+class _Rows:
+    """The result rows, and per row each test user's Recall@10 (and ItemHit@10 with tiger) for the bootstrap."""
+
+    def __init__(self, tiger: bool):
+        self.tiger = tiger
+        self.rows, self.per_user, self.per_user_item = [], [], []
+
+    def finish(self, row, ranks_by_seed, infos, cce_by_seed=None):
         """cce_by_seed: per seed (beam groups, target groups, group sizes); None = item-level ranker."""
+        from sidkit.eval.metrics import cce_at_k
+
         mats = np.stack([np.concatenate([[summarize(r)[k] for k in METRIC_KEYS]]) for r in ranks_by_seed])
         for j, k in enumerate(METRIC_KEYS):
             row[k] = float(mats[:, j].mean())
             row[f"{k}_std"] = float(mats[:, j].std(ddof=1)) if len(mats) > 1 else 0.0
-        if tiger:
+        if self.tiger:
             if cce_by_seed is None:  # an item-level ranking: every "SID" is one item
                 for k in CCE_KEYS:
                     src = k.replace("itemhit", "recall").replace("itemndcg", "ndcg")
                     row[k], row[f"{k}_std"] = row[src], row[f"{src}_std"]
-                per_user_item.append(per_user_recall(ranks_by_seed))
+                self.per_user_item.append(_per_user_recall(ranks_by_seed))
             else:
                 cm = np.stack([[summarize_cce(*c)[k] for k in CCE_KEYS] for c in cce_by_seed])
                 for j, k in enumerate(CCE_KEYS):
                     row[k] = float(cm[:, j].mean())
                     row[f"{k}_std"] = float(cm[:, j].std(ddof=1)) if len(cm) > 1 else 0.0
-                per_user_item.append(np.mean([cce_at_k(*c, 10)[0] for c in cce_by_seed], axis=0))
+                self.per_user_item.append(np.mean([cce_at_k(*c, 10)[0] for c in cce_by_seed], axis=0))
         row["best_epochs"] = [i.get("best_epoch") for i in infos]
         row["train_seconds"] = float(sum(i.get("train_seconds", 0.0) for i in infos))
         row["eval_seconds"] = float(sum(i.get("eval_seconds", 0.0) for i in infos))
-        rows.append(row)
-        per_user.append(per_user_recall(ranks_by_seed))
+        self.rows.append(row)
+        self.per_user.append(_per_user_recall(ranks_by_seed))
 
-    def per_user_recall(ranks_by_seed):
-        return np.mean([recall_at_k(r, 10) for r in ranks_by_seed], axis=0)
+    def per_user_arrays(self) -> dict:
+        out = {"recall@10": [np.asarray(v, np.float64) for v in self.per_user]}
+        if self.tiger:
+            out["itemhit@10"] = [np.asarray(v, np.float64) for v in self.per_user_item]
+        return out
 
-    from sidkit.eval.metrics import cce_at_k
 
+def _table_sids(t, group: bool, catalog, warnings: list):
+    """The SIDs the downstream model sees: as given (``group``) or made unique with a de-dup suffix."""
+    import sidkit.eval.models as M
+
+    if group:  # the SIDs as given: the codes, plus the table's own suffix
+        return M.table_sids(t["codes"], t["suffix"], t["sizes"])
+    sid_full, sizes = M.full_sids(t["codes"], t["suffix"], t["sizes"], catalog)
+    if t["suffix"] is None:
+        warnings.append(f"{t['name']}: no suffix; a de-dup suffix was computed (0, 1, ... inside each collision group)")
+    if len(np.unique(sid_full, axis=0)) != len(sid_full):
+        raise DataError(f"{t['path']}: the SIDs with their suffix are not unique; give a table whose sid + suffix identify one item")
+    return sid_full, sizes
+
+
+def _eval_table(t, model, collisions, run: _Run, warnings: list):
+    """Train and test the downstream model on one SID table, once per seed; return (row, ranks, infos, cce)."""
+    import sidkit.eval.models as M
     from sidkit.metrics.collision import collision_rate
 
-    for t in tables:
-        group = tiger and collisions == "group"
-        if group:  # the SIDs as given: the codes, plus the table's own suffix
-            sid_full, sizes = M.table_sids(t["codes"], t["suffix"], t["sizes"])
+    tiger = model == "tiger"
+    group = tiger and collisions == "group"
+    sid_full, sizes = _table_sids(t, group, run.catalog, warnings)
+    cr = collision_rate(t["codes"])
+    split, cfg = run.split, run.cfg
+    ranks_by_seed, infos, cce = [], [], []
+    for s in run.seeds:
+        stage = f"{t['name']} seed {s}"
+        if model == "sasrec-sid":
+            M._set_seed(s)  # the embedding's initialisation must not depend on earlier work in the process
+            emb = M.SidItemEmbedding(sid_full, sizes, cfg.d)
+            net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=run.progress, stage=stage)
+            t0 = time.perf_counter()
+            ranks = M.sasrec_ranks(net, run.test_hist, run.test_tgt, tie_order=M._tie_order(split.n_items))
         else:
-            sid_full, sizes = M.full_sids(t["codes"], t["suffix"], t["sizes"], catalog)
-            if t["suffix"] is None:
-                warnings.append(f"{t['name']}: no suffix; a de-dup suffix was computed (0, 1, ... inside each collision group)")
-            if len(np.unique(sid_full, axis=0)) != len(sid_full):
-                raise DataError(f"{t['path']}: the SIDs with their suffix are not unique; give a table whose sid + suffix identify one item")
-        cr = collision_rate(t["codes"])
-        ranks_by_seed, infos, cce = [], [], []
-        for s in seeds:
-            stage = f"{t['name']} seed {s}"
-            if model == "sasrec-sid":
-                M._set_seed(s)  # the embedding's initialisation must not depend on earlier work in the process
-                emb = M.SidItemEmbedding(sid_full, sizes, cfg.d)
-                net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=progress, stage=stage)
-                t0 = time.perf_counter()
-                ranks = M.sasrec_ranks(net, test_hist, test_tgt, tie_order=M._tie_order(split.n_items))
-            else:
-                net, trie, info = M.train_tiger(split, sid_full, sizes, seed=s, cfg=cfg, beam=beam, progress=progress,
-                                                stage=stage, shared=group)
-                t0 = time.perf_counter()
-                groups, _ = M.tiger_beam_search(net, trie, test_hist, beam=beam)
-                tg = trie.group_of[test_tgt]
-                ranks = M.ranks_from_beams(groups, tg)
-                cce.append((groups, tg, trie.group_size))
-            info["eval_seconds"] = time.perf_counter() - t0
-            ranks_by_seed.append(ranks)
-            infos.append(info)
-        row = {"name": t["name"], "model": model, "seeds": seeds, "levels": int(t["codes"].shape[1]),
-               "collision_rate": float(cr)}
-        if tiger:
-            row["sid_collision_rate"] = float(collision_rate(sid_full))
-            row["generated_tokens"] = int(sid_full.shape[1])
-        finish(row, ranks_by_seed, infos, cce if tiger else None)
+            net, trie, info = M.train_tiger(split, sid_full, sizes, seed=s, cfg=cfg, beam=run.beam, progress=run.progress,
+                                            stage=stage, shared=group)
+            t0 = time.perf_counter()
+            groups, _ = M.tiger_beam_search(net, trie, run.test_hist, beam=run.beam)
+            tg = trie.group_of[run.test_tgt]
+            ranks = M.ranks_from_beams(groups, tg)
+            cce.append((groups, tg, trie.group_size))
+        info["eval_seconds"] = time.perf_counter() - t0
+        ranks_by_seed.append(ranks)
+        infos.append(info)
+    row = {"name": t["name"], "model": model, "seeds": run.seeds, "levels": int(t["codes"].shape[1]),
+           "collision_rate": float(cr)}
+    if tiger:
+        row["sid_collision_rate"] = float(collision_rate(sid_full))
+        row["generated_tokens"] = int(sid_full.shape[1])
+    return row, ranks_by_seed, infos, cce
 
+
+def _eval_baselines(baselines, run: _Run, res: _Rows) -> None:
+    """The rows of the baselines that ignore the SIDs: most-popular, then sasrec-id (one training per seed)."""
+    import sidkit.eval.models as M
+
+    split, cfg = run.split, run.cfg
     if "most-popular" in baselines:
-        ranks = M.most_popular_ranks(split, test_tgt)
-        finish({"name": "most-popular", "model": "most-popular", "seeds": []}, [ranks], [{}])
+        ranks = M.most_popular_ranks(split, run.test_tgt)
+        res.finish({"name": "most-popular", "model": "most-popular", "seeds": []}, [ranks], [{}])
     if "sasrec-id" in baselines:
         ranks_by_seed, infos = [], []
-        for s in seeds:
+        for s in run.seeds:
             M._set_seed(s)
             emb = M.IdItemEmbedding(split.n_items, cfg.d)
-            net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=progress, stage=f"sasrec-id seed {s}")
-            ranks_by_seed.append(M.sasrec_ranks(net, test_hist, test_tgt, tie_order=M._tie_order(split.n_items)))
+            net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=run.progress, stage=f"sasrec-id seed {s}")
+            ranks_by_seed.append(M.sasrec_ranks(net, run.test_hist, run.test_tgt, tie_order=M._tie_order(split.n_items)))
             infos.append(info)
-        finish({"name": "sasrec-id", "model": "sasrec-id", "seeds": seeds}, ranks_by_seed, infos)
+        res.finish({"name": "sasrec-id", "model": "sasrec-id", "seeds": run.seeds}, ranks_by_seed, infos)
 
-    torch.set_num_threads(n_threads)
+
+def _add_bootstrap_deltas(res: _Rows, tiger: bool, *, n_bootstrap: int, seed: int) -> None:
+    """Paired bootstrap of every row against the first: delta Recall@10 (and ItemHit@10 with tiger) with CIs."""
     from sidkit.eval.bootstrap import paired_bootstrap
 
-    boot = paired_bootstrap(per_user, n_resamples=n_bootstrap, seed=seeds[0])
-    for row, b in zip(rows, boot):
+    boot = paired_bootstrap(res.per_user, n_resamples=n_bootstrap, seed=seed)
+    for row, b in zip(res.rows, boot):
         row["delta_recall@10"] = b["delta"]
         row["delta_recall@10_ci"] = b["ci"]
         row["delta_recall@10_abs"] = b["delta_abs"]
         row["delta_resolved"] = b["resolved"]
     if tiger:
-        for row, b in zip(rows, paired_bootstrap(per_user_item, n_resamples=n_bootstrap, seed=seeds[0])):
+        for row, b in zip(res.rows, paired_bootstrap(res.per_user_item, n_resamples=n_bootstrap, seed=seed)):
             row["delta_itemhit@10"] = b["delta"]
             row["delta_itemhit@10_ci"] = b["ci"]
             row["delta_itemhit@10_resolved"] = b["resolved"]
-    rnd = 1.0 / split.n_items
-    extra = {}
-    if return_per_user:
-        extra["per_user"] = {"recall@10": [np.asarray(v, np.float64) for v in per_user]}
-        if tiger:
-            extra["per_user"]["itemhit@10"] = [np.asarray(v, np.float64) for v in per_user_item]
-    return {
-        **extra,
-        "rows": rows,
-        "reference": rows[0]["name"],
-        "n_users": int(len(test_tgt)),
-        "n_items": int(split.n_items),
-        "random_recall@10": min(1.0, 10 * rnd),
-        "protocol": {"ranking": "full catalog, no sampled negatives", "history_masked": False,
-                     "history_len": split.max_history, "ks": list(KS), "bootstrap_resamples": n_bootstrap,
-                     "beam": beam if tiger else None, "collisions": collisions if tiger else None,
-                     "early_stopping": (f"tiger: {cfg.tiger_epochs} epochs, one-cycle schedule to lr {cfg.tiger_lr} "
-                                        f"(warm-up {cfg.tiger_warmup:g} of the steps), best validation Recall@10 epoch of the second half kept"
-                                        if tiger else f"validation Recall@10, patience {cfg.patience}, max {cfg.epochs} epochs"),
-                     "train_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}},
-        "split": split.info,
-        "warnings": warnings,
-        "seconds": time.perf_counter() - t_start,
-    }
+
+
+def _protocol(split, cfg, *, tiger, n_bootstrap, beam, collisions) -> dict:
+    return {"ranking": "full catalog, no sampled negatives", "history_masked": False,
+            "history_len": split.max_history, "ks": list(KS), "bootstrap_resamples": n_bootstrap,
+            "beam": beam if tiger else None, "collisions": collisions if tiger else None,
+            "early_stopping": (f"tiger: {cfg.tiger_epochs} epochs, one-cycle schedule to lr {cfg.tiger_lr} "
+                               f"(warm-up {cfg.tiger_warmup:g} of the steps), best validation Recall@10 epoch of the second half kept"
+                               if tiger else f"validation Recall@10, patience {cfg.patience}, max {cfg.epochs} epochs"),
+            "train_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
 
 
 def _first(ids):

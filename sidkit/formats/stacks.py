@@ -183,9 +183,57 @@ def stack_export(codes_path, fmt: str, out, *, name: str | None = None, interact
                  suffix_size: int | None = None, base=None) -> dict:
     """Write one of :data:`STACK_FORMATS` to the folder ``out`` (replaced as a whole). Returns a
     summary dict (format, path, files, n_items, n_levels, n_users, n_grid_tokens, warnings)."""
-    from sidkit.io.artifacts import atomic_dir, check_output
+    from sidkit.io.artifacts import atomic_dir
     from sidkit.io.codes import unused_suffix
     from sidkit.io.sidtable import read_sid_table
+
+    tf, name = _check_stack_args(codes_path, fmt, out, name=name, interactions=interactions, items=items,
+                                 token_format=token_format, base=base)
+    ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, suffix=suffix, codebook_size=codebook_size)
+    sfx = unused_suffix(codes_path, sfx, suffix)
+    warnings = list(warnings)
+    n, L = codes.shape
+    info = {"format": fmt, "path": str(out), "name": name, "n_items": int(n), "n_levels": int(L), "token_format": tf,
+            "files": [], "warnings": warnings}
+
+    if fmt == "minionerec":
+        rows = _minionerec_tokens(codes, sfx, tf, codes_path)
+    elif fmt == "openonerec":
+        rows = item_rows(codes, None, tf)
+    else:
+        rows = item_rows(codes, sfx, tf)
+    grid = None
+    if fmt in ("openonerec", "hf-tokenizer") or tokens_file is not None:
+        grid = _stack_grid(fmt, needs_sizes(sizes, codes_path), sfx, suffix_size, tf, info)
+    side = _side_inputs(ids, n, items=items, interactions=interactions, title_col=title_col, text_cols=text_cols,
+                        info=info, warnings=warnings)
+    if fmt == "openonerec" and L != 3:
+        warnings.append(f"OpenOneRec's data scripts format 3 codes per item (<s_a_..><s_b_..><s_c_..>); this table has {L} levels")
+    if fmt == "openonerec" and sfx is not None and not _suffix_unused(sfx):
+        warnings.append(f"{int(np.count_nonzero(sfx))} items share their core SID with an earlier item; pid2sid.parquet holds the "
+                        f"core codes, so a generated SID maps to several pids (sidkit lookup lists them all)")
+
+    with atomic_dir(out) as tmp:
+        folder = _Folder(tmp)
+        if fmt == "lcrec":
+            _write_lcrec(folder, name, rows, ids, side)
+        elif fmt == "minionerec":
+            _write_minionerec(folder, name, rows, ids, side)
+        elif fmt == "openonerec":
+            _write_openonerec(folder, name, ids, codes, grid)
+        else:
+            info.update(hf_tokenizer_export(base, grid, tmp))
+            folder.files.extend(info.pop("hf_files"))
+        if tokens_file is not None:
+            write_tokens_file(tokens_file, grid, out, tmp)
+            info["tokens_file"] = str(tokens_file)
+        info["files"] = folder.files
+    return info
+
+
+def _check_stack_args(codes_path, fmt, out, *, name, interactions, items, token_format, base) -> tuple[str, str]:
+    """Check the format, output folder, token format and base; return (token format, file name stem)."""
+    from sidkit.io.artifacts import check_output
 
     if fmt not in STACK_FORMATS:
         raise ConfigError(f"{opt('fmt', '--format')} {fmt!r}: use one of {', '.join(STACK_FORMATS)}")
@@ -201,95 +249,87 @@ def stack_export(codes_path, fmt: str, out, *, name: str | None = None, interact
         if base is None:
             raise ConfigError(f"--format hf-tokenizer needs {opt('base', '--base')} DIR: a local Hugging Face tokenizer or model directory")
         _need_transformers()
-    ids, codes, sfx, sizes, warnings = read_sid_table(codes_path, id_col=id_col, suffix=suffix, codebook_size=codebook_size)
-    sfx = unused_suffix(codes_path, sfx, suffix)
-    warnings = list(warnings)
-    n, L = codes.shape
-    info = {"format": fmt, "path": str(out), "name": name, "n_items": int(n), "n_levels": int(L), "token_format": tf,
-            "files": [], "warnings": warnings}
+    return tf, name
 
-    if fmt == "minionerec":
-        rows = _minionerec_tokens(codes, sfx, tf, codes_path)
-    elif fmt == "openonerec":
-        rows = item_rows(codes, None, tf)
+
+def _stack_grid(fmt: str, sizes, sfx, suffix_size, tf: str, info: dict) -> list[str]:
+    """The token grid of the export (suffix tokens only where a suffix token is written)."""
+    if fmt == "openonerec" or (fmt == "minionerec" and _suffix_unused(sfx)):
+        ssz = 0  # no suffix token is written
     else:
-        rows = item_rows(codes, sfx, tf)
+        ssz = suffix_grid_size(sizes, sfx, suffix_size)
+    grid = token_grid(sizes, suffix_size=ssz, fmt=tf, markers=fmt == "openonerec")
+    info["n_grid_tokens"] = len(grid)
+    info["suffix_grid_size"] = ssz
+    return grid
 
-    grid = None
-    if fmt in ("openonerec", "hf-tokenizer") or tokens_file is not None:
-        sizes = needs_sizes(sizes, codes_path)
-        if fmt == "openonerec" or (fmt == "minionerec" and _suffix_unused(sfx)):
-            ssz = 0  # no suffix token is written
-        else:
-            ssz = suffix_grid_size(sizes, sfx, suffix_size)
-        grid = token_grid(sizes, suffix_size=ssz, fmt=tf, markers=fmt == "openonerec")
-        info["n_grid_tokens"] = len(grid)
-        info["suffix_grid_size"] = ssz
 
-    titles = descs = None
+def _side_inputs(ids, n: int, *, items, interactions, title_col, text_cols, info: dict, warnings: list) -> dict:
+    """Titles and descriptions from ``items`` and user sequences from ``interactions`` (None when not given)."""
+    side = {"titles": None, "descs": None, "users": None, "seqs": None, "parts": None}
     if items is not None:
         titles, descs, n_missing = read_item_text(items, ids, id_col=None, title_col=title_col,
-                                                     text_cols=None if text_cols is None else list(text_cols))
+                                                  text_cols=None if text_cols is None else list(text_cols))
+        side.update(titles=titles, descs=descs)
         if n_missing:
             warnings.append(f"{items}: {n_missing} of {n} items of the SID table are not in the catalog; their title and description are empty")
-    seqs = None
     if interactions is not None:
         users, seqs, parts, dropped = user_sequences(interactions, ids)
+        side.update(users=users, seqs=seqs, parts=parts)
         info["n_users"] = len(users)
         if dropped:
             warnings.append(f"{interactions}: {dropped} interactions name items that are not in the SID table; they are left out")
-    if fmt == "openonerec" and L != 3:
-        warnings.append(f"OpenOneRec's data scripts format 3 codes per item (<s_a_..><s_b_..><s_c_..>); this table has {L} levels")
-    if fmt == "openonerec" and sfx is not None and not _suffix_unused(sfx):
-        warnings.append(f"{int(np.count_nonzero(sfx))} items share their core SID with an earlier item; pid2sid.parquet holds the "
-                        f"core codes, so a generated SID maps to several pids (sidkit lookup lists them all)")
+    return side
 
-    with atomic_dir(out) as tmp:
-        files = []
 
-        def put(rel: str, text: str | None = None, table=None):
-            p = tmp / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if table is not None:
-                _write_pq(table, p)
-            else:
-                p.write_text(text, encoding="utf-8")
-            files.append(rel)
+class _Folder:
+    """The temp copy of the export folder: ``put`` writes a text or Parquet file and lists it."""
 
-        index = {str(i): r for i, r in enumerate(rows)}
-        if fmt == "lcrec":
-            put(f"{name}.index.json", _dumps(index))
-            put(f"{name}.id_map.parquet", table=_id_map_table(ids))
-            if seqs is not None:
-                put(f"{name}.inter.json", _dumps({u: s for u, s in zip(users, seqs)}))
-            if titles is not None:
-                put(f"{name}.item.json", _dumps({str(i): {"title": t, "description": d} for i, (t, d) in enumerate(zip(titles, descs))}))
-        elif fmt == "minionerec":
-            sids = ["".join(r) for r in rows]
-            tt = titles if titles is not None else [f"Item_{i}" for i in range(n)]
-            tt = [t if t else f"Item_{i}" for i, t in enumerate(tt)]
-            put(f"info/{name}.txt", "".join(f"{s}\t{t}\t{i}\n" for i, (s, t) in enumerate(zip(sids, tt))))
-            put(f"index/{name}.index.json", _dumps(index))
-            put(f"index/{name}.item.json", _dumps({str(i): {"title": t, "description": "" if descs is None else descs[i]}
-                                                   for i, t in enumerate(tt)}))
-            put(f"{name}.id_map.parquet", table=_id_map_table(ids))
-            if seqs is not None:
-                for split, text in _minionerec_csvs(users, seqs, parts, sids, tt).items():
-                    put(f"{split}/{name}.csv", text)
-        elif fmt == "openonerec":
-            import pyarrow as pa
+    def __init__(self, root: Path):
+        self.root, self.files = root, []
 
-            put(f"{name}.parquet", table=pa.table({"pid": pa.array(_id_list(ids)),
-                                                   "sid": pa.array(codes.astype(np.int64).tolist(), pa.list_(pa.int64()))}))
-            put("added_tokens.txt", "".join(t + "\n" for t in grid))
+    def put(self, rel: str, text: str | None = None, table=None) -> None:
+        p = self.root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if table is not None:
+            _write_pq(table, p)
         else:
-            info.update(hf_tokenizer_export(base, grid, tmp))
-            files.extend(info.pop("hf_files"))
-        if tokens_file is not None:
-            write_tokens_file(tokens_file, grid, out, tmp)
-            info["tokens_file"] = str(tokens_file)
-        info["files"] = files
-    return info
+            p.write_text(text, encoding="utf-8")
+        self.files.append(rel)
+
+
+def _write_lcrec(folder: _Folder, name: str, rows, ids, side: dict) -> None:
+    put = folder.put
+    put(f"{name}.index.json", _dumps({str(i): r for i, r in enumerate(rows)}))
+    put(f"{name}.id_map.parquet", table=_id_map_table(ids))
+    if side["seqs"] is not None:
+        put(f"{name}.inter.json", _dumps({u: s for u, s in zip(side["users"], side["seqs"])}))
+    if side["titles"] is not None:
+        put(f"{name}.item.json", _dumps({str(i): {"title": t, "description": d}
+                                         for i, (t, d) in enumerate(zip(side["titles"], side["descs"]))}))
+
+
+def _write_minionerec(folder: _Folder, name: str, rows, ids, side: dict) -> None:
+    put, n, descs = folder.put, len(rows), side["descs"]
+    sids = ["".join(r) for r in rows]
+    tt = side["titles"] if side["titles"] is not None else [f"Item_{i}" for i in range(n)]
+    tt = [t if t else f"Item_{i}" for i, t in enumerate(tt)]
+    put(f"info/{name}.txt", "".join(f"{s}\t{t}\t{i}\n" for i, (s, t) in enumerate(zip(sids, tt))))
+    put(f"index/{name}.index.json", _dumps({str(i): r for i, r in enumerate(rows)}))
+    put(f"index/{name}.item.json", _dumps({str(i): {"title": t, "description": "" if descs is None else descs[i]}
+                                           for i, t in enumerate(tt)}))
+    put(f"{name}.id_map.parquet", table=_id_map_table(ids))
+    if side["seqs"] is not None:
+        for split, text in _minionerec_csvs(side["users"], side["seqs"], side["parts"], sids, tt).items():
+            put(f"{split}/{name}.csv", text)
+
+
+def _write_openonerec(folder: _Folder, name: str, ids, codes, grid) -> None:
+    import pyarrow as pa
+
+    folder.put(f"{name}.parquet", table=pa.table({"pid": pa.array(_id_list(ids)),
+                                                  "sid": pa.array(codes.astype(np.int64).tolist(), pa.list_(pa.int64()))}))
+    folder.put("added_tokens.txt", "".join(t + "\n" for t in grid))
 
 
 def write_tokens_file(path, grid: list[str], out_dir=None, tmp_dir=None) -> None:

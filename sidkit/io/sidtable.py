@@ -254,8 +254,39 @@ def _read_table(p: Path, kind: str, id_col: str | None = None):
 
 
 def _table_codes(table, p: Path, id_col: str | None, row0: int = 0):
+    """(ids, codes, suffix, token column names, id array, id column name) of one SID table (or one batch of it,
+    whose first row is row ``row0`` of the file)."""
+    idc, code_kind, code_col, level_cols, sfx_name = _code_layout(table, p, id_col)
+    idarr = table.column(idc).combine_chunks()
+    check_no_null_ids(idarr, p, idc, row0)
+    ids = idarr.to_numpy(zero_copy_only=False)
+    if code_kind == "list":
+        codes = _list_codes(table.column(code_col).combine_chunks(), p, code_col, row0, len(ids))
+        token_cols = [f"{code_col}[{l}]" for l in range(codes.shape[1])]
+    elif code_kind == "levels":
+        cols = [level_cols[l] for l in range(len(level_cols))]
+        mats = []
+        for c in cols:
+            a = table.column(c).combine_chunks()
+            mats.append(_int_column(a, p, c, row0))
+        codes = np.stack(mats, axis=1)
+        token_cols = cols
+    else:
+        arr = table.column(code_col).combine_chunks()
+        values = arr.to_pylist()
+        codes = _parse_strings(values, p, code_col, ids)
+        token_cols = [f"{code_col}[{l}]" for l in range(codes.shape[1])]
+    sfx = None
+    if sfx_name is not None and sfx_name not in (idc,) and code_kind is not None:
+        a = table.column(sfx_name).combine_chunks()
+        sfx = _int_column(a, p, sfx_name, row0).astype(np.int32)
+    return ids, codes, sfx, token_cols, idarr, idc
+
+
+def _code_layout(table, p: Path, id_col: str | None):
+    """Which columns hold what: (id column, code kind "list" / "levels" / "strings", the list or
+    string column (None for levels), {level: column}, suffix column or None)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     names = table.column_names
     if table.num_rows == 0:
@@ -271,7 +302,7 @@ def _table_codes(table, p: Path, id_col: str | None, row0: int = 0):
             level_cols.setdefault(int(m.group(2)), c)
     list_cols = [c for c in names if c != idc and _is_list(table.schema.field(c).type)]
     sfx_name = lower.get("suffix")
-    code_kind = None
+    code_kind, list_col = None, None
     if "sid" in names and _is_list(table.schema.field("sid").type):
         code_kind, list_col = "list", "sid"
     elif len(list_cols) == 1:
@@ -301,48 +332,32 @@ def _table_codes(table, p: Path, id_col: str | None, row0: int = 0):
         if not rest:
             raise SchemaError(f"{p}: no id column found (columns: {', '.join(names)}); add an 'item_id' column or pass {opt('id_col')}")
         idc = rest[0]
-    idarr = table.column(idc).combine_chunks()
-    check_no_null_ids(idarr, p, idc, row0)
-    ids = idarr.to_numpy(zero_copy_only=False)
-    if code_kind == "list":
-        arr = table.column(list_col).combine_chunks()
-        if isinstance(arr, pa.ExtensionArray):
-            arr = arr.storage
-        if arr.null_count:
-            row = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-            raise DataError(f"{p}: column {list_col!r} is null at row {row0 + row}; every item needs a SID")
-        vtype = arr.type.value_type
-        if not pa.types.is_integer(vtype):
-            raise DataError(f"{p}: column {list_col!r} holds {vtype} values; SID codes must be integers")
-        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
-        L = int(lengths[0])
-        if (lengths != L).any():
-            bad = int(np.flatnonzero(lengths != L)[0])
-            raise DataError(f"{p}: column {list_col!r} row {row0 + bad} has {int(lengths[bad])} codes but row {row0} has {L}; all SIDs need the same length")
-        flat = arr.flatten()
-        if flat.null_count:
-            bad = int(np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))[0]) // max(L, 1)
-            raise DataError(f"{p}: column {list_col!r} has a null code at row {row0 + bad}; every code must be an integer")
-        codes = flat.to_numpy(zero_copy_only=False).reshape(len(ids), L)
-        token_cols = [f"{list_col}[{l}]" for l in range(L)]
-    elif code_kind == "levels":
-        cols = [level_cols[l] for l in range(len(level_cols))]
-        mats = []
-        for c in cols:
-            a = table.column(c).combine_chunks()
-            mats.append(_int_column(a, p, c, row0))
-        codes = np.stack(mats, axis=1)
-        token_cols = cols
-    else:
-        arr = table.column(list_col).combine_chunks()
-        values = arr.to_pylist()
-        codes = _parse_strings(values, p, list_col, ids)
-        token_cols = [f"{list_col}[{l}]" for l in range(codes.shape[1])]
-    sfx = None
-    if sfx_name is not None and sfx_name not in (idc,) and code_kind is not None:
-        a = table.column(sfx_name).combine_chunks()
-        sfx = _int_column(a, p, sfx_name, row0).astype(np.int32)
-    return ids, codes, sfx, token_cols, idarr, idc
+    return idc, code_kind, list_col, level_cols, sfx_name
+
+
+def _list_codes(arr, p: Path, list_col: str, row0: int, n: int) -> np.ndarray:
+    """The (n, L) codes of a list<int> column: no null SID, no null code, one length for all."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(arr, pa.ExtensionArray):
+        arr = arr.storage
+    if arr.null_count:
+        row = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(f"{p}: column {list_col!r} is null at row {row0 + row}; every item needs a SID")
+    vtype = arr.type.value_type
+    if not pa.types.is_integer(vtype):
+        raise DataError(f"{p}: column {list_col!r} holds {vtype} values; SID codes must be integers")
+    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+    L = int(lengths[0])
+    if (lengths != L).any():
+        bad = int(np.flatnonzero(lengths != L)[0])
+        raise DataError(f"{p}: column {list_col!r} row {row0 + bad} has {int(lengths[bad])} codes but row {row0} has {L}; all SIDs need the same length")
+    flat = arr.flatten()
+    if flat.null_count:
+        bad = int(np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))[0]) // max(L, 1)
+        raise DataError(f"{p}: column {list_col!r} has a null code at row {row0 + bad}; every code must be an integer")
+    return flat.to_numpy(zero_copy_only=False).reshape(n, L)
 
 
 def _is_list(t) -> bool:

@@ -446,21 +446,10 @@ def fit_new_row(scorer: GroupScorer, X_pos: np.ndarray, X_neg: np.ndarray, y_neg
     if extra:
         base_W = np.concatenate([base_W, np.stack([w for _, w, _ in extra])])
         base_b = np.concatenate([base_b, np.array([bb for _, _, bb in extra], np.float32)])
-    idx = {int(s): i for i, s in enumerate(scorer.classes)}
-    y_neg = np.array([idx.get(int(s), -1) for s in y_neg_slot], np.int64)
-    keep = y_neg >= 0
-    n_carriers = 0
-    if carriers is not None:
-        carriers = np.asarray(carriers, bool)
-        if carriers.shape != (len(X_neg),):
-            raise ValueError(f"carriers has shape {carriers.shape}, the negatives are {len(X_neg)} rows")
-        n_carriers = int((keep & carriers).sum())
-        keep &= ~carriers
-    Xn = X_neg[keep]
-    yn = y_neg[keep]
+    Xn, yn, n_carriers = _reservoir_negatives(scorer, X_neg, y_neg_slot, carriers)
     C = len(base_b) + 1
     Xsn = scorer.standardize(Xn)
-    null_cls = idx.get(NULL)
+    null_cls = {int(s): i for i, s in enumerate(scorer.classes)}.get(NULL)
     true_neg = yn != (null_cls if null_cls is not None else -1)
 
     def fit_on(P):
@@ -490,13 +479,33 @@ def fit_new_row(scorer: GroupScorer, X_pos: np.ndarray, X_neg: np.ndarray, y_neg
         b = b + shift
         cv = cv + shift
     if stats is not None:
-        recall = float((cv >= 0).mean()) if cv is not None and len(cv) else None
-        fp = float((_margins(scorer, Xn[true_neg], w, b, extra) >= 0).mean()) if true_neg.any() else None
-        nulls = ~true_neg
-        null_share = float((_margins(scorer, Xn[nulls], w, b, extra) >= 0).mean()) if nulls.any() else None
-        prec = recall / (recall + fp) if recall is not None and fp is not None and recall + fp > 0 else None
-        stats.update({"cv_recall": None if recall is None else round(recall, 4), "fp_rate": None if fp is None else round(fp, 4),
-                      "precision": None if prec is None else round(prec, 4),
-                      "null_routed_share": None if null_share is None else round(null_share, 4),
-                      "n_negatives": int(true_neg.sum()), "capped": bool(capped), "reservoir_carriers": n_carriers})
+        stats.update(_new_row_stats(scorer, Xn, true_neg, w, b, extra, cv, capped, n_carriers))
     return w, float(b)
+
+
+def _reservoir_negatives(scorer: GroupScorer, X_neg: np.ndarray, y_neg_slot: np.ndarray, carriers):
+    """The reservoir rows labelled with a scorer class and not carrying the word: (X, class index, n carriers left out)."""
+    idx = {int(s): i for i, s in enumerate(scorer.classes)}
+    y_neg = np.array([idx.get(int(s), -1) for s in y_neg_slot], np.int64)
+    keep = y_neg >= 0
+    n_carriers = 0
+    if carriers is not None:
+        carriers = np.asarray(carriers, bool)
+        if carriers.shape != (len(X_neg),):
+            raise ValueError(f"carriers has shape {carriers.shape}, the negatives are {len(X_neg)} rows")
+        n_carriers = int((keep & carriers).sum())
+        keep &= ~carriers
+    return X_neg[keep], y_neg[keep], n_carriers
+
+
+def _new_row_stats(scorer: GroupScorer, Xn, true_neg, w, b, extra, cv, capped: bool, n_carriers: int) -> dict:
+    """The ``stats`` of :func:`fit_new_row` (see there)."""
+    recall = float((cv >= 0).mean()) if cv is not None and len(cv) else None
+    fp = float((_margins(scorer, Xn[true_neg], w, b, extra) >= 0).mean()) if true_neg.any() else None
+    nulls = ~true_neg
+    null_share = float((_margins(scorer, Xn[nulls], w, b, extra) >= 0).mean()) if nulls.any() else None
+    prec = recall / (recall + fp) if recall is not None and fp is not None and recall + fp > 0 else None
+    return {"cv_recall": None if recall is None else round(recall, 4), "fp_rate": None if fp is None else round(fp, 4),
+            "precision": None if prec is None else round(prec, 4),
+            "null_routed_share": None if null_share is None else round(null_share, 4),
+            "n_negatives": int(true_neg.sum()), "capped": bool(capped), "reservoir_carriers": n_carriers}

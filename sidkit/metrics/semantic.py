@@ -645,43 +645,90 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
     by default 0.4 x a query sample within [1,000, 40,000], 40,000 when every item is a query).
     Attribute purity is computed over the sampled query items (``attribute_purity_sample_size``).
     """
-    import time
-
-    import faiss
-
-    from sidkit.io.source import sample_rows
-
-    clock = [time.perf_counter()]
-    secs: dict = {}
-
-    def lap(name):
-        now = time.perf_counter()
-        secs[name] = round(now - clock[0], 3)
-        clock[0] = now
-
+    laps = _Laps()
     codes, sizes = check_codes(codes, codebook_sizes)
     n, L = codes.shape
+    src, names = _vector_source(embeddings, n, attributes=attributes, leaf=leaf, titles=titles, batch_size=batch_size)
+    p = _sample_plan(codes, sizes, seed=seed, k=k, sample=sample, pair_cap=pair_cap, max_buckets=max_buckets,
+                     max_coll_queries=max_coll_queries, n_random=n_random, recall_queries=recall_queries)
+    spec = f"IVF{_nlist(n)},SQ8" if index == "auto" else index
+    laps("sample")
+    V, gathered = src.gather(p.need, attributes=names)
+    V = _norm(V)
+    laps("read_sampled_rows")
+
+    def at(rows):
+        return np.searchsorted(p.need, rows)
+
+    index_, spec_txt = _train_index(src.dim, spec, V[at(p.train)], nprobe)
+    laps("train_index")
+    best_s, best_i = _fill_index(index_, src, V[at(p.rq)], p.kq)
+    laps("add_all_items")
+    sims, nbrs = _search_all(index_, V[at(p.all_q)], p.kq)
+    del index_
+    laps("search")
+    nbrs, sims = _drop_self(nbrs, sims, p.all_q, p.kq)
+    out: dict = {"k": int(p.kq)}
+    _locality(out, codes, p, nbrs, V[at(p.ri)], V[at(p.rj)])
+    _sampled_collisions(out, codes, p, sims[:, -1], V, at, gathered, item_ids=item_ids, n_worst=n_worst)
+    attr_names = [c for c in gathered if not c.startswith("__")]
+    if attr_names:
+        out["attribute_purity"] = attribute_purity(codes[p.q], {c: _gathered_values(gathered, at, c, p.q) for c in attr_names})
+        out["attribute_purity_sample_size"] = int(p.S)
+    if p.R:  # recall of the index against exact search
+        ex, _ = _drop_self(best_i, best_s, p.rq, p.kq)
+        ap = nbrs[np.searchsorted(p.all_q, p.rq)]
+        hits = sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(ap, ex))
+        out["knn_recall"] = float(hits / (p.R * p.kq))
+        out["knn_recall_queries"] = int(p.R)
+    laps("metrics")
+    out.update(exact=False, n_items=int(n), sample_size=int(p.S), index=spec_txt, seconds=laps.secs)
+    return out
+
+
+class _Laps:
+    """Seconds per stage: ``laps(name)`` closes the stage that began at the previous call."""
+
+    def __init__(self):
+        import time
+
+        self._now = time.perf_counter
+        self._t = self._now()
+        self.secs: dict = {}
+
+    def __call__(self, name):
+        now = self._now()
+        self.secs[name] = round(now - self._t, 3)
+        self._t = now
+
+
+def _vector_source(embeddings, n: int, *, attributes, leaf, titles, batch_size):
+    """``embeddings`` as a :class:`VectorSource` row-aligned with the n codes, and the attribute columns to read."""
+    from sidkit.errors import DataError
+
     if isinstance(embeddings, VectorSource):
         src = embeddings
         if src.n != n:
-            from sidkit.errors import DataError
-
             raise DataError(f"the vector source has {src.n} rows but the codes have {n}; they must be row-aligned")
-        names = list(src.attribute_names) if (attributes is True or attributes is None) else list(attributes)
-        given = {}
-    else:
-        if embeddings.shape[0] != n:
-            from sidkit.errors import DataError
+        return src, (list(src.attribute_names) if (attributes is True or attributes is None) else list(attributes))
+    if embeddings.shape[0] != n:
+        raise DataError(f"embeddings have {embeddings.shape[0]} rows but the codes have {n}; they must be row-aligned")
+    given = dict(attributes or {})
+    if leaf is not None:
+        given["__leaf"] = leaf
+    if titles is not None:
+        given["__title"] = titles
+    return MatrixVectors(embeddings, given, batch_size=batch_size), list(given)
 
-            raise DataError(f"embeddings have {embeddings.shape[0]} rows but the codes have {n}; they must be row-aligned")
-        given = dict(attributes or {})
-        if leaf is not None:
-            given["__leaf"] = leaf
-        if titles is not None:
-            given["__title"] = titles
-        src = MatrixVectors(embeddings, given, batch_size=batch_size)
-        names = list(given)
-    d = src.dim
+
+def _sample_plan(codes, sizes, *, seed, k, sample, pair_cap, max_buckets, max_coll_queries, n_random, recall_queries):
+    """Every seeded sample of the sampled block, drawn in a fixed order: colliding pairs, query items,
+    colliding items searched, random pairs, recall queries, index training rows; ``need`` = their union."""
+    from types import SimpleNamespace
+
+    from sidkit.io.source import sample_rows
+
+    n = codes.shape[0]
     rng = np.random.default_rng(seed)
     I, J, W, pairs_sampled = _item_collisions(codes, sizes, pair_cap, max_buckets, rng)
     kq = min(k, n - 1)
@@ -696,31 +743,30 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
     ri, rj = sample_pairs(n, n_random, rng)
     R = min(recall_queries, S)
     rq = np.sort(np.random.default_rng([seed, 7]).choice(q, size=R, replace=False)) if R else np.zeros(0, np.int64)
-    nlist = _nlist(n)
-    spec = f"IVF{nlist},SQ8" if index == "auto" else index
-    n_train = min(n, 40 * nlist)
-    train = sample_rows(n, n_train, seed + 1)
-    pair_rows_ = np.unique(np.concatenate([I, J])) if I.size else np.zeros(0, np.int64)
-    need = np.unique(np.concatenate([all_q, pair_rows_, ri, rj, train]))
-    lap("sample")
-    V, gathered = src.gather(need, attributes=names)
-    V = _norm(V)
-    lap("read_sampled_rows")
+    train = sample_rows(n, min(n, 40 * _nlist(n)), seed + 1)
+    pair_rows = np.unique(np.concatenate([I, J])) if I.size else np.zeros(0, np.int64)
+    need = np.unique(np.concatenate([all_q, pair_rows, ri, rj, train]))
+    return SimpleNamespace(I=I, J=J, W=W, pairs_sampled=pairs_sampled, kq=kq, S=S, q=q, all_q=all_q, ri=ri, rj=rj,
+                           R=R, rq=rq, train=train, pair_rows=pair_rows, need=need)
 
-    def at(rows):
-        return np.searchsorted(need, rows)
+
+def _train_index(d: int, spec: str, train_vectors, nprobe: int):
+    """A faiss inner-product index of factory string ``spec`` trained on the sample; returns (index, spec text)."""
+    import faiss
 
     index_ = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
-    index_.train(V[at(train)])
+    index_.train(train_vectors)
     try:
         ivf = faiss.extract_index_ivf(index_)
         ivf.nprobe = min(nprobe, ivf.nlist)
-        spec_txt = f"{spec} nprobe={ivf.nprobe}"
+        return index_, f"{spec} nprobe={ivf.nprobe}"
     except RuntimeError:  # not an IVF index (e.g. "HNSW32"): ids through a map
-        index_ = faiss.IndexIDMap(index_)
-        spec_txt = spec
-    lap("train_index")
-    Qr = V[at(rq)]
+        return faiss.IndexIDMap(index_), spec
+
+
+def _fill_index(index_, src, Qr, kq: int):
+    """Add every item batch by batch; alongside, the exact top kq+1 of the recall queries ``Qr``."""
+    R = Qr.shape[0]
     best_s = np.full((R, kq + 1), -np.inf, np.float32)
     best_i = np.full((R, kq + 1), -1, np.int64)
     for rows, x, _ in src.batches(()):
@@ -734,75 +780,72 @@ def semantic_metrics_sampled(codes, embeddings, *, leaf=None, attributes=None, t
             ci = np.concatenate([best_i, rows[part]], axis=1)
             o = np.argsort(-cs, axis=1, kind="stable")[:, :kq + 1]
             best_s, best_i = np.take_along_axis(cs, o, 1), np.take_along_axis(ci, o, 1)
-    lap("add_all_items")
-    sims, nbrs = index_.search(V[at(all_q)], kq + 1)
+    return best_s, best_i
+
+
+def _search_all(index_, Vq, kq: int):
+    """The kq+1 approximate neighbours of the queries; those with too few candidates in the probed
+    lists are searched again over every list."""
+    import faiss
+
+    sims, nbrs = index_.search(Vq, kq + 1)
     short = np.flatnonzero((nbrs < 0).any(axis=1))
-    if short.size:  # too few candidates in the probed lists: search those queries exhaustively
+    if short.size:
         try:
             ivf = faiss.extract_index_ivf(index_)
             keep_probe, ivf.nprobe = ivf.nprobe, ivf.nlist
-            s2, n2 = index_.search(V[at(all_q[short])], kq + 1)
+            s2, n2 = index_.search(Vq[short], kq + 1)
             sims[short], nbrs[short] = s2, n2
             ivf.nprobe = keep_probe
         except RuntimeError:
             pass
-    del index_
-    lap("search")
-    nbrs, sims = _drop_self(nbrs, sims, all_q, kq)
-    tau_q = sims[:, -1]
-    out: dict = {"k": int(kq)}
-    p_knn = _knn_pairs(out, codes, all_q, q, nbrs, kq, L)
-    out["n_queries"] = int(S)
-    per_query = p_knn.reshape(-1, kq).mean(axis=1)
-    p_rand = common_prefix_length(codes, ri, rj)
-    cos_rand = np.einsum("ij,ij->i", V[at(ri)], V[at(rj)])
-    med = float(np.median(cos_rand))
+    return sims, nbrs
+
+
+def _locality(out: dict, codes, p, nbrs, Vri, Vrj) -> None:
+    """kNN vs random pairs: common prefix, locality gap and their 95% intervals."""
+    L = codes.shape[1]
+    p_knn = _knn_pairs(out, codes, p.all_q, p.q, nbrs, p.kq, L)
+    out["n_queries"] = int(p.S)
+    per_query = p_knn.reshape(-1, p.kq).mean(axis=1)
+    p_rand = common_prefix_length(codes, p.ri, p.rj)
+    cos_rand = np.einsum("ij,ij->i", Vri, Vrj)
     out["random_mean_common_prefix"] = float(p_rand.mean())
     out["random_prefix_share"] = [float((p_rand >= l).mean()) for l in range(1, L + 1)]
     out["locality_gap"] = out["knn_mean_common_prefix"] - out["random_mean_common_prefix"]
-    out["random_pair_median_cos"] = med
+    out["random_pair_median_cos"] = float(np.median(cos_rand))
     ck, cr = _ci95(per_query), _ci95(p_rand)
     out["knn_mean_common_prefix_ci95"] = ck
     out["random_mean_common_prefix_ci95"] = cr
     half = np.hypot((ck[1] - ck[0]) / 2, (cr[1] - cr[0]) / 2)
     out["locality_gap_ci95"] = [out["locality_gap"] - half, out["locality_gap"] + half]
-    # colliding pairs, in the universe of their rows
-    U = pair_rows_
-    il, jl = np.searchsorted(U, I), np.searchsorted(U, J)
+
+
+def _gathered_values(gathered: dict, at, name, rows):
+    if name not in gathered:
+        return None
+    col = gathered[name]
+    return [col[i] for i in at(rows)]
+
+
+def _sampled_collisions(out: dict, codes, p, tau_q, V, at, gathered: dict, *, item_ids, n_worst) -> None:
+    """Classify the colliding pairs, in the universe of their rows (``tau``: the searched items' k-th similarity)."""
+    U = p.pair_rows
+    il, jl = np.searchsorted(U, p.I), np.searchsorted(U, p.J)
     tau = np.full(U.size, np.inf, np.float32)
-    inU = np.searchsorted(U, all_q)
-    okU = (inU < U.size) & (U[np.minimum(inU, max(U.size - 1, 0))] == all_q) if U.size else np.zeros(all_q.size, bool)
+    inU = np.searchsorted(U, p.all_q)
+    okU = (inU < U.size) & (U[np.minimum(inU, max(U.size - 1, 0))] == p.all_q) if U.size else np.zeros(p.all_q.size, bool)
     tau[inU[okU]] = tau_q[okU]
 
-    def vals(name, rows):
-        if name not in gathered:
-            return None
-        col = gathered[name]
-        return [col[i] for i in at(rows)]
+    def vals(name):
+        return _gathered_values(gathered, at, name, U) if name else None
 
     leaf_name = "__leaf" if "__leaf" in gathered else next((c for c in LEAF_COLUMNS if c in gathered), None)
     title_name = "__title" if "__title" in gathered else ("title" if "title" in gathered else None)
-    leaf_u = vals(leaf_name, U) if leaf_name else None
-    titles_u = vals(title_name, U) if title_name else None
-    ids_u = None if item_ids is None else np.asarray(item_ids)[U]
     path_name = next((c for c in PATH_COLUMNS if c in gathered), None)
-    paths_u = vals(path_name, U) if path_name else None
-    rules = _collision_rules(out, il, jl, W, V[at(U)], tau, med, leaf_u, titles_u, codes[U], ids_u, n, n_worst, rows=U,
-                             paths=paths_u)
-    out["n_colliding_pairs_examined"] = int(I.size)
-    out["colliding_pairs_sampled"] = bool(pairs_sampled)
+    ids_u = None if item_ids is None else np.asarray(item_ids)[U]
+    rules = _collision_rules(out, il, jl, p.W, V[at(U)], tau, out["random_pair_median_cos"], vals(leaf_name),
+                             vals(title_name), codes[U], ids_u, codes.shape[0], n_worst, rows=U, paths=vals(path_name))
+    out["n_colliding_pairs_examined"] = int(p.I.size)
+    out["colliding_pairs_sampled"] = bool(p.pairs_sampled)
     out["benign_rule_pairs"] = rules
-    attr_names = [c for c in gathered if not c.startswith("__")]
-    if attr_names:
-        out["attribute_purity"] = attribute_purity(codes[q], {c: vals(c, q) for c in attr_names})
-        out["attribute_purity_sample_size"] = int(S)
-    # recall of the index against exact search
-    if R:
-        ex, _ = _drop_self(best_i, best_s, rq, kq)
-        ap = nbrs[np.searchsorted(all_q, rq)]
-        hits = sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(ap, ex))
-        out["knn_recall"] = float(hits / (R * kq))
-        out["knn_recall_queries"] = int(R)
-    lap("metrics")
-    out.update(exact=False, n_items=int(n), sample_size=int(S), index=spec_txt, seconds=secs)
-    return out

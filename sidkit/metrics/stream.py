@@ -56,11 +56,8 @@ def core_report_stream(stream, sizes=None, *, seed: int = 0, n_pairs: int = 1_00
     mults = [1] * L
     for l in range(L - 2, -1, -1):
         mults[l] = mults[l + 1] * sizes[l + 1]
-    dense_mode = _dense_ok(space, n)
-    dense = np.zeros(space, np.int64) if dense_mode else None
-    keys = None if dense_mode else np.empty(n, np.int64)
-    level_dense = [int(k) <= _LEVEL_DENSE_MAX for k in sizes]
-    lv = [np.zeros(int(k), np.int64) if d else (np.zeros(0, np.int64), np.zeros(0, np.int64)) for k, d in zip(sizes, level_dense)]
+    sid_counts = _SidCounts(n, space)
+    level_counts = _LevelCounts(sizes)
     # rows whose codes the Hamming sample needs (only for L > 2)
     if L > 2 and n >= 2:
         ii, jj, exact = pair_rows(n, n_pairs, seed)
@@ -75,29 +72,8 @@ def core_report_stream(stream, sizes=None, *, seed: int = 0, n_pairs: int = 1_00
         m = codes.shape[0]
         if b.offset != seen:  # pragma: no cover - the source yields every row in order
             raise AssertionError("batches out of order")
-        key = pack_keys(codes, sizes)
-        if dense_mode:
-            if space <= 4 * m:
-                dense += np.bincount(key, minlength=space)
-            else:
-                u, c = np.unique(key, return_counts=True)
-                dense[u] += c
-        else:
-            keys[b.offset:b.offset + m] = key
-        for l in range(L):
-            col = codes[:, l]
-            if level_dense[l]:
-                if int(sizes[l]) <= 4 * m:
-                    lv[l] += np.bincount(col, minlength=int(sizes[l]))
-                else:
-                    u, c = np.unique(col, return_counts=True)
-                    lv[l][u] += c
-            else:
-                u, c = np.unique(col, return_counts=True)
-                pu, pc_ = lv[l]
-                allu = np.concatenate([pu, u.astype(np.int64)])
-                uu, inv = np.unique(allu, return_inverse=True)
-                lv[l] = (uu, np.bincount(inv.ravel(), weights=np.concatenate([pc_, c]).astype(np.float64), minlength=uu.size).astype(np.int64))
+        sid_counts.add(pack_keys(codes, sizes), b.offset)
+        level_counts.add(codes)
         if need is not None:
             a, z = np.searchsorted(need, [b.offset, b.offset + m])
             sub[a:z] = codes[need[a:z] - b.offset]
@@ -106,13 +82,8 @@ def core_report_stream(stream, sizes=None, *, seed: int = 0, n_pairs: int = 1_00
         seen += m
     if ids_check is not None:
         ids_check.finish(stream, batch_size)
-    if dense_mode:
-        buckets = Buckets(n, L, sizes, None, True, mults, dense=dense)
-    else:
-        ukeys, counts = _compact(keys)
-        del keys
-        buckets = Buckets(n, L, sizes, None, True, mults, ukeys=ukeys, counts=counts)
-    used = [c[c > 0] if d else c[1] for c, d in zip(lv, level_dense)]
+    buckets = sid_counts.buckets(L, sizes, mults)
+    used = level_counts.used()
     rep: dict = {"n_items": int(n), "n_levels": int(L), "codebook_sizes": [int(s) for s in sizes]}
     col = collision_metrics(buckets=buckets, top_k=0)
     col.pop("top_buckets")
@@ -126,6 +97,67 @@ def core_report_stream(stream, sizes=None, *, seed: int = 0, n_pairs: int = 1_00
     rep["hamming"] = hamming_metrics(None, sizes, buckets=buckets, seed=seed, n_pairs=n_pairs, pair_codes=pc)
     rep["top_buckets"] = _top_buckets(stream, buckets, sizes, top_k, batch_size)
     return rep
+
+
+class _SidCounts:
+    """Items per full SID over the batches: a dense count array when the key space is small enough
+    for ``n`` items, else every row's key (sorted and compacted at the end)."""
+
+    def __init__(self, n: int, space: int):
+        self.n, self.space = n, space
+        self.dense_mode = _dense_ok(space, n)
+        self.dense = np.zeros(space, np.int64) if self.dense_mode else None
+        self.keys = None if self.dense_mode else np.empty(n, np.int64)
+
+    def add(self, key: np.ndarray, offset: int) -> None:
+        m = key.shape[0]
+        if self.dense_mode:
+            if self.space <= 4 * m:
+                self.dense += np.bincount(key, minlength=self.space)
+            else:
+                u, c = np.unique(key, return_counts=True)
+                self.dense[u] += c
+        else:
+            self.keys[offset:offset + m] = key
+
+    def buckets(self, L: int, sizes, mults) -> Buckets:
+        if self.dense_mode:
+            return Buckets(self.n, L, sizes, None, True, mults, dense=self.dense)
+        ukeys, counts = _compact(self.keys)
+        self.keys = None
+        return Buckets(self.n, L, sizes, None, True, mults, ukeys=ukeys, counts=counts)
+
+
+class _LevelCounts:
+    """Items per code at each level over the batches: dense counts for small codebooks, else the
+    (codes, counts) of the codes seen."""
+
+    def __init__(self, sizes):
+        self.sizes = sizes
+        self.level_dense = [int(k) <= _LEVEL_DENSE_MAX for k in sizes]
+        self.lv = [np.zeros(int(k), np.int64) if d else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+                   for k, d in zip(sizes, self.level_dense)]
+
+    def add(self, codes: np.ndarray) -> None:
+        m, lv, sizes = codes.shape[0], self.lv, self.sizes
+        for l in range(codes.shape[1]):
+            col = codes[:, l]
+            if self.level_dense[l]:
+                if int(sizes[l]) <= 4 * m:
+                    lv[l] += np.bincount(col, minlength=int(sizes[l]))
+                else:
+                    u, c = np.unique(col, return_counts=True)
+                    lv[l][u] += c
+            else:
+                u, c = np.unique(col, return_counts=True)
+                pu, pc_ = lv[l]
+                allu = np.concatenate([pu, u.astype(np.int64)])
+                uu, inv = np.unique(allu, return_inverse=True)
+                lv[l] = (uu, np.bincount(inv.ravel(), weights=np.concatenate([pc_, c]).astype(np.float64), minlength=uu.size).astype(np.int64))
+
+    def used(self) -> list[np.ndarray]:
+        """Per level the counts of the codes in use."""
+        return [c[c > 0] if d else c[1] for c, d in zip(self.lv, self.level_dense)]
 
 
 def _compact(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -183,6 +183,17 @@ class Checkpoint:
     conflicts: int = 0
 
 
+class _Training:
+    """The mutable state of one :meth:`RQVAE.fit`: model, optimizer, step, code usage, checkpoints, history."""
+
+    def __init__(self):
+        self.step = 0
+        self.checkpoints: list[Checkpoint] = []
+        self.history: list[dict] = []
+        self.reg_log: dict = {}
+        self.best_cr, self.since_best = math.inf, 0
+
+
 class RQVAE(Tokenizer):
     """RQ-VAE tokenizer with a scikit-learn style API.
 
@@ -262,30 +273,59 @@ class RQVAE(Tokenizer):
         X = items_matrix(items)
         n, d = X.shape
         sizes = self._check(n)
+        tr = self._start_training(X, sizes, self.regularizers if regularizers is None else regularizers)
+        tr.model.train()
+        done = False
+        while not done:
+            perm = torch.randperm(n, generator=tr.gen)
+            for s in range(0, n - tr.bs + 1 if n >= tr.bs else 1, tr.bs):
+                loss = self._train_step(tr, perm[s:s + tr.bs])
+                if tr.step % self.eval_every == 0 or tr.step == tr.total:
+                    if self._checkpoint(tr, loss, progress):  # patience ran out
+                        done = True
+                        break
+                    tr.model.train()
+                elif progress and tr.step % 10 == 0:
+                    progress("train", tr.step, tr.total, {})
+                if tr.step >= tr.total:
+                    done = True
+                    break
+        best = min(tr.checkpoints, key=lambda c: (c.conflicts, c.collision_rate, c.recon_mse, -c.step))
+        tr.model.load_state_dict(best.state)
+        self.module_ = tr.model.cpu().eval()
+        self.device_ = "cpu"
+        self.n_features_in_ = d
+        self.n_steps_ = tr.step
+        self.best_step_ = best.step
+        self.history_ = tr.history
+        self.fit_seconds_ = time.perf_counter() - tr.t0
+        return self
+
+    def _start_training(self, X: np.ndarray, sizes: list[int], regularizers) -> "_Training":
+        """Seeds, model (k-means initialised codebooks), optimizer and schedule, evaluation rows and
+        regularizer setup, in this order (the order of the random draws)."""
+        n, d = X.shape
+        tr = _Training()
         torch.manual_seed(self.random_state)
-        gen = torch.Generator().manual_seed(self.random_state)
+        tr.gen = torch.Generator().manual_seed(self.random_state)
         rng = np.random.default_rng(self.random_state)
-        dev = torch.device(self.device)
-        model = RQVAEModule(d, self.hidden, self.latent_dim, sizes).to(dev)
+        tr.dev = dev = torch.device(self.device)
+        tr.model = model = RQVAEModule(d, self.hidden, self.latent_dim, sizes).to(dev)
         model.mlp_dtype = _resolve_precision(self.precision, dev)
         self.precision_ = "bf16" if model.mlp_dtype is not None else "fp32"
-        Xt = torch.from_numpy(X).to(dev)
-        bs = min(self.batch_size, n)
+        tr.X, tr.Xt, tr.sizes = X, torch.from_numpy(X).to(dev), sizes
+        tr.bs = bs = min(self.batch_size, n)
         steps_per_epoch = max(1, math.ceil(n / bs))
-        total = int(min(self.max_steps, self.epochs * steps_per_epoch))
-        t0 = time.perf_counter()
+        tr.total = total = int(min(self.max_steps, self.epochs * steps_per_epoch))
+        tr.t0 = time.perf_counter()
         self._kmeans_init(model, X, rng, dev)
-        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)) * 0.95 + 0.05)
-        sk = (self.sinkhorn_eps, self.sinkhorn_iters) if self.sinkhorn else None
-        usage = [torch.zeros(k, dtype=torch.long, device=dev) for k in sizes]
-        checkpoints: list[Checkpoint] = []
-        history = []
-        best_cr, since_best = math.inf, 0
-        step = 0
-        eval_idx = None if n <= 200_000 else np.sort(rng.choice(n, 200_000, replace=False))
-        regs = list(self.regularizers if regularizers is None else regularizers)
-        for reg in regs:
+        tr.opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
+        tr.sched = torch.optim.lr_scheduler.LambdaLR(tr.opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)) * 0.95 + 0.05)
+        tr.sk = (self.sinkhorn_eps, self.sinkhorn_iters) if self.sinkhorn else None
+        tr.usage = [torch.zeros(k, dtype=torch.long, device=dev) for k in sizes]
+        tr.eval_idx = None if n <= 200_000 else np.sort(rng.choice(n, 200_000, replace=False))
+        tr.regs = list(regularizers)
+        for reg in tr.regs:
             reg.setup(X, model, total_steps=total, batch_size=bs, seed=self.random_state, device=dev)
 
         def encode_all(rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -295,80 +335,67 @@ class RQVAE(Tokenizer):
             model.train(was)
             return codes_all, z_all
 
-        reg_log: dict = {}
-        model.train()
-        done = False
-        while not done:
-            perm = torch.randperm(n, generator=gen)
-            for s in range(0, n - bs + 1 if n >= bs else 1, bs):
-                idx = perm[s:s + bs]
-                for reg in regs:
-                    reg.before_step(step, encode_all)
-                    picked = reg.sample_batch(step, bs, gen)
-                    if picked is not None:
-                        idx = picked
-                idx = idx.to(dev)
-                xb = Xt.index_select(0, idx)
-                if regs:
-                    _, codes, loss, terms, z, zq = model(xb, self.beta, sk, return_latents=True)
-                    for reg in regs:
-                        extra, info = reg.loss(step, idx, xb, z, zq, codes)
-                        if extra is not None:
-                            loss = loss + extra
-                        reg_log.update(info)
-                else:
-                    _, codes, loss, terms = model(xb, self.beta, sk)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                for l in range(len(sizes)):
-                    usage[l] += torch.bincount(codes[:, l], minlength=sizes[l])
-                if self.dead_code_every and step % self.dead_code_every == 0 and step < 0.8 * total:
-                    self._restart_dead(model, xb, usage, gen)
-                    usage = [torch.zeros_like(u) for u in usage]
-                if step % self.eval_every == 0 or step == total:
-                    cr, mse, ev_codes = self._evaluate(model, X, eval_idx)
-                    conflicts = sum(int(reg.checkpoint_conflicts(ev_codes, eval_idx)) for reg in regs)
-                    entry = {"step": step, "collision_rate": cr, "recon_mse": mse, "loss": float(loss.detach()),
-                             "seconds": time.perf_counter() - t0}
-                    if regs:
-                        entry["conflict_pairs"] = conflicts
-                    for reg in regs:
-                        entry.update(reg.state())
-                    entry.update(reg_log)
-                    history.append(entry)
-                    checkpoints.append(Checkpoint(step, cr, mse, copy.deepcopy({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}),
-                                                  conflicts))
-                    min_mse = min(c.recon_mse for c in checkpoints)
-                    checkpoints = [c for c in checkpoints if c.recon_mse <= (1 + self.recon_guard) * min_mse]
-                    if cr < best_cr - 1e-9:
-                        best_cr, since_best = cr, 0
-                    else:
-                        since_best += 1
-                    if progress:
-                        shown = {k: v for k, v in entry.items() if k not in ("step", "loss", "seconds")}
-                        progress("train", step, total, shown)
-                    if self.patience and since_best >= self.patience and step >= 0.3 * total:
-                        done = True
-                        break
-                    model.train()
-                elif progress and step % 10 == 0:
-                    progress("train", step, total, {})
-                if step >= total:
-                    done = True
-                    break
-        best = min(checkpoints, key=lambda c: (c.conflicts, c.collision_rate, c.recon_mse, -c.step))
-        model.load_state_dict(best.state)
-        self.module_ = model.cpu().eval()
-        self.device_ = "cpu"
-        self.n_features_in_ = d
-        self.n_steps_ = step
-        self.best_step_ = best.step
-        self.history_ = history
-        self.fit_seconds_ = time.perf_counter() - t0
-        return self
+        tr.encode_all = encode_all
+        return tr
+
+    def _train_step(self, tr: "_Training", idx: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on the batch ``idx`` (or the one a regularizer picks), code usage counts
+        and dead-code restarts; returns the loss."""
+        model, regs, step = tr.model, tr.regs, tr.step
+        for reg in regs:
+            reg.before_step(step, tr.encode_all)
+            picked = reg.sample_batch(step, tr.bs, tr.gen)
+            if picked is not None:
+                idx = picked
+        idx = idx.to(tr.dev)
+        xb = tr.Xt.index_select(0, idx)
+        if regs:
+            _, codes, loss, terms, z, zq = model(xb, self.beta, tr.sk, return_latents=True)
+            for reg in regs:
+                extra, info = reg.loss(step, idx, xb, z, zq, codes)
+                if extra is not None:
+                    loss = loss + extra
+                tr.reg_log.update(info)
+        else:
+            _, codes, loss, terms = model(xb, self.beta, tr.sk)
+        tr.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        tr.opt.step()
+        tr.sched.step()
+        tr.step = step = step + 1
+        for l in range(len(tr.sizes)):
+            tr.usage[l] += torch.bincount(codes[:, l], minlength=tr.sizes[l])
+        if self.dead_code_every and step % self.dead_code_every == 0 and step < 0.8 * tr.total:
+            self._restart_dead(model, xb, tr.usage, tr.gen)
+            tr.usage = [torch.zeros_like(u) for u in tr.usage]
+        return loss
+
+    def _checkpoint(self, tr: "_Training", loss: torch.Tensor, progress: Progress | None) -> bool:
+        """Evaluate the model, log it, keep it as a candidate checkpoint (within the reconstruction
+        guard); True when patience has run out."""
+        model, regs, step = tr.model, tr.regs, tr.step
+        cr, mse, ev_codes = self._evaluate(model, tr.X, tr.eval_idx)
+        conflicts = sum(int(reg.checkpoint_conflicts(ev_codes, tr.eval_idx)) for reg in regs)
+        entry = {"step": step, "collision_rate": cr, "recon_mse": mse, "loss": float(loss.detach()),
+                 "seconds": time.perf_counter() - tr.t0}
+        if regs:
+            entry["conflict_pairs"] = conflicts
+        for reg in regs:
+            entry.update(reg.state())
+        entry.update(tr.reg_log)
+        tr.history.append(entry)
+        tr.checkpoints.append(Checkpoint(step, cr, mse, copy.deepcopy({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}),
+                                         conflicts))
+        min_mse = min(c.recon_mse for c in tr.checkpoints)
+        tr.checkpoints = [c for c in tr.checkpoints if c.recon_mse <= (1 + self.recon_guard) * min_mse]
+        if cr < tr.best_cr - 1e-9:
+            tr.best_cr, tr.since_best = cr, 0
+        else:
+            tr.since_best += 1
+        if progress:
+            shown = {k: v for k, v in entry.items() if k not in ("step", "loss", "seconds")}
+            progress("train", step, tr.total, shown)
+        return bool(self.patience and tr.since_best >= self.patience and step >= 0.3 * tr.total)
 
     def _kmeans_init(self, model: RQVAEModule, X: np.ndarray, rng: np.random.Generator, dev) -> None:
         n = X.shape[0]

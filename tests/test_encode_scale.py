@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sidkit
-from sidkit import encoding
+from sidkit.encoding import finish as encoding
 from sidkit.errors import DataError, InputFileError, SchemaError
 from sidkit.io.codes import read_codes
 

@@ -10,7 +10,8 @@ from safetensors.numpy import load_file
 
 import sidkit
 from sidkit.errors import ConfigError
-from sidkit.io.codes import assign_suffix, pack_keys, read_codes
+from sidkit.dedup.suffix import assign_suffix
+from sidkit.io.codes import pack_keys, read_codes
 
 from conftest import planted, write_items
 

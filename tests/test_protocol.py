@@ -130,7 +130,7 @@ def test_help_texts_take_their_defaults_from_the_config():
 STAGES = [  # (module prefix, stage): lower stages never import higher ones, even lazily; the longest prefix decides
     ("sidkit.errors", 0), ("sidkit.config", 0), ("sidkit._progress", 0),
     ("sidkit.io", 1), ("sidkit.features", 1), ("sidkit.metrics", 1), ("sidkit.report", 1), ("sidkit.datasets", 1),
-    ("sidkit.formats.tokens", 1), ("sidkit.dedup.zcr", 1), ("sidkit.model.files", 1),
+    ("sidkit.formats.tokens", 1), ("sidkit.dedup.zcr", 1), ("sidkit.dedup.suffix", 1), ("sidkit.model.files", 1),
     ("sidkit.quantizers", 2), ("sidkit.regularizers", 2), ("sidkit.kae", 2),
     ("sidkit.methods", 3),
     ("sidkit.model", 4), ("sidkit.encoding.kernel", 4),
@@ -204,4 +204,4 @@ def test_model_directory_has_one_owner():
     other atomic_dir users write encode's folder of codes shards and export's stack folders."""
     users = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "sidkit").rglob("*.py")
                    if "atomic_dir(" in p.read_text() and p.name not in ("artifacts.py",))
-    assert users == ["sidkit/encoding/job.py", "sidkit/formats/stacks.py", "sidkit/model/directory.py"], users
+    assert users == ["sidkit/encoding/finish.py", "sidkit/formats/stacks.py", "sidkit/model/directory.py"], users

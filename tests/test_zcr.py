@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 import sidkit
 from sidkit.cli import app
 from sidkit.datasets import make_catalog
-from sidkit.encoding.job import fill_suffixes, zcr_partition
+from sidkit.dedup.suffix import fill_suffixes
+from sidkit.dedup.zcr import zcr_partition
 from sidkit.dedup.table import dedup
 from sidkit.dedup.zcr import last_level_candidates, place_new, zcr_reassign, zcr_reference
 

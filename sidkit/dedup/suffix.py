@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from sidkit.io.codes import pack_keys
 
-__all__ = ["assign_suffix", "catalog_suffixes", "fill_suffixes", "kept_rows", "kept_suffixes"]
+__all__ = ["assign_suffix", "catalog_suffixes", "fill_suffixes", "id_order", "kept_rows", "kept_suffixes"]
 
 
 def assign_suffix(codes: np.ndarray, item_ids: np.ndarray | list) -> np.ndarray:
@@ -59,9 +59,24 @@ def catalog_suffixes(codes: np.ndarray, ids: pa.Array) -> np.ndarray:
     return suffix
 
 
-def fill_suffixes(keys: np.ndarray, suffix: np.ndarray, m_keys: np.ndarray, m_suffix: np.ndarray) -> np.ndarray:
-    """Give every row with suffix -1 the next free suffix of its key: past the model's largest
-    suffix for that key (and past kept rows' suffixes), in row order."""
+def id_order(ids) -> np.ndarray:
+    """Each id's rank in ascending id order (0 = smallest): the order the suffix rule gives new
+    items of a bucket. The same order as :func:`assign_suffix` (numbers numerically, strings by
+    code point, which is UTF-8 byte order), for an Arrow array or a numpy array of ids."""
+    if isinstance(ids, (pa.Array, pa.ChunkedArray)):
+        order = pc.sort_indices(ids).to_numpy(zero_copy_only=False)
+    else:
+        order = np.argsort(np.asarray(ids), kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def fill_suffixes(keys: np.ndarray, suffix: np.ndarray, m_keys: np.ndarray, m_suffix: np.ndarray, ids) -> np.ndarray:
+    """The suffix rule over rows that may already hold one: every row with suffix -1 gets the
+    next free suffix of its key, past the model's largest suffix for that key (and past kept
+    rows' suffixes), in item-id order (``ids``: the rows' ids, Arrow or numpy). With nothing
+    taken this is :func:`assign_suffix`."""
     suffix = suffix.copy()
     pending = np.flatnonzero(suffix < 0)
     if not len(pending):
@@ -81,7 +96,8 @@ def fill_suffixes(keys: np.ndarray, suffix: np.ndarray, m_keys: np.ndarray, m_su
         i = np.searchsorted(uk, pk)
         hit = (i < len(uk)) & (uk[np.minimum(i, len(uk) - 1)] == pk)
         base[hit] = mx[i[hit]] + 1
-    o = np.argsort(pk, kind="stable")
+    by_id = np.argsort(id_order(ids)[pending], kind="stable")  # pending rows in id order, then by key (stable)
+    o = by_id[np.argsort(pk[by_id], kind="stable")]
     sk = pk[o]
     first = np.ones(len(sk), bool)
     first[1:] = sk[1:] != sk[:-1]

@@ -228,7 +228,8 @@ def zcr_partition(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, ids,
     """The encode-time ZCR rule over one partition of rows (in input order) and the model's rows
     with the same prefix keys: a row whose id is in the model with the same prefix keeps the
     model's last code and suffix; every other row takes its own last code if no item holds it,
-    else the nearest free one of its candidates, else the next free suffix of its own SID.
+    else the nearest free one of its candidates (rows in input order), else the next free
+    suffix of its own SID (the suffix rule: in item-id order).
     Returns (last codes, suffixes, the rows placed: not kept from the model)."""
     n = len(prefix)
     out_last = np.asarray(last, np.int64).copy()
@@ -245,5 +246,5 @@ def zcr_partition(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, ids,
     out_last[pending] = placed[pending]
     suf[pending[~spill[pending]]] = 0
     if spill.any():
-        suf = fill_suffixes(full_keys(prefix, out_last), suf, full_keys(m_prefix, m_last), m_suffix)
+        suf = fill_suffixes(full_keys(prefix, out_last), suf, full_keys(m_prefix, m_last), m_suffix, ids)
     return out_last.astype(np.int32), suf, pending

@@ -381,7 +381,7 @@ def _solve_partitions(lay: _Layout, model_spill: _Spill, in_spill: _Spill, scrat
         else:
             kept = kept_suffixes(keys, ids, m_keys, m_ids, m_suf)
             n_new += int((kept < 0).sum())
-            suf = fill_suffixes(keys, kept, m_keys, m_suf)
+            suf = fill_suffixes(keys, kept, m_keys, m_suf, ids)
             rec = np.empty(len(rows), dtype=SUFFIX_REC)
             rec["row"], rec["suffix"] = rows, suf
         with open(res_paths[p], "wb") as f:

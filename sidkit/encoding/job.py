@@ -113,8 +113,9 @@ def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os
 
     Items already in the model's ``codes.parquet`` whose core SID is unchanged keep their suffix
     (so refresh jobs give stable IDs). Other items get the next free suffix of their core SID
-    bucket, counted past the model's existing suffixes, in input order, so ``sid + [suffix]``
-    stays unique across the model's codes and the new output.
+    bucket, counted past the model's existing suffixes, in item-id order (:mod:`sidkit.dedup.suffix`),
+    so ``sid + [suffix]`` stays unique across the model's codes and the new output, whatever the
+    input's row order or sharding.
 
     ``out``: a Parquet file, or a directory (a path ending in ``/``, or an existing sidkit codes
     directory) that gets one shard per input shard. ``engine="ray"`` runs the map stage on a Ray
@@ -158,7 +159,7 @@ def _summary(res: dict, model, src, out: Path, as_dir: bool, engine: str, n_zero
     warnings = []
     if not res["has_model_codes"]:
         warnings.append(f"{model.path}: the model has no codes.parquet, so no item keeps a suffix from the fit; "
-                        "every suffix is counted from 0 in input order")
+                        "every suffix is counted from 0 in item-id order")
     if n_zero:
         warnings.append(f"{src.path}: {n_zero} of {n_done} rows have an all-zero embedding; they carry no "
                         "information and all get the same core SID")

@@ -122,7 +122,8 @@ def _child_main() -> None:
 
 def write_items_codes(workdir: Path, n: int, dim: int = 128) -> tuple[Path, Path]:
     from sidkit.datasets import write_large_catalog
-    from sidkit.io.codes import assign_suffix, write_codes
+    from sidkit.dedup.suffix import assign_suffix
+    from sidkit.io.codes import write_codes
 
     cat = workdir / f"catalog_{n}_{dim}.parquet"
     if not cat.exists():

@@ -18,8 +18,9 @@ from sidkit.errors import InputFileError, opt
 from sidkit.features import degenerate_warnings, fuse, make_spec, zero_rows
 from sidkit.io.artifacts import ensure_parent
 from sidkit.io.catalog import iter_catalog_batches, read_catalog, read_catalog_sample
-from sidkit.io.codes import assign_suffix, pack_keys
-from sidkit.encoding.kernel import encode_batch  # noqa: F401  (re-exported: the library's name for it)
+from sidkit.dedup.suffix import assign_suffix, catalog_suffixes
+from sidkit.dedup.zcr import zcr_reassign
+from sidkit.encoding.kernel import encode_batch, encode_embeddings, encode_items  # noqa: F401  (encode_batch: re-exported)
 from sidkit.model.directory import Model, load_model, model_meta, save_tensors, write_model_dir
 from sidkit.model.lock import model_lock
 from sidkit.quantizers.base import Items, Progress, check_enough_items
@@ -102,14 +103,50 @@ def fit(
     config : optional TOML file with fit options; keyword ``options`` win over it.
     progress : optional callback ``(stage, done, total, info)``.
     **options : any :class:`~sidkit.config.FitConfig` field (method, levels, codebook_size, seed, ...).
-    """
-    from sidkit import methods
-    from sidkit.io.source import open_source
 
+    The data flow, one step per function: catalog -> sample (:func:`_read_training_data`) ->
+    train (:func:`_train`) -> encode all (:func:`_encode_all`) -> dedup (:func:`_dedup`) ->
+    report (:func:`_fit_report`) -> write (:func:`_write_model`), then the summary.
+    """
     t0 = time.perf_counter()
     cfg = resolve(options, config)
     out = prepare_out(out, cfg.method, {"ITEMS": items, opt("interactions"): cfg.interactions, opt("config"): config,
                                         opt("plan"): cfg.kae.plan})
+    data = _read_training_data(items, cfg)
+    trained = _train(cfg, data, progress)
+    tok = trained.built.tokenizer
+    ensure_parent(out)
+    with model_lock(out):  # bind-slot waits; what users added to the model being replaced carries over
+        prepare_out(out, cfg.method, {})  # a bind-slot may have run meanwhile
+        tok.carry_over(out if (out / "sidkit.json").is_file() else None, trained.items)
+        enc = _encode_all(cfg, data, tok, trained.items, progress)
+        ded = _dedup(cfg, data, tok, enc)
+        report, recon_mse = _fit_report(cfg, data, tok, trained.items, enc, ded)
+        meta = _write_model(out, items, cfg, data, trained, enc, ded, report, recon_mse)
+    return FitResult(out, enc.ids, ded.codes, ded.suffix, report,
+                     _fit_summary(out, cfg, data, trained, enc, ded, report, meta, recon_mse, t0))
+
+
+@dataclass
+class _TrainingData:
+    """The catalog as fit reads it: the source, the training rows (all, or a seeded sample),
+    their fusion spec and fused matrix."""
+
+    src: Any
+    catalog: Any
+    spec: Any
+    X: np.ndarray
+    n_rows: int
+    n_train: int
+    sampled: bool
+
+
+def _read_training_data(items, cfg) -> _TrainingData:
+    """catalog -> sample: the training rows (a seeded sample of a catalog bigger than
+    ``train_sample``; every row is checked now and encoded after training), fused."""
+    from sidkit import methods
+    from sidkit.io.source import open_source
+
     sizes = methods.fit_sizes(cfg)
     src = open_source(items)
     n_rows = src.num_rows
@@ -120,7 +157,7 @@ def fit(
 
         raise ConfigError(f"{opt('train_sample')} {n_train} is smaller than the codebook size {max(sizes)}; "
                           f"use {opt('train_sample')} {max(sizes)} or more")
-    if sampled:  # train on a seeded sample; every row is checked now and encoded after training
+    if sampled:
         catalog = read_catalog_sample(src, n_train, cfg.seed, id_col=cfg.id_col, embedding_cols=cfg.embedding)
     else:
         catalog = read_catalog(src, id_col=cfg.id_col, embedding_cols=cfg.embedding)
@@ -129,78 +166,130 @@ def fit(
     catalog.embeddings = {}  # the fused matrix is all that is needed from here on
     if sizes:
         check_enough_items(len(X), sizes, str(catalog.path))
-    built = methods.build(cfg, catalog)
+    return _TrainingData(src, catalog, spec, X, n_rows, n_train, sampled)
+
+
+@dataclass
+class _Trained:
+    built: Any  # methods.Built: the tokenizer, its regularizer, notes and warnings
+    items: Items  # the training rows as the tokenizer sees them
+    fit_seconds: float
+    blob: bytes
+    fingerprint: str
+    warnings: list[str]
+
+
+def _train(cfg, data: _TrainingData, progress) -> _Trained:
+    """train: build the method's tokenizer and fit it on the training rows."""
+    from sidkit import methods
+
+    built = methods.build(cfg, data.catalog)
     tok = built.tokenizer
-    warnings = built.warnings + ([] if sampled else degenerate_warnings(X, str(catalog.path)))
-    items_ = Items(X, _columns(catalog, tok), finite=True)
+    warnings = built.warnings + ([] if data.sampled else degenerate_warnings(data.X, str(data.catalog.path)))
+    items_ = Items(data.X, _columns(data.catalog, tok), finite=True)
     t_fit = time.perf_counter()
     tok.fit(items_, progress=progress)
     fit_seconds = time.perf_counter() - t_fit
     blob, fingerprint = save_tensors(tok.state_dict(), cfg.method)
-    ensure_parent(out)
-    with model_lock(out):  # bind-slot waits; what users added to the model being replaced carries over
-        prepare_out(out, cfg.method, {})  # a bind-slot may have run meanwhile
-        tok.carry_over(out if (out / "sidkit.json").is_file() else None, items_)
-        if sampled:
-            ids_arr, codes, sample_codes, emb_sha, more_warnings = _encode_catalog(src, cfg, spec, tok, catalog.rows, progress)
-            warnings += more_warnings
-            ids = ids_arr.to_numpy(zero_copy_only=False)
-        else:
-            ids_arr = catalog.ids
-            ids = catalog.ids_numpy
-            codes = sample_codes = tok.encode(items_)
-            emb_sha = _sha(X)
-        dedup = None
-        if cfg.dedup == "suffix":
-            suffix = _suffixes(codes, ids_arr) if sampled else assign_suffix(codes, ids)
-        elif cfg.dedup == "zcr":
-            natural = sample_codes
-            codes, suffix, dedup = _zcr(codes, ids, tok, None if sampled else X, src, cfg, spec)
-            sample_codes = codes[catalog.rows] if sampled else codes
-        else:
-            suffix = np.zeros(len(codes), np.int32)
-        report = build_report(codes, tok.codebook_sizes, item_ids=ids, X=X, catalog=catalog, seed=cfg.seed,
-                              semantic_sample=cfg.report_sample,
-                              sample_codes=sample_codes if sampled else None)
-        if dedup is None:
-            recon_mse = tok.reconstruction_mse(items_, sample_codes)
-        else:  # the natural codes' error, and the reassigned codes' error (decoded)
-            recon_mse = before = tok.reconstruction_mse(items_, natural)
-            if before is not None:
-                recon_mse = _decoded_mse(tok, items_, sample_codes)
-                dedup.update(reconstruction_mse_before=before, reconstruction_mse_after=recon_mse)
-        if recon_mse is not None:
-            report["reconstruction"] = reconstruction_block(recon_mse, X)
-            if sampled:
-                report["reconstruction"]["sample_size"] = n_train
-        report.update(tok.report_blocks(sample_codes))  # blocks of the rows the tokenizer was fitted on
-        report["dedup"] = dedup if dedup is not None else {"method": cfg.dedup}
-        training: dict[str, Any] = {"seconds": round(fit_seconds, 3), "reconstruction_mse": recon_mse, **tok.training_summary(),
-                                    "train_rows": n_train, "catalog_rows": n_rows, "sample_seed": cfg.seed if sampled else None}
-        if built.regularizer:
-            training["regularizer"] = built.regularizer
-        meta = model_meta(method=cfg.method, tokenizer=tok, fingerprint=fingerprint, config=cfg.to_dict(), fusion=spec,
-                          input_info={"path": str(Path(items).resolve()), "rows": n_rows, "id_col": cfg.id_col,
-                                      "schema_hash": catalog.schema_hash, "embedding_sha256": emb_sha[:16],
-                                      "train_rows": n_train},
-                          training=training)
-        write_model_dir(out, blob=blob, meta=meta, item_ids=ids_arr, codes=codes, suffix=suffix,
-                        codebooks=tok.codebooks_table(codes), report=report, extra=tok.extra_files(fingerprint),
-                        codes_metadata={**tok.codes_metadata(), "dedup": report["dedup"]})
-    notes, more = tok.fit_messages()
-    from sidkit.metrics.levels import sink_warnings
+    return _Trained(built, items_, fit_seconds, blob, fingerprint, warnings)
 
-    more = list(more) + sink_warnings(report.get("levels", []), method=cfg.method, balanced=bool(cfg.rqkmeans.balanced))
-    if cfg.method == "kae" and not cfg.kae.residual_levels and report["collision"]["collision_rate"] > KAE_COLLISION_HINT:
-        more.append(f"kae: the attribute positions alone give {100 * report['collision']['collision_rate']:.1f}% collisions "
-                    f"(items with the same words share a SID); add semantic levels after them with "
-                    f"{opt('residual_levels')} 1 or 2 ({opt('residual_method')} rqkmeans by default)")
+
+@dataclass
+class _Encoded:
+    ids_arr: pa.Array  # the ids (Arrow), in catalog order
+    ids: np.ndarray
+    codes: np.ndarray  # (n, L) core codes of every row
+    sample_codes: np.ndarray  # the training rows' codes
+    emb_sha: str  # sha256 of the fused matrix of every row
+    warnings: list[str]  # degenerate-input warnings of the rows not seen in training
+
+
+def _encode_all(cfg, data: _TrainingData, tok, items_: Items, progress) -> _Encoded:
+    """encode all: every row through the batch kernel (a sampled fit streams the catalog in
+    record batches; otherwise the training matrix is the whole catalog, one kernel call)."""
+    if data.sampled:
+        ids_arr, codes, sample_codes, emb_sha, warnings = _encode_catalog(data.src, cfg, data.spec, tok, data.catalog.rows, progress)
+        return _Encoded(ids_arr, ids_arr.to_numpy(zero_copy_only=False), codes, sample_codes, emb_sha, warnings)
+    codes, _ = encode_items(tok, items_)
+    return _Encoded(data.catalog.ids, data.catalog.ids_numpy, codes, codes, _sha(data.X), [])
+
+
+@dataclass
+class _Deduped:
+    codes: np.ndarray  # the codes as written (ZCR may move last-level codes)
+    suffix: np.ndarray
+    stats: dict | None  # ZCR's statistics (report.json's dedup block), else None
+    natural: np.ndarray  # the training rows' codes before dedup
+    sample_codes: np.ndarray  # the training rows' codes after dedup
+
+
+def _dedup(cfg, data: _TrainingData, tok, enc: _Encoded) -> _Deduped:
+    """dedup: suffixes by item id (:mod:`sidkit.dedup.suffix`), ZCR (:mod:`sidkit.dedup.zcr`) or none."""
+    codes, natural = enc.codes, enc.sample_codes
+    if cfg.dedup == "suffix":
+        suffix = catalog_suffixes(codes, enc.ids_arr) if data.sampled else assign_suffix(codes, enc.ids)
+        return _Deduped(codes, suffix, None, natural, natural)
+    if cfg.dedup == "zcr":
+        res = zcr_reassign(codes, enc.ids, list(tok.codebook_sizes),
+                           _zcr_residuals(codes, tok, None if data.sampled else data.X, data.src, data.spec))
+        sample_codes = res.codes[data.catalog.rows] if data.sampled else res.codes
+        return _Deduped(res.codes, res.suffix, res.stats, natural, sample_codes)
+    return _Deduped(codes, np.zeros(len(codes), np.int32), None, natural, natural)
+
+
+def _fit_report(cfg, data: _TrainingData, tok, items_: Items, enc: _Encoded, ded: _Deduped) -> tuple[dict, float | None]:
+    """report: report.json's blocks (the core blocks over every row, the semantic and
+    reconstruction blocks over the training rows) and the reconstruction MSE."""
+    report = build_report(ded.codes, tok.codebook_sizes, item_ids=enc.ids, X=data.X, catalog=data.catalog, seed=cfg.seed,
+                          semantic_sample=cfg.report_sample,
+                          sample_codes=ded.sample_codes if data.sampled else None)
+    dedup = ded.stats
+    if dedup is None:
+        recon_mse = tok.reconstruction_mse(items_, ded.sample_codes)
+    else:  # the natural codes' error, and the reassigned codes' error (decoded)
+        recon_mse = before = tok.reconstruction_mse(items_, ded.natural)
+        if before is not None:
+            recon_mse = _decoded_mse(tok, items_, ded.sample_codes)
+            dedup.update(reconstruction_mse_before=before, reconstruction_mse_after=recon_mse)
+    if recon_mse is not None:
+        report["reconstruction"] = reconstruction_block(recon_mse, data.X)
+        if data.sampled:
+            report["reconstruction"]["sample_size"] = data.n_train
+    report.update(tok.report_blocks(ded.sample_codes))  # blocks of the rows the tokenizer was fitted on
+    report["dedup"] = dedup if dedup is not None else {"method": cfg.dedup}
+    return report, recon_mse
+
+
+def _write_model(out: Path, items, cfg, data: _TrainingData, trained: _Trained, enc: _Encoded, ded: _Deduped,
+                 report: dict, recon_mse: float | None) -> dict:
+    """write: the model directory (atomically). Returns its sidkit.json metadata."""
+    tok = trained.built.tokenizer
+    training: dict[str, Any] = {"seconds": round(trained.fit_seconds, 3), "reconstruction_mse": recon_mse, **tok.training_summary(),
+                                "train_rows": data.n_train, "catalog_rows": data.n_rows,
+                                "sample_seed": cfg.seed if data.sampled else None}
+    if trained.built.regularizer:
+        training["regularizer"] = trained.built.regularizer
+    meta = model_meta(method=cfg.method, tokenizer=tok, fingerprint=trained.fingerprint, config=cfg.to_dict(), fusion=data.spec,
+                      input_info={"path": str(Path(items).resolve()), "rows": data.n_rows, "id_col": cfg.id_col,
+                                  "schema_hash": data.catalog.schema_hash, "embedding_sha256": enc.emb_sha[:16],
+                                  "train_rows": data.n_train},
+                      training=training)
+    write_model_dir(out, blob=trained.blob, meta=meta, item_ids=enc.ids_arr, codes=ded.codes, suffix=ded.suffix,
+                    codebooks=tok.codebooks_table(ded.codes), report=report, extra=tok.extra_files(trained.fingerprint),
+                    codes_metadata={**tok.codes_metadata(), "dedup": report["dedup"]})
+    return meta
+
+
+def _fit_summary(out: Path, cfg, data: _TrainingData, trained: _Trained, enc: _Encoded, ded: _Deduped, report: dict,
+                 meta: dict, recon_mse: float | None, t0: float) -> dict:
+    """The summary dict the CLI prints: headline figures, then notes and warnings."""
+    tok, built = trained.built.tokenizer, trained.built
     col = report["collision"]
     summary = {
         "model_dir": str(out),
         "method": cfg.method,
-        "n_items": n_rows,
-        "train_rows": n_train,
+        "n_items": data.n_rows,
+        "train_rows": data.n_train,
         "codebook_sizes": meta["codebook_sizes"],
         "collision_rate": col["collision_rate"],
         "unique_sid_ratio": col["unique_sid_ratio"],
@@ -208,48 +297,66 @@ def fit(
         "utilization": [lv["utilization"] for lv in report["levels"]],
         "normalized_perplexity": [lv["normalized_perplexity"] for lv in report["levels"]],
         "reconstruction_mse": recon_mse,
-        "fit_seconds": round(fit_seconds, 3),
+        "fit_seconds": round(trained.fit_seconds, 3),
         "total_seconds": round(time.perf_counter() - t0, 3),
         **tok.summary_blocks(),
     }
     if built.regularizer:
         summary["regularizer"] = built.regularizer["name"]
     summary["dedup"] = report["dedup"]["method"]
+    notes, more = _fit_messages(cfg, data, tok, report, meta, ded.stats, summary)
+    if built.notes + notes:
+        summary["notes"] = built.notes + notes
+    warnings = trained.warnings + enc.warnings
+    if warnings + more:
+        summary["warnings"] = warnings + more
+    return summary
+
+
+def _fit_messages(cfg, data: _TrainingData, tok, report: dict, meta: dict, dedup: dict | None,
+                  summary: dict) -> tuple[list[str], list[str]]:
+    """The fit's notes and its warnings after the input ones (sets ``summary['zcr']``)."""
+    from sidkit.metrics.levels import sink_warnings
+
+    notes, more = tok.fit_messages()
+    more = list(more) + sink_warnings(report.get("levels", []), method=cfg.method, balanced=bool(cfg.rqkmeans.balanced))
+    if cfg.method == "kae" and not cfg.kae.residual_levels and report["collision"]["collision_rate"] > KAE_COLLISION_HINT:
+        more.append(f"kae: the attribute positions alone give {100 * report['collision']['collision_rate']:.1f}% collisions "
+                    f"(items with the same words share a SID); add semantic levels after them with "
+                    f"{opt('residual_levels')} 1 or 2 ({opt('residual_method')} rqkmeans by default)")
     if dedup is not None:
         summary["zcr"] = {k: dedup[k] for k in ("items_moved", "groups_resolved", "groups_unresolved", "items_unresolved", "mean_cost")}
         if dedup["groups_unresolved"]:
             more.append(f"zcr: {dedup['groups_unresolved']} prefix groups hold more items than the last codebook's "
                         f"{meta['codebook_sizes'][-1]} codes ({dedup['items_unresolved']} items); they keep suffixes. "
                         f"A larger last level ({opt('codebook_size')}) or one more level resolves them")
-    if sampled:
-        notes = [f"trained on a seeded sample of {n_train:,} of the catalog's {n_rows:,} rows ({opt('train_sample')}, "
+    if data.sampled:
+        notes = [f"trained on a seeded sample of {data.n_train:,} of the catalog's {data.n_rows:,} rows ({opt('train_sample')}, "
                  f"{opt('seed')} {cfg.seed}); every row was encoded"] + notes
-    if built.notes + notes:
-        summary["notes"] = built.notes + notes
-    if warnings + more:
-        summary["warnings"] = warnings + more
-    return FitResult(out, ids, codes, suffix, report, summary)
+    return notes, more
 
 
 def _encode_catalog(src, cfg, spec, tok, sample_rows: np.ndarray, progress, batch_size: int = 65536):
-    """Encode every row of a catalog in record batches with a fitted tokenizer. Returns the ids
-    (one Arrow array), the codes (n, L) int32, the codes of the sampled rows, the sha256 of the
-    fused matrix (streamed: the same digest as hashing the whole matrix at once) and the
-    degenerate-input warnings of the whole catalog."""
+    """Encode every row of a catalog in record batches with a fitted tokenizer (the batch
+    kernel, :func:`~sidkit.encoding.kernel.encode_embeddings`). Returns the ids (one Arrow
+    array), the codes (n, L) int32, the codes of the sampled rows, the sha256 of the fused matrix
+    (streamed: the same digest as hashing the whole matrix at once) and the degenerate-input
+    warnings of the whole catalog."""
     sha = hashlib.sha256()
     id_parts, code_parts = [], []
     n_zero, first, all_same, done = 0, None, True, 0
     dims = dict(zip(spec.columns, spec.dims))
     for ids, emb, offset, cols in iter_catalog_batches(src, id_col=cfg.id_col, embedding_cols=list(spec.columns),
                                                        batch_size=batch_size, dims=dims, extra_cols=tok.attribute_columns):
-        Xb = fuse(emb, spec, source=str(src.path))
+        got = encode_embeddings(tok, spec, emb, cols, source=str(src.path))
         del emb
+        Xb = got.X
         sha.update(memoryview(Xb).cast("B"))
         n_zero += zero_rows({"x": Xb})
         if first is None:
             first = Xb[0].copy()
         all_same = all_same and bool((Xb == first).all())
-        code_parts.append(np.asarray(tok.encode(Items(Xb, cols, finite=True)), np.int32))
+        code_parts.append(np.asarray(got.codes, np.int32))
         id_parts.append(ids)
         done += len(Xb)
         if progress:
@@ -266,11 +373,11 @@ def _encode_catalog(src, cfg, spec, tok, sample_rows: np.ndarray, progress, batc
     return ids, codes, codes[sample_rows], sha.hexdigest(), warnings
 
 
-def _zcr(codes: np.ndarray, ids: np.ndarray, tok, X: np.ndarray | None, src, cfg, spec):
-    """ZCR (:mod:`sidkit.dedup.zcr`) of a fitted catalog: residuals of the colliding rows only, from
-    ``X`` in memory or read back from the source (a sampled fit)."""
+def _zcr_residuals(codes: np.ndarray, tok, X: np.ndarray | None, src, spec):
+    """ZCR's ``residuals(rows)`` for a fitted catalog (:func:`sidkit.dedup.zcr.zcr_reassign`):
+    residuals of the colliding rows only, from ``X`` in memory or read back from the source (a
+    sampled fit)."""
     from sidkit.io.catalog import embedding_to_numpy
-    from sidkit.dedup.zcr import zcr_reassign
 
     def residuals(rows: np.ndarray):
         o = np.argsort(rows, kind="stable")
@@ -285,8 +392,7 @@ def _zcr(codes: np.ndarray, ids: np.ndarray, tok, X: np.ndarray | None, src, cfg
         out[o] = R
         return out, C
 
-    res = zcr_reassign(codes, ids, list(tok.codebook_sizes), residuals)
-    return res.codes, res.suffix, res.stats
+    return residuals
 
 
 def _decoded_mse(tok, items_: Items, codes: np.ndarray, chunk: int = 65536) -> float:
@@ -296,27 +402,6 @@ def _decoded_mse(tok, items_: Items, codes: np.ndarray, chunk: int = 65536) -> f
         rec = tok.decode(codes[s:s + chunk])
         sq += float(((np.asarray(rec, np.float64) - X[s:s + chunk]) ** 2).sum())
     return sq / max(1, X.size)
-
-
-def _suffixes(codes: np.ndarray, ids: pa.Array) -> np.ndarray:
-    """:func:`~sidkit.io.codes.assign_suffix` of a whole catalog, converting only the ids of
-    rows whose core SID collides (a suffix depends only on the ids inside its bucket)."""
-    key = pack_keys(codes)
-    if key.dtype != np.int64:
-        return assign_suffix(codes, ids.to_numpy(zero_copy_only=False))
-    order = np.argsort(key, kind="stable")
-    sk = key[order]
-    same = np.zeros(len(sk), bool)
-    if len(sk) > 1:
-        eq = sk[1:] == sk[:-1]
-        same[1:] |= eq
-        same[:-1] |= eq
-    rows = np.sort(order[same])
-    del order, sk, same
-    suffix = np.zeros(len(codes), np.int32)
-    if len(rows):
-        suffix[rows] = assign_suffix(codes[rows], ids.take(pa.array(rows)).to_numpy(zero_copy_only=False))
-    return suffix
 
 
 def _columns(catalog, tok) -> dict:

@@ -17,7 +17,8 @@ from sidkit.cli.audit import audit_command
 from sidkit.cli.export import export_command
 from sidkit.errors import ConfigError, GateFailed
 from sidkit.formats.export import level_letter
-from sidkit.io.codes import assign_suffix, write_codes
+from sidkit.dedup.suffix import assign_suffix
+from sidkit.io.codes import write_codes
 from sidkit.io.sidtable import read_sid_table
 
 app = typer.Typer(cls=OneLineErrors)  # the sidkit app's group: errors name command-line flags

@@ -124,7 +124,8 @@ def test_popularity_probe_head_unique_tail_compressed():
 
 
 def _files(tmp_path, n=12):
-    from sidkit.io.codes import assign_suffix, write_codes
+    from sidkit.dedup.suffix import assign_suffix
+    from sidkit.io.codes import write_codes
 
     ids = np.array([f"p{i}" for i in range(n)], dtype=object)
     codes = np.array([[i % 2, 0] for i in range(n)], np.int32)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sidkit
-from sidkit.encoding import job as encoding
+from sidkit.encoding import finish as encoding
 from sidkit.errors import DataError, InputFileError, SchemaError
 from sidkit.io.codes import read_codes
 
@@ -18,7 +18,7 @@ from conftest import emb_array, planted, write_items
 
 def _reference(model_rows, in_ids, in_codes):
     """Suffixes by the rule, one row at a time: an id of the model with the same core SID keeps
-    its suffix; every other row gets (largest suffix taken in its bucket) + 1, in input order."""
+    its suffix; every other row gets (largest suffix taken in its bucket) + 1, in item-id order."""
     model = {i: (tuple(c), s) for i, c, s in model_rows}
     taken: dict = {}
     for _, c, s in model_rows:
@@ -28,8 +28,9 @@ def _reference(model_rows, in_ids, in_codes):
         if i in model and model[i][0] == tuple(c):
             out[r] = model[i][1]
             taken[tuple(c)] = max(taken.get(tuple(c), -1), out[r])
-    for r, c in enumerate(in_codes):
+    for r in sorted(range(len(in_ids)), key=lambda r: in_ids[r]):
         if out[r] is None:
+            c = in_codes[r]
             out[r] = taken.get(tuple(c), -1) + 1
             taken[tuple(c)] = out[r]
     return out
@@ -82,7 +83,7 @@ def test_out_of_core_suffixes_match_the_reference(heavy, tmp_path):
     assert pq.read_table(tmp_path / "file.parquet").equals(pq.read_table(tmp_path / "one.parquet"))
 
 
-def test_without_model_codes_suffixes_count_from_zero_in_input_order(heavy, tmp_path):
+def test_without_model_codes_suffixes_count_from_zero_in_id_order(heavy, tmp_path):
     d, ids2 = heavy
     import shutil
 
@@ -92,6 +93,24 @@ def test_without_model_codes_suffixes_count_from_zero_in_input_order(heavy, tmp_
     _, codes, suf, _ = read_codes(tmp_path / "o.parquet")
     assert suf.tolist() == _reference([], ids2, codes.tolist())
     assert "no codes.parquet" in s["warnings"][0]
+
+
+def test_suffixes_do_not_depend_on_input_order_or_sharding(heavy, tmp_path):
+    d, _ = heavy
+    sidkit.encode(d / "m", d / "shards", tmp_path / "a.parquet", partition_rows=450)
+    t = pq.read_table(d / "one.parquet")
+    t = t.take(pa.array(np.random.default_rng(1).permutation(t.num_rows)))
+    (tmp_path / "s").mkdir()
+    for k, (a, b) in enumerate([(0, 1000), (1000, 1100), (1100, 3000)]):
+        pq.write_table(t.slice(a, b - a), tmp_path / "s" / f"p{k}.parquet", row_group_size=64)
+    sidkit.encode(d / "m", tmp_path / "s", tmp_path / "b.parquet", partition_rows=200, batch_size=77)
+
+    def mapping(p):
+        ids, codes, suf, _ = read_codes(p)
+        return {i: (tuple(c), s) for i, c, s in zip(ids.tolist(), codes.tolist(), suf.tolist())}
+
+    a, b = mapping(tmp_path / "a.parquet"), mapping(tmp_path / "b.parquet")
+    assert len(a) == 3000 and a == b
 
 
 def test_directory_output_one_shard_per_input_shard(heavy, tmp_path):
@@ -159,9 +178,9 @@ def test_duplicate_ids_across_shards(heavy, tmp_path):
 
 def test_hash_collisions_are_checked_on_the_real_ids(heavy, tmp_path, monkeypatch):
     d, _ = heavy
-    import sidkit.encoding.job as job
+    import sidkit.encoding.finish as finish
 
-    monkeypatch.setattr(job, "id_hash", lambda ids: np.zeros(len(ids), np.uint64))  # every id collides
+    monkeypatch.setattr(finish, "id_hash", lambda ids: np.zeros(len(ids), np.uint64))  # every id collides
     s = sidkit.encode(d / "m", d / "shards", tmp_path / "o.parquet", partition_rows=400)
     assert s["n_items"] == 3000
 

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sidkit.cli import app
-from sidkit.io.codes import assign_suffix
+from sidkit.dedup.suffix import assign_suffix
 
 from conftest import planted, write_items
 

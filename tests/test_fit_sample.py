@@ -14,7 +14,8 @@ import pytest
 import sidkit
 from sidkit.errors import ConfigError, DataError
 from sidkit.io.catalog import read_catalog_sample
-from sidkit.io.codes import assign_suffix, read_codes
+from sidkit.dedup.suffix import assign_suffix
+from sidkit.io.codes import read_codes
 from sidkit.io.source import sample_rows
 
 from conftest import emb_array, planted
@@ -188,15 +189,15 @@ def test_interactions_outside_the_sample_are_dropped(tmp_path, catalog):
 
 
 def test_suffixes_of_colliding_rows_match_the_reference():
-    from sidkit.pipeline import _suffixes
+    from sidkit.dedup.suffix import catalog_suffixes
 
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 3, size=(5000, 2)).astype(np.int32)  # heavy buckets
     codes[:100] = rng.integers(0, 1000, size=(100, 2))  # and some singletons
     ids = pa.array([f"x{v}" for v in rng.permutation(5000)])
-    assert np.array_equal(_suffixes(codes, ids), assign_suffix(codes, np.array(ids.to_pylist())))
+    assert np.array_equal(catalog_suffixes(codes, ids), assign_suffix(codes, np.array(ids.to_pylist())))
     int_ids = pa.array(rng.permutation(5000).astype(np.int64))
-    assert np.array_equal(_suffixes(codes, int_ids), assign_suffix(codes, int_ids.to_numpy()))
+    assert np.array_equal(catalog_suffixes(codes, int_ids), assign_suffix(codes, int_ids.to_numpy()))
 
 
 def test_report_sample_sets_the_query_sample_of_the_fit_report(tmp_path, catalog, monkeypatch):

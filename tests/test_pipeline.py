@@ -10,7 +10,8 @@ from safetensors.numpy import load_file
 
 import sidkit
 from sidkit.errors import ConfigError
-from sidkit.io.codes import assign_suffix, pack_keys, read_codes
+from sidkit.dedup.suffix import assign_suffix
+from sidkit.io.codes import pack_keys, read_codes
 
 from conftest import planted, write_items
 
@@ -94,7 +95,7 @@ def test_encode_new_items_get_fresh_suffixes_and_old_keep_theirs(tmp_path):
     for i in (0, 2, 3, 4):  # unchanged items keep code and suffix
         assert (new_codes[i] == old_codes[pos[ids2[i]]]).all() and new_suffix[i] == old_suffix[pos[ids2[i]]]
     bucket_max = old_suffix[[pos[k] for k in ids if (old_codes[pos[k]] == new_codes[5]).all()]].max()
-    assert new_suffix[5:].tolist() == [bucket_max + 1, bucket_max + 2, bucket_max + 3]  # input order
+    assert new_suffix[5:].tolist() == [bucket_max + 2, bucket_max + 1, bucket_max + 3]  # item-id order: new1, new2, new3
     assert new_suffix[1] == 10  # a001 moved into a bucket whose suffixes go to 9
     # sid + [suffix] is unique over the model's codes and the refresh together
     allc = np.concatenate([np.column_stack([old_codes, old_suffix]), np.column_stack([new_codes, new_suffix])[[1, 5, 6, 7]]])

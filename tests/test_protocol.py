@@ -144,7 +144,7 @@ def test_fit_config_sections_keep_the_flat_options_and_the_stored_layout():
 STAGES = [  # (module prefix, stage): lower stages never import higher ones, even lazily; the longest prefix decides
     ("sidkit.errors", 0), ("sidkit.config", 0), ("sidkit._progress", 0),
     ("sidkit.io", 1), ("sidkit.features", 1), ("sidkit.metrics", 1), ("sidkit.report", 1), ("sidkit.datasets", 1),
-    ("sidkit.formats.tokens", 1), ("sidkit.dedup.zcr", 1),
+    ("sidkit.formats.tokens", 1), ("sidkit.dedup.zcr", 1), ("sidkit.dedup.suffix", 1),
     ("sidkit.model.layout", 1), ("sidkit.model.lock", 1), ("sidkit.model.files", 1),
     ("sidkit.quantizers", 2), ("sidkit.regularizers", 2), ("sidkit.kae", 2),
     ("sidkit.methods", 3),
@@ -224,7 +224,7 @@ def test_model_directory_has_one_owner():
 
     src = {p.relative_to(REPO).as_posix(): p.read_text() for p in (REPO / "sidkit").rglob("*.py")}
     users = sorted(p for p, t in src.items() if "atomic_dir(" in t and not p.endswith("io/artifacts.py"))
-    assert users == ["sidkit/encoding/job.py", "sidkit/formats/stacks.py", "sidkit/model/directory.py"], users
+    assert users == ["sidkit/encoding/finish.py", "sidkit/formats/stacks.py", "sidkit/model/directory.py"], users
     names = ("sidkit.json", "model.safetensors", "codes.parquet", "codebooks.parquet", "report.json", "slots.json", "kae.toml")
     for name in names:
         defs = [p for p, t in src.items() if re.search(rf'^\s*\w+\s*=\s*"{re.escape(name)}"', t, re.M)]

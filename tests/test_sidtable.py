@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sidkit.errors import DataError, InputFileError, SchemaError, SidkitError
-from sidkit.io.codes import assign_suffix, write_codes
+from sidkit.dedup.suffix import assign_suffix
+from sidkit.io.codes import write_codes
 from sidkit.io.sidtable import read_sid_table
 from sidkit.metrics import core_report
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 import sidkit
 from sidkit.cli import app
 from sidkit.datasets import make_catalog
-from sidkit.encoding.job import fill_suffixes, zcr_partition
+from sidkit.dedup.suffix import fill_suffixes
+from sidkit.dedup.zcr import zcr_partition
 from sidkit.dedup.table import dedup
 from sidkit.dedup.zcr import last_level_candidates, place_new, zcr_reassign, zcr_reference
 
@@ -116,7 +117,8 @@ def test_zcr_partition_keeps_model_items_and_suffixes_the_rest():
     assert new_last[2] == 0 and suf[2] == 1  # no free candidate: the next suffix of its SID
     assert placed.tolist() == [1, 2]
     # the suffix rule it falls back to is the encode's own
-    assert fill_suffixes(np.array([3, 3]), np.array([0, -1], np.int32), np.zeros(0, np.int64), np.zeros(0, np.int32)).tolist() == [0, 1]
+    assert fill_suffixes(np.array([3, 3]), np.array([0, -1], np.int32), np.zeros(0, np.int64), np.zeros(0, np.int32),
+                         pa.array(["a", "b"])).tolist() == [0, 1]
 
 
 def test_candidates_are_sorted_by_distance():

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sidkit.io.codes import assign_suffix, pack_keys
+from sidkit.dedup.suffix import assign_suffix
+from sidkit.io.codes import pack_keys
 
 
 def dedup(codes_path, model_dir, items, out, *, method: str = "zcr", id_col: str | None = None) -> dict:

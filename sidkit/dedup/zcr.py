@@ -22,7 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from sidkit.io.codes import assign_suffix, pack_keys
+from sidkit.dedup.suffix import assign_suffix, fill_suffixes, kept_rows
+from sidkit.io.codes import pack_keys
 
 DEDUP_METHODS = ("suffix", "zcr", "none")
 
@@ -225,3 +226,30 @@ def place_new(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, pending: n
         s.add(v)
         out[i] = v
     return out, spill
+
+
+def zcr_partition(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, ids,
+                  m_prefix: np.ndarray, m_last: np.ndarray, m_ids, m_suffix: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The encode-time ZCR rule over one partition of rows (in input order) and the model's rows
+    with the same prefix keys: a row whose id is in the model with the same prefix keeps the
+    model's last code and suffix; every other row takes its own last code if no item holds it,
+    else the nearest free one of its candidates (rows in input order), else the next free
+    suffix of its own SID (the suffix rule: in item-id order).
+    Returns (last codes, suffixes, the rows placed: not kept from the model)."""
+    n = len(prefix)
+    out_last = np.asarray(last, np.int64).copy()
+    suf = np.full(n, -1, np.int32)
+    kept = np.zeros(n, bool)
+    same, at = kept_rows(prefix, ids, m_prefix, m_ids)
+    out_last[same] = m_last[at]
+    suf[same] = m_suffix[at]
+    kept[same] = True
+    pending = np.flatnonzero(~kept)
+    placed, spill = place_new(prefix, out_last, cand, pending,
+                              np.concatenate([m_prefix, prefix[kept]]) if len(m_prefix) or kept.any() else prefix[:0],
+                              np.concatenate([m_last.astype(np.int64), out_last[kept]]))
+    out_last[pending] = placed[pending]
+    suf[pending[~spill[pending]]] = 0
+    if spill.any():
+        suf = fill_suffixes(full_keys(prefix, out_last), suf, full_keys(m_prefix, m_last), m_suffix, ids)
+    return out_last.astype(np.int32), suf, pending

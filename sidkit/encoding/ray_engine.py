@@ -2,14 +2,15 @@
 
 An encode has two stages (DESIGN.md §6): a *map* stage that turns every catalog row into its core
 SID, which is embarrassingly parallel, and a *finish* stage (the global suffix pass and the final
-atomic write, :func:`sidkit.encoding.job.finish_encode`), which needs every row of a core SID bucket.
+atomic write, :func:`sidkit.encoding.finish.finish_encode`), which needs every row of a core SID bucket.
 This module runs the map stage on a Ray cluster and writes the same *staged* files as the local
 engine's map stage:
 
 - one Parquet file per input shard, ``stage_dir/part-{i:05d}.parquet``, ``i`` being the shard's
   index in :attr:`ParquetSource.shards <sidkit.io.source.ParquetSource.shards>` (sorted paths);
 - each holds the shard's rows in the shard's row order, columns ``item_id`` (the input id column's
-  values and type) and ``sid`` (``list<int32>``): what :func:`sidkit.encoding.kernel.encode_batch` returns.
+  values and type) and ``sid`` (``list<int32>``) (+ ``zcr_cand`` for a ZCR model): what
+  :func:`sidkit.encoding.kernel.encode_batch` (the batch kernel's Arrow entry) returns.
 
 Design. The Ray Dataset is the list of shard paths (``from_items``), not the rows: one
 ``map_batches`` call per shard, on a pool of actors that each load the model once, from its
@@ -29,6 +30,7 @@ system or a mount of the same bucket); on one machine any local path works.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -251,6 +253,24 @@ def ray_map_stage(model_dir: str | os.PathLike, source, stage_dir: str | os.Path
     except ImportError:
         raise ConfigError(RAY_MISSING) from None
 
+    with _ray_session(ray, address):
+        # Share the cluster's CPUs among the actors (torch in an actor uses that many threads), but
+        # never ask for more than the nodes hold, or the pool waits forever for its last actor.
+        node_cpus = _node_cpus(ray)
+        if cpus_per_worker is None:
+            cpus_per_worker = worker_cpus(node_cpus, workers)
+        elif not _fits(node_cpus, cpus_per_worker, workers):
+            raise ConfigError(f"{opt('workers')} {workers} actors of {cpus_per_worker:g} CPUs do not fit on the "
+                              f"cluster's nodes ({', '.join(f'{c:g}' for c in node_cpus)} CPUs); lower {opt('workers')}")
+        done = _run_pool(ray, source, model_dir, stage_dir, id_col=id_col, workers=workers, batch_size=batch_size,
+                         cpus_per_worker=cpus_per_worker, progress=progress)
+    return _check_staged(source, stage_dir, done)
+
+
+@contextlib.contextmanager
+def _ray_session(ray, address: str | None) -> Iterator[None]:
+    """Join (or start, then stop) a Ray cluster, with Ray Data's progress bars and per-run log
+    lines off stdout (sidkit reports progress itself); everything is restored on the way out."""
     started = False
     if not ray.is_initialized():
         _check_reachable(address)
@@ -262,7 +282,6 @@ def ray_map_stage(model_dir: str | os.PathLike, source, stage_dir: str | os.Path
             raise ConfigError(f"{opt('address')} {address or '(local)'}: could not start or join a Ray cluster ({msg}); "
                               f"start one with 'ray start --head' or pass {opt('address')} auto on a cluster node") from None
         started = True
-    # sidkit reports progress itself: keep Ray Data's bars and per-run log lines off stdout.
     ctx = ray.data.DataContext.get_current()
     saved = (ctx.enable_progress_bars, ctx.print_on_execution_start)
     ctx.enable_progress_bars, ctx.print_on_execution_start = False, False
@@ -271,42 +290,41 @@ def ray_map_stage(model_dir: str | os.PathLike, source, stage_dir: str | os.Path
     for name, level in quiet.items():
         logging.getLogger(name).setLevel(level)
     try:
-        # Share the cluster's CPUs among the actors (torch in an actor uses that many threads), but
-        # never ask for more than the nodes hold, or the pool waits forever for its last actor.
-        node_cpus = _node_cpus(ray)
-        if cpus_per_worker is None:
-            cpus_per_worker = worker_cpus(node_cpus, workers)
-        elif not _fits(node_cpus, cpus_per_worker, workers):
-            raise ConfigError(f"{opt('workers')} {workers} actors of {cpus_per_worker:g} CPUs do not fit on the "
-                              f"cluster's nodes ({', '.join(f'{c:g}' for c in node_cpus)} CPUs); lower {opt('workers')}")
-        items = [{"index": i, "path": str(Path(s).resolve())} for i, s in enumerate(source.shards)]
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(
-            _ShardEncoder,
-            fn_constructor_kwargs={"model_dir": str(model_dir), "stage_dir": str(stage_dir), "id_col": id_col,
-                                   "batch_size": int(batch_size)},
-            batch_size=1,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=cpus_per_worker,
-        )
-        done: dict[int, tuple[int, str, str]] = {}
-        n_rows = 0
-        for row in ds.iter_rows():
-            i = int(row["index"])
-            if row["error_class"]:
-                _raise_worker_error(str(row["error_class"]), str(row["error"]))
-            done[i] = (int(row["rows"]), str(row["path"]), str(row["node"]))
-            n_rows += int(row["rows"])
-            if progress:
-                progress("encode", n_rows, source.num_rows, {"shards": f"{len(done)}/{len(items)}"})
+        yield
     finally:
         ctx.enable_progress_bars, ctx.print_on_execution_start = saved
         for name, level in saved_levels.items():
             logging.getLogger(name).setLevel(level)
         if started:
             ray.shutdown()
-    return _check_staged(source, stage_dir, done)
+
+
+def _run_pool(ray, source, model_dir: Path, stage_dir: Path, *, id_col: str, workers: int, batch_size: int,
+              cpus_per_worker: float, progress) -> dict[int, tuple[int, str, str]]:
+    """One ``map_batches`` call per shard on a pool of :class:`_ShardEncoder` actors; returns
+    {shard index: (rows, staged path, node)}, re-raising the first worker error."""
+    items = [{"index": i, "path": str(Path(s).resolve())} for i, s in enumerate(source.shards)]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map_batches(
+        _ShardEncoder,
+        fn_constructor_kwargs={"model_dir": str(model_dir), "stage_dir": str(stage_dir), "id_col": id_col,
+                               "batch_size": int(batch_size)},
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=cpus_per_worker,
+    )
+    done: dict[int, tuple[int, str, str]] = {}
+    n_rows = 0
+    for row in ds.iter_rows():
+        i = int(row["index"])
+        if row["error_class"]:
+            _raise_worker_error(str(row["error_class"]), str(row["error"]))
+        done[i] = (int(row["rows"]), str(row["path"]), str(row["node"]))
+        n_rows += int(row["rows"])
+        if progress:
+            progress("encode", n_rows, source.num_rows, {"shards": f"{len(done)}/{len(items)}"})
+    return done
 
 
 def _check_staged(source, stage_dir: Path, done: dict[int, tuple[int, str, str]]) -> list[Path]:

@@ -3,8 +3,8 @@
 Spark users run the same two stages as ``sidkit encode`` (docs/scale.md): a map stage that turns
 every row into its core SID, :func:`encode_arrow_batches` below, then a global suffix pass over
 the result (group by core SID; items already in the model's ``codes.parquet`` with an unchanged
-core SID keep their suffix; every other item gets the next free suffix of its core SID in input
-order). docs/scale.md spells the suffix pass out in PySpark.
+core SID keep their suffix; every other item gets the next free suffix of its core SID in item-id
+order, :mod:`sidkit.dedup.suffix`). docs/scale.md spells the suffix pass out in PySpark.
 
 Example::
 
@@ -41,7 +41,7 @@ def encode_arrow_batches(batches: Iterable[pa.RecordBatch], model_dir: str | os.
     """Encode an iterator of Arrow record batches (what ``mapInArrow`` passes) into record
     batches ``item_id`` (as given) and ``sid`` (``list<int32>``, the core SID), row for row,
     followed by the columns named in ``keep``, copied through (e.g. the input-order columns that
-    the suffix pass sorts by).
+    the final write sorts by).
 
     Each batch must hold the id column (``id_col``, default the model's) and the model's
     embedding columns (plus any attribute column a KAE model reads). The model at ``model_dir``

@@ -27,11 +27,11 @@ from sidkit.eval.split import Split
 def full_sids(codes: np.ndarray, suffix: np.ndarray | None, sizes=None, item_ids=None) -> tuple[np.ndarray, list[int]]:
     """``sid + [suffix]`` (n, L+1) and the vocabulary size of each of the L+1 positions.
 
-    A missing suffix is computed by sidkit's suffix rule (:func:`~sidkit.io.codes.assign_suffix`:
+    A missing suffix is computed by sidkit's suffix rule (:func:`~sidkit.dedup.suffix.assign_suffix`:
     0, 1, ... inside each collision group by ascending ``item_ids``, the rows' ids)."""
     codes = np.asarray(codes, np.int64)
     if suffix is None:
-        from sidkit.io.codes import assign_suffix
+        from sidkit.dedup.suffix import assign_suffix
 
         suffix = assign_suffix(codes, item_ids)
     suffix = np.asarray(suffix, np.int64)

@@ -69,26 +69,6 @@ def table_keys(codes: np.ndarray, codebook_sizes: list[int]) -> tuple[np.ndarray
     return key, space, False
 
 
-def assign_suffix(codes: np.ndarray, item_ids: np.ndarray | list) -> np.ndarray:
-    """Collision suffix: 0 for a unique core SID, else 0, 1, 2, ... inside each colliding group,
-    ordered by item id (ascending), so ``sid + [suffix]`` is unique."""
-    codes = np.asarray(codes)
-    n = codes.shape[0]
-    key = pack_keys(codes)
-    ids = np.asarray(item_ids)
-    # Sort by (key, item_id); ranks inside runs of equal keys are the suffixes.
-    order = np.lexsort((ids, key)) if key.dtype != object else np.lexsort((ids, key.astype(str)))
-    sk = key[order]
-    start = np.ones(n, dtype=bool)
-    if n > 1:
-        start[1:] = sk[1:] != sk[:-1]
-    run_start = np.maximum.accumulate(np.where(start, np.arange(n), 0))
-    rank = np.arange(n) - run_start
-    suffix = np.empty(n, dtype=np.int32)
-    suffix[order] = rank
-    return suffix
-
-
 def codes_table(item_ids, codes: np.ndarray, suffix: np.ndarray, metadata: dict[str, Any] | None = None) -> pa.Table:
     codes = np.ascontiguousarray(np.asarray(codes, dtype=np.int32))
     n, L = codes.shape

@@ -94,6 +94,7 @@ def _catalog_residuals(codes_path, ids, codes, model, items, id_col):
     from sidkit.errors import DataError
     from sidkit.features import fuse
     from sidkit.io.catalog import embedding_to_numpy, resolve_columns
+    from sidkit.io.ids import check_same_id_kind
     from sidkit.io.source import open_source
     from sidkit.quantizers.base import Items
 
@@ -106,9 +107,10 @@ def _catalog_residuals(codes_path, ids, codes, model, items, id_col):
         arr = pa.array(a.tolist() if a.dtype == object else a)
         if arr.type == id_type:
             return arr
+        check_same_id_kind(id_type, arr.type, src.path, id_col, "the table's items", "give the catalog the table was encoded from")
         try:
             return arr.cast(id_type)
-        except (pa.ArrowException, ValueError):
+        except (pa.ArrowException, ValueError):  # same kind, values out of the column type's range
             raise DataError(f"{src.path}: id column '{id_col}' has type {id_type}, the table's item_id {arr.type}; "
                             "give the catalog the table was encoded from") from None
 

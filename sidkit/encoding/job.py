@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 
 from sidkit.encoding.finish import MANIFEST, PARTITION_ROWS, finish_encode, model_id_type
 from sidkit.errors import ConfigError, DataError, InputFileError, opt
+from sidkit.io.ids import check_same_id_kind
 from sidkit.io.source import open_source
 
 ENGINES = ("local", "ray")
@@ -84,11 +84,8 @@ def _check_input(model, src, id_col: str) -> None:
     resolve_columns(src.schema_arrow, src.path, id_col, list(model.fusion.columns))
     m_type = model_id_type(model)
     if m_type is not None:
-        t_in = src.schema_arrow.field(id_col).type
-        if pa.types.is_integer(t_in) != pa.types.is_integer(m_type):
-            kind = lambda t: "integer" if pa.types.is_integer(t) else "string"  # noqa: E731
-            raise DataError(f"{src.path}: id column '{id_col}' holds {kind(t_in)} ids but the model's items have {kind(m_type)} ids; "
-                            f"give the ids the same type as in the catalog the model was fitted on")
+        check_same_id_kind(src.schema_arrow.field(id_col).type, m_type, src.path, id_col, "the model's items",
+                           "give the ids the same type as in the catalog the model was fitted on")
     if src.num_rows == 0:
         raise DataError(f"{src.path}: the catalog has zero rows; it needs at least one item")
 

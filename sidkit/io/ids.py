@@ -5,6 +5,7 @@ catalog pass) calls these checks, so each problem has one message:
 
 * :func:`check_id_type`: ids must be strings or integers;
 * :func:`check_no_null_ids`: every item needs an id;
+* :func:`check_same_id_kind`: ids matched against another table's are of the same kind;
 * :func:`duplicate_ids_error` (raised by :func:`check_unique_ids`, :func:`check_unique_hashed`
   and :class:`UniqueIdCheck`): ids must be unique.
 
@@ -34,6 +35,21 @@ def check_id_type(id_type, where, id_col: str) -> None:
 
     if not (pa.types.is_integer(id_type) or pa.types.is_string(id_type) or pa.types.is_large_string(id_type)):
         raise SchemaError(f"{where}: id column '{id_col}' has type {id_type}; ids must be strings or integers")
+
+
+def id_kind(id_type) -> str:
+    """"integer" or "string": the kind of id a column type holds."""
+    import pyarrow as pa
+
+    return "integer" if pa.types.is_integer(id_type) else "string"
+
+
+def check_same_id_kind(id_type, other_type, where, id_col: str, whose: str, fix: str) -> None:
+    """Ids matched against another table's (a model's items, a SID table) must be of the same
+    kind: integer ids never equal string ids."""
+    if id_kind(id_type) != id_kind(other_type):
+        raise DataError(f"{where}: id column '{id_col}' holds {id_kind(id_type)} ids but {whose} have "
+                        f"{id_kind(other_type)} ids; {fix}")
 
 
 def check_no_null_ids(ids, where, id_col: str, row_offset: int = 0) -> None:

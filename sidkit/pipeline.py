@@ -24,6 +24,7 @@ from sidkit.encoding.kernel import encode_batch, encode_embeddings, encode_items
 from sidkit.model.directory import Model, load_model, model_meta, save_tensors, write_model_dir
 from sidkit.model.lock import model_lock
 from sidkit.quantizers.base import Items, Progress, check_enough_items
+from sidkit.report.fit import method_messages, method_summary
 
 __all__ = ["FitResult", "Model", "encode", "encode_batch", "fit", "load_model", "save_tensors"]
 
@@ -283,7 +284,7 @@ def _write_model(out: Path, items, cfg, data: _TrainingData, trained: _Trained, 
 def _fit_summary(out: Path, cfg, data: _TrainingData, trained: _Trained, enc: _Encoded, ded: _Deduped, report: dict,
                  meta: dict, recon_mse: float | None, t0: float) -> dict:
     """The summary dict the CLI prints: headline figures, then notes and warnings."""
-    tok, built = trained.built.tokenizer, trained.built
+    built = trained.built
     col = report["collision"]
     summary = {
         "model_dir": str(out),
@@ -299,12 +300,12 @@ def _fit_summary(out: Path, cfg, data: _TrainingData, trained: _Trained, enc: _E
         "reconstruction_mse": recon_mse,
         "fit_seconds": round(trained.fit_seconds, 3),
         "total_seconds": round(time.perf_counter() - t0, 3),
-        **tok.summary_blocks(),
+        **method_summary(report),
     }
     if built.regularizer:
         summary["regularizer"] = built.regularizer["name"]
     summary["dedup"] = report["dedup"]["method"]
-    notes, more = _fit_messages(cfg, data, tok, report, meta, ded.stats, summary)
+    notes, more = _fit_messages(cfg, data, report, meta, ded.stats, summary)
     if built.notes + notes:
         summary["notes"] = built.notes + notes
     warnings = trained.warnings + enc.warnings
@@ -313,12 +314,12 @@ def _fit_summary(out: Path, cfg, data: _TrainingData, trained: _Trained, enc: _E
     return summary
 
 
-def _fit_messages(cfg, data: _TrainingData, tok, report: dict, meta: dict, dedup: dict | None,
+def _fit_messages(cfg, data: _TrainingData, report: dict, meta: dict, dedup: dict | None,
                   summary: dict) -> tuple[list[str], list[str]]:
     """The fit's notes and its warnings after the input ones (sets ``summary['zcr']``)."""
     from sidkit.metrics.levels import sink_warnings
 
-    notes, more = tok.fit_messages()
+    notes, more = method_messages(report)
     more = list(more) + sink_warnings(report.get("levels", []), method=cfg.method, balanced=bool(cfg.rqkmeans.balanced))
     if cfg.method == "kae" and not cfg.kae.residual_levels and report["collision"]["collision_rate"] > KAE_COLLISION_HINT:
         more.append(f"kae: the attribute positions alone give {100 * report['collision']['collision_rate']:.1f}% collisions "

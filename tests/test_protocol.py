@@ -254,3 +254,30 @@ def test_public_api_is_reachable_and_not_shadowed_by_submodules():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[] [] [] []", r.stdout
+
+
+def test_tokenizers_return_data_and_report_makes_the_summary_text():
+    """No tokenizer hook returns summary entries or message text; report.fit makes them from the
+    method's report.json block (hand-made KAE block with a kept, a noted and a dropped binding)."""
+    from sidkit.kae.model import KAE
+    from sidkit.quantizers.base import Tokenizer
+    from sidkit.quantizers.rqkmeans import RQKMeans
+    from sidkit.quantizers.rqvae import RQVAE
+    from sidkit.report.fit import method_messages, method_summary
+
+    for cls in (Tokenizer, RQKMeans, RQVAE, KAE):
+        assert not hasattr(cls, "fit_messages") and not hasattr(cls, "summary_blocks"), cls
+    assert method_summary({"collision": {}}) == {} and method_messages({}) == ([], [])
+    carried = {"kept": [{"category": "color", "word": "sage", "slot": 3},
+                        {"category": "color", "word": "teal", "slot": 4, "note": "its items moved"}],
+               "dropped": [{"category": "brand", "word": "acme", "reason": "no free slot"}], "active": []}
+    group = {"name": "color", "position": 0, "categories": ["color"], "kept_words": 5, "reserved": 2, "capacity": 9,
+             "null_rate": 0.1, "other_rate": 0.0, "routed_rate": 0.0, "routing": {}}
+    report = {"kae": {"groups": [group], "residual_levels": 1, "residual_method": "rqkmeans", "carried_bindings": carried}}
+    assert method_summary(report) == {"kae": {
+        "groups": [{"name": "color", "categories": ["color"], "kept_words": 5, "reserved": 2, "capacity": 9}],
+        "residual_levels": 1, "bindings_kept": 2, "bindings_dropped": carried["dropped"], "bindings_now_active": 0}}
+    assert method_messages(report) == (
+        ["refit: kept 2 slot binding(s) of the previous model"],
+        ["refit: binding brand:acme could not be kept: no free slot",
+         "refit: binding color:teal kept at slot 4, but its items moved"])

@@ -332,27 +332,8 @@ class KAE(Tokenizer):
             "carried_bindings": self.carried_,
         }}
 
-    def summary_blocks(self) -> dict:
-        c = self.carried_
-        return {"kae": {"groups": [{"name": b.name, "categories": b.categories, "kept_words": b.n_active,
-                                    "reserved": b.n_reserved, "capacity": b.size} for b in self.books_],
-                        "residual_levels": len(self.codebook_sizes) - self.n_groups,
-                        "bindings_kept": len(c["kept"]), "bindings_dropped": c["dropped"],
-                        "bindings_now_active": len(c["active"])}}
-
     def codes_metadata(self) -> dict:
         return {"kae_groups": self.n_groups}
-
-    def fit_messages(self) -> tuple[list[str], list[str]]:
-        """(notes, warnings) about the carried bindings, for the fit summary."""
-        c = self.carried_
-        warnings = [f"refit: binding {d['category']}:{d['word']} could not be kept: {d['reason']}" for d in c["dropped"]]
-        warnings += [f"refit: binding {k['category']}:{k['word']} kept at slot {k['slot']}, but {k['note']}" for k in c["kept"] if k.get("note")]
-        notes = []
-        if c["kept"] or c["active"]:
-            notes.append(f"refit: kept {len(c['kept'])} slot binding(s) of the previous model"
-                         + (f"; {len(c['active'])} bound word(s) are now kept words with active slots" if c["active"] else ""))
-        return notes, warnings
 
     # -- state
     def params(self) -> dict:

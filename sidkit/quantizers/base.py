@@ -9,10 +9,12 @@ columns. A plain ``(n, d)`` array is accepted wherever ``Items`` is. Every token
 * ``codebook_sizes``; ``params()``, ``state_dict()`` and the classmethod ``from_state(params,
   tensors)`` (the model directory's ``sidkit.json`` and ``model.safetensors``);
 * ``codebooks_table(codes)`` (``codebooks.parquet``), ``extra_files()`` (more files of the model
-  directory), ``training_summary()``, ``reconstruction_mse(items)``, ``report_blocks(codes)`` and
-  ``summary_blocks()`` (method-specific blocks of ``report.json`` and of the fit summary),
-  ``codes_metadata()``, ``fit_messages()``, ``attribute_columns`` (the catalog columns ``encode``
-  needs) and ``carry_over(previous_dir, items)`` (what a refit keeps from the model it replaces).
+  directory), ``training_summary()``, ``reconstruction_mse(items)``, ``report_blocks(codes)``
+  (method-specific blocks of ``report.json``: data only; the fit summary's entries, notes and
+  warnings are made from them in :mod:`sidkit.report.fit`), ``codes_metadata()``,
+  ``attribute_columns`` (the catalog columns ``encode`` needs) and ``carry_over(previous_dir,
+  items)`` (what a refit keeps from the model it replaces). No hook prints or returns text for
+  the user.
 
 ``progress`` is always ``(stage, done, total, info)``. Input errors are
 :class:`~sidkit.errors.SidkitError` worded for Python callers (:func:`check_matrix`).
@@ -213,16 +215,8 @@ class Tokenizer:
         codes = self.encode(items)
         return (codes, *self.zcr_space(items, codes))
 
-    def fit_messages(self) -> tuple[list[str], list[str]]:
-        """(notes, warnings) for the fit summary."""
-        return [], []
-
     def report_blocks(self, codes: np.ndarray) -> dict:
         """Method-specific blocks of ``report.json`` for the fitted codes."""
-        return {}
-
-    def summary_blocks(self) -> dict:
-        """Method-specific entries of the fit summary."""
         return {}
 
     def attach(self, files, meta: dict) -> None:

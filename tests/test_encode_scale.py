@@ -202,3 +202,26 @@ def test_shards_that_disagree(heavy, tmp_path):
         sidkit.encode(d / "m", tmp_path / "s", tmp_path / "o.parquet")
     with pytest.raises(InputFileError, match="no file matches"):
         sidkit.encode(d / "m", str(tmp_path / "nope" / "*.parquet"), tmp_path / "o.parquet")
+
+
+def test_zcr_encode_does_not_depend_on_input_order_or_sharding(heavy, tmp_path):
+    """New items of a ZCR model compete for free last codes in item-id order, so a shuffled,
+    resharded input gives every item the same SID and suffix."""
+    d, _ = heavy
+    sidkit.fit(d / "fit.parquet", out=tmp_path / "z", method="rqkmeans", levels=2, codebook_size="4,4", dedup="zcr")
+    sidkit.encode(tmp_path / "z", d / "shards", tmp_path / "a.parquet", partition_rows=450)
+    t = pq.read_table(d / "one.parquet")
+    t = t.take(pa.array(np.random.default_rng(2).permutation(t.num_rows)))
+    (tmp_path / "s").mkdir()
+    for k, (a, b) in enumerate([(0, 700), (700, 2900), (2900, 3000)]):
+        pq.write_table(t.slice(a, b - a), tmp_path / "s" / f"p{k}.parquet", row_group_size=50)
+    sidkit.encode(tmp_path / "z", tmp_path / "s", tmp_path / "b.parquet", partition_rows=300, batch_size=91)
+
+    def mapping(p):
+        ids, codes, suf, _ = read_codes(p)
+        return {i: (tuple(c), s) for i, c, s in zip(ids.tolist(), codes.tolist(), suf.tolist())}
+
+    a, b = mapping(tmp_path / "a.parquet"), mapping(tmp_path / "b.parquet")
+    assert len(a) == 3000 and a == b
+    full = [c + (s,) for c, s in a.values()]
+    assert len(set(full)) == len(full)  # sid + suffix stays unique

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from sidkit.dedup.suffix import assign_suffix, fill_suffixes, kept_rows
+from sidkit.dedup.suffix import assign_suffix, fill_suffixes, id_order, kept_rows
 from sidkit.io.codes import pack_keys
 
 DEDUP_METHODS = ("suffix", "zcr", "none")
@@ -188,9 +188,9 @@ def full_keys(prefix: np.ndarray, last: np.ndarray) -> np.ndarray:
 
 def place_new(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, pending: np.ndarray,
               taken_prefix: np.ndarray, taken_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Encode-time rule over one partition (rows in input order). ``prefix``/``last`` every row's
-    prefix key and natural last code, ``cand`` its candidate codes (nearest first), ``pending``
-    the rows to place (the others keep what they have and are in ``taken_*``). Returns the new
+    """Encode-time rule over one partition. ``prefix``/``last`` every row's prefix key and
+    natural last code, ``cand`` its candidate codes (nearest first), ``pending`` the rows to
+    place, in the order they choose (the others keep what they have and are in ``taken_*``). Returns the new
     last codes of every row and a mask of the rows that found no free code (they get a suffix)."""
     out = last.astype(np.int64).copy()
     spill = np.zeros(len(last), bool)
@@ -232,10 +232,11 @@ def zcr_partition(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, ids,
                   m_prefix: np.ndarray, m_last: np.ndarray, m_ids, m_suffix: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """The encode-time ZCR rule over one partition of rows (in input order) and the model's rows
     with the same prefix keys: a row whose id is in the model with the same prefix keeps the
-    model's last code and suffix; every other row takes its own last code if no item holds it,
-    else the nearest free one of its candidates (rows in input order), else the next free
-    suffix of its own SID (the suffix rule: in item-id order).
-    Returns (last codes, suffixes, the rows placed: not kept from the model)."""
+    model's last code and suffix; every other row, in item-id order, takes its own last code if
+    no item holds it, else the nearest free one of its candidates, else the next free suffix of
+    its own SID (the suffix rule, also in item-id order), so the result does not depend on the
+    input's row order or sharding. Returns (last codes, suffixes, the rows placed: not kept from
+    the model, in item-id order)."""
     n = len(prefix)
     out_last = np.asarray(last, np.int64).copy()
     suf = np.full(n, -1, np.int32)
@@ -245,6 +246,7 @@ def zcr_partition(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, ids,
     suf[same] = m_suffix[at]
     kept[same] = True
     pending = np.flatnonzero(~kept)
+    pending = pending[np.argsort(id_order(ids)[pending], kind="stable")]  # placed in item-id order
     placed, spill = place_new(prefix, out_last, cand, pending,
                               np.concatenate([m_prefix, prefix[kept]]) if len(m_prefix) or kept.any() else prefix[:0],
                               np.concatenate([m_last.astype(np.int64), out_last[kept]]))

@@ -3,6 +3,8 @@ against a slow in-memory reference on catalogs with heavy buckets."""
 
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -95,21 +97,28 @@ def test_without_model_codes_suffixes_count_from_zero_in_id_order(heavy, tmp_pat
     assert "no codes.parquet" in s["warnings"][0]
 
 
+def _shuffled_shards(src: Path, folder: Path, seed: int, cuts, row_group_size: int) -> Path:
+    """``src``'s rows in a seeded random order, written as shards cut at ``cuts``."""
+    t = pq.read_table(src)
+    t = t.take(pa.array(np.random.default_rng(seed).permutation(t.num_rows)))
+    folder.mkdir()
+    for k, (a, b) in enumerate(cuts):
+        pq.write_table(t.slice(a, b - a), folder / f"p{k}.parquet", row_group_size=row_group_size)
+    return folder
+
+
+def _mapping(p: Path) -> dict:
+    """item id -> (core SID, suffix) of a codes file."""
+    ids, codes, suf, _ = read_codes(p)
+    return {i: (tuple(c), s) for i, c, s in zip(ids.tolist(), codes.tolist(), suf.tolist())}
+
+
 def test_suffixes_do_not_depend_on_input_order_or_sharding(heavy, tmp_path):
     d, _ = heavy
     sidkit.encode(d / "m", d / "shards", tmp_path / "a.parquet", partition_rows=450)
-    t = pq.read_table(d / "one.parquet")
-    t = t.take(pa.array(np.random.default_rng(1).permutation(t.num_rows)))
-    (tmp_path / "s").mkdir()
-    for k, (a, b) in enumerate([(0, 1000), (1000, 1100), (1100, 3000)]):
-        pq.write_table(t.slice(a, b - a), tmp_path / "s" / f"p{k}.parquet", row_group_size=64)
-    sidkit.encode(d / "m", tmp_path / "s", tmp_path / "b.parquet", partition_rows=200, batch_size=77)
-
-    def mapping(p):
-        ids, codes, suf, _ = read_codes(p)
-        return {i: (tuple(c), s) for i, c, s in zip(ids.tolist(), codes.tolist(), suf.tolist())}
-
-    a, b = mapping(tmp_path / "a.parquet"), mapping(tmp_path / "b.parquet")
+    shards = _shuffled_shards(d / "one.parquet", tmp_path / "s", 1, [(0, 1000), (1000, 1100), (1100, 3000)], 64)
+    sidkit.encode(d / "m", shards, tmp_path / "b.parquet", partition_rows=200, batch_size=77)
+    a, b = _mapping(tmp_path / "a.parquet"), _mapping(tmp_path / "b.parquet")
     assert len(a) == 3000 and a == b
 
 
@@ -210,18 +219,9 @@ def test_zcr_encode_does_not_depend_on_input_order_or_sharding(heavy, tmp_path):
     d, _ = heavy
     sidkit.fit(d / "fit.parquet", out=tmp_path / "z", method="rqkmeans", levels=2, codebook_size="4,4", dedup="zcr")
     sidkit.encode(tmp_path / "z", d / "shards", tmp_path / "a.parquet", partition_rows=450)
-    t = pq.read_table(d / "one.parquet")
-    t = t.take(pa.array(np.random.default_rng(2).permutation(t.num_rows)))
-    (tmp_path / "s").mkdir()
-    for k, (a, b) in enumerate([(0, 700), (700, 2900), (2900, 3000)]):
-        pq.write_table(t.slice(a, b - a), tmp_path / "s" / f"p{k}.parquet", row_group_size=50)
-    sidkit.encode(tmp_path / "z", tmp_path / "s", tmp_path / "b.parquet", partition_rows=300, batch_size=91)
-
-    def mapping(p):
-        ids, codes, suf, _ = read_codes(p)
-        return {i: (tuple(c), s) for i, c, s in zip(ids.tolist(), codes.tolist(), suf.tolist())}
-
-    a, b = mapping(tmp_path / "a.parquet"), mapping(tmp_path / "b.parquet")
+    shards = _shuffled_shards(d / "one.parquet", tmp_path / "s", 2, [(0, 700), (700, 2900), (2900, 3000)], 50)
+    sidkit.encode(tmp_path / "z", shards, tmp_path / "b.parquet", partition_rows=300, batch_size=91)
+    a, b = _mapping(tmp_path / "a.parquet"), _mapping(tmp_path / "b.parquet")
     assert len(a) == 3000 and a == b
     full = [c + (s,) for c, s in a.values()]
     assert len(set(full)) == len(full)  # sid + suffix stays unique

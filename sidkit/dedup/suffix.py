@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from sidkit.io.codes import pack_keys
 
-__all__ = ["assign_suffix", "catalog_suffixes", "fill_suffixes", "id_order", "kept_rows", "kept_suffixes"]
+__all__ = ["assign_suffix", "catalog_suffixes", "fill_suffixes", "in_id_order", "kept_rows", "kept_suffixes"]
 
 
 def assign_suffix(codes: np.ndarray, item_ids: np.ndarray | list) -> np.ndarray:
@@ -59,17 +59,17 @@ def catalog_suffixes(codes: np.ndarray, ids: pa.Array) -> np.ndarray:
     return suffix
 
 
-def id_order(ids) -> np.ndarray:
-    """Each id's rank in ascending id order (0 = smallest): the order the suffix rule gives new
-    items of a bucket. The same order as :func:`assign_suffix` (numbers numerically, strings by
-    code point, which is UTF-8 byte order), for an Arrow array or a numpy array of ids."""
+def in_id_order(ids, rows: np.ndarray) -> np.ndarray:
+    """``rows`` sorted by their ids, ascending: the order the suffix rule gives new items of a
+    bucket. The same order as :func:`assign_suffix` (numbers numerically, strings by code point,
+    which is UTF-8 byte order), for an Arrow array or a numpy array of ids. Only the ids of
+    ``rows`` are sorted (a refresh encode keeps most rows)."""
+    rows = np.asarray(rows, np.int64)
     if isinstance(ids, (pa.Array, pa.ChunkedArray)):
-        order = pc.sort_indices(ids).to_numpy(zero_copy_only=False)
+        order = pc.sort_indices(ids.take(pa.array(rows))).to_numpy(zero_copy_only=False)
     else:
-        order = np.argsort(np.asarray(ids), kind="stable")
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order))
-    return rank
+        order = np.argsort(np.asarray(ids)[rows], kind="stable")
+    return rows[order]
 
 
 def fill_suffixes(keys: np.ndarray, suffix: np.ndarray, m_keys: np.ndarray, m_suffix: np.ndarray, ids) -> np.ndarray:
@@ -96,8 +96,8 @@ def fill_suffixes(keys: np.ndarray, suffix: np.ndarray, m_keys: np.ndarray, m_su
         i = np.searchsorted(uk, pk)
         hit = (i < len(uk)) & (uk[np.minimum(i, len(uk) - 1)] == pk)
         base[hit] = mx[i[hit]] + 1
-    by_id = np.argsort(id_order(ids)[pending], kind="stable")  # pending rows in id order, then by key (stable)
-    o = by_id[np.argsort(pk[by_id], kind="stable")]
+    by_id = np.searchsorted(pending, in_id_order(ids, pending))  # positions in pending, in id order
+    o = by_id[np.argsort(pk[by_id], kind="stable")]  # then by key (stable)
     sk = pk[o]
     first = np.ones(len(sk), bool)
     first[1:] = sk[1:] != sk[:-1]

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from sidkit.dedup.suffix import assign_suffix, fill_suffixes, id_order, kept_rows
+from sidkit.dedup.suffix import assign_suffix, fill_suffixes, in_id_order, kept_rows
 from sidkit.io.codes import pack_keys
 
 DEDUP_METHODS = ("suffix", "zcr", "none")
@@ -245,8 +245,7 @@ def zcr_partition(prefix: np.ndarray, last: np.ndarray, cand: np.ndarray, ids,
     out_last[same] = m_last[at]
     suf[same] = m_suffix[at]
     kept[same] = True
-    pending = np.flatnonzero(~kept)
-    pending = pending[np.argsort(id_order(ids)[pending], kind="stable")]  # placed in item-id order
+    pending = in_id_order(ids, np.flatnonzero(~kept))  # new rows choose in item-id order
     placed, spill = place_new(prefix, out_last, cand, pending,
                               np.concatenate([m_prefix, prefix[kept]]) if len(m_prefix) or kept.any() else prefix[:0],
                               np.concatenate([m_last.astype(np.int64), out_last[kept]]))

@@ -3,7 +3,8 @@
 For each shared catalog, fit codes with every requested method (rqkmeans, rqvae, quasid, adasid,
 kae; ``METHOD:zcr`` fits it with ``--dedup zcr``, ``METHOD:none`` with ``--dedup none``,
 ``METHOD+balanced`` with that boolean option switched on, ``METHOD@block.key=VALUE`` with one
-option of a config block set, e.g. ``quasid@align.weight=1e-3``) and
+option of a config block set, e.g. ``quasid@align.weight=1e-3``, ``METHOD@key=VALUE`` with a flat
+fit option, e.g. ``rqvae@init=rqkmeans@latent_dim=384``) and
 ``--fit-seeds`` tokenizer seeds, add the published indexes of ../shared (``--published``, the
 Scientific catalog), evaluate every table under one protocol (``--model sasrec-sid`` or
 ``tiger``, ``--seeds`` downstream seeds) with the most-popular and sasrec-id baselines, then print
@@ -51,7 +52,14 @@ def fit_codes(ds: str, spec: str, out: Path, max_steps: int | None, seed: int = 
     for kv in sets:
         key, _, val = kv.partition("=")
         block, _, name = key.partition(".")
-        opts.setdefault(block, {})[name] = json.loads(val)
+        try:
+            value = json.loads(val)
+        except json.JSONDecodeError:  # a bare word: rqvae@init=rqkmeans
+            value = val
+        if name:
+            opts.setdefault(block, {})[name] = value
+        else:  # a flat fit option: rqvae@init=rqkmeans, quasid@latent_dim=384
+            opts[block] = value
     if method not in ("rqkmeans", "kae") and max_steps:
         opts["max_steps"] = max_steps
     inter = DATA / ds / "interactions.parquet"

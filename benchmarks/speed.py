@@ -311,7 +311,7 @@ def bench_rqvae(args):
             est = RQVAE(3, 256, latent_dim=latent, hidden=hidden, batch_size=bs, lr=lr, weight_decay=wd, random_state=0)
             self.model = RQVAEModule(d, hidden, latent, sizes)
             self.model.mlp_dtype = _resolve_precision(precision, torch.device("cpu"))
-            est._kmeans_init(self.model, X, np.random.default_rng(0), torch.device("cpu"))  # excluded from timing
+            est._init_codebooks(self.model, X, np.random.default_rng(0), torch.device("cpu"))  # excluded from timing
             self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=wd, fused=True)  # as RQVAE.fit
             total = warm + steps
             self.sched = torch.optim.lr_scheduler.LambdaLR(

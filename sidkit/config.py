@@ -271,6 +271,7 @@ class RQVAEOptions:
     sinkhorn_iters: int = 50
     device: str = "cpu"
     precision: str = "fp32"
+    init: str = "random"
 
 
 @dataclass
@@ -398,6 +399,10 @@ class FitConfig:
         r = self.rqvae
         if r.precision not in ("fp32", "bf16", "auto"):
             raise ConfigError(f"{opt('precision')} '{r.precision}' is not known; use fp32, bf16 or auto")
+        from sidkit.quantizers.rqvae import INITS
+
+        if r.init not in INITS:
+            raise ConfigError(f"{opt('init')} '{r.init}' is not known; use {', '.join(INITS)}")
         if r.device not in ("cpu", "cuda") and not str(r.device).startswith("cuda:"):
             raise ConfigError(f"{opt('device')} '{r.device}' is not known; use cpu or cuda")
         if self.regularizer is not None:
@@ -435,7 +440,9 @@ HELP: dict[str, str] = {
     "train_sample": "Train on a seeded sample (--seed) of at most this many rows; every row is still encoded. [default: all rows up to 1,000,000]",
     "report_sample": "Fits on over 100,000 rows: seeded query items of the report's semantic block (approximate index; the sample size and 95% intervals are in the report; 0: every row). 'sidkit audit --items --semantic-sample' runs a bigger one.",
     "dedup": "Collisions: suffix (an extra token 0, 1, ... per shared SID), zcr (reassign the last code inside each prefix group: distinct SIDs of the same length; rqkmeans/rqvae/quasid/adasid) or none.",
-    "balanced": "rqkmeans: capacity-capped (balanced) k-means; --no-balanced for plain k-means (more 'sink' codes and collisions: 22.9% vs 14.9% on Scientific).",
+    "balanced": "rqkmeans (and --init rqkmeans): capacity-capped (balanced) k-means; --no-balanced for plain k-means (more 'sink' codes and collisions: 22.9% vs 14.9% on Scientific).",
+    "latent_dim": "rqvae: size of the encoder's output, the space the codebooks live in.",
+    "init": "rqvae/quasid/adasid: how training starts: random (random encoder, k-means codebooks of its outputs), batch (the same, k-means on one batch) or rqkmeans (warm start at residual k-means of the embeddings, balanced unless --no-balanced; the encoder starts as the identity when --latent-dim equals the embedding size, else a PCA projection).",
     "sinkhorn": "rqvae: Sinkhorn assignment on the last level during training (LC-Rec).",
     "device": "rqvae: cpu or cuda.",
     "precision": "rqvae: encoder/decoder precision while training: fp32, bf16 (mixed precision; about 1.6x faster on CPUs with AVX512-BF16 or AMX) or auto (bf16 where the hardware has it).",

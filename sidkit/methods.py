@@ -81,7 +81,8 @@ def _build_rqvae(cfg, catalog) -> Built:
 
     regs, meta, warnings = _regularizers(cfg, catalog)
     training = {**dataclasses.asdict(cfg.rqvae), "hidden": tuple(cfg.rqvae.hidden)}  # the section holds RQVAE's keywords
-    est = RQVAE(cfg.levels, cfg.codebook_size, **training, random_state=cfg.seed, regularizers=regs)
+    est = RQVAE(cfg.levels, cfg.codebook_size, **training, init_balanced=cfg.rqkmeans.balanced, random_state=cfg.seed,
+                regularizers=regs)
     return Built(est, warnings=warnings, regularizer=meta)
 
 

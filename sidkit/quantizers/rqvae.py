@@ -26,6 +26,10 @@ from sidkit.quantizers.rq import CHUNK, decode_codes, kmeans, residual_encode
 from sidkit.quantizers.sinkhorn import sinkhorn_assign
 
 
+#: how RQ-VAE training starts (``RQVAE(init=...)``)
+INITS = ("random", "batch", "rqkmeans")
+
+
 class LossTerms(NamedTuple):
     recon: torch.Tensor
     codebook: torch.Tensor
@@ -84,11 +88,35 @@ def mlp(dims: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class RQVAEModule(nn.Module):
-    def __init__(self, in_dim: int, hidden: Sequence[int], latent_dim: int, sizes: Sequence[int]):
+class SkipMLP(nn.Module):
+    """``proj(x) + mlp(x)``: a linear map plus a residual MLP. The warm start (``init="rqkmeans"``,
+    METHODS.md §11) sets ``proj`` to the identity or a PCA projection (its back-projection in the
+    decoder) and zeroes the MLP's last layer, so at step 0 the map is exactly ``proj``."""
+
+    def __init__(self, dims: Sequence[int]):
         super().__init__()
-        self.encoder = mlp([in_dim, *hidden, latent_dim])
-        self.decoder = mlp([latent_dim, *reversed(hidden), in_dim])
+        self.proj = nn.Linear(dims[0], dims[-1])
+        self.mlp = mlp(dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) + self.mlp(x)
+
+    @torch.no_grad()
+    def start_at(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        """Set ``proj`` to ``x @ weight.T + bias`` and zero the MLP's last layer."""
+        self.proj.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight, np.float32)))
+        self.proj.bias.copy_(torch.from_numpy(np.ascontiguousarray(bias, np.float32)))
+        last = self.mlp[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+
+
+class RQVAEModule(nn.Module):
+    def __init__(self, in_dim: int, hidden: Sequence[int], latent_dim: int, sizes: Sequence[int], skip: bool = False):
+        super().__init__()
+        net = SkipMLP if skip else mlp
+        self.encoder = net([in_dim, *hidden, latent_dim])
+        self.decoder = net([latent_dim, *reversed(hidden), in_dim])
         self.rq = ResidualQuantizer(sizes, latent_dim)
         self.mlp_dtype: torch.dtype | None = None  # bfloat16: mixed-precision MLPs during training
 
@@ -211,7 +239,17 @@ class RQVAE(Tokenizer):
         collision rate is kept (with regularizers: the fewest conflict pairs they count, then
         the lowest collision rate).
     dead_code_every : steps between restarts of codes left unused since the last restart
-        (re-seeded with random current residuals); restarts stop after 80% of the budget.
+        (re-seeded with random current residuals); restarts stop after 80% of the budget (and,
+        with ``init="rqkmeans"``, start after 20% of it, so the warm start is not reshuffled).
+    init : how training starts. ``"random"``: a random MLP encoder, codebooks from residual
+        k-means of its outputs on ``kmeans_init_sample`` rows. ``"batch"``: the same with k-means
+        on one batch of rows. ``"rqkmeans"`` (METHODS.md §11, "RQ-KMeans+"): the encoder is
+        ``proj(x) + MLP(x)`` with the MLP's last layer zeroed and ``proj`` the identity (when
+        ``latent_dim`` equals the input dimension) or the top-``latent_dim`` PCA projection of the
+        rows; the codebooks are residual k-means (balanced with ``init_balanced``) of the projected
+        rows and the decoder starts as the back-projection, so the first codes are the RQ-KMeans
+        nearest-centroid codes and training refines that partition.
+    init_balanced : ``init="rqkmeans"``: capacity-capped (balanced) k-means, as ``RQKMeans(balanced=True)``.
     sinkhorn : Sinkhorn assignment on the last level during training (LC-Rec).
     device : "cpu" or "cuda".
     random_state : seed.
@@ -226,7 +264,7 @@ class RQVAE(Tokenizer):
                  eval_every: int = 50, patience: int = 10, recon_guard: float = 0.1, dead_code_every: int = 50,
                  kmeans_init_sample: int = 50000, sinkhorn: bool = False, sinkhorn_eps: float = 0.003,
                  sinkhorn_iters: int = 50, precision: str = "fp32", device: str = "cpu", random_state: int = 0,
-                 regularizers: Sequence["Regularizer"] = ()):
+                 init: str = "random", init_balanced: bool = True, regularizers: Sequence["Regularizer"] = ()):
         self.n_levels = n_levels
         self.codebook_size = codebook_size
         self.latent_dim = latent_dim
@@ -248,12 +286,19 @@ class RQVAE(Tokenizer):
         self.precision = precision
         self.device = device
         self.random_state = random_state
+        self.init = init
+        self.init_balanced = init_balanced
         self.regularizers = list(regularizers)
 
     # ------------------------------------------------------------------------------------------
-    def _check(self, n: int) -> list[int]:
+    def _check(self, n: int, d: int) -> list[int]:
         if self.precision not in ("fp32", "bf16", "auto"):
             raise ConfigError(f"{opt('precision')} '{self.precision}' is not known; use fp32, bf16 or auto")
+        if self.init not in INITS:
+            raise ConfigError(f"{opt('init')} '{self.init}' is not known; use {', '.join(INITS)}")
+        if self.init == "rqkmeans" and self.latent_dim > d:
+            raise ConfigError(f"{opt('init')} rqkmeans: {opt('latent_dim')} {self.latent_dim} is larger than the embedding "
+                              f"dimension {d}; give {opt('latent_dim')} {d} (exact warm start) or less (PCA projection)")
         sizes = _sizes(self.codebook_size, self.n_levels)
         for name in ("latent_dim", "epochs", "max_steps", "batch_size", "eval_every"):
             v = getattr(self, name)
@@ -272,7 +317,7 @@ class RQVAE(Tokenizer):
         add loss terms, batch sampling and logging through the :class:`Regularizer` hooks."""
         X = items_matrix(items)
         n, d = X.shape
-        sizes = self._check(n)
+        sizes = self._check(n, d)
         tr = self._start_training(X, sizes, self.regularizers if regularizers is None else regularizers)
         tr.model.train()
         done = False
@@ -310,7 +355,7 @@ class RQVAE(Tokenizer):
         tr.gen = torch.Generator().manual_seed(self.random_state)
         rng = np.random.default_rng(self.random_state)
         tr.dev = dev = torch.device(self.device)
-        tr.model = model = RQVAEModule(d, self.hidden, self.latent_dim, sizes).to(dev)
+        tr.model = model = RQVAEModule(d, self.hidden, self.latent_dim, sizes, skip=self.init == "rqkmeans").to(dev)
         model.mlp_dtype = _resolve_precision(self.precision, dev)
         self.precision_ = "bf16" if model.mlp_dtype is not None else "fp32"
         tr.X, tr.Xt, tr.sizes = X, torch.from_numpy(X).to(dev), sizes
@@ -318,7 +363,7 @@ class RQVAE(Tokenizer):
         steps_per_epoch = max(1, math.ceil(n / bs))
         tr.total = total = int(min(self.max_steps, self.epochs * steps_per_epoch))
         tr.t0 = time.perf_counter()
-        self._kmeans_init(model, X, rng, dev)
+        self.init_codes_ = self._init_codebooks(model, X, rng, dev)
         tr.opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
         tr.sched = torch.optim.lr_scheduler.LambdaLR(tr.opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)) * 0.95 + 0.05)
         tr.sk = (self.sinkhorn_eps, self.sinkhorn_iters) if self.sinkhorn else None
@@ -365,7 +410,8 @@ class RQVAE(Tokenizer):
         tr.step = step = step + 1
         for l in range(len(tr.sizes)):
             tr.usage[l] += torch.bincount(codes[:, l], minlength=tr.sizes[l])
-        if self.dead_code_every and step % self.dead_code_every == 0 and step < 0.8 * tr.total:
+        start = 0.2 * tr.total if self.init == "rqkmeans" else 0
+        if self.dead_code_every and step % self.dead_code_every == 0 and start <= step < 0.8 * tr.total:
             self._restart_dead(model, xb, tr.usage, tr.gen)
             tr.usage = [torch.zeros_like(u) for u in tr.usage]
         return loss
@@ -397,9 +443,14 @@ class RQVAE(Tokenizer):
             progress("train", step, tr.total, shown)
         return bool(self.patience and tr.since_best >= self.patience and step >= 0.3 * tr.total)
 
-    def _kmeans_init(self, model: RQVAEModule, X: np.ndarray, rng: np.random.Generator, dev) -> None:
+    def _init_codebooks(self, model: RQVAEModule, X: np.ndarray, rng: np.random.Generator, dev) -> np.ndarray | None:
+        """Codebooks (and with ``init="rqkmeans"`` the encoder/decoder skip maps) before training;
+        returns the warm start's nearest-centroid codes of the k-means rows (None otherwise)."""
+        if self.init == "rqkmeans":
+            return self._warm_start(model, X, rng, dev)
         n = X.shape[0]
-        take = np.sort(rng.choice(n, min(n, self.kmeans_init_sample), replace=False))
+        size = min(self.batch_size, self.kmeans_init_sample) if self.init == "batch" else self.kmeans_init_sample
+        take = np.sort(rng.choice(n, min(n, size), replace=False))
         with torch.no_grad():
             z = model.encoder(torch.from_numpy(X[take]).to(dev)).cpu().numpy()
         r = z.copy()
@@ -410,6 +461,37 @@ class RQVAE(Tokenizer):
             r -= C[a]
             with torch.no_grad():
                 vq.codebook.copy_(torch.from_numpy(C))
+        return None
+
+    def _warm_start(self, model: RQVAEModule, X: np.ndarray, rng: np.random.Generator, dev) -> np.ndarray:
+        """METHODS.md §11: residual k-means of the (projected) rows becomes the codebooks; the
+        encoder starts as the projection and the decoder as its back-projection."""
+        from sidkit.quantizers.rqkmeans import RQKMeans
+
+        n, d = X.shape
+        take = np.sort(rng.choice(n, min(n, self.kmeans_init_sample), replace=False)) if n > self.kmeans_init_sample else None
+        S = X if take is None else X[take]
+        if self.latent_dim == d:  # exact: z = x
+            W, mean = np.eye(d, dtype=np.float32), np.zeros(d, np.float32)
+        else:  # projected: the top principal directions of the rows
+            mean = S.mean(0, dtype=np.float64)
+            Sc = S - mean
+            cov = Sc.T.astype(np.float64) @ Sc / max(1, len(S) - 1)
+            vals, vecs = np.linalg.eigh(cov)
+            W = vecs[:, ::-1][:, :self.latent_dim].T  # (latent, d), rows = components
+            W = W * np.where(W[np.arange(len(W)), np.abs(W).argmax(1)] < 0, -1.0, 1.0)[:, None]  # sign-fixed
+            W, mean = W.astype(np.float32), mean.astype(np.float32)
+        model.encoder.start_at(W, -(mean @ W.T))
+        model.decoder.start_at(W.T, mean)
+        Z = (S - mean) @ W.T
+        sizes = [vq.codebook.shape[0] for vq in model.rq.levels]
+        # RQKMeans' own seed: exact mode on every row starts at the codes of 'sidkit fit --method rqkmeans --seed S'
+        km = RQKMeans(len(sizes), sizes, niter=25, balanced=self.init_balanced,
+                      random_state=self.random_state).fit(np.ascontiguousarray(Z, np.float32))
+        with torch.no_grad():
+            for vq, C in zip(model.rq.levels, km.codebooks_):
+                vq.codebook.copy_(torch.from_numpy(C))
+        return km.encode(Z)
 
     @staticmethod
     def _restart_dead(model: RQVAEModule, xb: torch.Tensor, usage, gen) -> None:
@@ -541,15 +623,17 @@ class RQVAE(Tokenizer):
                 "eval_every": self.eval_every, "patience": self.patience, "recon_guard": self.recon_guard,
                 "dead_code_every": self.dead_code_every, "kmeans_init_sample": self.kmeans_init_sample,
                 "sinkhorn": self.sinkhorn, "sinkhorn_eps": self.sinkhorn_eps, "sinkhorn_iters": self.sinkhorn_iters,
-                "precision": self.precision, "device": self.device, "random_state": self.random_state}
+                "precision": self.precision, "device": self.device, "random_state": self.random_state,
+                "init": self.init, "init_balanced": self.init_balanced}
 
     @classmethod
     def from_state(cls, params: dict, tensors: dict[str, np.ndarray], **kw) -> "RQVAE":
         m = cls(**params)
         m.device = "cpu"
-        in_dim = tensors["encoder.0.weight"].shape[1]
+        skip = m.init == "rqkmeans"
+        in_dim = tensors["encoder.proj.weight" if skip else "encoder.0.weight"].shape[1]
         sizes = [tensors[f"rq.codebook.{l}"].shape[0] for l in range(params["n_levels"])]
-        module = RQVAEModule(in_dim, m.hidden, m.latent_dim, sizes)
+        module = RQVAEModule(in_dim, m.hidden, m.latent_dim, sizes, skip=skip)
         sd = {}
         for k, v in tensors.items():
             key = k

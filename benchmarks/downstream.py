@@ -84,26 +84,15 @@ def fmt_table(res: dict) -> str:
 
 
 def pooled_delta(per_user: dict, groups: dict, ref: str, key: str, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Per method: mean of ``key`` over its fit seeds and users, and the relative change vs
-    ``ref`` with a two-level bootstrap (fit seeds with replacement per method, users paired).
-    ``groups``: method -> row indices (one per fit seed); ``per_user[key]``: per row, per user."""
-    rng = np.random.default_rng(seed)
-    mats = {m: np.stack([per_user[key][i] for i in rows]) for m, rows in groups.items()}  # (fit seeds, users)
-    n_users = next(iter(mats.values())).shape[1]
-    users = rng.integers(0, n_users, size=(n_boot, n_users))
-    draws = {}
-    for m, M in mats.items():
-        seeds = rng.integers(0, len(M), size=(n_boot, len(M)))
-        # mean over the drawn users of the mean over the drawn fit seeds
-        seed_mean = np.stack([M[seeds[b]].mean(0) for b in range(n_boot)])  # (boot, users)
-        draws[m] = np.take_along_axis(seed_mean, users, 1).mean(1)
-    out = {}
-    for m, M in mats.items():
-        mean = float(M.mean())
-        rel = float(mean / mats[ref].mean() - 1) if mats[ref].mean() > 0 else float("nan")
-        d = draws[m] / np.maximum(draws[ref], 1e-12) - 1
-        out[m] = {"mean": mean, "fit_seeds": len(M), "per_seed": [float(v) for v in M.mean(1)],
-                  "delta": rel, "ci": [float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))], "draws": d}
+    """Per method: mean of ``key`` over its fit seeds and users, and the relative change vs ``ref``
+    with a two-level bootstrap (:func:`sidkit.eval.bootstrap.pooled_bootstrap`: fit seeds with
+    replacement per method, users paired). ``groups``: method -> row indices (one per fit seed);
+    ``per_user[key]``: per row, per user."""
+    from sidkit.eval.bootstrap import pooled_bootstrap
+
+    out = pooled_bootstrap(per_user[key], groups, ref, n_resamples=n_boot, seed=seed)
+    for r in out.values():
+        r["fit_seeds"], r["per_seed"] = r["tables"], r["per_table"]
     return out
 
 

@@ -295,6 +295,8 @@ def train_sasrec(split: Split, item_embedding: nn.Module, *, seed: int, cfg: Tra
     tie = _tie_order(split.n_items)
     Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y)
     lengths = torch.as_tensor((X >= 0).sum(1))
+    # held-out (cold) items are not even negatives: the model must never have seen them
+    unseen = None if split.held_out is None else torch.as_tensor(np.asarray(split.held_out, bool))
 
     def batch_loss(model: SASRec, idx: torch.Tensor) -> torch.Tensor:
         t = int(lengths[idx].max())  # left-padded: drop the all-padding columns
@@ -302,7 +304,10 @@ def train_sasrec(split: Split, item_embedding: nn.Module, *, seed: int, cfg: Tra
         M = model.items()
         h = model.states(x, M)
         m = y >= 0
-        return F.cross_entropy(h[m] @ M.T, y[m])
+        logits = h[m] @ M.T
+        if unseen is not None:
+            logits = logits.masked_fill(unseen, float("-inf"))
+        return F.cross_entropy(logits, y[m])
 
     def validate(model: SASRec) -> float:
         return float(recall_at_k(sasrec_ranks(model, vh, vt, tie_order=tie), 10).mean()) if len(vt) else 0.0

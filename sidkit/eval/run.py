@@ -87,6 +87,10 @@ def evaluate(  # long for its docstring (the result contract); the code is ~40 l
     train_config: TrainConfig | None = None,
     progress: Callable | None = None,
     return_per_user: bool = False,
+    cold_items: float | None = None,
+    items: str | os.PathLike | None = None,
+    groups: Sequence[str] | None = None,
+    tune_id: bool = False,
 ) -> dict:
     """Train a downstream recommender on each SID table and report full-ranking Recall@K / NDCG@K.
 
@@ -119,7 +123,22 @@ def evaluate(  # long for its docstring (the result contract); the code is ~40 l
     progress : callback ``(stage, done, total, info)``.
     return_per_user : also return ``per_user``: per row, each test user's Recall@10 (and, with
         ``tiger``, ItemHit@10) averaged over the downstream seeds, for intervals pooled over
-        several tokenizer fits (``benchmarks/downstream.py --fit-seeds``).
+        several tokenizer fits (``benchmarks/downstream.py --fit-seeds``); with ``cold_items``
+        also ``cold_recall@10`` (and ``cold_itemhit@10``) over the cold test users.
+    cold_items : hold out this fraction of the items (seeded by the first seed) from the
+        recommender's training and encode them from content through each table's model as new
+        items (:mod:`sidkit.eval.cold`; every table must be a model directory). Rows then also
+        carry ``cold_<metric>`` and ``warm_<metric>`` (test users whose target is / is not held
+        out) and ``delta_cold_recall@10`` with its interval; the result has ``cold``.
+    items : the catalog the held-out items are encoded from (default: the one each model was fitted on).
+    tune_id : tune the ``sasrec-id`` baseline on validation first (:mod:`sidkit.eval.tune`: hidden
+        size, dropout, lr, history length, epochs, one axis at a time); its row is named
+        ``sasrec-id (tuned)`` and carries ``tuned`` (the chosen setting) and ``tuning`` (every trial).
+    groups : one group label per table (e.g. the method, for tables fitted with several seeds).
+        The result then has ``groups``: per label, Recall@10 (and ItemHit@10, cold Recall@10)
+        pooled over its tables and users, with the relative change vs the first table's group
+        and a two-level bootstrap interval (tables with replacement, users paired), so the
+        fit-to-fit spread is in the interval (:func:`sidkit.eval.bootstrap.pooled_bootstrap`).
 
     Returns
     -------
@@ -135,32 +154,42 @@ def evaluate(  # long for its docstring (the result contract); the code is ~40 l
     t_start = time.perf_counter()
     codes_paths = list(codes_paths)
     names, seeds = _check_args(codes_paths, model=model, names=names, seeds=seeds, collisions=collisions, baselines=baselines)
+    if groups is not None and len(groups) != len(codes_paths):
+        raise ConfigError(f"got {len(groups)} group labels for {len(codes_paths)} SID tables; give one per table")
     cfg = _train_config(train_config, epochs)
 
     tables, warnings = _read_tables(codes_paths, names, id_col=id_col, codebook_size=codebook_size, suffix=suffix)
     catalog, w2 = _common_catalog(tables)
     warnings += w2
+    cold = None
+    if cold_items is not None:
+        cold = _encode_cold(tables, catalog, cold_items, seeds[0], items)
 
-    split, test_hist, test_tgt = _load_split(interactions, catalog, warnings)
+    split, test_hist, test_tgt = _load_split(interactions, catalog, warnings, cold)
 
     import torch
 
     n_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cfg.threads)))
     tiger = model == "tiger"
-    res = _Rows(tiger)
+    res = _Rows(tiger, None if cold is None else cold[test_tgt])
     run = _Run(split=split, test_hist=test_hist, test_tgt=test_tgt, cfg=cfg, seeds=seeds, beam=beam, progress=progress,
                catalog=catalog)
     for t in tables:
         row, ranks_by_seed, infos, cce = _eval_table(t, model, collisions, run, warnings)
         res.finish(row, ranks_by_seed, infos, cce if tiger else None)
-    _eval_baselines(baselines, run, res)
+    _eval_baselines(baselines, run, res, tune_id=tune_id)
     torch.set_num_threads(n_threads)
 
     _add_bootstrap_deltas(res, tiger, n_bootstrap=n_bootstrap, seed=seeds[0])
     rows = res.rows
     rnd = 1.0 / split.n_items
     extra = {"per_user": res.per_user_arrays()} if return_per_user else {}
+    if groups is not None:
+        extra["groups"] = _pooled_groups(res, list(groups), n_bootstrap=n_bootstrap, seed=seeds[0])
+    if cold is not None:
+        extra["cold"] = {"fraction": float(cold_items), "seed": seeds[0], "n_items": int(cold.sum()),
+                         "n_test_users": int(cold[test_tgt].sum()), "n_warm_test_users": int((~cold[test_tgt]).sum())}
     return {
         **extra,
         "rows": rows,
@@ -175,11 +204,32 @@ def evaluate(  # long for its docstring (the result contract); the code is ~40 l
     }
 
 
-def _load_split(interactions, catalog, warnings: list):
-    """The leave-one-out split of the interactions with catalog items, and its test histories and targets."""
+def _encode_cold(tables, catalog, fraction: float, seed: int, items) -> np.ndarray:
+    """Pick the held-out items and give them, in every table, the SIDs a new item gets from content."""
+    from sidkit.eval.cold import encode_cold, pick_cold
+
+    cold = pick_cold(len(catalog), fraction, seed)
+    cold_ids = catalog[cold]
+    for t in tables:
+        sid, sfx = encode_cold(t, cold_ids, items)
+        t["codes"] = t["codes"].copy()
+        t["codes"][cold] = sid
+        if t["suffix"] is not None:
+            t["suffix"] = t["suffix"].copy()
+            t["suffix"][cold] = sfx
+    return cold
+
+
+def _load_split(interactions, catalog, warnings: list, cold: np.ndarray | None = None):
+    """The leave-one-out split of the interactions with catalog items (without the held-out items
+    in any training sequence), and its test histories and targets."""
     from sidkit.eval.split import load_split
 
     split = load_split(interactions, catalog)
+    if cold is not None:
+        from sidkit.eval.cold import hold_out
+
+        split = hold_out(split, cold)
     if split.info["n_interactions_dropped"]:
         warnings.append(f"{split.info['n_interactions_dropped']} interactions are with items outside the SID tables and were dropped")
     _, test_hist, test_tgt = split.histories("test")
@@ -245,13 +295,17 @@ def _per_user_recall(ranks_by_seed):
 class _Rows:
     """The result rows, and per row each test user's Recall@10 (and ItemHit@10 with tiger) for the bootstrap."""
 
-    def __init__(self, tiger: bool):
+    def __init__(self, tiger: bool, cold: np.ndarray | None = None):
         self.tiger = tiger
+        self.cold = cold  # per test user: is the target a held-out item
         self.rows, self.per_user, self.per_user_item = [], [], []
 
     def finish(self, row, ranks_by_seed, infos, cce_by_seed=None):
         """cce_by_seed: per seed (beam groups, target groups, group sizes); None = item-level ranker."""
         from sidkit.eval.metrics import cce_at_k
+
+        if self.cold is not None:
+            self._finish_subsets(row, ranks_by_seed, cce_by_seed)
 
         mats = np.stack([np.concatenate([[summarize(r)[k] for k in METRIC_KEYS]]) for r in ranks_by_seed])
         for j, k in enumerate(METRIC_KEYS):
@@ -275,10 +329,32 @@ class _Rows:
         self.rows.append(row)
         self.per_user.append(_per_user_recall(ranks_by_seed))
 
+    def _finish_subsets(self, row, ranks_by_seed, cce_by_seed) -> None:
+        """``cold_<metric>`` / ``warm_<metric>``: the same metrics over the test users whose target
+        is / is not a held-out item."""
+        from sidkit.eval.metrics import summarize_cce
+
+        for prefix, sel in (("cold_", self.cold), ("warm_", ~self.cold)):
+            mats = np.stack([[summarize(r[sel])[k] for k in METRIC_KEYS] for r in ranks_by_seed])
+            for j, k in enumerate(METRIC_KEYS):
+                row[prefix + k] = float(mats[:, j].mean())
+            if self.tiger:
+                if cce_by_seed is None:
+                    for k in CCE_KEYS:
+                        row[prefix + k] = row[prefix + k.replace("itemhit", "recall").replace("itemndcg", "ndcg")]
+                else:
+                    cm = np.stack([[summarize_cce(g[sel], t[sel], s)[k] for k in CCE_KEYS] for g, t, s in cce_by_seed])
+                    for j, k in enumerate(CCE_KEYS):
+                        row[prefix + k] = float(cm[:, j].mean())
+        row["n_cold_users"] = int(self.cold.sum())
+
     def per_user_arrays(self) -> dict:
         out = {"recall@10": [np.asarray(v, np.float64) for v in self.per_user]}
         if self.tiger:
             out["itemhit@10"] = [np.asarray(v, np.float64) for v in self.per_user_item]
+        if self.cold is not None:
+            for k in list(out):
+                out[f"cold_{k}"] = [v[self.cold] for v in out[k]]
         return out
 
 
@@ -334,23 +410,36 @@ def _eval_table(t, model, collisions, run: _Run, warnings: list):
     return row, ranks_by_seed, infos, cce
 
 
-def _eval_baselines(baselines, run: _Run, res: _Rows) -> None:
-    """The rows of the baselines that ignore the SIDs: most-popular, then sasrec-id (one training per seed)."""
+def _eval_baselines(baselines, run: _Run, res: _Rows, tune_id: bool = False) -> None:
+    """The rows of the baselines that ignore the SIDs: most-popular, then sasrec-id (one training
+    per seed; with ``tune_id`` at the setting chosen on validation)."""
     import sidkit.eval.models as M
 
     split, cfg = run.split, run.cfg
+    test_hist = run.test_hist
+    extra: dict = {}
     if "most-popular" in baselines:
         ranks = M.most_popular_ranks(split, run.test_tgt)
         res.finish({"name": "most-popular", "model": "most-popular", "seeds": []}, [ranks], [{}])
     if "sasrec-id" in baselines:
+        if tune_id:
+            from sidkit.eval.tune import tune_sasrec_id, tuned_config
+
+            setting, trials = tune_sasrec_id(split, cfg, seed=run.seeds[0], progress=run.progress)
+            split, cfg = tuned_config(split, cfg, setting)
+            _, test_hist, tgt = split.histories("test")
+            if len(tgt) != len(run.test_tgt) or (tgt != run.test_tgt).any():
+                raise DataError("sasrec-id tuning: the test users changed with the history length")  # cannot happen
+            extra = {"tuned": setting, "tuning": trials}
         ranks_by_seed, infos = [], []
         for s in run.seeds:
             M._set_seed(s)
             emb = M.IdItemEmbedding(split.n_items, cfg.d)
             net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=run.progress, stage=f"sasrec-id seed {s}")
-            ranks_by_seed.append(M.sasrec_ranks(net, run.test_hist, run.test_tgt, tie_order=M._tie_order(split.n_items)))
+            ranks_by_seed.append(M.sasrec_ranks(net, test_hist, run.test_tgt, tie_order=M._tie_order(split.n_items)))
             infos.append(info)
-        res.finish({"name": "sasrec-id", "model": "sasrec-id", "seeds": run.seeds}, ranks_by_seed, infos)
+        name = "sasrec-id (tuned)" if tune_id else "sasrec-id"
+        res.finish({"name": name, "model": "sasrec-id", "seeds": run.seeds, **extra}, ranks_by_seed, infos)
 
 
 def _add_bootstrap_deltas(res: _Rows, tiger: bool, *, n_bootstrap: int, seed: int) -> None:
@@ -363,11 +452,35 @@ def _add_bootstrap_deltas(res: _Rows, tiger: bool, *, n_bootstrap: int, seed: in
         row["delta_recall@10_ci"] = b["ci"]
         row["delta_recall@10_abs"] = b["delta_abs"]
         row["delta_resolved"] = b["resolved"]
+    if res.cold is not None and res.cold.any():
+        for row, b in zip(res.rows, paired_bootstrap([v[res.cold] for v in res.per_user], n_resamples=n_bootstrap, seed=seed)):
+            row["delta_cold_recall@10"] = b["delta"]
+            row["delta_cold_recall@10_ci"] = b["ci"]
+            row["delta_cold_resolved"] = b["resolved"]
     if tiger:
         for row, b in zip(res.rows, paired_bootstrap(res.per_user_item, n_resamples=n_bootstrap, seed=seed)):
             row["delta_itemhit@10"] = b["delta"]
             row["delta_itemhit@10_ci"] = b["ci"]
             row["delta_itemhit@10_resolved"] = b["resolved"]
+
+
+def _pooled_groups(res: _Rows, labels: list[str], *, n_bootstrap: int, seed: int) -> list[dict]:
+    """Per group label (in order of first appearance): its tables' metrics pooled with the two-level bootstrap."""
+    from sidkit.eval.bootstrap import pooled_bootstrap
+
+    order = list(dict.fromkeys(labels))
+    index = {g: [i for i, lab in enumerate(labels) if lab == g] for g in order}
+    per_user = res.per_user_arrays()
+    out = [{"name": g, "tables": [res.rows[i]["name"] for i in index[g]]} for g in order]
+    for key, arrays in per_user.items():
+        pooled = pooled_bootstrap(arrays, index, order[0], n_resamples=min(n_bootstrap, 2000), seed=seed)
+        for entry in out:
+            p = pooled[entry["name"]]
+            entry[key] = p["mean"]
+            entry[f"{key}_per_table"] = p["per_table"]
+            entry[f"delta_{key}"] = p["delta"]
+            entry[f"delta_{key}_ci"] = p["ci"]
+    return out
 
 
 def _protocol(split, cfg, *, tiger, n_bootstrap, beam, collisions) -> dict:

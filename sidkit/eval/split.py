@@ -45,6 +45,7 @@ class Split:
     test: np.ndarray
     max_history: int = MAX_HISTORY
     info: dict = field(default_factory=dict)
+    held_out: np.ndarray | None = None  # (n_items,) bool: items kept out of training (sidkit.eval.cold)
 
     @property
     def n_users(self) -> int:

@@ -240,6 +240,57 @@ def print_eval_table(res: dict) -> None:
     if cce:
         c.print("R/N: the target's SID among the beams; IH/IN: ItemHit/ItemNDCG, a SID shared by G items is worth 1/G "
                 "(METHODS.md §6.5)")
+    if res.get("cold"):
+        _print_cold_table(c, res)
+    if res.get("groups"):
+        _print_groups(c, res)
+
+
+def _print_groups(c, res: dict) -> None:
+    """``sidkit eval 'fits/a_s*' 'fits/b_s*'``: each pattern's tables pooled (two-level bootstrap)."""
+    from rich.table import Table
+
+    groups = res["groups"]
+    keys = [k for k in ("recall@10", "itemhit@10", "cold_recall@10") if k in groups[0]]
+    t = Table(title="pooled over each group's tables (e.g. fit seeds) and users")
+    t.add_column("group", no_wrap=True)
+    t.add_column("tables", justify="right")
+    for k in keys:
+        t.add_column(k, justify="right", no_wrap=True)
+        t.add_column("per table", justify="right")
+        t.add_column(f"Δ vs {safe(groups[0]['name'])} [95% CI]", justify="right", no_wrap=True)
+    for i, g in enumerate(groups):
+        cells = []
+        for k in keys:
+            ci = g[f"delta_{k}_ci"]
+            cells += [f"{g[k]:.4f}", " ".join(f"{v:.4f}" for v in g[f"{k}_per_table"]),
+                      "reference" if i == 0 else f"{g[f'delta_{k}']:+.1%} [{ci[0]:+.1%}, {ci[1]:+.1%}]"]
+        t.add_row(safe(g["name"]), str(len(g["tables"])), *cells)
+    c.print(t)
+    c.print("interval: two-level bootstrap (a group's tables drawn with replacement, users paired across groups)")
+
+
+def _print_cold_table(c, res: dict) -> None:
+    """``sidkit eval --cold-items``: the metrics of the test users whose target was held out."""
+    from rich.table import Table
+
+    cold = res["cold"]
+    t = Table(title=f"cold-start: {cold['n_items']:,} items ({cold['fraction']:.0%}, seed {cold['seed']}) held out of training, "
+                    f"{cold['n_test_users']:,} test users with one as target")
+    ih = all("cold_itemhit@10" in r for r in res["rows"])
+    cols = ["table", "cold R@10", "cold N@10", *(["cold IH@10"] if ih else []), "warm R@10",
+            f"Δ cold R@10 vs {safe(res['reference'])} [95% CI]"]
+    for col in cols:
+        t.add_column(col, justify="left" if col == "table" else "right", no_wrap=True)
+    for r in res["rows"]:
+        delta = "reference" if r["name"] == res["reference"] else (
+            f"{r['delta_cold_recall@10']:+.1%} [{r['delta_cold_recall@10_ci'][0]:+.1%}, {r['delta_cold_recall@10_ci'][1]:+.1%}]"
+            if "delta_cold_recall@10" in r else "")
+        t.add_row(safe(r["name"]), f"{r['cold_recall@10']:.4f}", f"{r['cold_ndcg@10']:.4f}",
+                  *([f"{r['cold_itemhit@10']:.4f}"] if ih else []), f"{r['warm_recall@10']:.4f}", delta)
+    c.print(t)
+    c.print("held-out items: no training interaction, SIDs encoded from content as 'sidkit encode' gives new items; "
+            "an id-only model cannot rank them")
 
 
 # ------------------------------------------------------------------------------------------ KAE

@@ -69,7 +69,9 @@ def eval_file(root: Path, ds: str, key: str, name: str, seed: int) -> Path:
 
 
 def run_eval(root: Path, ds: str, path, name: str, seed: int, model: str, cold: float | None, *, baseline: str | None = None,
-             tuned_id: bool = False) -> None:
+             tuned_id: bool = False, seeds: tuple[int, ...] | None = None) -> None:
+    """One cached run: a table (or, with ``baseline``, that baseline) at downstream ``seed`` (or
+    ``seeds`` at once, stored under the first: a tuned baseline is tuned once for all of them)."""
     from sidkit.eval import evaluate
 
     key = model_key(model, cold)
@@ -81,13 +83,13 @@ def run_eval(root: Path, ds: str, path, name: str, seed: int, model: str, cold: 
     kw = {"cold_items": cold} if cold else {}
     if baseline:
         kw["tune_id"] = tuned_id
-    res = evaluate([path], DATA / ds / "interactions.parquet", model=model, seeds=(seed,), return_per_user=True,
+    res = evaluate([path], DATA / ds / "interactions.parquet", model=model, seeds=seeds or (seed,), return_per_user=True,
                    baselines=(baseline,) if baseline else (), **kw)
     rows = res["rows"]
     i = len(rows) - 1 if baseline else 0
     pu = res["per_user"]
     arrays = {k: np.asarray(v[i], np.float64) for k, v in pu.items()}
-    meta = {k: v for k, v in rows[i].items() if isinstance(v, (int, float, str, list)) or v is None}
+    meta = {k: v for k, v in rows[i].items() if isinstance(v, (int, float, str, list, dict)) or v is None}
     meta["seconds"] = time.perf_counter() - t0
     for k in ("n_users", "n_items", "cold"):
         if k in res:
@@ -236,17 +238,17 @@ def main() -> None:
         for dseed in range(args.seeds):
             for fs in range(args.fit_seeds):
                 for ds in datasets:
-                    if args.baselines and fs == 0:
-                        any_fit = ensure_fit(args.root, ds, specs[0], 0, args.max_steps)
-                        names = ["most-popular", "sasrec-id-tuned" if args.tuned_id else "sasrec-id"]
-                        for b, name in zip(("most-popular", "sasrec-id"), names):
-                            if not args.fit_only:
-                                run_eval(args.root, ds, any_fit, f"baseline_{name}", dseed, args.model, args.cold_items,
-                                         baseline=b, tuned_id=args.tuned_id and b == "sasrec-id")
                     for spec in specs:
                         d = ensure_fit(args.root, ds, spec, fs, args.max_steps)
                         if not args.fit_only:
                             run_eval(args.root, ds, d, f"{slug(spec)}_s{fs}", dseed, args.model, args.cold_items)
+        if args.baselines and not args.fit_only:  # once per catalog, every downstream seed in one run
+            for ds in datasets:
+                any_fit = ensure_fit(args.root, ds, specs[0], 0, args.max_steps)
+                run_eval(args.root, ds, any_fit, "baseline_most-popular", 0, args.model, args.cold_items, baseline="most-popular")
+                name = "sasrec-id-tuned" if args.tuned_id else "sasrec-id"
+                run_eval(args.root, ds, any_fit, f"baseline_{name}", 0, args.model, args.cold_items, baseline="sasrec-id",
+                         tuned_id=args.tuned_id, seeds=tuple(range(args.seeds)))
     if args.report_only:  # every spec with a fit on disk (by its directory name), the references first
         found = {p.name.rsplit("_s", 1)[0] for ds in datasets for p in (args.root / ds / "fits").glob("*_s*") if p.is_dir()}
         specs = [s for s in (args.reference, args.vs) if s in found] + sorted(found - {args.reference, args.vs})

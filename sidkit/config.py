@@ -243,6 +243,10 @@ def resolve_blocks(values: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
 TRAIN_SAMPLE_DEFAULT = 1_000_000
 
 
+#: how RQ-VAE training starts (``--init``; ``RQVAE(init=...)``)
+INITS = ("random", "batch", "rqkmeans")
+
+
 @dataclass
 class RQKMeansOptions:
     niter: int = 25
@@ -399,8 +403,6 @@ class FitConfig:
         r = self.rqvae
         if r.precision not in ("fp32", "bf16", "auto"):
             raise ConfigError(f"{opt('precision')} '{r.precision}' is not known; use fp32, bf16 or auto")
-        from sidkit.quantizers.rqvae import INITS
-
         if r.init not in INITS:
             raise ConfigError(f"{opt('init')} '{r.init}' is not known; use {', '.join(INITS)}")
         if r.device not in ("cpu", "cuda") and not str(r.device).startswith("cuda:"):

@@ -19,15 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from sidkit.config import INITS
 from sidkit.errors import ConfigError, opt
 from sidkit.metrics.collision import collision_rate
 from sidkit.quantizers.base import Progress, Tokenizer, check_codes, check_enough_items, items_matrix, resolve_sizes as _sizes
 from sidkit.quantizers.rq import CHUNK, decode_codes, kmeans, residual_encode
 from sidkit.quantizers.sinkhorn import sinkhorn_assign
-
-
-#: how RQ-VAE training starts (``RQVAE(init=...)``)
-INITS = ("random", "batch", "rqkmeans")
 
 
 class LossTerms(NamedTuple):

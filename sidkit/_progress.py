@@ -1,10 +1,25 @@
-"""Rich progress bars for the CLI (on stderr; off with --quiet, --json or when stderr is no TTY)."""
+"""Progress on stderr: rich bars on a terminal, plain periodic log lines in batch jobs.
+
+On a terminal the CLI draws one rich bar per stage (off with ``--quiet`` or ``--json``). When
+stderr is not a terminal (a batch job, output piped to a file) it writes a plain line instead:
+when a stage starts, at least every ``--log-every`` seconds (default 30) and when it ends, with
+done/total, rate, ETA and the stage's current figures (off with ``--quiet``; never on stdout, so
+``--json`` output stays one document). The library logs the same lines through the ``sidkit``
+Python logger at INFO when the caller passes no progress callback (:func:`library_progress`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sys
-from typing import Iterator
+import threading
+import time
+from typing import Callable, Iterator
+
+LOG_EVERY = 30.0  # seconds between log lines of a running stage (SIDKIT_LOG_EVERY overrides)
+logger = logging.getLogger("sidkit")
 
 BAR_WIDTH = 24
 ELAPSED_WIDTH = REMAINING_WIDTH = 7  # "0:00:00"
@@ -21,10 +36,114 @@ def fit_info(text: str, width: int, stage: str, total: int) -> str:
     return text if len(text) <= room else text[: room - 1] + "…"
 
 
+def _fmt_info(info: dict | None) -> str:
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (info or {}).items())
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(max(0.0, seconds)))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class LogLines:
+    """A progress callback ``(stage, done, total, info)`` that writes plain lines through ``emit``:
+    the first update of a stage, then at most one every ``every`` seconds, and the stage's end
+    (``done >= total``). ``clock`` is injectable for tests."""
+
+    def __init__(self, emit: Callable[[str], None], every: float = LOG_EVERY, clock: Callable[[], float] = time.monotonic):
+        self.emit, self.every, self.clock = emit, float(every), clock
+        self.started: dict[str, tuple[float, int]] = {}
+        self.last: dict[str, float] = {}
+        self.ended: set[str] = set()
+        self.current: tuple | None = None  # the last update (stage, done, total, info)
+        self.last_line = clock()
+
+    def heartbeat(self) -> None:
+        """Repeat the running stage's last state when nothing was written for ``every`` seconds
+        (a stage whose steps are slower than the log period still shows it is alive)."""
+        cur = self.current
+        if cur is None or cur[0] in self.ended or self.clock() - self.last_line < self.every:
+            return
+        self.last.pop(cur[0], None)
+        self(*cur)
+
+    def __call__(self, stage: str, done: int, total: int, info: dict | None = None) -> None:
+        now = self.clock()
+        self.current = (stage, done, total, info)
+        first = stage not in self.started
+        if first:
+            self.started[stage] = (now, done)
+        end = total > 0 and done >= total
+        if end and stage in self.ended:
+            return
+        if not (first or end or now - self.last.get(stage, -1e18) >= self.every):
+            return
+        self.last[stage] = self.last_line = now
+        if end:
+            self.ended.add(stage)
+        t0, d0 = self.started[stage]
+        el = now - t0
+        line = f"sidkit: {stage}: {done:,}/{total:,}" + (f" ({done / total:.0%})" if total else "")
+        if el > 0 and done > d0:
+            rate = (done - d0) / el
+            line += f", {rate:.3g}/s, elapsed {_hms(el)}"
+            if not end and total:
+                line += f", ETA {_hms((total - done) / rate)}"
+        elif end:
+            line += f", elapsed {_hms(el)}"
+        text = _fmt_info(info)
+        self.emit(line + (f"  {text}" if text else ""))
+
+
+def log_every(value: float | None = None) -> float:
+    """Seconds between log lines: ``value`` (``--log-every``), else $SIDKIT_LOG_EVERY, else 30."""
+    if value is not None:
+        return float(value)
+    try:
+        return float(os.environ.get("SIDKIT_LOG_EVERY", LOG_EVERY))
+    except ValueError:
+        return LOG_EVERY
+
+
+def library_progress(progress):
+    """``progress`` itself, or when it is None and the ``sidkit`` logger logs INFO, a callback
+    that logs plain progress lines through it (so ``sidkit.fit`` in a job or notebook shows
+    progress once logging is configured)."""
+    if progress is not None or not logger.isEnabledFor(logging.INFO):
+        return progress
+    return LogLines(logger.info, log_every())
+
+
+def _stderr_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 @contextlib.contextmanager
-def progress_bar(enabled: bool, console=None) -> Iterator:
-    """Yield a callback ``(stage, done, total, info)`` that drives one rich task per stage."""
-    if console is None and (not enabled or not sys.stderr.isatty()):
+def progress_bar(enabled: bool, console=None, *, log: bool | None = None, every: float | None = None) -> Iterator:
+    """Yield a callback ``(stage, done, total, info)`` that drives one rich task per stage on a
+    terminal; when stderr is not a terminal, plain log lines (:class:`LogLines`) if ``log``
+    (default: ``enabled``) and ``every`` (seconds, default :func:`log_every`) is above 0."""
+    if console is None and not sys.stderr.isatty():
+        period = log_every(every)
+        if not ((enabled if log is None else log) and period > 0):
+            yield None
+            return
+        lines = LogLines(_stderr_line, period)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(min(period, 5.0)):
+                lines.heartbeat()
+
+        t = threading.Thread(target=beat, name="sidkit-log", daemon=True)
+        t.start()
+        try:
+            yield lines
+        finally:
+            stop.set()
+            t.join(timeout=1.0)
+        return
+    if console is None and not enabled:
         yield None
         return
     from rich.console import Console
@@ -39,7 +158,7 @@ def progress_bar(enabled: bool, console=None) -> Iterator:
         def update(stage: str, done: int, total: int, info: dict | None = None) -> None:
             if stage not in tasks:
                 tasks[stage] = prog.add_task(stage, total=total, info="")
-            text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (info or {}).items())
+            text = _fmt_info(info)
             kw = {"info": fit_info(text, console.width, stage, total)} if text else {}
             prog.update(tasks[stage], completed=done, total=total, **kw)
 

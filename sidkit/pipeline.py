@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 import pyarrow as pa
 
+from sidkit._progress import library_progress
 from sidkit.config import resolve
 from sidkit.errors import InputFileError, opt
 from sidkit.features import degenerate_warnings, fuse, make_spec, zero_rows
@@ -110,6 +111,7 @@ def fit(
     report (:func:`_fit_report`) -> write (:func:`_write_model`), then the summary.
     """
     t0 = time.perf_counter()
+    progress = library_progress(progress)
     cfg = resolve(options, config)
     out = prepare_out(out, cfg.method, {"ITEMS": items, opt("interactions"): cfg.interactions, opt("config"): config,
                                         opt("plan"): cfg.kae.plan})

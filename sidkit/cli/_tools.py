@@ -15,6 +15,7 @@ from sidkit.report.console import visible
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout and nothing else.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars or summary.")
+LogEveryOpt = typer.Option(None, "--log-every", min=0, help="When stderr is not a terminal: seconds between plain progress lines (0: none). [default: $SIDKIT_LOG_EVERY or 30]")
 
 
 def print_warnings(warnings, quiet: bool = False) -> None:

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from sidkit.cli._tools import emit_json, fail
+from sidkit.cli._tools import LogEveryOpt, emit_json, fail
 from sidkit.errors import ConfigError, SidkitError
 from sidkit.eval.defaults import EVAL_EPOCHS, TIGER_EPOCHS
 from sidkit.report.console import visible
@@ -65,6 +65,7 @@ def eval_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars, warnings or table."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="First downstream seed (also seeds the bootstrap and the held-out items)."),
     cold_items: Optional[float] = typer.Option(None, "--cold-items", help="Hold this fraction of the items (e.g. 0.1) out of the recommender's training, encode them from content as new items, and report Recall/NDCG@K on the test users whose target is one of them. Every table must be a model directory."),
+    log_every: Optional[float] = LogEveryOpt,
     items: Optional[Path] = typer.Option(None, "--items", help="--cold-items: the catalog to encode the held-out items from. [default: the one each model was fitted on]"),
 ) -> None:
     """Downstream check of SID quality: train a recommender on each SID table, report Recall@K / NDCG@K."""
@@ -76,7 +77,7 @@ def eval_command(
         from sidkit.eval.run import evaluate
 
         paths, groups, names = expand_tables(codes, name or None)
-        with progress_bar(not (quiet or as_json)) as cb:
+        with progress_bar(not (quiet or as_json), log=not quiet, every=log_every) as cb:
             res = evaluate(paths, interactions, model=model, names=names, groups=groups,
                            seeds=tuple(range(seed, seed + seeds)), epochs=epochs,
                            baselines=("most-popular", "sasrec-id") if baselines else (), id_col=id_col,

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from sidkit.cli._tools import JsonOpt, QuietOpt, emit_json, fail
+from sidkit.cli._tools import JsonOpt, LogEveryOpt, QuietOpt, emit_json, fail
 from sidkit.config import help_for
 from sidkit.errors import SidkitError
 from sidkit.report.console import visible
@@ -62,6 +62,7 @@ def fit_command(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with fit options (tables fit, fit.mining, fit.align, fit.quasid, fit.adasid); command-line flags win."),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
+    log_every: Optional[float] = LogEveryOpt,
 ) -> None:
     """Learn a tokenizer, encode every item, write the model directory and print a summary."""
     from sidkit._progress import progress_bar
@@ -86,7 +87,7 @@ def fit_command(
                        h_max=h_max, collision_batch_frac=collision_batch_frac, refresh_every=refresh_every,
                        align_mode=align_mode, kernel=kernel, no_mask=no_mask, no_severity=no_severity,
                        no_align=no_align, no_relax=no_relax, no_load=no_load, constant_schedule=constant_schedule)
-        with progress_bar(not (quiet or as_json)) as cb:
+        with progress_bar(not (quiet or as_json), log=not quiet, every=log_every) as cb:
             result = fit_fn(items, out=out, config=config, progress=cb, **options)
     except SidkitError as e:
         fail(e)
@@ -117,13 +118,14 @@ def encode_command(
                                           "(--engine ray). [default: 1]", min=1),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
+    log_every: Optional[float] = LogEveryOpt,
 ) -> None:
     """Encode new or changed items with a fitted model; known items keep their SIDs and suffixes."""
     from sidkit._progress import progress_bar
     from sidkit.pipeline import encode as encode_fn
 
     try:
-        with progress_bar(not (quiet or as_json)) as cb:
+        with progress_bar(not (quiet or as_json), log=not quiet, every=log_every) as cb:
             summary = encode_fn(model, items, output, id_col=id_col, batch_size=batch_size, progress=cb,
                                 engine=engine, address=address, workers=workers)
     except SidkitError as e:

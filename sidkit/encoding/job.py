@@ -120,10 +120,12 @@ def encode(model_dir: str | os.PathLike, items: str | os.PathLike, out: str | os
     suffixes are the same as with the local engine. Memory stays flat in the row count.
     Returns a summary dict.
     """
+    from sidkit._progress import library_progress
     from sidkit.io.artifacts import scratch_dir
     from sidkit.model.directory import load_model
 
     t0 = time.perf_counter()
+    progress = library_progress(progress)
     _check_engine(engine, address, workers)
     src = open_source(items)
     out, as_dir = _check_out(out, src, items, model_dir)

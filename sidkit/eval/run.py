@@ -151,7 +151,10 @@ def evaluate(  # long for its docstring (the result contract); the code is ~40 l
     the generated SIDs), ``delta_itemhit@10`` and ``delta_itemhit@10_ci``; and ``n_users``,
     ``n_items``, ``protocol``, ``split``, ``warnings``, ``seconds``.
     """
+    from sidkit._progress import library_progress
+
     t_start = time.perf_counter()
+    progress = library_progress(progress)
     codes_paths = list(codes_paths)
     names, seeds = _check_args(codes_paths, model=model, names=names, seeds=seeds, collisions=collisions, baselines=baselines)
     if groups is not None and len(groups) != len(codes_paths):

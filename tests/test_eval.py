@@ -690,8 +690,8 @@ def test_cli_bad_inputs_exit_2(tmp_path):
     pq.write_table(pa.table({"user_id": ["u"], "item_id": ["item_000001"]}), noorder)
     r = runner.invoke(app, ["eval", str(good), "--interactions", str(noorder)])
     assert r.exit_code == 2 and "timestamp" in r.stderr
-    r = runner.invoke(app, ["eval", str(good), "--interactions", str(EXAMPLES / "interactions.parquet"), "--model", "bert"])
-    assert r.exit_code == 2 and "--model" in r.stderr
+    r = runner.invoke(app, ["eval", str(good), "--interactions", str(EXAMPLES / "interactions.parquet"), "--recommender", "bert"])
+    assert r.exit_code == 2 and "--recommender 'bert' is not known" in r.stderr
     r = runner.invoke(app, ["eval", str(tmp_path / "nope.parquet"), "--interactions", str(EXAMPLES / "interactions.parquet")])
     assert r.exit_code == 2 and _err(r)[-1].startswith("error:")
     r = runner.invoke(app, ["eval", str(good), "--interactions", str(EXAMPLES / "interactions.parquet"),
@@ -741,7 +741,7 @@ def test_cli_tiger_reports_itemhit(tmp_path, monkeypatch):
 
     cfg = tiny_cfg(epochs=1, valid_users=50)
     monkeypatch.setattr(M, "TrainConfig", lambda: cfg)
-    r = runner.invoke(app, ["eval", str(ref), "--interactions", str(small_path), "--model", "tiger", "--seeds", "1",
+    r = runner.invoke(app, ["eval", str(ref), "--interactions", str(small_path), "--recommender", "tiger", "--seeds", "1",
                             "--no-baselines", "--beam", "5", "--bootstrap", "100", "--json"])
     assert r.exit_code == 0, r.output
     row = json.loads(r.stdout)["rows"][0]
@@ -752,3 +752,6 @@ def test_cli_tiger_reports_itemhit(tmp_path, monkeypatch):
     r = runner.invoke(app, ["eval", str(ref), "--interactions", str(small_path), "--model", "tiger", "--seeds", "1",
                             "--no-baselines", "--beam", "5", "--bootstrap", "100"])
     assert r.exit_code == 0 and "IH@10" in r.stdout
+    assert "'sidkit eval --model' is deprecated" in r.stderr and "--recommender" in r.stderr  # the old spelling still works
+    r = runner.invoke(app, ["eval", str(ref), "--interactions", str(small_path), "--model", "tiger", "--recommender", "tiger"])
+    assert r.exit_code == 2 and "give --recommender only" in r.stderr

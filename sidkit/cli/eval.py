@@ -50,14 +50,15 @@ def expand_tables(args: List[str], names: Optional[List[str]]) -> tuple[List[str
 def eval_command(
     codes: List[str] = typer.Argument(..., help="SID tables (codes.parquet, model directory, Parquet/CSV, index JSON); the first is the reference of the deltas. A quoted glob ('fits/rqvae_s*') is one group: its tables (e.g. fits of several seeds) are also pooled, with the fit-to-fit spread in the interval."),
     interactions: Path = typer.Option(..., "--interactions", help="Interactions Parquet (a file, a directory of shards or a glob): user_id, item_id and split and/or timestamp/position (leave-one-out)."),
-    model: str = typer.Option("sasrec-sid", "--model", help="Downstream model: sasrec-sid (SASRec over summed SID token embeddings) or tiger (generative, trie-constrained beam search)."),
+    recommender: Optional[str] = typer.Option(None, "--recommender", help="Downstream recommender: sasrec-sid (SASRec over summed SID token embeddings) or tiger (generative, trie-constrained beam search). [default: sasrec-sid]"),
+    model: Optional[str] = typer.Option(None, "--model", hidden=True, help="Deprecated spelling of --recommender (--model names a model directory elsewhere)."),
     name: Optional[List[str]] = typer.Option(None, "--name", help="Display name of a table (repeatable, one per table, in order)."),
     seeds: int = typer.Option(3, "--seeds", help="Number of downstream training seeds (--seed, --seed+1, ...).", min=1),
     epochs: Optional[int] = typer.Option(None, "--epochs", help=f"sasrec-sid: maximum training epochs (early stopping on validation Recall@10); tiger: the epochs of its one-cycle schedule. [default: {EVAL_EPOCHS}; tiger {TIGER_EPOCHS}]"),
     baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Also evaluate most-popular and sasrec-id."),
     tune_id: bool = typer.Option(False, "--tune-id", help="Tune the sasrec-id baseline on validation first (hidden size, dropout, lr, history length, epochs; one axis at a time, 6 trainings); the chosen setting is in --json."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Id column of the SID tables."),
-    beam: int = typer.Option(20, "--beam", min=1, help="Beam width of --model tiger (validation and test)."),
+    beam: int = typer.Option(20, "--beam", min=1, help="Beam width of --recommender tiger (validation and test)."),
     collisions: str = typer.Option("group", "--collisions", help="tiger: group (generate the table's SIDs as given; a SID shared by G items is worth 1/G in ItemHit/ItemNDCG) or suffix (compute a de-dup suffix first)."),
     suffix: str = typer.Option("auto", "--suffix", help="Last token as de-dup suffix: auto | last | none."),
     bootstrap: int = typer.Option(10000, "--bootstrap", help="Paired bootstrap resamples over users.", min=100),
@@ -72,8 +73,14 @@ def eval_command(
     from sidkit._progress import progress_bar
 
     try:
+        if model is not None:
+            if recommender is not None:
+                raise ConfigError("give --recommender only (--model is its deprecated spelling)")
+            typer.echo("warning: 'sidkit eval --model' is deprecated and will be removed in the next release; use --recommender", err=True)
+        model = recommender or model or "sasrec-sid"
         if model not in ("sasrec-sid", "tiger"):
-            raise ConfigError(f"--model '{model}' is not known; choose sasrec-sid or tiger")
+            flag = "--recommender" if recommender is not None else "--model"
+            raise ConfigError(f"{flag} '{model}' is not known; choose sasrec-sid or tiger")
         from sidkit.eval.run import evaluate
 
         paths, groups, names = expand_tables(codes, name or None)

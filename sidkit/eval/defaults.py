@@ -3,4 +3,4 @@ without loading the evaluation stack."""
 
 #: maximum training epochs of the downstream models of ``sidkit eval``
 EVAL_EPOCHS = 30
-TIGER_EPOCHS = 8  # sidkit eval --model tiger: epochs of its one-cycle schedule
+TIGER_EPOCHS = 8  # sidkit eval --recommender tiger: epochs of its one-cycle schedule

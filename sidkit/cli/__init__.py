@@ -1,7 +1,7 @@
 """The ``sidkit`` command line: a thin Typer layer over the library (one call per command).
 
 One module per command group, each parse -> one library call -> render: :mod:`.fit` (fit,
-encode), :mod:`.audit`, :mod:`.export` (export, lookup), :mod:`.dedup`, :mod:`.eval`, :mod:`.kae`."""
+encode), :mod:`.audit`, :mod:`.export` (export, lookup), :mod:`.dedup`, :mod:`.eval`, :mod:`.kae`, :mod:`.info`."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def _register_commands() -> None:
     from sidkit.cli.eval import eval_command
     from sidkit.cli.export import export_command, lookup_command
     from sidkit.cli.fit import encode_command, fit_command
+    from sidkit.cli.info import info_command
     from sidkit.cli.kae import bind_slot_command, kae_plan_command, slots_command, unbind_slot_command
 
     app.command("fit")(fit_command)
@@ -52,6 +53,7 @@ def _register_commands() -> None:
     app.command("bind-slot")(bind_slot_command)
     app.command("unbind-slot")(unbind_slot_command)
     app.command("slots")(slots_command)
+    app.command("info")(info_command)
 
 
 _register_commands()

@@ -163,3 +163,68 @@ def _load(class_name: str, params: Mapping, tensors: Mapping, model_dir: Path):
         detail = " ".join(str(e).split())[:160]
         raise ModelError(f"{model_dir}/sidkit.json: estimator.params do not fit {model_dir}/model.safetensors ({detail}); "
                          "re-run 'sidkit fit'") from None
+
+
+def model_info(model_dir: str | os.PathLike) -> dict:
+    """What ``sidkit info`` shows: the model's method, shape, catalog, quality figures, the version
+    and options it was fitted with, its KAE slots and its files; read from ``sidkit.json``,
+    ``report.json`` and ``slots.json`` only (no tensors are loaded, so it is instant at any size)."""
+    from sidkit.model.files import read_meta
+    from sidkit.model.layout import REPORT_JSON, SLOTS, ModelDir
+
+    p = Path(model_dir)
+    if not p.is_dir():
+        raise ModelError(f"{p}: model directory not found; pass the --out directory of 'sidkit fit'")
+    d = ModelDir(p)
+    try:
+        if not d.exists(META):
+            raise ModelError(f"{p}: not a sidkit model directory ({META} is missing); pass the --out directory of 'sidkit fit'")
+        meta = read_meta(d)
+        report = d.read_json(REPORT_JSON) if d.exists(REPORT_JSON) else {}
+        slots = d.read_json(SLOTS) if d.exists(SLOTS) else None
+    finally:
+        d.close()
+    inp, train = meta.get("input") or {}, meta.get("training") or {}
+    coll = report.get("collision") or {}
+    sem = report.get("semantic") or {}
+    config = meta.get("config") or {}
+    out = {
+        "model_dir": str(p),
+        "method": meta["method"],
+        "sidkit_version": meta.get("sidkit_version"),
+        "format_version": meta.get("format_version"),
+        "fitted_at": _mtime(p / META),
+        "n_levels": meta.get("n_levels"),
+        "codebook_sizes": meta.get("codebook_sizes"),
+        "n_items": inp.get("rows"),
+        "train_rows": train.get("train_rows", inp.get("train_rows")),
+        "catalog": inp.get("path"),
+        "id_col": inp.get("id_col"),
+        "embedding": {"columns": (meta.get("fusion") or {}).get("columns"), "dims": (meta.get("fusion") or {}).get("dims")},
+        "seed": config.get("seed"),
+        "dedup": (report.get("dedup") or {}).get("method", config.get("dedup")),
+        "collision_rate": coll.get("collision_rate"),
+        "unique_sid_ratio": coll.get("unique_sid_ratio"),
+        "locality_gap": sem.get("locality_gap"),
+        "reconstruction_mse": (report.get("reconstruction") or {}).get("mse", train.get("reconstruction_mse")),
+        "fit_seconds": train.get("seconds"),
+        "model_fingerprint": meta.get("model_fingerprint"),
+        "config": config,
+        "files": {f.name: f.stat().st_size for f in sorted(p.iterdir()) if f.is_file()},
+    }
+    if isinstance(slots, dict):  # KAE: the slot registry
+        binds = slots.get("bindings") or []
+        groups = []
+        for g in slots.get("groups") or []:
+            lo, hi = (g.get("reserved") or [0, 0])[:2]
+            n_bound = sum(1 for x in binds if x.get("group") == g.get("group"))
+            groups.append({"name": g.get("name"), "position": g.get("position"), "active": g.get("active"),
+                           "reserved": int(hi) - int(lo), "bound": n_bound, "free": int(hi) - int(lo) - n_bound})
+        out["slots"] = {"bindings": len(binds), "updated": slots.get("updated"), "groups": groups}
+    return out
+
+
+def _mtime(path: Path) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")

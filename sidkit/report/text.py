@@ -355,3 +355,47 @@ def bind_line(r: dict) -> str:
 def unbind_line(r: dict) -> str:
     """The one line of ``sidkit unbind-slot``."""
     return visible(f"unbound {r['category']}:{r['word']} from slot {r['slot']} of group {r['group']} (registry version {r['version']})")
+
+
+# ------------------------------------------------------------------------------------------ info
+
+
+def print_model_info(info: dict) -> None:
+    """``sidkit info MODEL_DIR``: one screen about a model directory."""
+    c = summary_console()
+
+    def pct(v):
+        return "-" if v is None else f"{v:.2%}"
+
+    rows = [
+        ("method", info["method"]),
+        ("levels x codes", f"{info['n_levels']} x {'/'.join(str(k) for k in info['codebook_sizes'] or [])}"),
+        ("items", f"{info['n_items']:,}" if info.get("n_items") is not None else "-"),
+        ("trained on", f"{info['train_rows']:,} rows" if info.get("train_rows") is not None else "-"),
+        ("catalog", f"{info.get('catalog')} (id column {info.get('id_col')})"),
+        ("embedding", ", ".join(f"{c} ({d})" for c, d in zip(info["embedding"]["columns"] or [], info["embedding"]["dims"] or []))),
+        ("collision rate", pct(info.get("collision_rate"))),
+        ("locality gap", "-" if info.get("locality_gap") is None else f"{info['locality_gap']:.3f}"),
+        ("reconstruction MSE", "-" if info.get("reconstruction_mse") is None else f"{info['reconstruction_mse']:.3g}"),
+        ("dedup", str(info.get("dedup"))),
+        ("seed", str(info.get("seed"))),
+        ("fitted", f"{info.get('fitted_at')} with sidkit {info.get('sidkit_version')} in {info.get('fit_seconds') or 0:.1f} s"),
+        ("fingerprint", str(info.get("model_fingerprint"))),
+    ]
+    if "slots" in info:
+        s = info["slots"]
+        rows.append(("slots", f"{s['bindings']} bound; " + "; ".join(
+            f"{g['name']}: {g['bound']}/{g['reserved']} reserved used" for g in s["groups"])))
+    rows.append(("files", ", ".join(f"{n} ({_size(b)})" for n, b in info["files"].items())))
+    width = max(len(k) for k, _ in rows)
+    c.print(f"[bold]{safe(info['model_dir'])}[/]")
+    for k, v in rows:
+        c.print(f"  {k:<{width}}  {safe(str(v))}")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

@@ -167,9 +167,9 @@ def report(root: Path, datasets, specs, reference: str, vs2: str, out_json: Path
                                                  "ndcg@10": [r[1].get("ndcg@10") for r in runs]}
             if reference not in groups:
                 continue
-            lens = {len(v) for vals in per_user.values() for v in vals}
-            if len(lens) != 1:
-                print(f"  {keydir.name}: per-user arrays of different lengths {lens}; skipped")
+            bad = {k: {len(v) for v in vals} for k, vals in per_user.items() if len({len(v) for v in vals}) != 1}
+            if bad:  # every run of one key must score the same users (e.g. cold_recall@10: the cold users)
+                print(f"  {keydir.name}: per-user arrays of different lengths {bad}; skipped")
                 continue
             print(f"\n== {ds} {keydir.name}: pooled over fit seeds x users (two-level bootstrap)")
             res = {}

@@ -309,7 +309,7 @@ class FitConfig:
     them flat, as flags, keywords and TOML keys do (:meth:`from_options`); :meth:`to_dict` is the
     layout sidkit.json stores."""
 
-    method: str = "rqvae"
+    method: str = "rqkmeans"  # the best method at its defaults under TIGER on both shared catalogs (benchmarks/README.md, issue 28)
     id_col: str = "item_id"
     embedding: list[str] | None = None
     embedding_weights: list[float] | None = None

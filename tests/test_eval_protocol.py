@@ -211,3 +211,13 @@ def test_tune_sasrec_id_one_axis_at_a_time(tmp_path, monkeypatch):
                    n_bootstrap=100, train_config=tiny_cfg(d=16, epochs=2, valid_users=100))
     row = res["rows"][-1]
     assert row["name"] == "sasrec-id (tuned)" and row["tuned"] == setting and len(row["tuning"]) == 4
+
+
+def test_tiger_cold_items_warn_when_never_generated(example_model, tmp_path):
+    small = _first_users(tmp_path / "small.parquet", 120)
+    res = evaluate([example_model], small, model="tiger", seeds=(0,), baselines=(), n_bootstrap=100, cold_items=0.3,
+                   train_config=tiny_cfg(epochs=1, valid_users=100))
+    row = res["rows"][0]
+    assert 0.0 <= row["cold_itemhit@10"] <= row["cold_recall@10"] + 1e-12
+    warned = any("never ranked a held-out item" in w for w in res["warnings"])
+    assert warned == (row["cold_recall@20"] == 0.0)

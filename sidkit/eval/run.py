@@ -185,6 +185,11 @@ def evaluate(  # long for its docstring (the result contract); the code is ~40 l
     torch.set_num_threads(n_threads)
 
     _add_bootstrap_deltas(res, tiger, n_bootstrap=n_bootstrap, seed=seeds[0])
+    if tiger and cold is not None:
+        never = [r["name"] for r in res.rows[:len(tables)] if r.get("cold_recall@20", 1.0) == 0.0]
+        if never:
+            warnings.append(f"tiger never ranked a held-out item in its top 20 ({', '.join(never)}): a generative model does not "
+                            "produce SIDs it was not trained on; compare cold-start items with --recommender sasrec-sid")
     rows = res.rows
     rnd = 1.0 / split.n_items
     extra = {"per_user": res.per_user_arrays()} if return_per_user else {}

@@ -46,17 +46,20 @@ def _hms(seconds: float) -> str:
 
 
 class LogLines:
-    """A progress callback ``(stage, done, total, info)`` that writes plain lines through ``emit``:
-    the first update of a stage, then at most one every ``every`` seconds, and the stage's end
-    (``done >= total``). ``clock`` is injectable for tests."""
+    """A progress callback ``(stage, done, total, info)`` that writes plain lines through ``emit``
+    once a stage has run for ``every`` seconds, then at most one every ``every`` seconds, and the
+    end (``done >= total``) of a stage that wrote a line. Work shorter than ``every`` writes
+    nothing (a quick command, or one that fails on bad input, keeps stderr to its one line).
+    ``clock`` is injectable for tests."""
 
     def __init__(self, emit: Callable[[str], None], every: float = LOG_EVERY, clock: Callable[[], float] = time.monotonic):
         self.emit, self.every, self.clock = emit, float(every), clock
         self.started: dict[str, tuple[float, int]] = {}
         self.last: dict[str, float] = {}
         self.ended: set[str] = set()
+        self.wrote: set[str] = set()
         self.current: tuple | None = None  # the last update (stage, done, total, info)
-        self.last_line = clock()
+        self.last_line = clock()  # when the last line was written (or this object made)
 
     def heartbeat(self) -> None:
         """Repeat the running stage's last state when nothing was written for ``every`` seconds
@@ -64,21 +67,24 @@ class LogLines:
         cur = self.current
         if cur is None or cur[0] in self.ended or self.clock() - self.last_line < self.every:
             return
-        self.last.pop(cur[0], None)
+        self.last[cur[0]] = -1e18  # due now
         self(*cur)
 
     def __call__(self, stage: str, done: int, total: int, info: dict | None = None) -> None:
         now = self.clock()
         self.current = (stage, done, total, info)
-        first = stage not in self.started
-        if first:
+        if stage not in self.started:
             self.started[stage] = (now, done)
+            self.last.setdefault(stage, now)
         end = total > 0 and done >= total
         if end and stage in self.ended:
             return
-        if not (first or end or now - self.last.get(stage, -1e18) >= self.every):
+        wrote = stage in self.wrote
+        due = now - self.last[stage] >= self.every
+        if not (due or (end and wrote)):
             return
         self.last[stage] = self.last_line = now
+        self.wrote.add(stage)
         if end:
             self.ended.add(stage)
         t0, d0 = self.started[stage]

@@ -124,6 +124,7 @@ def test_evaluate_cold_items_reports_cold_and_warm_users(example_model):
     assert "delta_cold_recall@10_ci" in res["rows"][1]
     rows = {r["name"]: r for r in res["rows"]}
     assert rows["most-popular"]["cold_recall@10"] == 0.0  # a held-out item has no training count
+    assert rows["sasrec-id"]["cold_recall@20"] == 0.0  # no trained id embedding: ranked below every seen item
 
 
 def test_cold_items_need_model_directories(tmp_path):

@@ -157,16 +157,22 @@ def _length_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator
 
 @torch.no_grad()
 def sasrec_ranks(model: SASRec, hist: np.ndarray, targets: np.ndarray, *, batch_size: int = 1024,
-                 tie_order=None) -> np.ndarray:
+                 tie_order=None, unscored: np.ndarray | None = None) -> np.ndarray:
+    """1-based ranks of the targets; ``unscored`` (bool per item) items rank below every other
+    (an id model has no trained embedding for an item it never saw: it cannot rank it)."""
     model.eval()
     M = model.items()
     out = []
     T = hist.shape[1]
+    mask = None if unscored is None else torch.as_tensor(np.asarray(unscored, bool))
     for a in range(0, len(hist), batch_size):
         h = torch.as_tensor(hist[a:a + batch_size])
         t = max(1, int((h >= 0).sum(1).max()))
         u = model.states(h[:, T - t:], M)[:, -1]
-        out.append(ranks_from_scores(u @ M.T, targets[a:a + batch_size], tie_order))
+        scores = u @ M.T
+        if mask is not None:
+            scores = scores.masked_fill(mask, float("-inf"))
+        out.append(ranks_from_scores(scores, targets[a:a + batch_size], tie_order))
     return np.concatenate(out) if out else np.zeros(0)
 
 

@@ -444,7 +444,9 @@ def _eval_baselines(baselines, run: _Run, res: _Rows, tune_id: bool = False) -> 
             M._set_seed(s)
             emb = M.IdItemEmbedding(split.n_items, cfg.d)
             net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=run.progress, stage=f"sasrec-id seed {s}")
-            ranks_by_seed.append(M.sasrec_ranks(net, test_hist, run.test_tgt, tie_order=M._tie_order(split.n_items)))
+            # held-out items have only their random initial id embedding: ranked last, not at random
+            ranks_by_seed.append(M.sasrec_ranks(net, test_hist, run.test_tgt, tie_order=M._tie_order(split.n_items),
+                                                unscored=split.held_out))
             infos.append(info)
         name = "sasrec-id (tuned)" if tune_id else "sasrec-id"
         res.finish({"name": name, "model": "sasrec-id", "seeds": run.seeds, **extra}, ranks_by_seed, infos)

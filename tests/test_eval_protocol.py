@@ -222,3 +222,20 @@ def test_tiger_cold_items_warn_when_never_generated(example_model, tmp_path):
     assert 0.0 <= row["cold_itemhit@10"] <= row["cold_recall@10"] + 1e-12
     warned = any("never ranked a held-out item" in w for w in res["warnings"])
     assert warned == (row["cold_recall@20"] == 0.0)
+
+
+def test_unscored_items_rank_below_every_other():
+    import sidkit.eval.models as M
+
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(40), 5)
+    sp = split_arrays(users, rng.integers(0, 12, size=len(users)), n_items=12)
+    M._set_seed(0)
+    net = M.SASRec(M.IdItemEmbedding(12, 8), 8, sp.max_history, 1, 2, 0.0)
+    _, hist, tgt = sp.histories("test")
+    unscored = np.zeros(12, bool)
+    unscored[[3, 5]] = True
+    ranks = M.sasrec_ranks(net, hist, tgt, tie_order=M._tie_order(12), unscored=unscored)
+    assert (ranks[unscored[tgt]] > 10).all()  # after the 10 scored items
+    plain = M.sasrec_ranks(net, hist, tgt, tie_order=M._tie_order(12))
+    assert (ranks[~unscored[tgt]] <= plain[~unscored[tgt]]).all()  # the others move up or stay

@@ -291,10 +291,11 @@ def _train_loop(build: Callable[[], nn.Module], optimizer: type, batches: Callab
 
 
 def train_sasrec(split: Split, item_embedding: nn.Module, *, seed: int, cfg: TrainConfig, progress=None,
-                 stage: str = "sasrec") -> tuple[SASRec, dict]:
+                 stage: str = "sasrec", rank_held_out: bool = True) -> tuple[SASRec, dict]:
     """Train SASRec with full softmax cross-entropy on next-item prediction over the training part;
     early stopping on validation Recall@10 (checked every epoch, best state restored; see
-    :func:`_train_loop`)."""
+    :func:`_train_loop`). Items held out of the split (``split.held_out``) are never softmax
+    negatives; with ``rank_held_out=False`` (an id model) they are not validation candidates either."""
     T = split.max_history
     X, Y = _sasrec_training_arrays(split, T)
     vh, vt = _valid_subset(split, cfg.valid_users, seed)
@@ -302,7 +303,10 @@ def train_sasrec(split: Split, item_embedding: nn.Module, *, seed: int, cfg: Tra
     Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y)
     lengths = torch.as_tensor((X >= 0).sum(1))
     # held-out (cold) items are not even negatives: the model must never have seen them
-    unseen = None if split.held_out is None else torch.as_tensor(np.asarray(split.held_out, bool))
+    unseen_np = None if split.held_out is None else np.asarray(split.held_out, bool)
+    # an id model has only random embeddings for held-out items: not validation candidates (rank_held_out=False)
+    val_unscored = None if rank_held_out else unseen_np
+    unseen = None if unseen_np is None else torch.as_tensor(unseen_np)
 
     def batch_loss(model: SASRec, idx: torch.Tensor) -> torch.Tensor:
         t = int(lengths[idx].max())  # left-padded: drop the all-padding columns
@@ -315,8 +319,8 @@ def train_sasrec(split: Split, item_embedding: nn.Module, *, seed: int, cfg: Tra
             logits = logits.masked_fill(unseen, float("-inf"))
         return F.cross_entropy(logits, y[m])
 
-    def validate(model: SASRec) -> float:
-        return float(recall_at_k(sasrec_ranks(model, vh, vt, tie_order=tie), 10).mean()) if len(vt) else 0.0
+    def validate(model: SASRec) -> float:  # held-out items are not candidates (see sasrec_ranks)
+        return float(recall_at_k(sasrec_ranks(model, vh, vt, tie_order=tie, unscored=val_unscored), 10).mean()) if len(vt) else 0.0
 
     return _train_loop(lambda: SASRec(item_embedding, cfg.d, T, cfg.n_layers, cfg.n_heads, cfg.dropout),
                        torch.optim.Adam, lambda gen: _length_batches(lengths, cfg.batch_size, gen), batch_loss,

@@ -443,7 +443,8 @@ def _eval_baselines(baselines, run: _Run, res: _Rows, tune_id: bool = False) -> 
         for s in run.seeds:
             M._set_seed(s)
             emb = M.IdItemEmbedding(split.n_items, cfg.d)
-            net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=run.progress, stage=f"sasrec-id seed {s}")
+            net, info = M.train_sasrec(split, emb, seed=s, cfg=cfg, progress=run.progress, stage=f"sasrec-id seed {s}",
+                                       rank_held_out=False)
             # held-out items have only their random initial id embedding: ranked last, not at random
             ranks_by_seed.append(M.sasrec_ranks(net, test_hist, run.test_tgt, tie_order=M._tie_order(split.n_items),
                                                 unscored=split.held_out))

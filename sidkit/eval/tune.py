@@ -51,7 +51,8 @@ def tune_sasrec_id(split, base_cfg, *, seed: int, progress=None) -> tuple[dict, 
             sp, cfg = _split_for(split, s), _cfg_for(base_cfg, s)
             M._set_seed(seed)
             emb = M.IdItemEmbedding(sp.n_items, cfg.d)
-            _, info = M.train_sasrec(sp, emb, seed=seed, cfg=cfg, progress=progress, stage=f"sasrec-id tuning {len(trials) + 1}")
+            _, info = M.train_sasrec(sp, emb, seed=seed, cfg=cfg, progress=progress, stage=f"sasrec-id tuning {len(trials) + 1}",
+                                     rank_held_out=False)
             scores[key] = float(info["valid_recall@10"])
             trials.append({"setting": dict(s), "valid_recall@10": scores[key], "best_epoch": info["best_epoch"]})
         return scores[key]

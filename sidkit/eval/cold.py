@@ -59,10 +59,9 @@ def _model_dir(path) -> Path:
     return d
 
 
-def _items_path(model_dir: Path, items) -> str:
+def _items_path(model_dir: Path, meta: dict, items) -> str:
     if items is not None:
         return os.fspath(items)
-    meta = json.loads((model_dir / "sidkit.json").read_text(encoding="utf-8"))
     path = (meta.get("input") or {}).get("path")
     if not path or not Path(path).exists():
         raise DataError(f"{model_dir}: the catalog it was fitted on ({path!r}) is not there; give the catalog with "
@@ -82,8 +81,8 @@ def encode_cold(table: dict, cold_ids, items=None) -> tuple[np.ndarray, np.ndarr
     from sidkit.model.layout import CODES
 
     model_dir = _model_dir(table["path"])
-    items_path = _items_path(model_dir, items)
     meta = json.loads((model_dir / "sidkit.json").read_text(encoding="utf-8"))
+    items_path = _items_path(model_dir, meta, items)
     id_col = (meta.get("input") or {}).get("id_col") or "item_id"
     cold_arr = pa.array(list(cold_ids))
     with tempfile.TemporaryDirectory(prefix="sidkit-cold-") as tmp:
@@ -94,13 +93,12 @@ def encode_cold(table: dict, cold_ids, items=None) -> tuple[np.ndarray, np.ndarr
         keep = pc.invert(pc.is_in(codes.column(codes.schema.names[0]).cast(cold_arr.type), value_set=cold_arr))
         pq.write_table(codes.filter(keep), known / CODES)
         src = open_source(items_path)
-        parts = []
-        for shard in src.shards:
-            t = pq.read_table(shard)
-            if id_col not in t.schema.names:
-                raise DataError(f"{shard}: no id column {id_col!r} (the model's); give the catalog the model was fitted on")
-            parts.append(t.filter(pc.is_in(t.column(id_col).cast(cold_arr.type), value_set=cold_arr)))
-        new = pa.concat_tables(parts)
+        if id_col not in src.schema_arrow.names:
+            raise DataError(f"{items_path}: no id column {id_col!r} (the model's); give the catalog the model was fitted on")
+        parts = []  # streamed in record batches: only the held-out rows are kept
+        for b in src.iter_batches():
+            parts.append(b.data.filter(pc.is_in(b.data.column(id_col).cast(cold_arr.type), value_set=cold_arr)))
+        new = pa.Table.from_batches(parts, schema=src.schema_arrow)
         if new.num_rows != len(cold_arr):
             raise DataError(f"{items_path}: {len(cold_arr) - new.num_rows} of the held-out items are not in the catalog; "
                             f"give the catalog the SID tables were made from with {opt('items')}")

@@ -245,6 +245,9 @@ TRAIN_SAMPLE_DEFAULT = 1_000_000
 
 #: how RQ-VAE training starts (``--init``; ``RQVAE(init=...)``)
 INITS = ("random", "batch", "rqkmeans")
+#: what RQ-VAE training updates (``--refine``; ``RQVAE(refine=...)``): everything, or (after a
+#: ``rqkmeans`` warm start) only the residual levels' codebooks
+REFINES = ("all", "residual")
 
 
 @dataclass
@@ -276,6 +279,7 @@ class RQVAEOptions:
     device: str = "cpu"
     precision: str = "fp32"
     init: str = "random"
+    refine: str = "all"
 
 
 @dataclass
@@ -405,6 +409,11 @@ class FitConfig:
             raise ConfigError(f"{opt('precision')} '{r.precision}' is not known; use fp32, bf16 or auto")
         if r.init not in INITS:
             raise ConfigError(f"{opt('init')} '{r.init}' is not known; use {', '.join(INITS)}")
+        if r.refine not in REFINES:
+            raise ConfigError(f"{opt('refine')} '{r.refine}' is not known; use {', '.join(REFINES)}")
+        if r.refine == "residual" and r.init != "rqkmeans":
+            raise ConfigError(f"{opt('refine')} residual keeps the warm start's encoder and first level; "
+                              f"it needs {opt('init')} rqkmeans (got {opt('init')} {r.init})")
         if r.device not in ("cpu", "cuda") and not str(r.device).startswith("cuda:"):
             raise ConfigError(f"{opt('device')} '{r.device}' is not known; use cpu or cuda")
         if self.regularizer is not None:
@@ -445,6 +454,7 @@ HELP: dict[str, str] = {
     "balanced": "rqkmeans (and --init rqkmeans): capacity-capped (balanced) k-means; --no-balanced for plain k-means (more 'sink' codes and collisions: 22.9% vs 14.9% on Scientific).",
     "latent_dim": "rqvae: size of the encoder's output, the space the codebooks live in.",
     "init": "rqvae/quasid/adasid: how training starts: random (random encoder, k-means codebooks of its outputs), batch (the same, k-means on one batch) or rqkmeans (warm start at residual k-means of the embeddings, balanced unless --no-balanced; the encoder starts as the identity when --latent-dim equals the embedding size, else a PCA projection).",
+    "refine": "rqvae/quasid/adasid: what training updates: all (encoder, decoder, every codebook) or residual (with --init rqkmeans: the warm start's encoder, decoder and first-level codebook stay as k-means made them; the method's losses refine the residual levels' codebooks only).",
     "sinkhorn": "rqvae: Sinkhorn assignment on the last level during training (LC-Rec).",
     "device": "rqvae: cpu or cuda.",
     "precision": "rqvae: encoder/decoder precision while training: fp32, bf16 (mixed precision; about 1.6x faster on CPUs with AVX512-BF16 or AMX) or auto (bf16 where the hardware has it).",

@@ -112,3 +112,31 @@ def test_cli_init_option(tmp_path):
     bad = CliRunner().invoke(app, ["fit", str(items), "-m", "quasid", "--init", "warm", "-o", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "--init 'warm' is not known; use random, batch, rqkmeans" in bad.output
     assert not (tmp_path / "b").exists()
+
+
+def test_refine_residual_trains_only_the_residual_codebooks():
+    """``refine="residual"``: the warm start's encoder, decoder and first-level codebook come out of
+    training unchanged (so the first-level codes are balanced RQ-KMeans' own); the residual
+    codebooks move."""
+    from sidkit.config import resolve_blocks
+    from sidkit.regularizers import make_regularizer
+
+    X = _data()
+    kw = dict(latent_dim=X.shape[1], refine="residual", max_steps=60, eval_every=20, patience=0, dead_code_every=10)
+    tr = _start(_model(**kw), X)
+    start = {k: v.detach().clone() for k, v in tr.model.state_dict().items()}
+    for regs in ([], [make_regularizer("quasid", resolve_blocks({}))]):
+        m = _model(**kw, regularizers=regs).fit(X)
+        end = m.module_.state_dict()
+        for k, v in start.items():
+            if k.startswith(("encoder.", "decoder.")) or k == "rq.levels.0.codebook":
+                assert torch.equal(end[k], v), k
+        assert not all(torch.equal(end[f"rq.levels.{l}.codebook"], start[f"rq.levels.{l}.codebook"]) for l in (1, 2))
+        codes = m.encode(X)
+        assert (codes[:, 0] == m.init_codes_[:, 0]).all()  # the first level is k-means' partition
+        assert m.params()["refine"] == "residual"
+        assert (RQVAE.from_state(m.params(), m.state_dict()).encode(X) == codes).all()
+    with pytest.raises(ConfigError, match="refine residual .* needs init rqkmeans"):
+        RQVAE(2, [8, 4], refine="residual").fit(X)
+    with pytest.raises(ConfigError, match="refine 'some' is not known"):
+        RQVAE(2, [8, 4], init="rqkmeans", latent_dim=4, refine="some").fit(X)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sidkit.config import INITS
+from sidkit.config import INITS, REFINES
 from sidkit.errors import ConfigError, opt
 from sidkit.metrics.collision import collision_rate
 from sidkit.quantizers.base import Progress, Tokenizer, check_codes, check_enough_items, items_matrix, resolve_sizes as _sizes
@@ -247,6 +247,11 @@ class RQVAE(Tokenizer):
         rows and the decoder starts as the back-projection, so the first codes are the RQ-KMeans
         nearest-centroid codes and training refines that partition.
     init_balanced : ``init="rqkmeans"``: capacity-capped (balanced) k-means, as ``RQKMeans(balanced=True)``.
+    refine : ``"all"``: training updates the encoder, the decoder and every codebook. ``"residual"``
+        (needs ``init="rqkmeans"``): the encoder, the decoder and the first-level codebook stay
+        where the warm start put them (balanced k-means); only the residual levels' codebooks are
+        trained, by the codebook loss and the regularizers (QuaSID/AdaSID refinement of RQ-KMeans'
+        residual levels). Dead-code restarts then leave the first level alone too.
     sinkhorn : Sinkhorn assignment on the last level during training (LC-Rec).
     device : "cpu" or "cuda".
     random_state : seed.
@@ -261,7 +266,7 @@ class RQVAE(Tokenizer):
                  eval_every: int = 50, patience: int = 10, recon_guard: float = 0.1, dead_code_every: int = 50,
                  kmeans_init_sample: int = 50000, sinkhorn: bool = False, sinkhorn_eps: float = 0.003,
                  sinkhorn_iters: int = 50, precision: str = "fp32", device: str = "cpu", random_state: int = 0,
-                 init: str = "random", init_balanced: bool = True, regularizers: Sequence["Regularizer"] = ()):
+                 init: str = "random", init_balanced: bool = True, refine: str = "all", regularizers: Sequence["Regularizer"] = ()):
         self.n_levels = n_levels
         self.codebook_size = codebook_size
         self.latent_dim = latent_dim
@@ -285,6 +290,7 @@ class RQVAE(Tokenizer):
         self.random_state = random_state
         self.init = init
         self.init_balanced = init_balanced
+        self.refine = refine
         self.regularizers = list(regularizers)
 
     # ------------------------------------------------------------------------------------------
@@ -293,6 +299,11 @@ class RQVAE(Tokenizer):
             raise ConfigError(f"{opt('precision')} '{self.precision}' is not known; use fp32, bf16 or auto")
         if self.init not in INITS:
             raise ConfigError(f"{opt('init')} '{self.init}' is not known; use {', '.join(INITS)}")
+        if self.refine not in REFINES:
+            raise ConfigError(f"{opt('refine')} '{self.refine}' is not known; use {', '.join(REFINES)}")
+        if self.refine == "residual" and self.init != "rqkmeans":
+            raise ConfigError(f"{opt('refine')} residual keeps the warm start's encoder and first level; "
+                              f"it needs {opt('init')} rqkmeans (got {opt('init')} {self.init})")
         if self.init == "rqkmeans" and self.latent_dim > d:
             raise ConfigError(f"{opt('init')} rqkmeans: {opt('latent_dim')} {self.latent_dim} is larger than the embedding "
                               f"dimension {d}; give {opt('latent_dim')} {d} (exact warm start) or less (PCA projection)")
@@ -361,7 +372,10 @@ class RQVAE(Tokenizer):
         tr.total = total = int(min(self.max_steps, self.epochs * steps_per_epoch))
         tr.t0 = time.perf_counter()
         self.init_codes_ = self._init_codebooks(model, X, rng, dev)
-        tr.opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
+        if self.refine == "residual":  # the warm start's maps and first level stay as k-means made them
+            for p in [*model.encoder.parameters(), *model.decoder.parameters(), model.rq.levels[0].codebook]:
+                p.requires_grad_(False)
+        tr.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=self.lr, weight_decay=self.weight_decay, fused=True)
         tr.sched = torch.optim.lr_scheduler.LambdaLR(tr.opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)) * 0.95 + 0.05)
         tr.sk = (self.sinkhorn_eps, self.sinkhorn_iters) if self.sinkhorn else None
         tr.usage = [torch.zeros(k, dtype=torch.long, device=dev) for k in sizes]
@@ -409,7 +423,7 @@ class RQVAE(Tokenizer):
             tr.usage[l] += torch.bincount(codes[:, l], minlength=tr.sizes[l])
         start = 0.2 * tr.total if self.init == "rqkmeans" else 0
         if self.dead_code_every and step % self.dead_code_every == 0 and start <= step < 0.8 * tr.total:
-            self._restart_dead(model, xb, tr.usage, tr.gen)
+            self._restart_dead(model, xb, tr.usage, tr.gen, first=1 if self.refine == "residual" else 0)
             tr.usage = [torch.zeros_like(u) for u in tr.usage]
         return loss
 
@@ -491,11 +505,13 @@ class RQVAE(Tokenizer):
         return km.encode(Z)
 
     @staticmethod
-    def _restart_dead(model: RQVAEModule, xb: torch.Tensor, usage, gen) -> None:
+    def _restart_dead(model: RQVAEModule, xb: torch.Tensor, usage, gen, first: int = 0) -> None:
+        """Re-seed the codes of levels ``first``.. unused since the last restart with random
+        current residuals."""
         with torch.no_grad():
             r = model.encoder(xb)
             for l, vq in enumerate(model.rq.levels):
-                dead = torch.nonzero(usage[l] == 0).flatten()
+                dead = torch.nonzero(usage[l] == 0).flatten() if l >= first else usage[l][:0]
                 if len(dead):
                     pick = torch.randint(0, r.shape[0], (len(dead),), generator=gen).to(r.device)
                     vq.codebook.data[dead] = r[pick]
@@ -621,7 +637,7 @@ class RQVAE(Tokenizer):
                 "dead_code_every": self.dead_code_every, "kmeans_init_sample": self.kmeans_init_sample,
                 "sinkhorn": self.sinkhorn, "sinkhorn_eps": self.sinkhorn_eps, "sinkhorn_iters": self.sinkhorn_iters,
                 "precision": self.precision, "device": self.device, "random_state": self.random_state,
-                "init": self.init, "init_balanced": self.init_balanced}
+                "init": self.init, "init_balanced": self.init_balanced, "refine": self.refine}
 
     @classmethod
     def from_state(cls, params: dict, tensors: dict[str, np.ndarray], **kw) -> "RQVAE":
